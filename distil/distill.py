@@ -1,0 +1,106 @@
+"""One distillation step, pure torch (no Ray): the science that `distil.train` runs on workers.
+
+Supports: MLM logits restricted to masked positions (`restrict_ce_to_mask`, the default, the
+vocabulary projection is then computed only at ~15 % of positions for teacher and student),
+length-grouped batches, AdamW with linear warmup/decay, gradient clipping. Determinism: the
+masks and dropout of step s on rank r depend only on (seed, s, r), and the batch of step s is a
+pure function of s, so a run resumed from a checkpoint at step s repeats the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import BertForMaskedLM, DistilBertForMaskedLM
+
+from distil.data import length_grouped_batches, pad_batch
+from distil.losses import distillation_loss
+from distil.masking import mask_tokens
+from distil.teacher import mlm_logits_at
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The searched hyper-parameters of the DistilBERT objective."""
+
+    alpha_ce: float
+    alpha_mlm: float
+    alpha_cos: float
+    temperature: float
+
+
+class StudentForDistillation(nn.Module):
+    """Wraps a DistilBertForMaskedLM so one forward (the unit DDP synchronises) returns
+    (last hidden (B, L, H), MLM logits (N, V) at the N True entries of `positions` (B, L))."""
+
+    def __init__(self, student: DistilBertForMaskedLM):
+        super().__init__()
+        self.student = student
+
+    def forward(self, input_ids, attention_mask, positions):
+        s = self.student
+        hidden = s.distilbert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        x = s.vocab_layer_norm(s.activation(s.vocab_transform(hidden[positions])))
+        return hidden, s.vocab_projector(x)
+
+
+def step_seed(seed: int, step: int, rank: int, world: int) -> int:
+    return (seed * 1_000_003 + step * world + rank) % (2**63)
+
+
+class BatchStream:
+    """The batch of global step s for rank r: length-grouped batches, reshuffled each epoch."""
+
+    def __init__(self, sequences: list[torch.Tensor], batch_size: int, seed: int, rank: int, world: int):
+        self.sequences, self.batch_size, self.seed, self.rank, self.world = sequences, batch_size, seed, rank, world
+        self.lengths = [len(s) for s in sequences]
+        self._epoch, self._batches = -1, []
+        if len(length_grouped_batches(self.lengths, batch_size, seed)) < world:
+            raise ValueError(f"corpus too small: fewer batches of {batch_size} than {world} workers")
+
+    def __call__(self, step: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(length_grouped_batches(self.lengths, self.batch_size, self.seed)) if self._epoch < 0 else len(self._batches)
+        usable = n - n % self.world  # every rank sees the same number of batches per epoch
+        index = step * self.world + self.rank
+        epoch, pos = divmod(index, usable)
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, length_grouped_batches(self.lengths, self.batch_size, self.seed + epoch)
+        return pad_batch([self.sequences[i] for i in self._batches[pos]], pad_id)
+
+
+def distill_step(
+    teacher: BertForMaskedLM,
+    student: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    probs: torch.Tensor,
+    weights: LossWeights,
+    *,
+    mask_id: int,
+    mask_prob: float,
+    restrict_ce_to_mask: bool,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """Mask a batch, run teacher (no grad) and student, return the loss terms (see distil.losses).
+
+    input_ids / attention_mask: (B, L). `student` is a StudentForDistillation (possibly DDP-wrapped).
+    """
+    corrupted, labels = mask_tokens(input_ids, probs, mask_id=mask_id, mask_prob=mask_prob, generator=generator)
+    masked = labels != -100
+    positions = masked if restrict_ce_to_mask else attention_mask.bool()
+    with torch.no_grad():
+        t_hidden, t_logits = mlm_logits_at(teacher, corrupted, attention_mask, positions)
+    s_hidden, s_logits = student(corrupted, attention_mask, positions)
+    mlm_rows = masked[positions]  # which projected rows are masked positions
+    real = attention_mask.bool()
+    return distillation_loss(
+        student_logits=s_logits,
+        teacher_logits=t_logits,
+        labels=labels[masked],
+        student_hidden=s_hidden[real],
+        teacher_hidden=t_hidden[real],
+        mlm_rows=mlm_rows,
+        **vars(weights),
+    )

@@ -1,0 +1,126 @@
+"""Leaderboard: one row per candidate student plus the teacher, rebuilt from result files.
+
+Conventions (as in the GLUE paper and DistilBERT's Table 1):
+  * every score is ×100 on a validation split;
+  * a split's score is the mean of its task's metrics (mrpc: F1 and accuracy; stsb: Pearson and
+    Spearman; qqp: accuracy and F1); with several seeds, the mean over seeds (and `<col>_std`);
+  * a task's score is the mean of its splits present (mnli: matched and mismatched);
+  * macro_score is the mean of task scores over the tasks scored (9 with WNLI; `include_wnli:
+    false` drops it). A column with no data (mnli_mm offline) stays empty and is not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from distil.glue import TASKS, score_columns
+
+CONFIG_COLUMNS = ["alpha_ce", "alpha_mlm", "alpha_cos", "temperature", "layer_selection"]
+
+
+def split_scores(glue_runs: list[dict]) -> dict[str, list[float]]:
+    """{column (task + split suffix): [score of each seed]} from finetune_and_evaluate results."""
+    out: dict[str, list[float]] = {}
+    for run in sorted(glue_runs, key=lambda r: r["seed"]):
+        for suffix, metrics in run["scores"].items():
+            if metrics:
+                out.setdefault(run["task"] + suffix, []).append(float(np.mean(list(metrics.values()))))
+    return out
+
+
+def macro_score(columns: dict[str, float], include_wnli: bool = True) -> float:
+    """Mean over tasks of the mean of each task's present split columns; NaN if nothing is scored."""
+    task_scores = []
+    for task in TASKS.values():
+        if task.name == "wnli" and not include_wnli:
+            continue
+        present = [columns[task.name + s] for s in task.eval_splits if not math.isnan(columns.get(task.name + s, math.nan))]
+        if present:
+            task_scores.append(float(np.mean(present)))
+    return float(np.mean(task_scores)) if task_scores else math.nan
+
+
+def row_from_result(result: dict, include_wnli: bool = True) -> dict:
+    """One leaderboard row (dict) from a teacher/candidate result.json."""
+    per_seed = split_scores(result.get("glue", []))
+    row = {c: (float(np.mean(per_seed[c])) if c in per_seed else math.nan) for c in score_columns()}
+    for c, values in per_seed.items():
+        if len(values) > 1:
+            row[c + "_std"] = float(np.std(values, ddof=1))
+    row["macro_score"] = macro_score(row, include_wnli)
+    row["seeds"] = ",".join(sorted({str(r["seed"]) for r in result.get("glue", [])}))
+    subsets = sorted({f"{r['task']}:{s}" for r in result.get("glue", []) for s in r.get("subset_splits", [])})
+    row["subset_data"] = " ".join(subsets)
+    row["n_params"] = result.get("n_params")
+    row.update({k: result.get("params", {}).get(k) for k in CONFIG_COLUMNS})
+    if "distill" in result:
+        row["distill_loss"] = result["distill"].get("loss")
+    return row
+
+
+def load(results_dir: str | Path) -> pd.DataFrame:
+    """Leaderboard of a sweep's results dir (finished or interrupted), sorted by macro_score.
+
+    Columns: model, kind (teacher/student), status (done/running-or-failed), alpha_ce, alpha_mlm,
+    alpha_cos, temperature, layer_selection, one column per GLUE split (cola ... wnli, mnli_m and
+    mnli_mm), <col>_std with several seeds, macro_score, pct_teacher (macro as % of the
+    teacher's), n_params (encoder parameters), distill_loss, seeds, subset_data (splits only
+    available as subsets).
+    """
+    results_dir = Path(results_dir)
+    spec_file = results_dir / "spec.json"
+    include_wnli = json.loads(spec_file.read_text())["glue"]["include_wnli"] if spec_file.exists() else True
+    rows = []
+    teacher = results_dir / "teacher" / "result.json"
+    if teacher.exists():
+        rows.append({"model": "teacher", "kind": "teacher", "status": "done",
+                     **row_from_result(json.loads(teacher.read_text()), include_wnli)})
+    for cand in sorted((results_dir / "candidates").glob("*")):
+        if (cand / "result.json").exists():
+            rows.append({"model": cand.name, "kind": "student", "status": "done",
+                         **row_from_result(json.loads((cand / "result.json").read_text()), include_wnli)})
+        elif (cand / "config.json").exists():
+            params = json.loads((cand / "config.json").read_text())["params"]
+            rows.append({"model": cand.name, "kind": "student", "status": "incomplete",
+                         **{k: params.get(k) for k in CONFIG_COLUMNS}})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    for c in _order():  # keep every column, e.g. an empty mnli_mm offline
+        if c not in df.columns:
+            df[c] = math.nan
+    df = df[_order() + [c for c in df.columns if c not in _order()]]
+    teacher_macro = df.loc[df["kind"] == "teacher", "macro_score"]
+    if len(teacher_macro):
+        df["pct_teacher"] = 100 * df["macro_score"] / teacher_macro.iloc[0]
+    return df.sort_values("macro_score", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def _order() -> list[str]:
+    return ["model", "kind", "status", *CONFIG_COLUMNS, "macro_score", "pct_teacher", *score_columns(), "n_params", "distill_loss"]
+
+
+def write(df: pd.DataFrame, results_dir: str | Path) -> None:
+    """Write leaderboard.csv (full precision) and leaderboard.md (rounded, with the conventions)."""
+    results_dir = Path(results_dir)
+    df.to_csv(results_dir / "leaderboard.csv", index=False)
+    (results_dir / "leaderboard.md").write_text(to_markdown(df))
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    shown = df.drop(columns=[c for c in ("subset_data", "seeds") if c in df.columns])
+    subsets = sorted({s for v in df.get("subset_data", pd.Series(dtype=str)).dropna() for s in str(v).split()})
+    notes = [
+        "Scores ×100 on GLUE validation splits; macro_score = mean of task scores (mnli = mean of its splits present).",
+        f"Seeds: {', '.join(sorted(set(df['seeds'].dropna())))}." if "seeds" in df else "",
+        f"Only available as subsets (task:split): {', '.join(subsets)}." if subsets else "",
+        "Empty cells: no data for that split (e.g. mnli_mm offline), or the trial did not finish.",
+    ]
+    shown = shown.astype({"n_params": "Int64"}) if "n_params" in shown else shown
+    table = shown.to_markdown(index=False, floatfmt=".2f", missingval="")
+    return table + "\n\n" + "\n".join(f"- {n}" for n in notes if n) + "\n"

@@ -1,0 +1,67 @@
+"""Distillation losses of DistilBERT (Sanh et al. 2019, §2-3; HF `examples/research_projects/distillation/distiller.py`).
+
+    L = alpha_ce · L_ce + alpha_mlm · L_mlm + alpha_cos · L_cos
+
+Pure torch, no Ray: each term takes flat tensors of the positions it is computed on.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def ce_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soft-target loss KL(softmax(t/T) ‖ softmax(s/T)) · T², averaged over positions.
+
+    Hinton et al. 2015 §2 (the T² keeps gradient magnitudes comparable across temperatures);
+    DistilBERT's L_ce. Shapes: logits (N, V) at N positions; returns a scalar (nats).
+    """
+    return (
+        F.kl_div(
+            F.log_softmax(student_logits / temperature, dim=-1),
+            F.softmax(teacher_logits / temperature, dim=-1),
+            reduction="batchmean",
+        )
+        * temperature**2
+    )
+
+
+def mlm_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Masked-LM cross-entropy (Devlin et al. 2019 §3.1). logits (N, V), labels (N,) token ids; scalar (nats)."""
+    return F.cross_entropy(student_logits, labels)
+
+
+def cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
+    """Cosine-embedding loss mean(1 − cos(h_s, h_t)) on last hidden states (DistilBERT's L_cos).
+
+    Shapes: (N, H) at N non-pad positions; returns a scalar in [0, 2].
+    """
+    target = student_hidden.new_ones(student_hidden.shape[0])
+    return F.cosine_embedding_loss(student_hidden, teacher_hidden, target)
+
+
+def distillation_loss(
+    *,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    mlm_rows: torch.Tensor | None = None,
+    alpha_ce: float,
+    alpha_mlm: float,
+    alpha_cos: float,
+    temperature: float,
+) -> dict[str, torch.Tensor]:
+    """Weighted sum of the three terms; returns {'loss', 'ce', 'mlm', 'cos'} (scalars).
+
+    logits (N, V) at the N masked positions with labels (N,); hidden (M, H) at the M non-pad positions.
+    A term whose alpha is 0 is not computed (reported as 0).
+    """
+    zero = student_hidden.new_zeros(())
+    ce = ce_loss(student_logits, teacher_logits, temperature) if alpha_ce > 0 else zero
+    mlm_logits = student_logits if mlm_rows is None else student_logits[mlm_rows]
+    mlm = mlm_loss(mlm_logits, labels) if alpha_mlm > 0 else zero
+    cos = cosine_loss(student_hidden, teacher_hidden) if alpha_cos > 0 else zero
+    return {"loss": alpha_ce * ce + alpha_mlm * mlm + alpha_cos * cos, "ce": ce, "mlm": mlm, "cos": cos}

