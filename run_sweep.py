@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1. Spec: validated once, before any cluster work; results/ is never overwritten.
     try:
         spec = load_spec(args.spec)
-        n_layers = check_against_teacher(spec)
+        n_layers = check_against_teacher(spec, offline=args.dry_run)
         out = claim_output_dir(Path(args.output or f"results/{spec.name}"), dry_run=args.dry_run)
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -69,18 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def check_against_teacher(spec: SweepSpec) -> int | None:
-    """Student depth (teacher layers // 2 unless set); checks explicit layer lists against the teacher."""
+def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
+    """Student depth (teacher layers // 2 unless set); checks explicit layer lists against the teacher.
+
+    With `offline` (--dry-run) a hub-id teacher is not fetched: its depth is checked when the run starts.
+    """
     from distil.spec import Choice, parse_layer_key
     from distil.student import select_layers
     from distil.teacher import resolve_teacher, teacher_depth
 
     try:
-        depth = teacher_depth(resolve_teacher(spec.teacher.model))
-    except ValueError as e:
-        raise SpecError(str(e)) from None
-    except OSError:  # a hub id without network: checked when the run starts on a cluster
-        return spec.student.n_layers
+        source = resolve_teacher(spec.teacher.model)
+        if offline and not os.path.isdir(source):
+            return spec.student.n_layers
+        depth = teacher_depth(source)
+    except (ValueError, OSError) as e:
+        raise SpecError(f"teacher.model: {str(e).splitlines()[0]}") from None
     n = spec.student.n_layers or depth // 2
     sels = spec.search.layer_selection
     for s in sels.choices if isinstance(sels, Choice) else [sels]:

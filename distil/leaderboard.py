@@ -121,6 +121,13 @@ def to_markdown(df: pd.DataFrame) -> str:
         f"Only available as subsets (task:split): {', '.join(subsets)}." if subsets else "",
         "Empty cells: no data for that split (e.g. mnli_mm offline), or the trial did not finish.",
     ]
-    shown = shown.astype({"n_params": "Int64"}) if "n_params" in shown else shown
-    table = shown.to_markdown(index=False, floatfmt=".2f", missingval="")
+    def cell(v, column):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if column == "n_params":
+            return f"{v / 1e6:.1f}M"
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    shown = pd.DataFrame({c: [cell(v, c) for v in shown[c]] for c in shown.columns})
+    table = shown.to_markdown(index=False, disable_numparse=True)
     return table + "\n\n" + "\n".join(f"- {n}" for n in notes if n) + "\n"

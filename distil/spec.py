@@ -263,13 +263,18 @@ class SweepSpec(_Strict):
 
 
 def _one_line(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    errors = err.errors()
+    # A union field (number | range | choice) fails once per branch: our own validators' messages
+    # say what is wrong, the branch tags ('float', 'FloatRange') in the path only add noise.
+    first = next((e for e in errors if e["type"] == "value_error"), errors[0])
+    branch_tags = {"float", "int", "str", "bool", "FloatRange", "Choice"}
+    loc = [str(p) for p in first["loc"] if str(p) not in branch_tags and "[" not in str(p)]
+    field = ".".join(loc) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key; remove it or check the spelling against README's spec reference"
     got = first.get("input")
-    tail = f" (got {got!r})" if first["type"] not in ("extra_forbidden", "missing") and not isinstance(got, dict) else ""
+    tail = f" (got {got!r})" if first["type"] not in ("extra_forbidden", "missing", "value_error") and not isinstance(got, dict) else ""
     return f"{source}: {field}: {msg}{tail}"
 
 

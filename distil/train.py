@@ -79,7 +79,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         sched.step()
         tokens += int(attn.sum())
         for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
         done = step + 1
         if done % d.checkpoint_every == 0 or done == d.steps:
             metrics = {k: v / (done - interval_start) for k, v in sums.items()}

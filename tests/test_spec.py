@@ -1,0 +1,95 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distil.spec import SpecError, load_spec, parse_layer_key, layer_key
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "distilbert-base"])
+def test_shipped_specs_validate(name):
+    spec = load_spec(ROOT / "sweeps" / f"{name}.yaml")
+    assert spec.name == name
+    assert spec.search.num_candidates >= 4
+
+
+def _write(tmp_path, **changes):
+    raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
+    for dotted, value in changes.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"distill.stepz": 3}, r"distill\.stepz: unknown key"),
+        ({"distill.steps": "many"}, r"distill\.steps: Input should be a valid integer"),
+        ({"distill.num_workers": 0}, r"distill\.num_workers: Input should be greater than or equal to 1"),
+        ({"search.temperature": {"low": 0.0, "high": 2.0}}, r"temperature: 0\.0 is out of range"),
+        ({"search.alpha_ce": {"low": 3.0, "high": 1.0}}, r"search\.alpha_ce.*low \(3\.0\) must be <= high"),
+        ({"search.alpha_ce": 0.0, "search.alpha_mlm": 0.0, "search.alpha_cos": 0.0}, r"all 0: nothing to learn"),
+        ({"search.layer_selection": "middle", "search.points_to_evaluate": []}, r"unknown layer selection 'middle'"),
+        ({"search.layer_selection": [0, 1], "search.points_to_evaluate": []}, r"list \[0, 1\] has 2 layers but student\.n_layers is 3"),
+        ({"search.layer_selection": [0, 0, 1], "search.points_to_evaluate": []}, r"distinct non-negative"),
+        ({"glue.tasks": ["sst2", "squad"]}, r"unknown GLUE task\(s\) \['squad'\]"),
+        ({"glue.data": "./no/such/dir"}, r"glue\.data: path './no/such/dir' does not exist"),
+        ({"search.points_to_evaluate": [{"alpha": 1.0}]}, r"points_to_evaluate names \['alpha'\]"),
+    ],
+)
+def test_bad_specs_give_one_line_errors_naming_the_field(tmp_path, changes, message):
+    with pytest.raises(SpecError, match=message) as e:
+        load_spec(_write(tmp_path, **changes))
+    assert "\n" not in str(e.value)
+
+
+def test_layer_keys_round_trip():
+    assert parse_layer_key(layer_key([0, 2, 5])) == [0, 2, 5]
+    assert parse_layer_key(layer_key("distilbert")) == "distilbert"
+
+
+def test_local_paths_become_absolute(tmp_path):
+    spec = load_spec(ROOT / "sweeps" / "smoke.yaml")
+    assert Path(spec.glue.data).is_absolute() and Path(spec.corpus.path).is_absolute()
+    assert load_spec(ROOT / "sweeps" / "distilbert-base.yaml").glue.data == "nyu-mll/glue"  # hub id kept
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "run_sweep.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_rejects_bad_spec_with_exit_2_and_one_line(tmp_path):
+    r = _cli(str(_write(tmp_path, **{"distill.lr": -1})), "--output", str(tmp_path / "out"))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "distill.lr" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_explicit_layer_list_out_of_teacher_range(tmp_path):
+    r = _cli(str(_write(tmp_path, **{"search.layer_selection": [0, 3, 6], "search.points_to_evaluate": []})), "--dry-run", "--output", str(tmp_path / "o"))
+    assert r.returncode == 2 and "[0, 5]" in r.stderr
+
+
+def test_cli_never_touches_existing_results(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "leaderboard.csv").write_text("precious")
+    r = _cli("sweeps/smoke.yaml", "--output", str(out))
+    assert r.returncode == 2 and "already holds results" in r.stderr
+    assert (out / "leaderboard.csv").read_text() == "precious"
+
+
+def test_dry_run_validates_the_paper_scale_spec_without_network(tmp_path):
+    r = _cli("sweeps/distilbert-base.yaml", "--dry-run", "--output", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert "spec OK: distilbert-base" in r.stdout and not (tmp_path / "o").exists()
