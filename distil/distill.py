@@ -29,6 +29,11 @@ class LossWeights:
     alpha_mlm: float
     alpha_cos: float
     temperature: float
+    alpha_mse: float = 0.0
+
+    def __post_init__(self):
+        if max(self.alpha_ce, self.alpha_mlm, self.alpha_cos, self.alpha_mse) <= 0:
+            raise ValueError("every alpha is 0: nothing to learn; give at least one loss term a positive weight")
 
 
 class StudentForDistillation(nn.Module):

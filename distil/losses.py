@@ -1,6 +1,6 @@
 """Distillation losses of DistilBERT (Sanh et al. 2019, §2-3; HF `examples/research_projects/distillation/distiller.py`).
 
-    L = alpha_ce · L_ce + alpha_mlm · L_mlm + alpha_cos · L_cos
+    L = alpha_ce · L_ce + alpha_mlm · L_mlm + alpha_cos · L_cos + alpha_mse · L_mse
 
 Pure torch, no Ray: each term takes flat tensors of the positions it is computed on.
 """
@@ -41,6 +41,14 @@ def cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> t
     return F.cosine_embedding_loss(student_hidden, teacher_hidden, target)
 
 
+def mse_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Squared error between logits, summed over the vocabulary, averaged over positions.
+
+    The HF distiller's `alpha_mse` term (`MSELoss(reduction="sum") / N`). Shapes: (N, V); scalar.
+    """
+    return F.mse_loss(student_logits, teacher_logits, reduction="sum") / student_logits.shape[0]
+
+
 def distillation_loss(
     *,
     student_logits: torch.Tensor,
@@ -53,8 +61,9 @@ def distillation_loss(
     alpha_mlm: float,
     alpha_cos: float,
     temperature: float,
+    alpha_mse: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """Weighted sum of the three terms; returns {'loss', 'ce', 'mlm', 'cos'} (scalars).
+    """Weighted sum of the terms; returns {'loss', 'ce', 'mlm', 'cos', 'mse'} (scalars).
 
     logits (N, V) at the N masked positions with labels (N,); hidden (M, H) at the M non-pad positions.
     A term whose alpha is 0 is not computed (reported as 0).
@@ -64,4 +73,6 @@ def distillation_loss(
     mlm_logits = student_logits if mlm_rows is None else student_logits[mlm_rows]
     mlm = mlm_loss(mlm_logits, labels) if alpha_mlm > 0 else zero
     cos = cosine_loss(student_hidden, teacher_hidden) if alpha_cos > 0 else zero
-    return {"loss": alpha_ce * ce + alpha_mlm * mlm + alpha_cos * cos, "ce": ce, "mlm": mlm, "cos": cos}
+    mse = mse_loss(student_logits, teacher_logits) if alpha_mse > 0 else zero
+    loss = alpha_ce * ce + alpha_mlm * mlm + alpha_cos * cos + alpha_mse * mse
+    return {"loss": loss, "ce": ce, "mlm": mlm, "cos": cos, "mse": mse}

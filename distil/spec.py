@@ -67,6 +67,16 @@ class Choice(_Strict):
 
 
 FloatParam = Union[float, FloatRange, Choice]
+ALPHAS = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse")
+SEARCHABLE = (*ALPHAS, "temperature", "layer_selection")
+
+
+def _max_value(p) -> float:
+    if isinstance(p, FloatRange):
+        return p.high
+    if isinstance(p, Choice):
+        return max(v for v in p.choices if isinstance(v, (int, float)))
+    return p
 LayerSelection = Union[str, list[int]]
 
 
@@ -99,13 +109,14 @@ class SearchSpec(_Strict):
     alpha_ce: FloatParam = 5.0
     alpha_mlm: FloatParam = 2.0
     alpha_cos: FloatParam = 1.0
+    alpha_mse: FloatParam = 0.0
     temperature: FloatParam = 2.0
     layer_selection: Union[LayerSelection, Choice] = "every_other"
     points_to_evaluate: list[dict] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _ranges(self):
-        for name in ("alpha_ce", "alpha_mlm", "alpha_cos", "temperature"):
+        for name in (*ALPHAS, "temperature"):
             p = getattr(self, name)
             values = [p] if isinstance(p, (int, float)) else [p.low, p.high] if isinstance(p, FloatRange) else p.choices
             for v in values:
@@ -113,8 +124,8 @@ class SearchSpec(_Strict):
                     raise ValueError(f"{name}: choice {v!r} must be a number")
                 if v < 0 or (name == "temperature" and v <= 0):
                     raise ValueError(f"{name}: {v} is out of range; use a value {'> 0' if name == 'temperature' else '>= 0'}")
-        if all(isinstance(getattr(self, n), (int, float)) and getattr(self, n) == 0 for n in ("alpha_ce", "alpha_mlm", "alpha_cos")):
-            raise ValueError("alpha_ce, alpha_mlm and alpha_cos are all 0: nothing to learn; give at least one a positive weight")
+        if all(_max_value(getattr(self, n)) == 0 for n in ALPHAS):
+            raise ValueError(f"{', '.join(ALPHAS)} can all only be 0: nothing to learn; give at least one a positive weight")
         sels = self.layer_selection.choices if isinstance(self.layer_selection, Choice) else [self.layer_selection]
         for s in sels:
             _check_layer_selection(s)
@@ -126,13 +137,11 @@ class SearchSpec(_Strict):
 
     def searched(self) -> dict:
         """The searched parameters: name -> FloatRange | Choice."""
-        names = ("alpha_ce", "alpha_mlm", "alpha_cos", "temperature", "layer_selection")
-        return {n: getattr(self, n) for n in names if isinstance(getattr(self, n), (FloatRange, Choice))}
+        return {n: getattr(self, n) for n in SEARCHABLE if isinstance(getattr(self, n), (FloatRange, Choice))}
 
     def fixed(self) -> dict:
         """The fixed parameters: name -> value (layer selection as its canonical key)."""
-        names = ("alpha_ce", "alpha_mlm", "alpha_cos", "temperature", "layer_selection")
-        out = {n: getattr(self, n) for n in names if n not in self.searched()}
+        out = {n: getattr(self, n) for n in SEARCHABLE if n not in self.searched()}
         if "layer_selection" in out:
             out["layer_selection"] = layer_key(out["layer_selection"])
         return out
@@ -180,8 +189,11 @@ class DistillSpec(_Strict):
     num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
     backend: Literal["gloo", "nccl"] = "gloo"
-    batch_size: int = Field(16, ge=1)  # sequences per worker per step
-    steps: int = Field(100, ge=1)
+    batch_size: int = Field(16, ge=1)  # sequences per worker per micro-batch
+    grad_accumulation: int = Field(1, ge=1)  # micro-batches per optimizer step
+    steps: int = Field(100, ge=1)  # optimizer steps
+    token_budget: int | None = Field(None, ge=1)  # real tokens per candidate; sets the steps instead
+    bf16: bool = False  # bf16 autocast for forward passes
     lr: float = Field(5e-4, gt=0)
     warmup_ratio: float = Field(0.05, ge=0, le=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -191,6 +203,12 @@ class DistillSpec(_Strict):
     restrict_ce_to_mask: bool = True
     checkpoint_every: int = Field(50, ge=1)
     max_failures: int = Field(2, ge=0)
+
+    @model_validator(mode="after")
+    def _steps_or_budget(self):
+        if self.token_budget is not None and "steps" in self.model_fields_set:
+            raise ValueError("give either steps or token_budget, not both (token_budget derives the steps)")
+        return self
 
 
 class GlueTaskOverride(_Strict):

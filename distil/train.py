@@ -1,5 +1,9 @@
 """Ray Train wiring: distil one student with a `TorchTrainer` of `num_workers` DDP workers.
 
+Supports: gradient accumulation (DDP syncs once per optimizer step), bf16 autocast, a token
+budget per candidate (equal compute across candidates), checkpoint/resume. Not supported:
+resuming with a different number of workers (the batch of a step depends on the world size).
+
 Each worker loads the (head-fitted) teacher and the cached token sequences, builds the same
 student (same seed), and runs `distil.distill.distill_step`. Rank 0 reports a checkpoint every
 `checkpoint_every` steps and at the end: the student as a Hugging Face dir (safetensors +
@@ -10,6 +14,7 @@ the step, so the resumed run repeats the uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -52,40 +57,70 @@ def train_loop_per_worker(cfg: dict) -> None:
             state = torch.load(Path(ckpt) / "train_state.pt", weights_only=False)
         start_step = state["step"]
     model = ray.train.torch.prepare_model(StudentForDistillation(student))
+    sequences = load_sequences(cfg["corpus_dir"])
+    total_steps = planned_steps(d, [len(x) for x in sequences], world)
     opt = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=d.weight_decay)
-    sched = get_linear_schedule_with_warmup(opt, math.ceil(d.warmup_ratio * d.steps), d.steps)
+    sched = get_linear_schedule_with_warmup(opt, math.ceil(d.warmup_ratio * total_steps), total_steps)
     if state:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
 
-    probs = token_probs(load_counts(cfg["corpus_dir"]), d.mlm_smoothing, tokenizer.all_special_ids)
-    stream = BatchStream(load_sequences(cfg["corpus_dir"]), d.batch_size, cfg["seed"], rank, world)
-    weights = LossWeights(cfg["alpha_ce"], cfg["alpha_mlm"], cfg["alpha_cos"], cfg["temperature"])
+    probs = token_probs(load_counts(cfg["corpus_dir"]), d.mlm_smoothing, tokenizer.all_special_ids).to(device)
+    stream = BatchStream(sequences, d.batch_size, cfg["seed"], rank, world)
+    weights = LossWeights(**{k: cfg[k] for k in ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "temperature") if k in cfg})
+    accum = d.grad_accumulation
     sums, tokens, t0, interval_start = {}, 0, time.time(), start_step
-    for step in range(start_step, d.steps):
-        seed = step_seed(cfg["seed"], step, rank, world)
-        torch.manual_seed(seed)  # dropout
-        ids, attn = stream(step, tokenizer.pad_token_id)
+    for step in range(start_step, total_steps):
         model.train()
-        terms = distill_step(
-            teacher, model, ids.to(device), attn.to(device), probs.to(device), weights,
-            mask_id=tokenizer.mask_token_id, mask_prob=d.mlm_mask_prob,
-            restrict_ce_to_mask=d.restrict_ce_to_mask, generator=torch.Generator().manual_seed(seed),
-        )
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        for micro in range(step * accum, (step + 1) * accum):
+            _maybe_fail(cfg, step, rank)
+            seed = step_seed(cfg["seed"], micro, rank, world)
+            torch.manual_seed(seed)  # dropout
+            ids, attn = stream(micro, tokenizer.pad_token_id)
+            sync = micro == (step + 1) * accum - 1  # all-reduce gradients once per optimizer step
+            with (contextlib.nullcontext() if sync or world == 1 else model.no_sync()), \
+                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=d.bf16):
+                terms = distill_step(
+                    teacher, model, ids.to(device), attn.to(device), probs, weights,
+                    mask_id=tokenizer.mask_token_id, mask_prob=d.mlm_mask_prob,
+                    restrict_ce_to_mask=d.restrict_ce_to_mask, generator=torch.Generator().manual_seed(seed),
+                )
+                (terms["loss"] / accum).backward()
+            tokens += int(attn.sum())
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
         torch.nn.utils.clip_grad_norm_(model.parameters(), d.max_grad_norm)
         opt.step()
         sched.step()
-        tokens += int(attn.sum())
-        for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        opt.zero_grad(set_to_none=True)
         done = step + 1
-        if done % d.checkpoint_every == 0 or done == d.steps:
+        if done % d.checkpoint_every == 0 or done == total_steps:
             metrics = {k: v / (done - interval_start) for k, v in sums.items()}
-            metrics.update(step=done, tokens_per_s=tokens * world / (time.time() - t0))
+            metrics.update(step=done, total_steps=total_steps, resumed_from_step=start_step,
+                           tokens_per_s=tokens * world / (time.time() - t0))
             _report(metrics, model, tokenizer, opt, sched, done, rank)
             sums, tokens, t0, interval_start = {}, 0, time.time(), done
+
+
+def planned_steps(d: DistillSpec, lengths: list[int], world: int) -> int:
+    """Optimizer steps of a run: `d.steps`, or enough to consume `d.token_budget` real tokens.
+
+    With a budget, steps = ceil(budget / (mean sequence length · batch_size · world · accumulation)),
+    the same for every candidate of a sweep: equal compute, whatever the loss weights.
+    """
+    if d.token_budget is None:
+        return d.steps
+    per_step = sum(lengths) / len(lengths) * d.batch_size * world * d.grad_accumulation
+    return max(1, math.ceil(d.token_budget / per_step))
+
+
+def _maybe_fail(cfg: dict, step: int, rank: int) -> None:
+    """Fault injection for the resume test: the last rank raises once at `fail_once_at_step`."""
+    marker = cfg.get("fail_once_marker")
+    if marker and step == cfg["fail_once_at_step"] and rank == ray.train.get_context().get_world_size() - 1:
+        if not os.path.exists(marker):
+            Path(marker).touch()
+            raise RuntimeError(f"injected worker failure at step {step}")
 
 
 def _report(metrics, model, tokenizer, opt, sched, step, rank) -> None:
@@ -110,7 +145,8 @@ def distil_student(run_name: str, params: dict, ctx: dict, student_dir: Path) ->
     Returns the last reported metrics.
     """
     d = DistillSpec(**ctx["distill"])
-    cfg = {**params, **{k: ctx[k] for k in ("teacher_dir", "corpus_dir", "n_layers", "seed", "distill")}}
+    keys = ("teacher_dir", "corpus_dir", "n_layers", "seed", "distill", "fail_once_at_step", "fail_once_marker")
+    cfg = {**params, **{k: ctx[k] for k in keys if k in ctx}}
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=cfg,

@@ -62,3 +62,20 @@ def test_mlm_rows_select_masked_positions_among_all_projected():
                             mlm_rows=rows, alpha_ce=1.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0)
     assert torch.allclose(out["mlm"], mlm_loss(s[rows], labels))
     assert torch.allclose(out["ce"], ce_loss(s, t, 1.0))  # KL over every projected position
+
+
+def test_mse_loss_sums_over_vocabulary_and_averages_over_positions():
+    from distil.losses import mse_loss
+
+    s = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    t = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
+    assert mse_loss(s, t).item() == (1 + 4 + 9) / 2
+
+
+def test_all_zero_alphas_are_rejected():
+    import pytest
+
+    from distil.distill import LossWeights
+
+    with pytest.raises(ValueError, match="every alpha is 0"):
+        LossWeights(alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=0.0, temperature=2.0)
