@@ -46,7 +46,7 @@ def tokenize_texts(texts, tokenizer, max_seq_len: int, min_tokens: int, max_sequ
     batch: list[str] = []
 
     def flush():
-        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+        for ids in tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]:
             for start in range(0, len(ids), body):
                 piece = ids[start : start + body]
                 if len(piece) >= min_tokens:

@@ -53,3 +53,17 @@ def test_distill_step_learns(teacher, tokenizer, sequences, restrict):
         losses.append(terms["loss"].item())
         assert all(torch.isfinite(v) for v in terms.values())
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_bf16_autocast_step_is_finite_and_close_to_fp32(teacher, tokenizer, sequences):
+    torch.manual_seed(0)
+    student = StudentForDistillation(build_student(teacher, 3, "every_other"))
+    probs = token_probs(torch.ones(len(tokenizer)), 0.7, tokenizer.all_special_ids)
+    ids, attn = BatchStream(sequences[:8], 8, seed=0, rank=0, world=1)(0, tokenizer.pad_token_id)
+    w = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
+    kwargs = dict(mask_id=tokenizer.mask_token_id, mask_prob=0.15, restrict_ce_to_mask=True)
+    fp32 = distill_step(teacher, student, ids, attn, probs, w, generator=torch.Generator().manual_seed(0), **kwargs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = distill_step(teacher, student, ids, attn, probs, w, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert torch.isfinite(bf16["loss"])
+    assert bf16["loss"].item() == pytest.approx(fp32["loss"].item(), rel=0.05)
