@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
            "n_layers": n_layers, "seed": spec.seed, "distill": spec.distill.model_dump(), "glue": spec.glue.model_dump(),
            "fixed": spec.search.fixed()}
     run_search(spec, ctx)
-    finish_teacher(teacher_refs, source, head_fit, out)
+    finish_teacher(teacher_refs, source, head_fit, out, spec.glue.data)
     # 7. Leaderboard.
     status = report(str(out))
     print(f"wall time: {time.time() - t0:.0f} s", flush=True)
@@ -114,7 +114,14 @@ def report(results_dir: str | None) -> int:
         return 1
     leaderboard.write(df, results_dir)
     print(leaderboard.to_markdown(df))
-    print(f"leaderboard: {Path(results_dir) / 'leaderboard.csv'} and leaderboard.md", flush=True)
+    print(f"leaderboard: {Path(results_dir) / 'leaderboard.csv'}, leaderboard.parquet and leaderboard.md", flush=True)
+    from distil import export, report as html_report  # matplotlib only when a report is made
+
+    print(f"report: {html_report.write_html(df, results_dir)} (plots in {Path(results_dir) / 'plots'})", flush=True)
+    if export.best_student(df) is None:
+        print("best student: none finished, nothing exported", flush=True)
+    else:
+        print(f"best student: {export.export_best(df, results_dir)}", flush=True)
     return 0
 
 

@@ -88,16 +88,20 @@ def load_split(data: str, task: str, split: str, limit: int | None) -> tuple[Dat
     return ds, subset
 
 
-def finetune_and_evaluate(model_dir: str, task_name: str, settings: dict, seed: int, data: str, pred_dir: str | None) -> dict:
+def finetune_and_evaluate(model_dir: str, task_name: str, settings: dict, seed: int, data: str, pred_dir: str | None,
+                          save_dir: str | None = None, trainer_cls=None, train_transform=None) -> dict:
     """Fine-tune `model_dir` on one GLUE task and score every validation split present.
 
     settings: lr, epochs, batch_size, max_seq_len, max_train_examples, max_eval_examples, use_gpu.
-    Writes `<pred_dir>/<task><suffix>-seed<seed>.parquet` (idx, label, prediction) per split.
+    Writes `<pred_dir>/<task><suffix>-seed<seed>.parquet` (idx, label, prediction) per split, and
+    the fine-tuned model to `save_dir` if given. `trainer_cls` replaces transformers' `Trainer`
+    (task-specific distillation passes a Trainer with a distillation loss) and `train_transform`
+    maps the tokenised training set before training (it adds the teacher's logits).
     Returns {'task', 'seed', 'scores': {suffix: {metric: value ×100} | None}, 'subset_splits',
     'n_train', 'n_eval', 'seconds'}.
     """
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments)
+                              Trainer, TrainingArguments, set_seed)
 
     t0 = time.time()
     task = TASKS[task_name]
@@ -108,6 +112,7 @@ def finetune_and_evaluate(model_dir: str, task_name: str, settings: dict, seed: 
         return ds.map(enc, batched=True, remove_columns=[c for c in ds.column_names if c not in ("label", "idx")])
 
     train, train_subset = load_split(data, task_name, "train", settings["max_train_examples"])
+    set_seed(seed)  # the new classifier head is initialised here, before Trainer seeds anything
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=task.num_labels)
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
@@ -116,9 +121,12 @@ def finetune_and_evaluate(model_dir: str, task_name: str, settings: dict, seed: 
             warmup_steps=0.1, seed=seed, save_strategy="no", logging_strategy="no", report_to="none",
             use_cpu=not settings.get("use_gpu", False), disable_tqdm=True,
         )
-        trainer = Trainer(model=model, args=args, train_dataset=encode(train), processing_class=tokenizer,
-                          data_collator=DataCollatorWithPadding(tokenizer))
+        train_set = train_transform(encode(train)) if train_transform else encode(train)
+        trainer = (trainer_cls or Trainer)(model=model, args=args, train_dataset=train_set, processing_class=tokenizer,
+                                           data_collator=DataCollatorWithPadding(tokenizer))
         trainer.train()
+        if save_dir:
+            trainer.save_model(save_dir)
         scores, subsets, n_eval = {}, ["train"] if train_subset else [], 0
         for suffix, split in task.eval_splits.items():
             found = load_split(data, task_name, split, settings["max_eval_examples"])

@@ -20,7 +20,8 @@ import pandas as pd
 
 from distil.glue import TASKS, score_columns
 
-CONFIG_COLUMNS = ["alpha_ce", "alpha_mlm", "alpha_cos", "temperature", "layer_selection"]
+PROFILE_COLUMNS = ["size_mb", "latency_ms_b1", "latency_ms_b32"]  # from result.json's "profile" (distil.profile)
+CONFIG_COLUMNS = ["alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "temperature", "layer_selection"]
 
 
 def split_scores(glue_runs: list[dict]) -> dict[str, list[float]]:
@@ -60,6 +61,9 @@ def row_from_result(result: dict, include_wnli: bool = True) -> dict:
     row.update({k: result.get("params", {}).get(k) for k in CONFIG_COLUMNS})
     if "distill" in result:
         row["distill_loss"] = result["distill"].get("loss")
+    # Results written before profiling existed have none of these: they stay empty.
+    row.update({k: result.get("profile", {}).get(k, math.nan) for k in PROFILE_COLUMNS})
+    row["finetune_seconds"] = result.get("finetune_seconds", math.nan)
     return row
 
 
@@ -69,8 +73,12 @@ def load(results_dir: str | Path) -> pd.DataFrame:
     Columns: model, kind (teacher/student), status (done/running-or-failed), alpha_ce, alpha_mlm,
     alpha_cos, temperature, layer_selection, one column per GLUE split (cola ... wnli, mnli_m and
     mnli_mm), <col>_std with several seeds, macro_score, pct_teacher (macro as % of the
-    teacher's), n_params (encoder parameters), distill_loss, seeds, subset_data (splits only
-    available as subsets).
+    teacher's), n_params (encoder parameters), size_mb (weight files on disk, MB = 1e6 bytes),
+    latency_ms_b1 / latency_ms_b32 (CPU forward pass at 128 tokens, milliseconds per example at
+    batch 1 / 32; see distil.profile), distill_loss, finetune_seconds (GLUE fine-tuning +
+    evaluation, seconds summed over tasks and seeds), trial_index (0, 1, ... in order of trial
+    start, from config.json's `started`; empty for the teacher), seeds, subset_data (splits only
+    available as subsets). Columns a result file lacks (e.g. profiles of an older sweep) are empty.
     """
     results_dir = Path(results_dir)
     spec_file = results_dir / "spec.json"
@@ -80,7 +88,10 @@ def load(results_dir: str | Path) -> pd.DataFrame:
     if teacher.exists():
         rows.append({"model": "teacher", "kind": "teacher", "status": "done",
                      **row_from_result(json.loads(teacher.read_text()), include_wnli)})
+    started = {}
     for cand in sorted((results_dir / "candidates").glob("*")):
+        if (cand / "config.json").exists():
+            started[cand.name] = json.loads((cand / "config.json").read_text()).get("started", math.nan)
         if (cand / "result.json").exists():
             rows.append({"model": cand.name, "kind": "student", "status": "done",
                          **row_from_result(json.loads((cand / "result.json").read_text()), include_wnli)})
@@ -94,6 +105,8 @@ def load(results_dir: str | Path) -> pd.DataFrame:
     for c in _order():  # keep every column, e.g. an empty mnli_mm offline
         if c not in df.columns:
             df[c] = math.nan
+    order = pd.Series(started, dtype=float).rank(method="first") - 1  # 0 = the first trial started
+    df["trial_index"] = df["model"].map(order).astype("Int64")
     df = df[_order() + [c for c in df.columns if c not in _order()]]
     teacher_macro = df.loc[df["kind"] == "teacher", "macro_score"]
     if len(teacher_macro):
@@ -102,32 +115,49 @@ def load(results_dir: str | Path) -> pd.DataFrame:
 
 
 def _order() -> list[str]:
-    return ["model", "kind", "status", *CONFIG_COLUMNS, "macro_score", "pct_teacher", *score_columns(), "n_params", "distill_loss"]
+    return ["model", "kind", "status", *CONFIG_COLUMNS, "macro_score", "pct_teacher", *score_columns(), "n_params", *PROFILE_COLUMNS,
+            "distill_loss", "finetune_seconds", "trial_index"]
 
 
 def write(df: pd.DataFrame, results_dir: str | Path) -> None:
-    """Write leaderboard.csv (full precision) and leaderboard.md (rounded, with the conventions)."""
+    """Write leaderboard.csv and leaderboard.parquet (full precision) and leaderboard.md (rounded,
+    with the conventions)."""
     results_dir = Path(results_dir)
     df.to_csv(results_dir / "leaderboard.csv", index=False)
+    df.to_parquet(results_dir / "leaderboard.parquet", index=False)
     (results_dir / "leaderboard.md").write_text(to_markdown(df))
 
 
-def to_markdown(df: pd.DataFrame) -> str:
-    shown = df.drop(columns=[c for c in ("subset_data", "seeds") if c in df.columns])
+def conventions(df: pd.DataFrame) -> list[str]:
+    """The notes printed under the leaderboard (markdown, html report): how to read its numbers."""
     subsets = sorted({s for v in df.get("subset_data", pd.Series(dtype=str)).dropna() for s in str(v).split()})
+    profiled = any(c in df and df[c].notna().any() for c in PROFILE_COLUMNS)
     notes = [
         "Scores ×100 on GLUE validation splits; macro_score = mean of task scores (mnli = mean of its splits present).",
         f"Seeds: {', '.join(sorted(set(df['seeds'].dropna())))}." if "seeds" in df else "",
         f"Only available as subsets (task:split): {', '.join(subsets)}." if subsets else "",
-        "Empty cells: no data for that split (e.g. mnli_mm offline), or the trial did not finish.",
+        "size_mb: weight files on disk (1e6 bytes); latency_ms_b1/_b32: CPU forward pass of 128 tokens, "
+        "1 torch thread, milliseconds per example at batch 1/32." if profiled else "",
+        "Empty cells: no data for that split (e.g. mnli_mm offline), the trial did not finish, "
+        "or the result predates that column.",
     ]
+    return [n for n in notes if n]
+
+
+def formatted(df: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as display strings (2 decimals, n_params in millions, empty for missing),
+    without the long `seeds` and `subset_data` columns (summarised by `conventions`)."""
     def cell(v, column):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+        if pd.isna(v):
             return ""
         if column == "n_params":
             return f"{v / 1e6:.1f}M"
         return f"{v:.2f}" if isinstance(v, float) else str(v)
 
-    shown = pd.DataFrame({c: [cell(v, c) for v in shown[c]] for c in shown.columns})
-    table = shown.to_markdown(index=False, disable_numparse=True)
-    return table + "\n\n" + "\n".join(f"- {n}" for n in notes if n) + "\n"
+    shown = df.drop(columns=[c for c in ("subset_data", "seeds") if c in df.columns])
+    return pd.DataFrame({c: [cell(v, c) for v in shown[c]] for c in shown.columns})
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    table = formatted(df).to_markdown(index=False, disable_numparse=True)
+    return table + "\n\n" + "\n".join(f"- {n}" for n in conventions(df)) + "\n"

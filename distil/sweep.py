@@ -6,7 +6,7 @@ Results live in plain files so a leaderboard can be rebuilt at any time, also fr
 interrupted sweep (Tune's own tables can drop resumed trials):
     <out>/teacher/result.json                 reference row (teacher's GLUE scores, head-fit report)
     <out>/candidates/<trial_id>/config.json   written when the trial starts
-    <out>/candidates/<trial_id>/result.json   written when it ends (scores, macro, params)
+    <out>/candidates/<trial_id>/result.json   written when it ends (scores, macro, params, profile)
     <out>/candidates/<trial_id>/student/      the distilled student (HF dir)
     <out>/**/predictions/<task>-seed<s>.parquet
 """
@@ -24,6 +24,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from distil import leaderboard
 from distil.glue import TASKS, available_tasks, finetune_and_evaluate
+from distil.profile import measure
 from distil.spec import Choice, FloatRange, GlueSpec, SweepSpec, layer_key
 from distil.student import count_parameters
 from distil.train import distil_student
@@ -51,6 +52,13 @@ def submit_glue(model_dir: str, glue: GlueSpec, out_dir: Path) -> list:
     return [remote.remote(model_dir, t, glue_settings(glue, t), s, glue.data, pred_dir) for t in tasks for s in glue.seeds]
 
 
+def finetune_seconds(runs: list[dict]) -> float:
+    """Seconds of GLUE fine-tuning + evaluation summed over a model's runs (tasks x seeds).
+
+    A cost of compute, not wall time: the runs are Ray tasks that run in parallel."""
+    return round(sum(r["seconds"] for r in runs), 1)
+
+
 def _write_json(path: Path, obj: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -68,13 +76,16 @@ def run_candidate(config: dict, ctx: dict) -> None:
     distil_metrics = distil_student(f"distill-{trial_id}", params, ctx, cand / "student")
     t_distil = time.time() - t0
     glue = GlueSpec(**ctx["glue"])
+    # Timed before this trial's own GLUE tasks start, so they do not slow the measurement.
+    profile = measure(str(cand / "student"), "student", data=glue.data)
     runs = ray.get(submit_glue(str(cand / "student"), glue, cand))
     from transformers import DistilBertForMaskedLM
 
     n_params = count_parameters(DistilBertForMaskedLM.from_pretrained(cand / "student").distilbert)
     result = {
         "kind": "student", "params": params, "distill": distil_metrics, "glue": runs,
-        "n_params": n_params, "distill_seconds": round(t_distil, 1), "seconds": round(time.time() - t0, 1),
+        "n_params": n_params, "profile": profile, "distill_seconds": round(t_distil, 1),
+        "finetune_seconds": finetune_seconds(runs), "seconds": round(time.time() - t0, 1),
     }
     _write_json(cand / "result.json", result)
     row = leaderboard.row_from_result(result, include_wnli=glue.include_wnli)
@@ -104,11 +115,13 @@ def run_search(spec: SweepSpec, ctx: dict) -> tune.ResultGrid:
     return tuner.fit()
 
 
-def finish_teacher(refs: list, teacher_source: str, head_fit: dict, out: Path) -> dict:
+def finish_teacher(refs: list, teacher_source: str, head_fit: dict, out: Path, glue_data: str) -> dict:
     """Collect the teacher's GLUE runs (from `submit_glue`) and write teacher/result.json."""
     from transformers import AutoModel
 
-    result = {"kind": "teacher", "params": {"model": teacher_source}, "head_fit": head_fit,
-              "glue": ray.get(refs), "n_params": count_parameters(AutoModel.from_pretrained(teacher_source))}
+    runs = ray.get(refs)
+    result = {"kind": "teacher", "params": {"model": teacher_source}, "head_fit": head_fit, "glue": runs,
+              "n_params": count_parameters(AutoModel.from_pretrained(teacher_source)),
+              "profile": measure(teacher_source, "teacher", data=glue_data), "finetune_seconds": finetune_seconds(runs)}
     _write_json(out / "teacher" / "result.json", result)
     return result

@@ -1,0 +1,162 @@
+"""Profile, leaderboard extras, html report and export, on a small hand-made results dir with a
+real (tiny) student distilled-initialised from the real teacher."""
+
+import base64
+import io
+import json
+import math
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib import image as mpimg
+from matplotlib import pyplot as plt
+
+from distil import export, leaderboard, report
+from distil.profile import measure
+from distil.student import build_student
+from tests.conftest import GLUE
+
+PARAMS = {"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "temperature": 2.0, "layer_selection": "first"}
+
+
+def _glue(sst2, seconds=10.0):
+    """Two GLUE runs: sst2 at `sst2`, mnli matched only (mismatched missing, as offline)."""
+    return [{"task": "sst2", "seed": 0, "scores": {"": {"accuracy": sst2}}, "subset_splits": [], "seconds": seconds},
+            {"task": "mnli", "seed": 0, "scores": {"_m": {"accuracy": 40.0}, "_mm": None}, "subset_splits": [], "seconds": 5.0}]
+
+
+def _write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory, teacher, tokenizer):
+    """A 1-layer student built from the real teacher, saved as the sweep saves it."""
+    out = tmp_path_factory.mktemp("student")
+    build_student(teacher, 1, "first").save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def measured(student_dir):
+    """(profile, torch threads before, torch threads after) of one `measure` call."""
+    before = torch.get_num_threads()
+    profile = measure(str(student_dir), "student", data=str(GLUE))
+    return profile, before, torch.get_num_threads()
+
+
+@pytest.fixture(scope="module")
+def student_profile(measured):
+    return measured[0]
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory, student_dir, student_profile):
+    """teacher (best macro, hand profile), done students a (real student + profile) and b (no
+    profile: an older result), c killed mid-trial. Start order: c, a, b."""
+    out = tmp_path_factory.mktemp("results")
+    _write(out / "teacher" / "result.json", {"kind": "teacher", "params": {"model": "the-teacher"}, "glue": _glue(80.0),
+                                             "n_params": 22_000_000, "finetune_seconds": 15.0,
+                                             "profile": {"size_mb": 90.0, "latency_ms_b1": 40.0, "latency_ms_b32": 30.0}})
+    _write(out / "candidates" / "a" / "result.json", {"kind": "student", "params": PARAMS, "glue": _glue(70.0), "n_params": 11_000_000,
+                                                      "distill": {"loss": 2.0}, "profile": student_profile, "finetune_seconds": 15.0})
+    _write(out / "candidates" / "b" / "result.json", {"kind": "student", "params": PARAMS, "glue": _glue(60.0), "n_params": 11_000_000,
+                                                      "distill": {"loss": 3.0}})
+    for name, started in [("c", 100.0), ("a", 200.0), ("b", 300.0)]:
+        _write(out / "candidates" / name / "config.json", {"params": PARAMS, "started": started})
+    shutil.copytree(student_dir, out / "candidates" / "a" / "student")
+    return out
+
+
+def test_pareto_front_hand_case():
+    cost = [1, 2, 3, 2, 4, np.nan, 5]
+    score = [50, 60, 55, 60, 70, 99, 70]
+    # (3, 55) loses to (2, 60); the tie (2, 60) twice: neither beats the other; NaN never on it;
+    # (5, 70) loses to (4, 70) on cost alone.
+    assert report.pareto_front(cost, score).tolist() == [True, True, False, True, True, False, False]
+
+
+def test_profile_of_tiny_student(student_dir, measured):
+    p, threads_before, threads_after = measured
+    assert p["latency_ms_b1"] > 0 and p["latency_ms_b32"] > 0
+    assert p["latency_ms_b32"] < 4 * p["latency_ms_b1"]  # per example: batching must not be much worse
+    assert p["size_mb"] == pytest.approx((student_dir / "model.safetensors").stat().st_size / 1e6)
+    assert p["torch_threads"] == 1 and p["seq_len"] == 128 and p["kind"] == "student"
+    assert threads_after == threads_before  # the measurement's 1 thread is not left behind
+
+
+def test_load_adds_profile_finetune_and_trial_order(results_dir, student_profile):
+    df = leaderboard.load(results_dir).set_index("model")
+    assert df.loc["a", "latency_ms_b32"] == pytest.approx(student_profile["latency_ms_b32"])
+    assert df.loc["teacher", "size_mb"] == 90.0 and df.loc["a", "finetune_seconds"] == 15.0
+    assert all(math.isnan(df.loc["b", c]) for c in ["size_mb", "latency_ms_b1", "latency_ms_b32", "finetune_seconds"])
+    assert df.loc["c", "trial_index"] == 0 and df.loc["a", "trial_index"] == 1 and df.loc["b", "trial_index"] == 2
+    assert pd.isna(df.loc["teacher", "trial_index"])
+    leaderboard.write(df.reset_index(), results_dir)
+    back = pd.read_parquet(results_dir / "leaderboard.parquet")
+    assert list(back.columns) == list(df.reset_index().columns) and len(back) == 4
+    assert {"leaderboard.csv", "leaderboard.md"} <= {p.name for p in results_dir.iterdir()}
+
+
+def test_report_html_embeds_three_decodable_plots(results_dir):
+    df = leaderboard.load(results_dir)
+    page = report.write_html(df, results_dir).read_text()
+    embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(embedded) >= 3
+    for data in embedded:
+        assert min(mpimg.imread(io.BytesIO(base64.b64decode(data)), format="png").shape[:2]) > 100
+    for name in ["scores", "pareto", "progress"]:
+        assert min(mpimg.imread(results_dir / "plots" / f"{name}.png").shape[:2]) > 100
+    assert "<table" in page and ">teacher<" in page and "mnli_mm" in page and "macro_score = mean of task scores" in page
+
+
+def test_latency_panel_says_so_when_nothing_was_profiled(results_dir):
+    df = leaderboard.load(results_dir)
+    df[leaderboard.PROFILE_COLUMNS] = math.nan  # as in a sweep run before profiling existed
+    fig, ax = plt.subplots()
+    report._pareto_panel(ax, df, "latency_ms_b32", "latency", "ms")
+    assert any("no latency data" in t.get_text() for t in ax.texts)
+    plt.close(fig)
+
+
+def test_export_best_done_student_loads_offline_with_its_card(results_dir, student_dir):
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    df = leaderboard.load(results_dir)  # the teacher has the best macro; the export must be a student
+    out = export.export_best(df, results_dir)
+    assert out == results_dir / "best_student"
+    mlm = AutoModelForMaskedLM.from_pretrained(out, local_files_only=True)
+    clf = AutoModelForSequenceClassification.from_pretrained(out, num_labels=2, local_files_only=True)
+    assert clf.config.num_labels == 2
+    AutoTokenizer.from_pretrained(out, local_files_only=True)
+    saved = AutoModelForMaskedLM.from_pretrained(student_dir, local_files_only=True)
+    assert torch.equal(mlm.distilbert.transformer.layer[0].ffn.lin1.weight, saved.distilbert.transformer.layer[0].ffn.lin1.weight)
+    card = (out / "README.md").read_text()
+    assert "`a`" in card and "| alpha_ce | 5.0 |" in card and "| layer_selection | first |" in card
+    # sst2 70 vs the teacher's 80: 87.5 %; macro (70+40)/2 = 55 vs (80+40)/2 = 60: 91.7 %
+    assert "| sst2 | 70.00 | 80.00 | 87.5 |" in card
+    assert "| **macro_score** | 55.00 | 60.00 | 91.7 |" in card
+    assert "| mnli_mm |  |  |  |" in card
+
+
+def test_export_refuses_without_a_finished_student(results_dir):
+    df = leaderboard.load(results_dir)
+    df = df[df["model"].isin(["teacher", "c"])]
+    assert export.best_student(df) is None
+    with pytest.raises(ValueError, match="no finished student"):
+        export.export_best(df, results_dir)
+
+
+def test_report_command_writes_everything(results_dir, capsys):
+    import run_sweep
+
+    assert run_sweep.report(str(results_dir)) == 0
+    printed = capsys.readouterr().out
+    assert "report.html" in printed and "best_student" in printed
+    assert (results_dir / "report.html").is_file() and (results_dir / "best_student" / "README.md").is_file()
