@@ -119,7 +119,7 @@ def ray_loop(ctx_assets: dict, batch_per_worker: int, workers: int, warmup: int,
             # Two equal intervals: the first absorbs start-up, the second is measured.
             d = DistillSpec(num_workers=workers, batch_size=batch_per_worker, steps=2 * max(warmup, steps),
                             checkpoint_every=max(warmup, steps))
-            ctx = {**ctx_assets, "n_layers": ctx_assets["n_layers"], "seed": 0, "distill": d.model_dump(), "storage": tmp}
+            ctx = {**ctx_assets, "seed": 0, "distill": d.model_dump(), "storage": tmp}
             params = {**vars(WEIGHTS), "layer_selection": "every_other"}
             metrics = distil_student("bench", params, ctx, Path(tmp) / "student")
             return metrics["tokens_per_s"]
