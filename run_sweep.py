@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
 
     from distil.data import prepare_corpus
-    from distil.sweep import finish_teacher, run_search, submit_glue
+    from distil.sweep import finish_references, run_search, submit_references
     from distil.teacher import prepare_teacher, resolve_teacher
 
     (out / "spec.json").write_text(spec.model_dump_json(indent=2))
@@ -55,14 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     corpus_dir = prepare_corpus(spec.corpus, AutoTokenizer.from_pretrained(source), cache, spec.teacher.head_fit.eval_sequences)
     teacher_dir, head_fit = prepare_teacher(source, corpus_dir, spec.teacher.head_fit, cache, spec.seed)
     print(f"teacher: {teacher_dir} {json.dumps(head_fit)}", flush=True)
-    # 3. The teacher's GLUE reference row runs as Ray tasks alongside the search.
-    teacher_refs = submit_glue(source, spec.glue, out / "teacher")
+    # 3. Reference rows (teacher, random_init student, task-specific distillation) run as Ray
+    #    tasks alongside the search.
+    references = submit_references(spec, source, teacher_dir, head_fit, n_layers, out)
     # 4-6. Search: each trial distils a student (Ray Train) and fine-tunes it on GLUE (Ray tasks).
     ctx = {"out": str(out), "storage": str(out / "train"), "teacher_dir": teacher_dir, "corpus_dir": str(corpus_dir),
            "n_layers": n_layers, "seed": spec.seed, "distill": spec.distill.model_dump(), "glue": spec.glue.model_dump(),
            "fixed": spec.search.fixed()}
     run_search(spec, ctx)
-    finish_teacher(teacher_refs, source, head_fit, out, spec.glue.data)
+    finish_references(references, spec.glue.data)
     # 7. Leaderboard.
     status = report(str(out))
     print(f"wall time: {time.time() - t0:.0f} s", flush=True)
@@ -87,11 +88,13 @@ def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
         raise SpecError(f"teacher.model: {str(e).splitlines()[0]}") from None
     n = spec.student.n_layers or depth // 2
     sels = spec.search.layer_selection
-    for s in sels.choices if isinstance(sels, Choice) else [sels]:
+    checks = [("search.layer_selection", s) for s in (sels.choices if isinstance(sels, Choice) else [sels])]
+    checks += [("task_distill.layer_selection", spec.task_distill.layer_selection)] if spec.task_distill else []
+    for field, s in checks:
         try:
             select_layers(parse_layer_key(s) if isinstance(s, str) else s, depth, n)
         except ValueError as e:
-            raise SpecError(f"search.layer_selection: {e}") from None
+            raise SpecError(f"{field}: {e}") from None
     return n
 
 

@@ -53,12 +53,14 @@ def row_from_result(result: dict, include_wnli: bool = True) -> dict:
     for c, values in per_seed.items():
         if len(values) > 1:
             row[c + "_std"] = float(np.std(values, ddof=1))
-    row["macro_score"] = macro_score(row, include_wnli)
+    # A task-specific distillation row scores only its own task(s): a macro over them would not
+    # be comparable with the others', so it has none (compare its task column instead).
+    row["macro_score"] = math.nan if result.get("kind") == "task_distill" else macro_score(row, include_wnli)
     row["seeds"] = ",".join(sorted({str(r["seed"]) for r in result.get("glue", [])}))
     subsets = sorted({f"{r['task']}:{s}" for r in result.get("glue", []) for s in r.get("subset_splits", [])})
     row["subset_data"] = " ".join(subsets)
     row["n_params"] = result.get("n_params")
-    row.update({k: result.get("params", {}).get(k) for k in CONFIG_COLUMNS})
+    row.update({k: result.get("params", {}).get(k) for k in CONFIG_COLUMNS if k in result.get("params", {})})
     if "distill" in result:
         row["distill_loss"] = result["distill"].get("loss")
     # Results written before profiling existed have none of these: they stay empty.
@@ -70,10 +72,15 @@ def row_from_result(result: dict, include_wnli: bool = True) -> dict:
 def load(results_dir: str | Path) -> pd.DataFrame:
     """Leaderboard of a sweep's results dir (finished or interrupted), sorted by macro_score.
 
-    Columns: model, kind (teacher/student), status (done/running-or-failed), alpha_ce, alpha_mlm,
-    alpha_cos, temperature, layer_selection, one column per GLUE split (cola ... wnli, mnli_m and
-    mnli_mm), <col>_std with several seeds, macro_score, pct_teacher (macro as % of the
-    teacher's), n_params (encoder parameters), size_mb (weight files on disk, MB = 1e6 bytes),
+    Rows: `teacher`, one per candidate (the Tune trial id), and the reference rows `random_init`
+    (the students' architecture with random weights, not distilled) and `task-kd-<task>`
+    (task-specific distillation, scored on its task only: no macro_score).
+
+    Columns: model, kind (teacher/student/reference/task_distill), status (done/incomplete),
+    alpha_ce, alpha_mlm, alpha_cos, alpha_mse, temperature, layer_selection, macro_score,
+    pct_teacher (macro as % of the teacher's), gain_over_random_init (macro minus the random_init
+    row's, points), one column per GLUE split (cola ... wnli, mnli_m and mnli_mm), <col>_std with
+    several seeds, n_params (encoder parameters), size_mb (weight files on disk, MB = 1e6 bytes),
     latency_ms_b1 / latency_ms_b32 (CPU forward pass at 128 tokens, milliseconds per example at
     batch 1 / 32; see distil.profile), distill_loss, finetune_seconds (GLUE fine-tuning +
     evaluation, seconds summed over tasks and seeds), trial_index (0, 1, ... in order of trial
@@ -84,10 +91,11 @@ def load(results_dir: str | Path) -> pd.DataFrame:
     spec_file = results_dir / "spec.json"
     include_wnli = json.loads(spec_file.read_text())["glue"]["include_wnli"] if spec_file.exists() else True
     rows = []
-    teacher = results_dir / "teacher" / "result.json"
-    if teacher.exists():
-        rows.append({"model": "teacher", "kind": "teacher", "status": "done",
-                     **row_from_result(json.loads(teacher.read_text()), include_wnli)})
+    for path in [results_dir / "teacher" / "result.json", *sorted(results_dir.glob("references/*/result.json"))]:
+        if path.exists():
+            result = json.loads(path.read_text())
+            rows.append({"model": path.parent.name, "kind": result.get("kind", "teacher"), "status": "done",
+                         **row_from_result(result, include_wnli)})
     started = {}
     for cand in sorted((results_dir / "candidates").glob("*")):
         if (cand / "config.json").exists():
@@ -111,11 +119,14 @@ def load(results_dir: str | Path) -> pd.DataFrame:
     teacher_macro = df.loc[df["kind"] == "teacher", "macro_score"]
     if len(teacher_macro):
         df["pct_teacher"] = 100 * df["macro_score"] / teacher_macro.iloc[0]
+    random_macro = df.loc[df["model"] == "random_init", "macro_score"]
+    if len(random_macro):
+        df["gain_over_random_init"] = df["macro_score"] - random_macro.iloc[0]
     return df.sort_values("macro_score", ascending=False, na_position="last").reset_index(drop=True)
 
 
 def _order() -> list[str]:
-    return ["model", "kind", "status", *CONFIG_COLUMNS, "macro_score", "pct_teacher", *score_columns(), "n_params", *PROFILE_COLUMNS,
+    return ["model", "kind", "status", *CONFIG_COLUMNS, "macro_score", "pct_teacher", "gain_over_random_init", *score_columns(), "n_params", *PROFILE_COLUMNS,
             "distill_loss", "finetune_seconds", "trial_index"]
 
 
@@ -134,6 +145,10 @@ def conventions(df: pd.DataFrame) -> list[str]:
     profiled = any(c in df and df[c].notna().any() for c in PROFILE_COLUMNS)
     notes = [
         "Scores ×100 on GLUE validation splits; macro_score = mean of task scores (mnli = mean of its splits present).",
+        "random_init: the students' architecture with random weights, no distillation; gain_over_random_init = "
+        "macro_score minus its macro_score (points)." if (df["model"] == "random_init").any() else "",
+        "task-kd-<task>: task-specific distillation, scored on that task only (no macro_score)."
+        if (df["kind"] == "task_distill").any() else "",
         f"Seeds: {', '.join(sorted(set(df['seeds'].dropna())))}." if "seeds" in df else "",
         f"Only available as subsets (task:split): {', '.join(subsets)}." if subsets else "",
         "size_mb: weight files on disk (1e6 bytes); latency_ms_b1/_b32: CPU forward pass of 128 tokens, "

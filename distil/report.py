@@ -80,7 +80,7 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
 
 
 def _pareto_panel(ax, df: pd.DataFrame, cost: str, what: str, xlabel: str, scale: float = 1.0) -> None:
-    done = df[df["macro_score"].notna()]
+    done = df[df["macro_score"].notna() & df["kind"].isin(["teacher", "student"])]
     x = pd.to_numeric(done[cost], errors="coerce").to_numpy(dtype=float) / scale
     y = done["macro_score"].to_numpy(dtype=float)
     ax.set_xlabel(xlabel)
@@ -108,7 +108,8 @@ def _pareto_panel(ax, df: pd.DataFrame, cost: str, what: str, xlabel: str, scale
 
 
 def plot_pareto(df: pd.DataFrame, path: Path) -> None:
-    """macro_score vs n_params and vs latency_ms_b32, Pareto front circled, teacher labelled."""
+    """macro_score vs n_params and vs latency_ms_b32 of the teacher and the students (reference
+    rows left out: random_init costs what a student costs), Pareto front circled, teacher labelled."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     _pareto_panel(axes[0], df, "n_params", "parameter", "encoder parameters (millions)", scale=1e6)
     _pareto_panel(axes[1], df, "latency_ms_b32", "latency", "CPU latency at batch 32 (ms per example, 128 tokens, 1 thread)")
@@ -132,6 +133,9 @@ def plot_progress(df: pd.DataFrame, path: Path) -> None:
     teacher = df.loc[df["kind"] == "teacher", "macro_score"].dropna()
     if len(teacher):
         ax.axhline(teacher.iloc[0], color=TEACHER_COLOUR, linestyle="--", label="teacher")
+    random_init = df.loc[df["model"] == "random_init", "macro_score"].dropna()
+    if len(random_init):
+        ax.axhline(random_init.iloc[0], color="grey", linestyle=":", label="random_init (no distillation)")
     missing = int(np.isnan(macro).sum())
     ax.set_title("Search progress" + (f" ({missing} unfinished trial(s) not shown)" if missing else ""), fontsize=11)
     ax.set_xlabel("trial (in order of start)")

@@ -233,6 +233,9 @@ class GlueSpec(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     include_wnli: bool = True  # DistilBERT's macro-score averages all 9 tasks, WNLI included
     use_gpu: bool = False  # one GPU per fine-tuning task
+    # The no-distillation reference row: a `random_init` student (same architecture, no teacher
+    # weights, no distillation) fine-tuned under the same protocol -> column gain_over_random_init.
+    random_init_reference: bool = True
     overrides: dict[str, GlueTaskOverride] = Field(default_factory=dict)
 
     @field_validator("tasks")
@@ -257,6 +260,36 @@ class GlueSpec(_Strict):
         return v
 
 
+class TaskDistillSpec(_Strict):
+    """Task-specific distillation rows (Sanh et al. 2019 §4.2; Tang et al. 2019): for each task in
+    `tasks`, a student initialised from the teacher's layers (`layer_selection`, no general
+    distillation) learns the task from the teacher fine-tuned on it, with
+    alpha_ce·KL·T² + (1 − alpha_ce)·CE (see distil.task_distill). GLUE settings as for candidates."""
+
+    tasks: list[str] = Field(min_length=1)
+    alpha_ce: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(2.0, gt=0)
+    layer_selection: LayerSelection = "every_other"
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v):
+        from distil.glue import TASKS
+
+        bad = [t for t in v if t not in TASKS]
+        if bad:
+            raise ValueError(f"unknown GLUE task(s) {bad}; use names from {list(TASKS)}")
+        return v
+
+    @field_validator("layer_selection")
+    @classmethod
+    def _valid_selection(cls, v):
+        _check_layer_selection(v)
+        if v == "random_init":
+            raise ValueError("random_init has no teacher layers to start from; use a rule such as every_other")
+        return v
+
+
 class SweepSpec(_Strict):
     """A whole sweep: teacher, corpus, student, distillation, search and GLUE protocol."""
 
@@ -267,6 +300,7 @@ class SweepSpec(_Strict):
     distill: DistillSpec = DistillSpec()
     search: SearchSpec = SearchSpec()
     glue: GlueSpec = GlueSpec()
+    task_distill: TaskDistillSpec | None = None  # off unless given
     seed: int = 0
 
     @model_validator(mode="after")
@@ -277,6 +311,10 @@ class SweepSpec(_Strict):
         for s in sels:
             if isinstance(s, list) and n is not None and len(s) != n:
                 raise ValueError(f"search.layer_selection: list {s} has {len(s)} layers but student.n_layers is {n}; make them agree")
+        if self.task_distill and self.glue.tasks != "all":
+            missing = [t for t in self.task_distill.tasks if t not in self.glue.tasks]
+            if missing:
+                raise ValueError(f"task_distill.tasks: {missing} not in glue.tasks (the teacher is fine-tuned there); add them to glue.tasks")
         return self
 
 

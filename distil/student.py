@@ -124,3 +124,16 @@ def build_student(teacher: BertForMaskedLM, n_layers: int, selection: LayerSelec
 def count_parameters(model: torch.nn.Module) -> int:
     """Distinct parameters (tied weights counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def save_student(teacher_dir: str, n_layers: int, selection: LayerSelection, seed: int, out_dir: str) -> int:
+    """Build a student from the (MLM-headed) teacher in `teacher_dir`, save it with the teacher's
+    tokenizer as a Hugging Face dir; `seed` fixes the random weights (all of them for
+    `random_init`). Returns the encoder's parameter count."""
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(seed)
+    student = build_student(BertForMaskedLM.from_pretrained(teacher_dir), n_layers, selection)
+    student.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(out_dir)
+    return count_parameters(student.distilbert)

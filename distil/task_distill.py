@@ -77,14 +77,10 @@ def distil_on_task(teacher_mlm_dir: str, teacher_task_dir: str, task: str, n_lay
                    alpha_ce: float, temperature: float, settings: dict, seed: int, data: str, pred_dir: str) -> dict:
     """Build a student from `teacher_mlm_dir`'s layers, distil it on `task` from `teacher_task_dir`
     (the teacher fine-tuned on that task), evaluate it. Returns finetune_and_evaluate's dict."""
-    from transformers import AutoTokenizer, BertForMaskedLM
-
-    from distil.student import build_student
+    from distil.student import save_student
 
     with tempfile.TemporaryDirectory() as student_dir:
-        torch.manual_seed(seed)
-        build_student(BertForMaskedLM.from_pretrained(teacher_mlm_dir), n_layers, layer_selection).save_pretrained(student_dir)
-        AutoTokenizer.from_pretrained(teacher_mlm_dir).save_pretrained(student_dir)
+        save_student(teacher_mlm_dir, n_layers, layer_selection, seed, student_dir)
         return finetune_and_evaluate(student_dir, task, settings, seed, data, pred_dir,
                                      trainer_cls=_trainer_cls(alpha_ce, temperature),
                                      train_transform=_teacher_logits_adder(teacher_task_dir))

@@ -18,9 +18,16 @@ def test_tiny_sweep_end_to_end(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     df = pd.read_csv(out / "leaderboard.csv")
-    assert list(df["kind"]).count("student") == 2 and list(df["kind"]).count("teacher") == 1
+    kinds = df.set_index("model")["kind"]
+    assert list(kinds).count("student") == 2 and kinds["teacher"] == "teacher"
+    assert kinds["random_init"] == "reference" and kinds["task-kd-wnli"] == "task_distill"
     assert (df["status"] == "done").all()
-    assert df[["wnli", "stsb", "macro_score"]].notna().all().all()
+    scored = df[df.kind != "task_distill"]
+    assert scored[["wnli", "stsb", "macro_score", "gain_over_random_init"]].notna().all().all()
+    # Task-specific distillation: scored on its task, from the teacher fine-tuned on it.
+    kd = df[df.kind == "task_distill"].iloc[0]
+    assert pd.notna(kd["wnli"]) and pd.isna(kd["stsb"]) and pd.isna(kd["macro_score"])
+    assert (out / "teacher" / "finetuned" / "wnli" / "model.safetensors").exists()
     assert df["mnli_m"].isna().all()  # not asked for: empty, never invented
     assert set(df.loc[df.kind == "student", "layer_selection"]) <= {"first", "last"}
     # The fitted teacher head was reported and cached; the students are loadable HF dirs.
@@ -37,4 +44,4 @@ def test_tiny_sweep_end_to_end(tmp_path):
     rebuilt = subprocess.run([sys.executable, "run_sweep.py", "report", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert rebuilt.returncode == 0 and "| teacher" in rebuilt.stdout
     pd.testing.assert_frame_equal(pd.read_csv(out / "leaderboard.csv"), df)
-    assert len(leaderboard.load(out)) == 3
+    assert len(leaderboard.load(out)) == 5

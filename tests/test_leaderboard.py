@@ -1,6 +1,7 @@
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from distil import leaderboard
@@ -53,3 +54,26 @@ def test_load_ranks_by_macro_with_pct_of_teacher_and_keeps_incomplete_trials(tmp
     leaderboard.write(df, tmp_path)
     md = (tmp_path / "leaderboard.md").read_text()
     assert "| teacher" in md and "macro_score" in md and "nan" not in md
+
+
+def test_reference_rows_give_gain_over_random_init_and_task_kd_has_no_macro(tmp_path):
+    def write(path, obj):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj))
+
+    sst2 = lambda acc: [_run("sst2", 0, **{"": {"accuracy": acc}}), _run("rte", 0, **{"": {"accuracy": 50.0}})]
+    write(tmp_path / "teacher" / "result.json", {"kind": "teacher", "params": {}, "glue": sst2(90.0)})
+    write(tmp_path / "references" / "random_init" / "result.json",
+          {"kind": "reference", "params": {"layer_selection": "random_init"}, "glue": sst2(50.0)})
+    write(tmp_path / "references" / "task-kd-sst2" / "result.json",
+          {"kind": "task_distill", "params": {"task": "sst2", "alpha_ce": 0.5, "temperature": 2.0, "layer_selection": "every_other"},
+           "glue": [_run("sst2", 0, **{"": {"accuracy": 85.0}})]})
+    write(tmp_path / "candidates" / "a" / "result.json", {"params": {"alpha_ce": 1.0}, "glue": sst2(80.0)})
+    df = leaderboard.load(tmp_path).set_index("model")
+    assert df.loc["a", "macro_score"] == pytest.approx(65.0)  # (80 + 50) / 2
+    assert df.loc["a", "gain_over_random_init"] == pytest.approx(15.0)  # 65 - (50 + 50) / 2
+    assert df.loc["random_init", "gain_over_random_init"] == 0 and df.loc["random_init", "kind"] == "reference"
+    kd = df.loc["task-kd-sst2"]
+    assert kd["kind"] == "task_distill" and kd["sst2"] == 85.0 and pd.isna(kd["macro_score"]) and pd.isna(kd["rte"])
+    assert list(leaderboard.load(tmp_path)["model"])[-1] == "task-kd-sst2"  # no macro: ranked last
+    assert "random_init: the students' architecture" in leaderboard.to_markdown(leaderboard.load(tmp_path))

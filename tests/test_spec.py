@@ -48,6 +48,10 @@ def _write(tmp_path, **changes):
         ({"glue.tasks": ["sst2", "squad"]}, r"unknown GLUE task\(s\) \['squad'\]"),
         ({"glue.data": "./no/such/dir"}, r"glue\.data: path './no/such/dir' does not exist"),
         ({"search.points_to_evaluate": [{"alpha": 1.0}]}, r"points_to_evaluate names \['alpha'\]"),
+        ({"task_distill.tasks": ["squad"]}, r"task_distill\.tasks: .*unknown GLUE task\(s\) \['squad'\]"),
+        ({"task_distill.tasks": ["sst2"], "task_distill.layer_selection": "random_init"}, r"task_distill\.layer_selection: .*no teacher layers"),
+        ({"task_distill.tasks": ["sst2"], "task_distill.alpha_ce": 1.5}, r"task_distill\.alpha_ce: .*less than or equal to 1"),
+        ({"task_distill.tasks": ["cola"], "glue.tasks": ["sst2"]}, r"task_distill\.tasks: \['cola'\] not in glue\.tasks"),
     ],
 )
 def test_bad_specs_give_one_line_errors_naming_the_field(tmp_path, changes, message):

@@ -16,6 +16,7 @@ def write_tiny_spec(path, name="tiny"):
                    "layer_selection": {"choices": ["first", "last"]}},
         "glue": {"data": str(GLUE), "tasks": ["wnli", "stsb"], "max_train_examples": 32, "max_eval_examples": 32,
                  "epochs": 1, "batch_size": 16, "lr": 1e-4},
+        "task_distill": {"tasks": ["wnli"], "alpha_ce": 0.5, "temperature": 2.0, "layer_selection": "last"},
     }
     path.write_text(yaml.safe_dump(spec))
     return path
