@@ -40,6 +40,8 @@ def model_card(best: pd.Series, teacher: pd.Series | None, sweep: str, teacher_s
         name = f"**{col}**" if col == "macro_score" else col
         rows.append(f"| {name} | {_num(s)} | {_num(t) if t is not None else ''} | {pct} |")
     cost = [f"- {k}: {_num(best[k])}" for k in (*leaderboard.PROFILE_COLUMNS, "finetune_seconds") if pd.notna(best.get(k))]
+    g = best.get("gain_over_random_init")
+    gain = f", {g:+.2f} points over the same architecture with random weights (random_init)" if pd.notna(g) else ""
     notes = "\n".join(f"- {n}" for n in leaderboard.conventions(pd.DataFrame([best] + ([teacher] if teacher is not None else []))))
     return f"""---
 library_name: transformers
@@ -50,7 +52,7 @@ tags: [distillation, distilbert, glue]
 
 A DistilBERT-style student ({_num(best['n_params'] / 1e6, 1)}M encoder parameters) distilled by
 distil-sweep from the teacher `{teacher_source}`. It is the best of the sweep's finished students
-by GLUE macro_score: {_num(best['macro_score'])}, {_num(best.get('pct_teacher'), 1)} % of the teacher's.
+by GLUE macro_score: {_num(best['macro_score'])}, {_num(best.get('pct_teacher'), 1)} % of the teacher's{gain}.
 
 ```python
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer

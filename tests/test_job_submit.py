@@ -34,7 +34,7 @@ def ray_head(tmp_path):
 
 def test_ray_job_submit_runs_a_tiny_sweep(ray_head, tmp_path):
     address, env = ray_head
-    spec = write_tiny_spec(tmp_path / "tiny.yaml", name="tiny-job")
+    spec = write_tiny_spec(tmp_path / "tiny.yaml", name="tiny-job", lean=True)
     out = tmp_path / "results"
     cmd = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", address, "--working-dir", ".",
            "--runtime-env", "cluster/job_runtime_env.yaml", "--",
