@@ -150,6 +150,11 @@ def plot_progress(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def _reference_phrase(df: pd.DataFrame) -> str:
+    names = df.loc[df["kind"].isin(["reference", "task_distill"]), "model"].astype(str).tolist()
+    return f", with reference rows {', '.join(names)}" if names else ""
+
+
 PLOTS = {"scores": plot_scores, "pareto": plot_pareto, "progress": plot_progress}
 
 
@@ -184,7 +189,7 @@ def write_html(df: pd.DataFrame, results_dir: str | Path) -> Path:
 <h1>{title}</h1>
 <p>Results in <code>{html.escape(str(results_dir.resolve()))}</code>: {int((df["kind"] == "student").sum())} student
 trials ({int(((df["kind"] == "student") & (df["status"] == "done")).sum())} done) and
-{"the teacher" if (df["kind"] == "teacher").any() else "no teacher row"}, ranked by macro_score.</p>
+{"the teacher" if (df["kind"] == "teacher").any() else "no teacher row"}{_reference_phrase(df)}, ranked by macro_score.</p>
 <h2>Leaderboard</h2>
 <div class="scroll">{table}</div>
 <ul>{notes}</ul>
