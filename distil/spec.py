@@ -89,6 +89,15 @@ def parse_layer_key(key: str) -> LayerSelection:
     return key if key in LAYER_RULES else [int(i) for i in key.split(",")]
 
 
+def _check_task_names(names, what: str) -> None:
+    """Raise ValueError naming any of `names` that is not a GLUE task in distil.glue.TASKS."""
+    from distil.glue import TASKS  # late: keeps `import distil.spec` light (distil.glue loads datasets)
+
+    bad = [t for t in names if t not in TASKS]
+    if bad:
+        raise ValueError(f"{what} {bad}; use names from {list(TASKS)}")
+
+
 def _check_layer_selection(sel) -> None:
     if isinstance(sel, str):
         if sel not in LAYER_RULES:
@@ -241,22 +250,14 @@ class GlueSpec(_Strict):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, v):
-        from distil.glue import TASKS
-
         if v != "all":
-            bad = [t for t in v if t not in TASKS]
-            if bad:
-                raise ValueError(f"unknown GLUE task(s) {bad}; use names from {list(TASKS)}")
+            _check_task_names(v, "unknown GLUE task(s)")
         return v
 
     @field_validator("overrides")
     @classmethod
     def _known_overrides(cls, v):
-        from distil.glue import TASKS
-
-        bad = [t for t in v if t not in TASKS]
-        if bad:
-            raise ValueError(f"overrides for unknown GLUE task(s) {bad}; use names from {list(TASKS)}")
+        _check_task_names(v, "overrides for unknown GLUE task(s)")
         return v
 
 
@@ -274,11 +275,7 @@ class TaskDistillSpec(_Strict):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, v):
-        from distil.glue import TASKS
-
-        bad = [t for t in v if t not in TASKS]
-        if bad:
-            raise ValueError(f"unknown GLUE task(s) {bad}; use names from {list(TASKS)}")
+        _check_task_names(v, "unknown GLUE task(s)")
         return v
 
     @field_validator("layer_selection")
