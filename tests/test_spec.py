@@ -46,6 +46,7 @@ def _write(tmp_path, **changes):
         ({"search.layer_selection": [0, 1], "search.points_to_evaluate": []}, r"list \[0, 1\] has 2 layers but student\.n_layers is 3"),
         ({"search.layer_selection": [0, 0, 1], "search.points_to_evaluate": []}, r"distinct non-negative"),
         ({"glue.tasks": ["sst2", "squad"]}, r"unknown GLUE task\(s\) \['squad'\]"),
+        ({"glue.overrides": {"squad": {"lr": 1e-5}}}, r"glue\.overrides: .*overrides for unknown GLUE task\(s\) \['squad'\]"),
         ({"glue.data": "./no/such/dir"}, r"glue\.data: path './no/such/dir' does not exist"),
         ({"search.points_to_evaluate": [{"alpha": 1.0}]}, r"points_to_evaluate names \['alpha'\]"),
         ({"task_distill.tasks": ["squad"]}, r"task_distill\.tasks: .*unknown GLUE task\(s\) \['squad'\]"),
