@@ -26,3 +26,12 @@ def test_pearson_and_spearman():
     assert compute("spearmanr", y, y**3) == pytest.approx(100.0)  # monotone, not linear
     assert compute("pearson", y, y**3) < 100.0
     assert compute("spearmanr", y, -y) == pytest.approx(-100.0)
+
+
+def test_correlations_on_a_hand_computed_case_and_constant_predictions():
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    p = np.array([2.0, 1.0, 4.0, 3.0, 5.0])  # sum of squared rank differences 4: 1 - 6*4/(5*24) = 0.8
+    assert compute("spearmanr", y, p) == pytest.approx(80.0)
+    assert compute("pearson", y, p) == pytest.approx(80.0)  # same here: values are their ranks
+    assert compute("pearson", y, np.full(5, 2.5)) == 0.0  # undefined (NaN in scipy): 0, like MCC
+    assert compute("spearmanr", y, np.full(5, 2.5)) == 0.0
