@@ -24,6 +24,7 @@ from distil.spec import SpecError, SweepSpec, load_spec  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a sweep (or `report`); returns the exit code: 0 ok, 1 nothing to report, 2 bad input."""
     args = parse_args(argv)
     if args.spec == "report":
         return report(args.output or (args.rest[0] if args.rest else None))
@@ -99,6 +100,7 @@ def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
 
 
 def claim_output_dir(out: Path, dry_run: bool) -> Path:
+    """The absolute results dir, created unless dry_run. Raises SpecError if it already holds files."""
     out = out.resolve()
     if out.exists() and any(out.iterdir()):
         raise SpecError(f"--output: {out} already holds results; pass --output NEW_DIR (nothing was changed)")
@@ -108,6 +110,7 @@ def claim_output_dir(out: Path, dry_run: bool) -> Path:
 
 
 def report(results_dir: str | None) -> int:
+    """Rebuild leaderboard files, report.html and best_student/ from stored results; exit code."""
     if not results_dir or not Path(results_dir).is_dir():
         print(f"error: report: {results_dir!r} is not a results dir; pass results/<sweep>", file=sys.stderr)
         return 2
@@ -129,6 +132,7 @@ def report(results_dir: str | None) -> int:
 
 
 def parse_args(argv):
+    """Command line: `[SPEC] [--output DIR] [--dry-run] [--address A] [--cache-dir D]` or `report DIR`."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", nargs="?", default="sweeps/smoke.yaml", help="sweep YAML, or `report`")
     p.add_argument("rest", nargs="*", help="for `report`: the results dir")

@@ -24,6 +24,9 @@ from distil import metrics
 
 @dataclass(frozen=True)
 class GlueTask:
+    """One GLUE task as data: input text columns, num_labels (1 = regression), metric names for
+    distil.metrics.compute, validation splits by leaderboard column suffix, and `small`."""
+
     name: str
     text_fields: tuple[str, ...]
     num_labels: int

@@ -174,5 +174,6 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
+    """The leaderboard as a markdown table followed by its conventions as a bullet list."""
     table = formatted(df).to_markdown(index=False, disable_numparse=True)
     return table + "\n\n" + "\n".join(f"- {n}" for n in conventions(df)) + "\n"

@@ -86,6 +86,7 @@ def layer_key(selection: LayerSelection) -> str:
 
 
 def parse_layer_key(key: str) -> LayerSelection:
+    """Inverse of layer_key: a rule name as is, `0,2,4` -> [0, 2, 4]. Raises ValueError on a bad int."""
     return key if key in LAYER_RULES else [int(i) for i in key.split(",")]
 
 
@@ -221,6 +222,8 @@ class DistillSpec(_Strict):
 
 
 class GlueTaskOverride(_Strict):
+    """Per-task fine-tuning settings that replace the glue section's defaults (None = keep them)."""
+
     lr: float | None = Field(None, gt=0)
     epochs: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, ge=1)
