@@ -149,7 +149,8 @@ def conventions(df: pd.DataFrame) -> list[str]:
         "macro_score minus its macro_score (points)." if (df["model"] == "random_init").any() else "",
         "task-kd-<task>: task-specific distillation, scored on that task only (no macro_score)."
         if (df["kind"] == "task_distill").any() else "",
-        f"Seeds: {', '.join(sorted(set(df['seeds'].dropna())))}." if "seeds" in df else "",
+        f"Seeds: {', '.join(sorted(set(df['seeds'].dropna())))}; a score with a matching _std column is the mean "
+        "over seeds (sample std in that column), the others come from the first seed." if "seeds" in df else "",
         f"Only available as subsets (task:split): {', '.join(subsets)}." if subsets else "",
         "size_mb: weight files on disk (1e6 bytes); latency_ms_b1/_b32: CPU forward pass of 128 tokens, "
         "1 torch thread, milliseconds per example at batch 1/32." if profiled else "",

@@ -243,6 +243,10 @@ class GlueSpec(_Strict):
     max_train_examples: int | None = Field(None, ge=1)
     max_eval_examples: int | None = Field(None, ge=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    # Which tasks run every seed: `small` ones (cola, mrpc, stsb, rte, wnli: a few hundred to a few
+    # thousand dev examples, scores swing by points between seeds) with the large ones on the
+    # first seed only, or `all`.
+    seeds_on: Literal["small", "all"] = "small"
     include_wnli: bool = True  # DistilBERT's macro-score averages all 9 tasks, WNLI included
     use_gpu: bool = False  # one GPU per fine-tuning task
     # The no-distillation reference row: a `random_init` student (same architecture, no teacher
@@ -262,6 +266,13 @@ class GlueSpec(_Strict):
     def _known_overrides(cls, v):
         _check_task_names(v, "overrides for unknown GLUE task(s)")
         return v
+
+    def seeds_for(self, task: str) -> list[int]:
+        """The seeds `task` is fine-tuned with: all of `seeds` for a small task (or for every task
+        with `seeds_on: all`), else the first one."""
+        from distil.glue import TASKS
+
+        return self.seeds if self.seeds_on == "all" or TASKS[task].small else self.seeds[:1]
 
 
 class TaskDistillSpec(_Strict):

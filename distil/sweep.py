@@ -60,7 +60,7 @@ def submit_glue(model_dir: str, glue: GlueSpec, out_dir: Path, save_tasks: tuple
         return str(out_dir / "finetuned" / task) if task in save_tasks and seed == glue.seeds[0] else None
 
     return {(t, s): remote.remote(model_dir, t, glue_settings(glue, t), s, glue.data, pred_dir, save_dir(t, s))
-            for t in tasks for s in glue.seeds}
+            for t in tasks for s in glue.seeds_for(t)}
 
 
 def _task_options(glue: GlueSpec) -> dict:
@@ -173,7 +173,7 @@ def submit_references(spec: SweepSpec, teacher_source: str, teacher_dir: str, he
             runs = [remote.remote(firsts[0], teacher_dir, str(out / "teacher" / "finetuned" / task), task, n_layers,
                                   kd.layer_selection, kd.alpha_ce, kd.temperature, glue_settings(glue, task), seed,
                                   glue.data, str(ref_dir / "predictions"))
-                    for seed in glue.seeds]
+                    for seed in glue.seeds_for(task)]
             refs.append(Reference(ref_dir, {"kind": "task_distill", "params": params}, runs))
     return refs
 

@@ -47,6 +47,7 @@ def _write(tmp_path, **changes):
         ({"search.layer_selection": [0, 0, 1], "search.points_to_evaluate": []}, r"distinct non-negative"),
         ({"glue.tasks": ["sst2", "squad"]}, r"unknown GLUE task\(s\) \['squad'\]"),
         ({"glue.overrides": {"squad": {"lr": 1e-5}}}, r"glue\.overrides: .*overrides for unknown GLUE task\(s\) \['squad'\]"),
+        ({"glue.seeds_on": "large"}, r"glue\.seeds_on: Input should be 'small' or 'all'"),
         ({"glue.data": "./no/such/dir"}, r"glue\.data: path './no/such/dir' does not exist"),
         ({"search.points_to_evaluate": [{"alpha": 1.0}]}, r"points_to_evaluate names \['alpha'\]"),
         ({"task_distill.tasks": ["squad"]}, r"task_distill\.tasks: .*unknown GLUE task\(s\) \['squad'\]"),
@@ -59,6 +60,17 @@ def test_bad_specs_give_one_line_errors_naming_the_field(tmp_path, changes, mess
     with pytest.raises(SpecError, match=message) as e:
         load_spec(_write(tmp_path, **changes))
     assert "\n" not in str(e.value)
+
+
+def test_small_tasks_run_every_seed_and_large_tasks_the_first(tmp_path):
+    spec = load_spec(_write(tmp_path, **{"glue.seeds": [3, 1, 2]}))
+    assert spec.glue.seeds_on == "small"
+    assert {t: spec.glue.seeds_for(t) for t in ("cola", "mrpc", "stsb", "rte", "wnli")} == dict.fromkeys(
+        ("cola", "mrpc", "stsb", "rte", "wnli"), [3, 1, 2])
+    assert {t: spec.glue.seeds_for(t) for t in ("sst2", "qqp", "mnli", "qnli")} == dict.fromkeys(
+        ("sst2", "qqp", "mnli", "qnli"), [3])
+    everywhere = load_spec(_write(tmp_path, **{"glue.seeds": [3, 1, 2], "glue.seeds_on": "all"}))
+    assert everywhere.glue.seeds_for("mnli") == [3, 1, 2]
 
 
 def test_layer_keys_round_trip():
