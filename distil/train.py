@@ -147,6 +147,11 @@ def distil_student(run_name: str, params: dict, ctx: dict, student_dir: Path) ->
     d = DistillSpec(**ctx["distill"])
     keys = ("teacher_dir", "corpus_dir", "n_layers", "seed", "distill", "fail_once_at_step", "fail_once_marker")
     cfg = {**params, **{k: ctx[k] for k in keys if k in ctx}}
+    # The reference rows' GLUE tasks, submitted before the search, can hold every CPU for minutes;
+    # the worker group then waits for them. Ray Train retries a timed-out start forever
+    # (controller_failure_limit -1), so the 60 s default only prints a traceback a minute while
+    # waiting; Ray still warns about resource requests the cluster can never satisfy.
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "1800")
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=cfg,
