@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
            "n_layers": n_layers, "seed": spec.seed, "distill": spec.distill.model_dump(), "glue": spec.glue.model_dump(),
            "fixed": spec.search.fixed()}
     run_search(spec, ctx)
-    finish_references(references, spec.glue.data)
+    finish_references(references)
     # 7. Leaderboard.
     status = report(str(out))
     print(f"wall time: {time.time() - t0:.0f} s", flush=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -129,19 +128,11 @@ def run_search(spec: SweepSpec, ctx: dict) -> tune.ResultGrid:
     return tuner.fit()
 
 
-@dataclass
-class Reference:
-    """A reference row in flight: its result.json (minus the GLUE runs) and the runs' refs."""
-
-    out_dir: Path  # where result.json goes
-    result: dict  # kind, params, n_params, ...
-    refs: list
-    profile_dir: str | None = None  # a model dir to time when the runs are done (the teacher)
-
-
 def submit_references(spec: SweepSpec, teacher_source: str, teacher_dir: str, head_fit: dict, n_layers: int,
-                      out: Path) -> list[Reference]:
-    """Start the reference rows' GLUE runs as Ray tasks, to run alongside the search:
+                      out: Path) -> list:
+    """Start the reference rows' GLUE runs as Ray tasks, to run alongside the search, each row
+    with a writer task that saves its result.json as soon as its runs are done (so an
+    interrupted sweep keeps it). Returns the writers' refs (`finish_references` waits on them).
 
     * `teacher` (<out>/teacher): the teacher itself, the row "% of teacher retained" divides by;
     * `random_init` (<out>/references/random_init): a student with the candidates' architecture
@@ -152,14 +143,17 @@ def submit_references(spec: SweepSpec, teacher_source: str, teacher_dir: str, he
     glue = spec.glue
     kd = spec.task_distill
     teacher_runs = submit_glue(teacher_source, glue, out / "teacher", save_tasks=tuple(kd.tasks) if kd else ())
-    refs = [Reference(out / "teacher", {"kind": "teacher", "params": {"model": teacher_source}, "head_fit": head_fit,
-                                        "n_params": count_parameters(AutoModel.from_pretrained(teacher_source))},
-                      list(teacher_runs.values()), profile_dir=teacher_source)]
+    teacher = {"kind": "teacher", "params": {"model": teacher_source}, "head_fit": head_fit,
+               "n_params": count_parameters(AutoModel.from_pretrained(teacher_source))}
+    writers = [_write_reference.options(num_cpus=1).remote(  # 1 CPU: it times the teacher
+        str(out / "teacher"), teacher, (teacher_source, glue.data), *teacher_runs.values())]
     if glue.random_init_reference:
         ref_dir = out / "references" / "random_init"
         n_params = save_student(teacher_dir, n_layers, "random_init", spec.seed, str(ref_dir / "student"))
-        refs.append(Reference(ref_dir, {"kind": "reference", "params": {"layer_selection": "random_init"}, "n_params": n_params},
-                              list(submit_glue(str(ref_dir / "student"), glue, ref_dir).values())))
+        runs = submit_glue(str(ref_dir / "student"), glue, ref_dir).values()
+        writers.append(_write_reference.options(num_cpus=0).remote(
+            str(ref_dir), {"kind": "reference", "params": {"layer_selection": "random_init"}, "n_params": n_params},
+            None, *runs))
     if kd:
         remote = ray.remote(_distil_on_task_after).options(**_task_options(glue))
         for task in kd.tasks:
@@ -174,8 +168,9 @@ def submit_references(spec: SweepSpec, teacher_source: str, teacher_dir: str, he
                                   kd.layer_selection, kd.alpha_ce, kd.temperature, glue_settings(glue, task), seed,
                                   glue.data, str(ref_dir / "predictions"))
                     for seed in glue.seeds_for(task)]
-            refs.append(Reference(ref_dir, {"kind": "task_distill", "params": params}, runs))
-    return refs
+            writers.append(_write_reference.options(num_cpus=0).remote(
+                str(ref_dir), {"kind": "task_distill", "params": params}, None, *runs))
+    return writers
 
 
 def _distil_on_task_after(teacher_run: dict, *args) -> dict:
@@ -183,12 +178,18 @@ def _distil_on_task_after(teacher_run: dict, *args) -> dict:
     return distil_on_task(*args)
 
 
-def finish_references(refs: list[Reference], glue_data: str) -> None:
-    """Wait for the reference rows' runs and write each one's result.json (`glue_data`: the
-    GLUE dir or hub id whose text times the profiled models)."""
-    for ref in refs:
-        runs = ray.get(ref.refs)
-        result = {**ref.result, "glue": runs, "finetune_seconds": finetune_seconds(runs)}
-        if ref.profile_dir:
-            result["profile"] = measure(ref.profile_dir, result["kind"], data=glue_data)
-        _write_json(ref.out_dir / "result.json", result)
+@ray.remote
+def _write_reference(out_dir: str, result: dict, profile: tuple[str, str] | None, *runs: dict) -> str:
+    """Ray task, started once every GLUE run of a reference row has finished (Ray resolves the
+    refs passed as `runs`): writes the row's result.json. `profile` = (model dir, GLUE data whose
+    text times it) measures the model's size and CPU latency first (the teacher)."""
+    result = {**result, "glue": list(runs), "finetune_seconds": finetune_seconds(list(runs))}
+    if profile:
+        result["profile"] = measure(profile[0], result["kind"], data=profile[1])
+    _write_json(Path(out_dir) / "result.json", result)
+    return out_dir
+
+
+def finish_references(writers: list) -> None:
+    """Wait until every reference row's result.json is written."""
+    ray.get(writers)
