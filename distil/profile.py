@@ -76,7 +76,7 @@ def measure(model_dir: str, kind: str, data: str | None = None, seq_len: int = 1
     (`packed_texts`, from the GLUE dir `data`: local or hub, default ../shared/data/glue). After
     warm-up passes (2 at batch 1, 1 at batch 32), the latency is the median of `repeats_b1` /
     `repeats_b32` timed passes. Torch runs on `threads` CPU threads (default 1)
-    for the measurement, so that a teacher timed in the driver and students timed in Tune trials
+    for the measurement, so that a teacher timed in a Ray task and students timed in Tune trials
     (which get different thread pools) are compared alike, and neighbours disturb less.
 
     Returns {'kind', 'size_mb': bytes of the weight files / 1e6, 'latency_ms_b1' and
