@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """distil-sweep: search DistilBERT distillation settings with Ray Tune + Optuna, rank students on GLUE.
 
-    python run_sweep.py                                   # sweeps/smoke.yaml -> results/smoke/
-    python run_sweep.py sweeps/cpu.yaml                   # a meaningful local run (~1 h)
-    python run_sweep.py sweeps/distilbert-base.yaml --dry-run   # validate a spec, run nothing
+    python run_sweep.py                                   # run sweeps/smoke.yaml -> results/smoke/
+    python run_sweep.py run sweeps/cpu.yaml               # a meaningful local run (`run` may be omitted)
+    python run_sweep.py run sweeps/distilbert-base.yaml --dry-run   # validate a spec, run nothing
+    python run_sweep.py resume results/smoke              # continue a killed sweep where it stopped
     python run_sweep.py report results/smoke              # rebuild the leaderboard from stored results
-    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python run_sweep.py SPEC --output ABS_DIR
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python run_sweep.py run SPEC --output ABS_DIR
 """
 
 from __future__ import annotations
@@ -22,91 +23,142 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from distil import leaderboard  # noqa: E402
 from distil.spec import SpecError, SweepSpec, load_spec  # noqa: E402
 
+COMMANDS = ("run", "resume", "report")
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a sweep (or `report`); returns the exit code: 0 ok, 1 nothing to report, 2 bad input."""
-    args = parse_args(argv)
-    if args.spec == "report":
-        return report(args.output or (args.rest[0] if args.rest else None))
+    """Run, resume or report a sweep; returns the exit code: 0 ok, 1 a trial failed or nothing to
+    report, 2 bad input (nothing started, nothing in results/ changed)."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "report":
+        return report(args.results_dir)
     t0 = time.time()
     # 1. Spec: validated once, before any cluster work; results/ is never overwritten.
     try:
-        spec = load_spec(args.spec)
-        n_layers = check_against_teacher(spec, offline=args.dry_run)
-        out = claim_output_dir(Path(args.output or f"results/{spec.name}"), dry_run=args.dry_run)
+        if args.command == "resume":
+            out, spec, state = open_for_resume(Path(args.results_dir))
+            n_layers = state["n_layers"]
+        else:
+            spec = load_spec(args.spec)
+            n_layers = check_against_teacher(spec, offline=args.dry_run)
+            out = claim_output_dir(Path(args.output or f"results/{spec.name}"), dry_run=args.dry_run)
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        print(f"spec OK: {spec.name}: {spec.search.num_candidates} candidates, student {n_layers or '?'} layers, "
-              f"searching {sorted(spec.search.searched())}; teacher {spec.teacher.model}; GLUE {spec.glue.data}")
+    if args.command == "run" and args.dry_run:
+        depths = spec.student.depths() or [n_layers or "?"]
+        print(f"spec OK: {spec.name}: {spec.search.num_candidates} candidates ({spec.search.n_startup_trials()} startup, "
+              f"then {spec.search.sampler.name}), student {'/'.join(map(str, depths))} layers, searching "
+              f"{sorted(spec.space())}; early stopping {'on' if spec.search.early_stopping else 'off'}; "
+              f"teacher {spec.teacher.model}; GLUE {spec.glue.data}")
         return 0
     import ray
     from transformers import AutoTokenizer
 
+    from distil import provenance
     from distil.data import prepare_corpus
-    from distil.sweep import finish_references, run_search, submit_references
+    from distil.search import build_tuner, restore_tuner
+    from distil.sweep import SweepContext, finish_references, profile_architectures, run_candidate, submit_references
     from distil.teacher import prepare_teacher, resolve_teacher
+    from distil.train import DistillJob
+    from ray import tune
 
-    (out / "spec.json").write_text(spec.model_dump_json(indent=2))
     ray.init(address=args.address or os.environ.get("RAY_ADDRESS", "local"))
     # 2. Teacher and corpus (both cached): tokenise the corpus, fit the MLM head if it is missing.
     source = resolve_teacher(spec.teacher.model)
-    cache = Path(args.cache_dir).expanduser().resolve()
+    cache = Path(args.cache_dir or (state["cache_dir"] if args.command == "resume" else "~/.cache/distil-sweep")).expanduser().resolve()
     corpus_dir = prepare_corpus(spec.corpus, AutoTokenizer.from_pretrained(source), cache, spec.teacher.head_fit.eval_sequences)
     teacher_dir, head_fit = prepare_teacher(source, corpus_dir, spec.teacher.head_fit, cache, spec.seed)
     print(f"teacher: {teacher_dir} {json.dumps(head_fit)}", flush=True)
-    # 3. Reference rows (teacher, random_init student, task-specific distillation) run as Ray
-    #    tasks alongside the search.
-    references = submit_references(spec, source, teacher_dir, head_fit, n_layers, out)
-    # 4-6. Search: each trial distils a student (Ray Train) and fine-tunes it on GLUE (Ray tasks).
-    ctx = {"out": str(out), "storage": str(out / "train"), "teacher_dir": teacher_dir, "corpus_dir": str(corpus_dir),
-           "n_layers": n_layers, "seed": spec.seed, "distill": spec.distill.model_dump(), "glue": spec.glue.model_dump(),
-           "fixed": spec.search.fixed()}
-    run_search(spec, ctx)
+    # 3. Profiles (size, CPU latency) of the teacher and each student depth, timed while nothing else runs.
+    if args.command == "run":
+        profiles = profile_architectures(source, teacher_dir, spec.student.depths() or [n_layers], spec.seed, spec.glue.data)
+        spec_json = spec.model_dump_json(indent=2)
+        state = {"n_layers": n_layers, "cache_dir": str(cache), "profiles": profiles,
+                 "provenance": provenance.collect(spec, spec_json, teacher_dir, cache)}
+        (out / "spec.json").write_text(spec_json)
+        (out / "run.json").write_text(json.dumps(state, indent=2))
+    job = DistillJob(teacher_dir=teacher_dir, corpus_dir=str(corpus_dir), distill=spec.distill, storage=str(out / "train"), seed=spec.seed)
+    ctx = SweepContext(spec=spec, out=str(out), job=job, n_layers=n_layers, profiles=state["profiles"], provenance=state["provenance"])
+    # 4. Reference rows (teacher, random_init student, task-specific distillation) run as Ray tasks alongside the search.
+    done = {p.parent.name for p in out.glob("*/result.json")} | {p.parent.name for p in out.glob("references/*/result.json")}
+    references = submit_references(ctx, source, head_fit, skip=done)
+    # 5-6. Search: each trial distils a student in rungs (Ray Train), is scored on the proxy after
+    #      each rung (ASHA may stop it), and the survivors are fine-tuned on GLUE (Ray tasks).
+    trainable = tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), {"CPU": 0, "memory": 1})
+    tuner = restore_tuner(str(out), trainable) if args.command == "resume" else build_tuner(spec, trainable, str(out), job.storage)
+    tuner.fit()
     finish_references(references)
     # 7. Leaderboard.
     status = report(str(out))
+    failed = sorted(p.parent.name for p in out.glob("candidates/*/status.json")
+                    if json.loads(p.read_text()).get("status") == "failed")
+    if failed:
+        print(f"error: {len(failed)} trial(s) failed: {', '.join(failed)} (see candidates/<trial>/status.json)", file=sys.stderr)
     print(f"wall time: {time.time() - t0:.0f} s", flush=True)
-    return status
+    return 1 if failed and status == 0 else status
 
 
 def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
-    """Student depth (teacher layers // 2 unless set); checks explicit layer lists against the teacher.
+    """Default student depth (teacher layers // 2 unless set); checks the teacher is a BERT encoder
+    and explicit layer lists and depths fit it.
 
     With `offline` (--dry-run) a hub-id teacher is not fetched: its depth is checked when the run starts.
-    """
+    Raises SpecError naming the field."""
+    from transformers import AutoConfig
+
+    from distil.layers import select_layers
     from distil.spec import Choice, parse_layer_key
-    from distil.student import select_layers
-    from distil.teacher import resolve_teacher, teacher_depth
+    from distil.teacher import resolve_teacher
 
     try:
         source = resolve_teacher(spec.teacher.model)
         if offline and not os.path.isdir(source):
-            return spec.student.n_layers
-        depth = teacher_depth(source)
+            depths = spec.student.depths()
+            return depths[0] if depths else None
+        config = AutoConfig.from_pretrained(source)
     except (ValueError, OSError) as e:
         raise SpecError(f"teacher.model: {str(e).splitlines()[0]}") from None
-    n = spec.student.n_layers or depth // 2
+    if config.model_type != "bert":
+        raise SpecError(f"teacher.model: {spec.teacher.model} is a {config.model_type!r} model; the student is built from "
+                        "BERT layers, so use a BERT-family encoder (model_type 'bert', e.g. bert-base-uncased)")
+    depth = config.num_hidden_layers
+    depths = spec.student.depths() or [depth // 2]
     sels = spec.search.layer_selection
     checks = [("search.layer_selection", s) for s in (sels.choices if isinstance(sels, Choice) else [sels])]
     checks += [("task_distill.layer_selection", spec.task_distill.layer_selection)] if spec.task_distill else []
     for field, s in checks:
-        try:
-            select_layers(parse_layer_key(s) if isinstance(s, str) else s, depth, n)
-        except ValueError as e:
-            raise SpecError(f"{field}: {e}") from None
-    return n
+        for n in depths:
+            try:
+                select_layers(parse_layer_key(s) if isinstance(s, str) else s, depth, n)
+            except ValueError as e:
+                raise SpecError(f"{field}: {e}") from None
+    return depths[0]
 
 
 def claim_output_dir(out: Path, dry_run: bool) -> Path:
-    """The absolute results dir, created unless dry_run. Raises SpecError if it already holds files."""
+    """The absolute results dir, created unless dry_run. Raises SpecError if it already holds
+    results (a dry run only reads, so an existing dir is fine there)."""
     out = out.resolve()
+    if dry_run:
+        return out
     if out.exists() and any(out.iterdir()):
-        raise SpecError(f"--output: {out} already holds results; pass --output NEW_DIR (nothing was changed)")
-    if not dry_run:
-        out.mkdir(parents=True, exist_ok=True)
+        raise SpecError(f"--output: {out} already holds results; pass --output NEW_DIR, or `resume {out}` to continue "
+                        "that sweep (nothing was changed)")
+    out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def open_for_resume(out: Path) -> tuple[Path, SweepSpec, dict]:
+    """(results dir, its spec, run.json) of a sweep to resume. Raises SpecError if it cannot be."""
+    out = out.resolve()
+    if not (out / "spec.json").is_file() or not (out / "run.json").is_file():
+        raise SpecError(f"resume: {out} has no spec.json and run.json: its sweep never reached the search; "
+                        "start it again with `run SPEC --output NEW_DIR`")
+    if not (out / "tune").is_dir():
+        raise SpecError(f"resume: {out}/tune is missing: no Tune experiment to continue; start again with `run`")
+    spec = SweepSpec.model_validate_json((out / "spec.json").read_text())
+    return out, spec, json.loads((out / "run.json").read_text())
 
 
 def report(results_dir: str | None) -> int:
@@ -131,15 +183,24 @@ def report(results_dir: str | None) -> int:
     return 0
 
 
-def parse_args(argv):
-    """Command line: `[SPEC] [--output DIR] [--dry-run] [--address A] [--cache-dir D]` or `report DIR`."""
+def parse_args(argv: list[str]):
+    """`[run] [SPEC] [--output DIR] [--dry-run] [--address A] [--cache-dir D]`, `resume DIR`, `report DIR`."""
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv = ["run", *argv]  # `python run_sweep.py [SPEC]` runs a sweep, as before sub-commands
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", nargs="?", default="sweeps/smoke.yaml", help="sweep YAML, or `report`")
-    p.add_argument("rest", nargs="*", help="for `report`: the results dir")
-    p.add_argument("--output", help="results dir (default results/<spec name>); must be new or empty")
-    p.add_argument("--dry-run", action="store_true", help="validate the spec and stop")
-    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
-    p.add_argument("--cache-dir", default="~/.cache/distil-sweep", help="tokenised corpus and fitted teachers")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a sweep from a spec")
+    run.add_argument("spec", nargs="?", default="sweeps/smoke.yaml", help="sweep YAML (default sweeps/smoke.yaml)")
+    run.add_argument("--output", help="results dir (default results/<spec name>); must be new or empty")
+    run.add_argument("--dry-run", action="store_true", help="validate the spec against the teacher and stop")
+    resume = sub.add_parser("resume", help="continue a killed or interrupted sweep from its results dir")
+    resume.add_argument("results_dir")
+    for s in (run, resume):
+        s.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
+        s.add_argument("--cache-dir", help="tokenised corpus and fitted teachers (default ~/.cache/distil-sweep; "
+                       "resume: the run's own)")
+    rep = sub.add_parser("report", help="rebuild leaderboard, report.html and best_student/ from a results dir")
+    rep.add_argument("results_dir")
     return p.parse_args(argv)
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 import yaml
+from distil.layers import RULES as LAYER_RULES, LayerSelection, check_selection, layer_key, parse_layer_key  # noqa: F401
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-LAYER_RULES = ("distilbert", "every_other", "first", "last", "uniform", "random_init")
 
 
 class SpecError(ValueError):
@@ -23,11 +23,13 @@ class SpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.nan` / `.inf` in YAML are spec errors, not values that poison a run.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _is_local(ref: str) -> bool:
-    return ref.startswith((".", "/", "~")) or os.path.exists(ref)
+    # Hub ids are `name` or `owner/name`: anything with two slashes (shared/data/glue) is a path.
+    return ref.startswith((".", "/", "~")) or os.path.exists(ref) or ref.count("/") > 1
 
 
 def resolve_source(ref: str, field: str) -> str:
@@ -69,6 +71,10 @@ class Choice(_Strict):
 FloatParam = Union[float, FloatRange, Choice]
 ALPHAS = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse")
 SEARCHABLE = (*ALPHAS, "temperature", "layer_selection")
+# Objectives the search can optimise, and their direction. The first objective of a spec must be
+# a quality score (max); a second one, if any, a cost (min): Optuna's multi-objective search.
+QUALITY_OBJECTIVES = ("macro_score",)
+COST_OBJECTIVES = ("latency_ms_b1", "latency_ms_b32", "n_params", "size_mb")
 
 
 def _max_value(p) -> float:
@@ -77,17 +83,22 @@ def _max_value(p) -> float:
     if isinstance(p, Choice):
         return max(v for v in p.choices if isinstance(v, (int, float)))
     return p
-LayerSelection = Union[str, list[int]]
 
 
-def layer_key(selection: LayerSelection) -> str:
-    """Canonical string of a layer selection: a rule name or `0,2,4` (Optuna takes only scalars)."""
-    return selection if isinstance(selection, str) else ",".join(str(i) for i in selection)
+def _can_be_exactly_zero(p) -> bool:
+    """Whether a draw of `p` can be exactly 0 (a continuous range only if it is [0, 0])."""
+    if isinstance(p, FloatRange):
+        return p.high == 0
+    if isinstance(p, Choice):
+        return 0 in p.choices
+    return p == 0
 
 
-def parse_layer_key(key: str) -> LayerSelection:
-    """Inverse of layer_key: a rule name as is, `0,2,4` -> [0, 2, 4]. Raises ValueError on a bad int."""
-    return key if key in LAYER_RULES else [int(i) for i in key.split(",")]
+def _contains(p, value) -> bool:
+    """Whether `value` is a possible draw of the searched parameter `p` (FloatRange or Choice)."""
+    if isinstance(p, FloatRange):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and p.low <= value <= p.high
+    return any(value == c or (isinstance(c, list) and isinstance(value, str) and layer_key(c) == value) for c in p.choices)
 
 
 def _check_task_names(names, what: str) -> None:
@@ -99,15 +110,55 @@ def _check_task_names(names, what: str) -> None:
         raise ValueError(f"{what} {bad}; use names from {list(TASKS)}")
 
 
-def _check_layer_selection(sel) -> None:
-    if isinstance(sel, str):
-        if sel not in LAYER_RULES:
-            raise ValueError(f"unknown layer selection {sel!r}; use one of {', '.join(LAYER_RULES)} or a list of layer indices")
-    elif isinstance(sel, list):
-        if any(i < 0 for i in sel) or len(set(sel)) != len(sel):
-            raise ValueError(f"layer list {sel} must hold distinct non-negative teacher layer indices")
-    else:
-        raise ValueError(f"layer selection {sel!r} must be a rule name or a list of ints")
+class SamplerSpec(_Strict):
+    """The Optuna sampler that proposes candidates.
+
+    `tpe` (default; Bergstra et al. 2011, multivariate as in Falkner et al. 2018): the first
+    `n_startup_trials` trials (points_to_evaluate included) are random, TPE proposes the rest;
+    `random`; `gp` (Optuna's GPSampler, random for its first n_startup_trials too); `cmaes`
+    (CmaEsSampler, one objective; categorical parameters are drawn at random).
+    """
+
+    name: Literal["tpe", "random", "gp", "cmaes"] = "tpe"
+    n_startup_trials: int | None = Field(None, ge=0)  # None: max(2, num_candidates // 4)
+    multivariate: bool = True  # tpe: model the parameters jointly
+    group: bool = True  # tpe + multivariate: also with conditional parameters
+
+
+class ProxySpec(_Strict):
+    """The cheap proxy of early stopping: the student at each rung is fine-tuned on a few fast
+    GLUE tasks on small samples; proxy_score = mean of their task scores (x100). It depends only on
+    the student, never on the loss weights (the distillation loss does, so it cannot rank candidates)."""
+
+    tasks: list[str] = Field(default_factory=lambda: ["sst2", "stsb"], min_length=1)
+    max_train_examples: int = Field(500, ge=8)
+    max_eval_examples: int = Field(300, ge=8)
+    epochs: float = Field(1.0, gt=0)
+    lr: float | None = Field(None, gt=0)  # None: glue.lr
+    batch_size: int | None = Field(None, ge=1)  # None: glue.batch_size
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v):
+        _check_task_names(v, "unknown GLUE task(s)")
+        return v
+
+
+class EarlyStoppingSpec(_Strict):
+    """Multi-fidelity search: each candidate's distillation is cut into `rungs` (fractions
+    rf^-(rungs-1), ..., 1/rf, 1 of its steps; rf = `reduction_factor`). After each rung the student
+    is scored on the proxy, and Ray Tune's ASHA scheduler (Li et al. 2020, "A System for Massively
+    Parallel Hyperparameter Tuning", Alg. 2) stops a trial whose proxy score is below the top 1/rf
+    of the scores recorded at that rung. Survivors get the full GLUE protocol."""
+
+    rungs: int = Field(3, ge=2, le=6)
+    reduction_factor: int = Field(3, ge=2)
+    proxy: ProxySpec = ProxySpec()
+
+    def fractions(self) -> list[float]:
+        """Share of the distillation steps done at the end of each rung, e.g. [1/9, 1/3, 1]."""
+        rf = self.reduction_factor
+        return [rf ** -(self.rungs - 1 - k) for k in range(self.rungs)]
 
 
 class SearchSpec(_Strict):
@@ -116,6 +167,13 @@ class SearchSpec(_Strict):
     num_candidates: int = Field(4, ge=1)
     max_concurrent: int = Field(1, ge=1)
     seed: int = 0
+    sampler: SamplerSpec = SamplerSpec()
+    # Where the Optuna study lives: a SQLAlchemy URL (PostgreSQL on a cluster); None means
+    # sqlite:///<results dir>/optuna.db. The study is named after the sweep.
+    storage: str | None = None
+    objectives: list[str] = Field(default_factory=lambda: ["macro_score"], min_length=1, max_length=2)
+    early_stopping: EarlyStoppingSpec | None = None  # off unless given
+    keep_students: int = Field(3, ge=1)  # finished students that keep their weights, best first
     alpha_ce: FloatParam = 5.0
     alpha_mlm: FloatParam = 2.0
     alpha_cos: FloatParam = 1.0
@@ -136,17 +194,32 @@ class SearchSpec(_Strict):
                     raise ValueError(f"{name}: {v} is out of range; use a value {'> 0' if name == 'temperature' else '>= 0'}")
         if all(_max_value(getattr(self, n)) == 0 for n in ALPHAS):
             raise ValueError(f"{', '.join(ALPHAS)} can all only be 0: nothing to learn; give at least one a positive weight")
+        if all(_can_be_exactly_zero(getattr(self, n)) for n in ALPHAS):
+            raise ValueError(f"{', '.join(ALPHAS)} can all be 0 in one draw (each allows 0): that candidate has nothing "
+                             "to learn; fix one alpha to a positive value or drop 0 from a choice list")
         sels = self.layer_selection.choices if isinstance(self.layer_selection, Choice) else [self.layer_selection]
         for s in sels:
-            _check_layer_selection(s)
-        for point in self.points_to_evaluate:
-            unknown = set(point) - set(self.searched())
-            if unknown:
-                raise ValueError(f"points_to_evaluate names {sorted(unknown)}, which are not searched; searched: {sorted(self.searched())}")
+            check_selection(s)
+        quality, *cost = self.objectives
+        if quality not in QUALITY_OBJECTIVES:
+            raise ValueError(f"objectives: the first must be a score to maximise, one of {list(QUALITY_OBJECTIVES)}; got {quality!r}")
+        if cost and cost[0] not in COST_OBJECTIVES:
+            raise ValueError(f"objectives: the second must be a cost to minimise, one of {list(COST_OBJECTIVES)}; got {cost[0]!r}")
+        if cost and self.early_stopping:
+            raise ValueError("early_stopping with two objectives is not supported: the proxy ranks students by score alone, "
+                             "so it would stop small, fast students for being small; drop early_stopping or the second objective")
+        if cost and self.sampler.name == "cmaes":
+            raise ValueError("sampler: cmaes optimises one objective only; use tpe, gp or random with two objectives")
+        if self.sampler.name == "cmaes":
+            import importlib.util
+
+            if importlib.util.find_spec("cmaes") is None:
+                raise ValueError("sampler: cmaes needs the `cmaes` package; pip install cmaes, or use tpe")
         return self
 
     def searched(self) -> dict:
-        """The searched parameters: name -> FloatRange | Choice."""
+        """The searched loss/selection parameters: name -> FloatRange | Choice (SweepSpec.space()
+        adds the student depth when it is searched)."""
         return {n: getattr(self, n) for n in SEARCHABLE if isinstance(getattr(self, n), (FloatRange, Choice))}
 
     def fixed(self) -> dict:
@@ -155,6 +228,11 @@ class SearchSpec(_Strict):
         if "layer_selection" in out:
             out["layer_selection"] = layer_key(out["layer_selection"])
         return out
+
+    def n_startup_trials(self) -> int:
+        """Trials drawn before the sampler models results: the spec's, else max(2, num_candidates // 4)."""
+        given = self.sampler.n_startup_trials
+        return given if given is not None else max(2, self.num_candidates // 4)
 
 
 # ---------------------------------------------------------------- stages
@@ -188,9 +266,22 @@ class CorpusSpec(_Strict):
 
 
 class StudentSpec(_Strict):
-    """`n_layers`: student depth; default = teacher layers // 2 (DistilBERT)."""
+    """`n_layers`: student depth; default = teacher layers // 2 (DistilBERT). `{choices: [2, 3, 4]}`
+    searches it, so candidates differ in size and latency (pair it with a cost objective)."""
 
-    n_layers: int | None = Field(None, ge=1)
+    n_layers: Annotated[int, Field(ge=1)] | Choice | None = None
+
+    @field_validator("n_layers")
+    @classmethod
+    def _depths(cls, v):
+        if isinstance(v, Choice) and not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in v.choices):
+            raise ValueError(f"choices {v.choices} must be student depths (integers >= 1)")
+        return v
+
+    def depths(self) -> list[int] | None:
+        """The depths a candidate can have (None: teacher layers // 2, known once the teacher is read)."""
+        n = self.n_layers
+        return None if n is None else n.choices if isinstance(n, Choice) else [n]
 
 
 class DistillSpec(_Strict):
@@ -201,7 +292,7 @@ class DistillSpec(_Strict):
     backend: Literal["gloo", "nccl"] = "gloo"
     batch_size: int = Field(16, ge=1)  # sequences per worker per micro-batch
     grad_accumulation: int = Field(1, ge=1)  # micro-batches per optimizer step
-    steps: int = Field(100, ge=1)  # optimizer steps
+    steps: int | None = Field(None, ge=1)  # optimizer steps; 100 unless token_budget is given
     token_budget: int | None = Field(None, ge=1)  # real tokens per candidate; sets the steps instead
     bf16: bool = False  # bf16 autocast for forward passes
     lr: float = Field(5e-4, gt=0)
@@ -214,11 +305,16 @@ class DistillSpec(_Strict):
     checkpoint_every: int = Field(50, ge=1)
     max_failures: int = Field(2, ge=0)
 
-    @model_validator(mode="after")
-    def _steps_or_budget(self):
-        if self.token_budget is not None and "steps" in self.model_fields_set:
-            raise ValueError("give either steps or token_budget, not both (token_budget derives the steps)")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _steps_or_budget(cls, data):
+        # On the raw input, so a dumped and re-validated spec (steps=None, token_budget=N) stays valid.
+        if isinstance(data, dict):
+            if data.get("token_budget") is not None and data.get("steps") is not None:
+                raise ValueError("give either steps or token_budget, not both (token_budget derives the steps)")
+            if data.get("token_budget") is None and data.get("steps") is None:
+                data = {**data, "steps": 100}
+        return data
 
 
 class GlueTaskOverride(_Strict):
@@ -295,7 +391,7 @@ class TaskDistillSpec(_Strict):
     @field_validator("layer_selection")
     @classmethod
     def _valid_selection(cls, v):
-        _check_layer_selection(v)
+        check_selection(v)
         if v == "random_init":
             raise ValueError("random_init has no teacher layers to start from; use a rule such as every_other")
         return v
@@ -315,18 +411,36 @@ class SweepSpec(_Strict):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _layer_lists_fit_student(self):
+    def _consistent(self):
         sels = self.search.layer_selection
         sels = sels.choices if isinstance(sels, Choice) else [sels]
-        n = self.student.n_layers
-        for s in sels:
-            if isinstance(s, list) and n is not None and len(s) != n:
-                raise ValueError(f"search.layer_selection: list {s} has {len(s)} layers but student.n_layers is {n}; make them agree")
+        depths = self.student.depths()
+        for sel in sels:
+            if isinstance(sel, list) and depths is not None and any(len(sel) != n for n in depths):
+                raise ValueError(f"search.layer_selection: list {sel} has {len(sel)} layers but student.n_layers is "
+                                 f"{self.student.n_layers}; make them agree (a searched depth needs rule names)")
         if self.task_distill and self.glue.tasks != "all":
             missing = [t for t in self.task_distill.tasks if t not in self.glue.tasks]
             if missing:
                 raise ValueError(f"task_distill.tasks: {missing} not in glue.tasks (the teacher is fine-tuned there); add them to glue.tasks")
+        space = self.space()
+        for i, point in enumerate(self.search.points_to_evaluate):
+            unknown, missing = sorted(set(point) - set(space)), sorted(set(space) - set(point))
+            if unknown:
+                raise ValueError(f"search.points_to_evaluate[{i}] names {unknown}, which are not searched; searched: {sorted(space)}")
+            if missing:
+                raise ValueError(f"search.points_to_evaluate[{i}] lacks {missing}; give every searched parameter ({sorted(space)})")
+            for name, value in point.items():
+                if not _contains(space[name], layer_key(value) if name == "layer_selection" and isinstance(value, list) else value):
+                    raise ValueError(f"search.points_to_evaluate[{i}].{name}: {value!r} is outside the searched "
+                                     f"{space[name].model_dump(exclude_defaults=True)}; move the point inside or widen the range")
         return self
+
+    def space(self) -> dict:
+        """The whole searched space: name -> FloatRange | Choice (loss weights, temperature, layer
+        selection, and the student depth `n_layers` when it is searched)."""
+        depth = self.student.n_layers
+        return {**self.search.searched(), **({"n_layers": depth} if isinstance(depth, Choice) else {})}
 
 
 def _one_line(err: ValidationError, source: str) -> str:
@@ -342,7 +456,8 @@ def _one_line(err: ValidationError, source: str) -> str:
         msg = "unknown key; remove it or check the spelling against README's spec reference"
     got = first.get("input")
     tail = f" (got {got!r})" if first["type"] not in ("extra_forbidden", "missing", "value_error") and not isinstance(got, dict) else ""
-    return f"{source}: {field}: {msg}{tail}"
+    # Whole-spec validators name their field(s) in the message themselves.
+    return f"{source}: {msg}{tail}" if not loc else f"{source}: {field}: {msg}{tail}"
 
 
 def load_spec(path: str | os.PathLike) -> SweepSpec:

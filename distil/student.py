@@ -2,7 +2,7 @@
 
 Sanh et al. 2019 (DistilBERT), section 3: the student keeps the teacher's hidden size, drops the
 token-type embeddings and the pooler, halves the depth, and is initialised from the teacher by
-taking one layer out of two. `select_layers` names the rules; `build_student` copies weights.
+taking one layer out of two. `distil.layers` names the rules; `build_student` copies weights.
 """
 
 from __future__ import annotations
@@ -10,46 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM
 
-from distil.spec import LayerSelection
-
-
-def select_layers(rule: LayerSelection, n_teacher: int, n_student: int) -> list[int] | None:
-    """Teacher layer indices (0-based) that initialise student layers 0..n_student-1.
-
-    Rules, for a teacher of depth L and a student of depth n:
-      * `distilbert`: evenly spread with both ends kept, round(i·(L-1)/(n-1));
-        12→6 gives [0, 2, 4, 7, 9, 11], the paper's choice.
-      * `every_other`: one in L/n starting at the bottom, round(i·L/n); 12→6 gives [0, 2, ..., 10].
-      * `uniform`: the top layer of each of n equal blocks, round((i+1)·L/n)-1 (TinyBERT's
-        uniform mapping, Jiao et al. 2020, §3.3); 12→6 gives [1, 3, ..., 11].
-      * `first` / `last`: the bottom / top n layers.
-      * an explicit list: used as is.
-      * `random_init`: returns None (no teacher weights at all: the no-distillation-init baseline).
-
-    Raises:
-        ValueError: n_student > n_teacher, or an explicit list of the wrong length, with
-            duplicates or out-of-range indices.
-    """
-    if not 1 <= n_student <= n_teacher:
-        raise ValueError(f"student.n_layers={n_student} must be between 1 and the teacher's {n_teacher} layers")
-    L, n = n_teacher, n_student
-    if isinstance(rule, list):
-        if len(rule) != n or len(set(rule)) != n or not all(0 <= i < L for i in rule):
-            raise ValueError(
-                f"layer_selection {rule}: need {n} distinct teacher layer indices in [0, {L - 1}]"
-            )
-        return list(rule)
-    rules = {
-        "distilbert": lambda: [round(i * (L - 1) / (n - 1)) for i in range(n)] if n > 1 else [0],
-        "every_other": lambda: [round(i * L / n) for i in range(n)],
-        "uniform": lambda: [round((i + 1) * L / n) - 1 for i in range(n)],
-        "first": lambda: list(range(n)),
-        "last": lambda: list(range(L - n, L)),
-        "random_init": lambda: None,
-    }
-    if rule not in rules:
-        raise ValueError(f"unknown layer_selection {rule!r}; use one of {sorted(rules)} or a list")
-    return rules[rule]()
+from distil.layers import LayerSelection, select_layers  # noqa: F401  (select_layers re-exported)
 
 
 def student_config(teacher: BertConfig, n_layers: int) -> DistilBertConfig:

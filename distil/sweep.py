@@ -1,41 +1,79 @@
-"""Ray Tune wiring: Optuna proposes loss weights, temperature and layer selection; each trial
-distils one student (Ray Train) and fine-tunes it on GLUE (Ray tasks); the macro-score is the
-Tune metric.
+"""What runs inside the sweep: one Tune trial per candidate, and the reference rows beside them.
 
-Results live in plain files so a leaderboard can be rebuilt at any time, also from an
-interrupted sweep (Tune's own tables can drop resumed trials):
+A trial distils its student with Ray Train in rungs (one rung without early stopping), scores
+the student on the cheap proxy after each rung and reports `proxy_score` to Tune (whose ASHA
+scheduler may stop it there), then fine-tunes the survivor on the full GLUE protocol (one Ray
+task per task and seed) and reports the objectives.
+
+Results live in plain files so a leaderboard can be rebuilt at any time and a killed sweep
+resumed (Tune's own tables can drop resumed trials):
+    <out>/spec.json, run.json                 the validated spec; what `resume` needs (dirs, depth)
+    <out>/profiles.json                       size and CPU latency per architecture, timed alone
     <out>/teacher/result.json                 reference row (teacher's GLUE scores, head-fit report)
     <out>/teacher/finetuned/<task>/           the teacher fine-tuned on a task_distill task
     <out>/references/<name>/result.json       random_init and task-kd-<task> reference rows
-    <out>/candidates/<trial_id>/config.json   written when the trial starts
-    <out>/candidates/<trial_id>/result.json   written when it ends (scores, macro, params, profile)
-    <out>/candidates/<trial_id>/student/      the distilled student (HF dir)
-    <out>/**/predictions/<task>-seed<s>.parquet
+    <out>/candidates/<trial_id>/config.json   written when the trial starts (params, start time)
+    <out>/candidates/<trial_id>/progress.json one entry per finished rung (step, tokens, proxy)
+    <out>/candidates/<trial_id>/result.json   written when it ends (scores, objectives, params)
+    <out>/candidates/<trial_id>/status.json   `stopped` (by ASHA) or `failed` (with the reason)
+    <out>/candidates/<trial_id>/student/      the distilled student (HF dir; pruned for most)
+    <out>/**/predictions/<task><split>-seed<s>.parquet
 """
 
 from __future__ import annotations
 
 import json
+import math
+import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import ray
 from ray import tune
-from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-from transformers import AutoModel, DistilBertForMaskedLM
+from transformers import AutoConfig, AutoModel
 
 from distil import leaderboard
 from distil.glue import TASKS, available_tasks, finetune_and_evaluate
+from distil.layers import layer_key
 from distil.profile import measure
-from distil.spec import Choice, FloatRange, GlueSpec, SweepSpec, layer_key
+from distil.search import BUDGET, PROXY, objectives
+from distil.spec import GlueSpec, SweepSpec
 from distil.student import count_parameters, save_student
 from distil.task_distill import distil_on_task
-from distil.train import distil_student
-
-METRIC = "macro_score"
+from distil.train import CandidateParams, DistillJob, distil_student
 
 
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial needs, passed typed across the Ray boundary (tune.with_parameters)."""
+
+    spec: SweepSpec
+    out: str  # absolute results dir
+    job: DistillJob  # teacher, corpus, distillation settings, Train storage
+    n_layers: int  # student depth when it is not searched
+    profiles: dict  # architecture key -> distil.profile.measure() dict (see profile_architectures)
+    provenance: dict  # spec hash, git commit, data and teacher hashes (distil.provenance)
+
+
+def candidate_params(ctx: SweepContext, config: dict) -> CandidateParams:
+    """A trial's full parameters: the searched `config` over the spec's fixed values."""
+    merged = {**ctx.spec.search.fixed(), "n_layers": ctx.n_layers, **config}
+    return CandidateParams(**{k: merged[k] for k in CandidateParams.__dataclass_fields__ if k in merged})
+
+
+def is_paper_default(spec: SweepSpec, params: dict) -> bool:
+    """Whether `params` are the first points_to_evaluate (the paper's defaults, by convention)."""
+    points = spec.search.points_to_evaluate
+    if not points:
+        return False
+    first = {k: layer_key(v) if k == "layer_selection" else v for k, v in points[0].items()}
+    return all(params.get(k) == v for k, v in first.items())
+
+
+# ---------------------------------------------------------------- GLUE as Ray tasks
 def glue_settings(glue: GlueSpec, task: str) -> dict:
     """Per-task fine-tuning settings: the spec's defaults with its `overrides[task]` applied."""
     base = {k: getattr(glue, k) for k in ("lr", "epochs", "batch_size", "max_seq_len", "max_train_examples", "max_eval_examples", "use_gpu")}
@@ -43,17 +81,16 @@ def glue_settings(glue: GlueSpec, task: str) -> dict:
     return base | ({k: v for k, v in override.model_dump().items() if v is not None} if override else {})
 
 
-def submit_glue(model_dir: str, glue: GlueSpec, out_dir: Path, save_tasks: tuple[str, ...] = ()) -> dict:
+def submit_glue(model_dir: str, glue: GlueSpec, out_dir: Path | None, save_tasks: tuple[str, ...] = ()) -> dict:
     """Start one Ray task per (GLUE task, seed); they run in parallel. Returns {(task, seed): ref}.
 
-    For each task in `save_tasks`, the first seed's fine-tuned model is kept in
-    `out_dir/finetuned/<task>` (the teacher for task-specific distillation)."""
+    Predictions go to `out_dir/predictions` (none if out_dir is None). For each task in
+    `save_tasks`, the first seed's fine-tuned model is kept in `out_dir/finetuned/<task>` (the
+    teacher for task-specific distillation)."""
     wanted = list(TASKS) if glue.tasks == "all" else glue.tasks
     tasks = available_tasks(glue.data, wanted)
-    # Opt out of the calling trial's placement group (it holds only the trial's own tiny
-    # bundle): fine-tuning tasks take the cluster's free CPUs/GPUs, in parallel.
     remote = ray.remote(finetune_and_evaluate).options(**_task_options(glue))
-    pred_dir = str(out_dir / "predictions")
+    pred_dir = str(out_dir / "predictions") if out_dir else None
 
     def save_dir(task, seed):
         return str(out_dir / "finetuned" / task) if task in save_tasks and seed == glue.seeds[0] else None
@@ -63,8 +100,19 @@ def submit_glue(model_dir: str, glue: GlueSpec, out_dir: Path, save_tasks: tuple
 
 
 def _task_options(glue: GlueSpec) -> dict:
+    # Opt out of the calling trial's placement group (it holds only the trial's own tiny bundle):
+    # fine-tuning tasks take the cluster's free CPUs/GPUs, in parallel.
     return {"num_cpus": 1, "num_gpus": 1 if glue.use_gpu else 0,
             "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=None)}
+
+
+def proxy_glue(spec: SweepSpec) -> GlueSpec:
+    """The early-stopping proxy as a GLUE protocol: its tasks, small samples, the first seed."""
+    p, g = spec.search.early_stopping.proxy, spec.glue
+    return g.model_copy(update={"tasks": p.tasks, "max_train_examples": p.max_train_examples,
+                                "max_eval_examples": p.max_eval_examples, "epochs": p.epochs,
+                                "lr": p.lr or g.lr, "batch_size": p.batch_size or g.batch_size,
+                                "seeds": g.seeds[:1], "overrides": {}})
 
 
 def finetune_seconds(runs: list[dict]) -> float:
@@ -81,58 +129,105 @@ def _write_json(path: Path, obj: dict) -> None:
     tmp.replace(path)
 
 
-def run_candidate(config: dict, ctx: dict) -> None:
-    """Tune function trainable: distil -> fine-tune on GLUE -> report the macro-score."""
+def read_rungs(cand: Path) -> list[dict]:
+    """The rungs a candidate has finished (progress.json), oldest first."""
+    progress = cand / "progress.json"
+    return json.loads(progress.read_text())["rungs"] if progress.exists() else []
+
+
+# ---------------------------------------------------------------- the trial
+def run_candidate(config: dict, ctx: SweepContext) -> None:
+    """Tune function trainable: distil in rungs (proxy score after each) -> full GLUE -> report.
+
+    Restarted after a crash (`run_sweep.py resume`), it skips the rungs in progress.json and its
+    distillation continues from the Train run's last checkpoint. A failure writes status.json
+    (`failed`, first line of the reason) before Tune records the error."""
     trial_id = tune.get_context().get_trial_id()
-    cand = Path(ctx["out"]) / "candidates" / trial_id
-    params = {**ctx["fixed"], **config}
-    t0 = time.time()
-    _write_json(cand / "config.json", {"params": params, "started": t0})
-    distil_metrics = distil_student(f"distill-{trial_id}", params, ctx, cand / "student")
-    t_distil = time.time() - t0
-    glue = GlueSpec(**ctx["glue"])
-    # Timed before this trial's own GLUE tasks start, so they do not slow the measurement.
-    profile = measure(str(cand / "student"), "student", data=glue.data)
-    runs = ray.get(list(submit_glue(str(cand / "student"), glue, cand).values()))
-    n_params = count_parameters(DistilBertForMaskedLM.from_pretrained(cand / "student").distilbert)
+    cand = Path(ctx.out) / "candidates" / trial_id
+    params = candidate_params(ctx, config)
+    if not (cand / "config.json").exists():  # a resumed trial keeps its first start time
+        label = "paper defaults" if is_paper_default(ctx.spec, asdict(params)) else None
+        _write_json(cand / "config.json", {"params": asdict(params), "started": time.time(), "label": label})
+    try:
+        _distil_and_score(trial_id, cand, params, ctx)
+    except Exception as e:
+        reason = next((ln for ln in str(e).splitlines() if ln.strip()), "")
+        _write_json(cand / "status.json", {"status": "failed", "reason": f"{type(e).__name__}: {reason}"[:300]})
+        raise
+
+
+def _distil_and_score(trial_id: str, cand: Path, params: CandidateParams, ctx: SweepContext) -> None:
+    spec, es = ctx.spec, ctx.spec.search.early_stopping
+    fractions = es.fractions() if es else [1.0]
+    rungs = read_rungs(cand)
+    for k, fraction in enumerate(fractions):
+        if k < len(rungs):
+            continue  # done before a restart
+        t0 = time.time()
+        metrics = distil_student(f"distill-{trial_id}", params, ctx.job, cand / "student", stop_at_fraction=fraction)
+        rung = {"rung": k, "fraction": fraction, "step": metrics.get("step"), "tokens": metrics.get("tokens"),
+                "distill": metrics, "distill_seconds": round(time.time() - t0, 1)}
+        if es:
+            rung[BUDGET] = es.reduction_factor ** k
+            runs = ray.get(list(submit_glue(str(cand / "student"), proxy_glue(spec), None).values()))
+            rung["proxy"] = {r["task"]: _task_score(r) for r in runs}
+            rung[PROXY] = float(np.mean(list(rung["proxy"].values())))
+            rung["proxy_seconds"] = finetune_seconds(runs)
+        rungs.append(rung)
+        _write_json(cand / "progress.json", {"rungs": rungs})
+        if es:
+            tune.report({PROXY: rung[PROXY], BUDGET: rung[BUDGET], "rung": k, "step": rung["step"],
+                         "tokens": rung["tokens"], "loss": metrics.get("loss")})
+    runs = ray.get(list(submit_glue(str(cand / "student"), spec.glue, cand).values()))
     result = {
-        "kind": "student", "params": params, "distill": distil_metrics, "glue": runs,
-        "n_params": n_params, "profile": profile, "distill_seconds": round(t_distil, 1),
-        "finetune_seconds": finetune_seconds(runs), "seconds": round(time.time() - t0, 1),
+        "kind": "student", "params": asdict(params), "distill": rungs[-1]["distill"], "rungs": rungs, "glue": runs,
+        "n_params": encoder_parameters(str(cand / "student")),
+        "profile": ctx.profiles.get(student_arch(params.n_layers)),
+        "distill_seconds": round(sum(r["distill_seconds"] for r in rungs), 1),
+        "proxy_seconds": round(sum(r.get("proxy_seconds", 0.0) for r in rungs), 1),
+        "finetune_seconds": finetune_seconds(runs), "provenance": ctx.provenance,
     }
+    row = leaderboard.row_from_result(result, include_wnli=spec.glue.include_wnli)
+    names, _ = objectives(spec)
+    result["objectives"] = {n: _finite_or_none(row.get(n)) for n in names}
     _write_json(cand / "result.json", result)
-    row = leaderboard.row_from_result(result, include_wnli=glue.include_wnli)
-    tune.report({METRIC: row[METRIC], **{k: v for k, v in row.items() if isinstance(v, float)}})
+    tune.report({**result["objectives"], **{k: v for k, v in row.items() if isinstance(v, float) and k not in names}})
 
 
-def _tune_domain(param):
-    if isinstance(param, FloatRange):
-        return tune.loguniform(param.low, param.high) if param.log else tune.uniform(param.low, param.high)
-    assert isinstance(param, Choice)
-    return tune.choice([layer_key(c) if isinstance(c, (list, str)) else c for c in param.choices])
+def _task_score(run: dict) -> float:
+    """A GLUE run's task score: mean over its splits of the mean of each split's metrics."""
+    columns = {c: float(np.mean(v)) for c, v in leaderboard.split_scores([run]).items()}
+    return leaderboard.macro_score(columns)
 
 
-def run_search(spec: SweepSpec, ctx: dict) -> tune.ResultGrid:
-    """Run the Tune + Optuna search; one trial per candidate, `max_concurrent` at a time."""
-    space = {name: _tune_domain(p) for name, p in spec.search.searched().items()}
-    points = [{k: layer_key(v) if k == "layer_selection" else v for k, v in p.items()} for p in spec.search.points_to_evaluate]
-    searcher = OptunaSearch(metric=METRIC, mode="max", seed=spec.search.seed, points_to_evaluate=points or None) if space else None
-    trainable = tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), {"CPU": 0, "memory": 1})
-    tuner = tune.Tuner(
-        trainable,
-        param_space=space,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=spec.search.num_candidates,
-                                    max_concurrent_trials=spec.search.max_concurrent),
-        run_config=tune.RunConfig(name="tune", storage_path=ctx["out"]),
-    )
-    return tuner.fit()
+def _finite_or_none(v):
+    return float(v) if v is not None and isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
-def submit_references(spec: SweepSpec, teacher_source: str, teacher_dir: str, head_fit: dict, n_layers: int,
-                      out: Path) -> list:
+# ---------------------------------------------------------------- profiles, alone on the machine
+def student_arch(n_layers: int) -> str:
+    """The key of a student architecture in profiles.json (latency depends on shape, not weights)."""
+    return f"student-{n_layers}L"
+
+
+def profile_architectures(teacher_source: str, teacher_dir: str, depths: list[int], seed: int, data: str) -> dict:
+    """Size and CPU latency of the teacher and of one student per depth, timed one after another
+    before anything else is submitted to the cluster, so that nothing shares the cores. Every
+    student of a depth has this profile: same shape, same cost (weights do not change latency)."""
+    out = {"teacher": measure(teacher_source, "teacher", data=data)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sorted(set(depths)):
+            save_student(teacher_dir, n, "first", seed, f"{tmp}/{n}")
+            out[student_arch(n)] = measure(f"{tmp}/{n}", "student", data=data)
+    return out
+
+
+# ---------------------------------------------------------------- reference rows
+def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, skip: set[str] = frozenset()) -> list:
     """Start the reference rows' GLUE runs as Ray tasks, to run alongside the search, each row
     with a writer task that saves its result.json as soon as its runs are done (so an
-    interrupted sweep keeps it). Returns the writers' refs (`finish_references` waits on them).
+    interrupted sweep keeps it). Rows named in `skip` (already written) are not run again.
+    Returns the writers' refs (`finish_references` waits on them).
 
     * `teacher` (<out>/teacher): the teacher itself, the row "% of teacher retained" divides by;
     * `random_init` (<out>/references/random_init): a student with the candidates' architecture
@@ -140,52 +235,64 @@ def submit_references(spec: SweepSpec, teacher_source: str, teacher_dir: str, he
     * `task-kd-<task>` (<out>/references/...): task-specific distillation from the teacher
       fine-tuned on that task (its first seed's run above), when the spec has `task_distill`.
     """
-    glue = spec.glue
-    kd = spec.task_distill
-    teacher_runs = submit_glue(teacher_source, glue, out / "teacher", save_tasks=tuple(kd.tasks) if kd else ())
-    teacher = {"kind": "teacher", "params": {"model": teacher_source}, "head_fit": head_fit,
-               "n_params": count_parameters(AutoModel.from_pretrained(teacher_source))}
-    writers = [_write_reference.options(num_cpus=1).remote(  # 1 CPU: it times the teacher
-        str(out / "teacher"), teacher, (teacher_source, glue.data), *teacher_runs.values())]
-    if glue.random_init_reference:
+    spec, out, glue, kd = ctx.spec, Path(ctx.out), ctx.spec.glue, ctx.spec.task_distill
+    writers = []
+    common = {"provenance": ctx.provenance}
+    teacher_runs = {}
+    if "teacher" not in skip:
+        teacher_runs = submit_glue(teacher_source, glue, out / "teacher", save_tasks=tuple(kd.tasks) if kd else ())
+        teacher = {"kind": "teacher", "params": {"model": teacher_source}, "head_fit": head_fit,
+                   "n_params": encoder_parameters(teacher_source), "profile": ctx.profiles.get("teacher"), **common}
+        writers.append(_write_reference.remote(str(out / "teacher"), teacher, *teacher_runs.values()))
+    if glue.random_init_reference and "random_init" not in skip:
         ref_dir = out / "references" / "random_init"
-        n_params = save_student(teacher_dir, n_layers, "random_init", spec.seed, str(ref_dir / "student"))
+        n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, "random_init", spec.seed, str(ref_dir / "student"))
         runs = submit_glue(str(ref_dir / "student"), glue, ref_dir).values()
-        writers.append(_write_reference.options(num_cpus=0).remote(
-            str(ref_dir), {"kind": "reference", "params": {"layer_selection": "random_init"}, "n_params": n_params},
-            None, *runs))
-    if kd:
+        writers.append(_write_reference.remote(
+            str(ref_dir), {"kind": "reference", "params": {"layer_selection": "random_init", "n_layers": ctx.n_layers},
+                           "n_params": n_params, "profile": ctx.profiles.get(student_arch(ctx.n_layers)), **common}, *runs))
+    for task in (kd.tasks if kd else []):
+        name = f"task-kd-{task}"
+        if name in skip:
+            continue
+        # The teacher fine-tuned on the task: its first-seed run now, or saved by an earlier start.
+        firsts = [ref for (t, seed), ref in teacher_runs.items() if t == task and seed == glue.seeds[0]]
+        if not firsts and not (out / "teacher" / "finetuned" / task).is_dir():
+            print(f"task_distill: {task} has no data in {glue.data}; skipped", flush=True)
+            continue
+        ref_dir = out / "references" / name
+        params = {"task": task, "alpha_ce": kd.alpha_ce, "temperature": kd.temperature,
+                  "layer_selection": layer_key(kd.layer_selection)}
         remote = ray.remote(_distil_on_task_after).options(**_task_options(glue))
-        for task in kd.tasks:
-            firsts = [ref for (t, seed), ref in teacher_runs.items() if t == task and seed == glue.seeds[0]]
-            if not firsts:
-                print(f"task_distill: {task} has no data in {glue.data}; skipped", flush=True)
-                continue
-            ref_dir = out / "references" / f"task-kd-{task}"
-            params = {"task": task, "alpha_ce": kd.alpha_ce, "temperature": kd.temperature,
-                      "layer_selection": layer_key(kd.layer_selection)}
-            runs = [remote.remote(firsts[0], teacher_dir, str(out / "teacher" / "finetuned" / task), task, n_layers,
-                                  kd.layer_selection, kd.alpha_ce, kd.temperature, glue_settings(glue, task), seed,
-                                  glue.data, str(ref_dir / "predictions"))
-                    for seed in glue.seeds_for(task)]
-            writers.append(_write_reference.options(num_cpus=0).remote(
-                str(ref_dir), {"kind": "task_distill", "params": params}, None, *runs))
+        runs = [remote.remote(firsts[0] if firsts else None, ctx.job.teacher_dir, str(out / "teacher" / "finetuned" / task), task, ctx.n_layers,
+                              kd.layer_selection, kd.alpha_ce, kd.temperature, glue_settings(glue, task), seed,
+                              glue.data, str(ref_dir / "predictions"))
+                for seed in glue.seeds_for(task)]
+        writers.append(_write_reference.remote(str(ref_dir), {"kind": "task_distill", "params": params, **common}, *runs))
     return writers
 
 
-def _distil_on_task_after(teacher_run: dict, *args) -> dict:
-    """distil_on_task, started by Ray once `teacher_run` (the fine-tuned teacher) has finished."""
+def encoder_parameters(model_dir: str) -> int:
+    """Parameters of a BERT-family encoder as the leaderboard counts them for every row: word and
+    position embeddings and the layers, without token-type embeddings, pooler or heads (a
+    DistilBERT student has none of these, so teacher and student counts compare like for like)."""
+    model = AutoModel.from_pretrained(model_dir, add_pooling_layer=False) if AutoConfig.from_pretrained(model_dir).model_type == "bert" \
+        else AutoModel.from_pretrained(model_dir)
+    token_type = getattr(getattr(model, "embeddings", None), "token_type_embeddings", None)
+    return count_parameters(model) - (token_type.weight.numel() if token_type is not None else 0)
+
+
+def _distil_on_task_after(teacher_run: dict | None, *args) -> dict:
+    """distil_on_task, started by Ray once `teacher_run` (the fine-tuned teacher) has finished
+    (None: it finished before a restart)."""
     return distil_on_task(*args)
 
 
-@ray.remote
-def _write_reference(out_dir: str, result: dict, profile: tuple[str, str] | None, *runs: dict) -> str:
+@ray.remote(num_cpus=0)
+def _write_reference(out_dir: str, result: dict, *runs: dict) -> str:
     """Ray task, started once every GLUE run of a reference row has finished (Ray resolves the
-    refs passed as `runs`): writes the row's result.json. `profile` = (model dir, GLUE data whose
-    text times it) measures the model's size and CPU latency first (the teacher)."""
+    refs passed as `runs`): writes the row's result.json."""
     result = {**result, "glue": list(runs), "finetune_seconds": finetune_seconds(list(runs))}
-    if profile:
-        result["profile"] = measure(profile[0], result["kind"], data=profile[1])
     _write_json(Path(out_dir) / "result.json", result)
     return out_dir
 

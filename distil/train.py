@@ -6,10 +6,12 @@ resuming with a different number of workers (the batch of a step depends on the 
 
 Each worker loads the (head-fitted) teacher and the cached token sequences, builds the same
 student (same seed), and runs `distil.distill.distill_step`. Rank 0 reports a checkpoint every
-`checkpoint_every` steps and at the end: the student as a Hugging Face dir (safetensors +
-tokenizer) plus `train_state.pt` (optimizer, scheduler, step). A restarted worker group
-(`FailureConfig`) resumes from the last checkpoint; masks, dropout and batches are functions of
-the step, so the resumed run repeats the uninterrupted one.
+`checkpoint_every` steps, at the end of each call (a rung of early stopping) and at the end: the
+student as a Hugging Face dir (safetensors + tokenizer) plus `train_state.pt` (optimizer,
+scheduler, step, tokens seen). A restarted worker group (`FailureConfig`), a later rung, or a trial
+restarted after the driver died resumes from the last checkpoint; masks, dropout and batches are
+functions of the step, so the resumed run repeats the uninterrupted one. A NaN/inf loss raises
+NonFiniteLoss at once ("loss is nan at step 37").
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray.train
@@ -32,49 +35,89 @@ from distil.data import load_counts, load_sequences
 from distil.distill import BatchStream, LossWeights, StudentForDistillation, distill_step, step_seed
 from distil.masking import token_probs
 from distil.student import build_student
-from distil.spec import DistillSpec, parse_layer_key
+from distil.layers import parse_layer_key
+from distil.spec import DistillSpec
+
+
+@dataclass(frozen=True)
+class DistillJob:
+    """What a candidate's Ray Train run needs besides its searched parameters (typed, picklable:
+    it crosses the Ray boundary as is, never as a dict rebuilt on the other side)."""
+
+    teacher_dir: str
+    corpus_dir: str
+    distill: DistillSpec
+    storage: str  # absolute dir (or URI) that holds the Train runs' checkpoints
+    seed: int = 0
+    fail_once_at_step: int | None = None  # fault injection for the resume tests
+    fail_once_marker: str | None = None
+
+
+@dataclass(frozen=True)
+class CandidateParams:
+    """One candidate: the DistilBERT objective's weights and the student's shape and init."""
+
+    alpha_ce: float
+    alpha_mlm: float
+    alpha_cos: float
+    temperature: float
+    layer_selection: str  # canonical key (distil.layers.layer_key)
+    n_layers: int
+    alpha_mse: float = 0.0
+
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(self.alpha_ce, self.alpha_mlm, self.alpha_cos, self.temperature, self.alpha_mse)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The distillation loss became NaN or inf: the run cannot recover (retrying repeats it)."""
 
 
 def train_loop_per_worker(cfg: dict) -> None:
-    """Ray Train worker entry point; `cfg` is built by `distil_student` (plain, picklable values)."""
-    d = DistillSpec(**cfg["distill"])
+    """Ray Train worker entry point. cfg: {'job': DistillJob, 'params': CandidateParams,
+    'stop_at_fraction': share of the planned steps after which this call stops (a rung)}."""
+    job: DistillJob = cfg["job"]
+    params: CandidateParams = cfg["params"]
+    d = job.distill
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    tokenizer = AutoTokenizer.from_pretrained(cfg["teacher_dir"])
-    teacher = BertForMaskedLM.from_pretrained(cfg["teacher_dir"]).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(job.teacher_dir)
+    teacher = BertForMaskedLM.from_pretrained(job.teacher_dir).to(device).eval()
     for p in teacher.parameters():
         p.requires_grad = False
 
-    torch.manual_seed(cfg["seed"])  # identical initial student on every rank
-    student = build_student(teacher, cfg["n_layers"], parse_layer_key(cfg["layer_selection"]))
-    start_step = 0
+    torch.manual_seed(job.seed)  # identical initial student on every rank
+    student = build_student(teacher, params.n_layers, parse_layer_key(params.layer_selection))
+    start_step, seen_tokens = 0, 0
     checkpoint = ray.train.get_checkpoint()
     state = None
     if checkpoint:
         with checkpoint.as_directory() as ckpt:
             student = DistilBertForMaskedLM.from_pretrained(ckpt)
-            state = torch.load(Path(ckpt) / "train_state.pt", weights_only=False)
-        start_step = state["step"]
+            # weights_only: the checkpoint may sit on shared storage; never unpickle code from it.
+            state = torch.load(Path(ckpt) / "train_state.pt", weights_only=True)
+        start_step, seen_tokens = state["step"], state.get("tokens", 0)
     model = ray.train.torch.prepare_model(StudentForDistillation(student))
-    sequences = load_sequences(cfg["corpus_dir"])
+    sequences = load_sequences(job.corpus_dir)
     total_steps = planned_steps(d, [len(x) for x in sequences], world)
+    stop_step = max(1, math.ceil(cfg.get("stop_at_fraction", 1.0) * total_steps - 1e-9))
     opt = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=d.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(d.warmup_ratio * total_steps), total_steps)
     if state:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
 
-    probs = token_probs(load_counts(cfg["corpus_dir"]), d.mlm_smoothing, tokenizer.all_special_ids).to(device)
-    stream = BatchStream(sequences, d.batch_size, cfg["seed"], rank, world)
-    weights = LossWeights(**{k: cfg[k] for k in ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "temperature") if k in cfg})
+    probs = token_probs(load_counts(job.corpus_dir), d.mlm_smoothing, tokenizer.all_special_ids).to(device)
+    stream = BatchStream(sequences, d.batch_size, job.seed, rank, world)
+    weights = params.loss_weights()
     accum = d.grad_accumulation
     sums, tokens, t0, interval_start = {}, 0, time.time(), start_step
-    for step in range(start_step, total_steps):
+    for step in range(start_step, stop_step):
         model.train()
         for micro in range(step * accum, (step + 1) * accum):
-            _maybe_fail(cfg, step, rank)
-            seed = step_seed(cfg["seed"], micro, rank, world)
+            _maybe_fail(job, step, rank)
+            seed = step_seed(job.seed, micro, rank, world)
             torch.manual_seed(seed)  # dropout
             ids, attn = stream(micro, tokenizer.pad_token_id)
             sync = micro == (step + 1) * accum - 1  # all-reduce gradients once per optimizer step
@@ -85,6 +128,12 @@ def train_loop_per_worker(cfg: dict) -> None:
                     mask_id=tokenizer.mask_token_id, mask_prob=d.mlm_mask_prob,
                     restrict_ce_to_mask=d.restrict_ce_to_mask, generator=torch.Generator().manual_seed(seed),
                 )
+                if not _finite_everywhere(terms["loss"], world, device):
+                    # Every rank stops at this step (or DDP's next all-reduce would hang); the run
+                    # ends without a new checkpoint and distil_student raises NonFiniteLoss.
+                    loss = float(terms["loss"])
+                    ray.train.report({"nonfinite": f"loss is {loss if not math.isfinite(loss) else 'not finite'} at step {step + 1}"})
+                    return
                 (terms["loss"] / accum).backward()
             tokens += int(attn.sum())
             for k, v in terms.items():
@@ -94,12 +143,21 @@ def train_loop_per_worker(cfg: dict) -> None:
         sched.step()
         opt.zero_grad(set_to_none=True)
         done = step + 1
-        if done % d.checkpoint_every == 0 or done == total_steps:
+        if done % d.checkpoint_every == 0 or done in (stop_step, total_steps):
+            seen_tokens += tokens * world  # ranks draw equally long batches on average
             metrics = {k: v / (done - interval_start) for k, v in sums.items()}
-            metrics.update(step=done, total_steps=total_steps, resumed_from_step=start_step,
+            metrics.update(step=done, total_steps=total_steps, resumed_from_step=start_step, tokens=seen_tokens,
                            tokens_per_s=tokens * world / (time.time() - t0))
-            _report(metrics, model, tokenizer, opt, sched, done, rank)
+            _report(metrics, model, tokenizer, opt, sched, done, seen_tokens, rank)
             sums, tokens, t0, interval_start = {}, 0, time.time(), done
+
+
+def _finite_everywhere(loss: torch.Tensor, world: int, device) -> bool:
+    """Whether the loss is finite on every rank (one scalar all-reduce when world > 1)."""
+    bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=device)
+    if world > 1:
+        torch.distributed.all_reduce(bad)
+    return bad.item() == 0
 
 
 def planned_steps(d: DistillSpec, lengths: list[int], world: int) -> int:
@@ -114,16 +172,16 @@ def planned_steps(d: DistillSpec, lengths: list[int], world: int) -> int:
     return max(1, math.ceil(d.token_budget / per_step))
 
 
-def _maybe_fail(cfg: dict, step: int, rank: int) -> None:
+def _maybe_fail(job: DistillJob, step: int, rank: int) -> None:
     """Fault injection for the resume test: the last rank raises once at `fail_once_at_step`."""
-    marker = cfg.get("fail_once_marker")
-    if marker and step == cfg["fail_once_at_step"] and rank == ray.train.get_context().get_world_size() - 1:
+    marker = job.fail_once_marker
+    if marker and step == job.fail_once_at_step and rank == ray.train.get_context().get_world_size() - 1:
         if not os.path.exists(marker):
             Path(marker).touch()
             raise RuntimeError(f"injected worker failure at step {step}")
 
 
-def _report(metrics, model, tokenizer, opt, sched, step, rank) -> None:
+def _report(metrics, model, tokenizer, opt, sched, step, tokens, rank) -> None:
     """All ranks report; only rank 0 attaches a checkpoint (the weights are identical under DDP)."""
     if rank != 0:
         ray.train.report(metrics)
@@ -132,21 +190,26 @@ def _report(metrics, model, tokenizer, opt, sched, step, rank) -> None:
         student = getattr(model, "module", model).student
         student.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}, Path(tmp) / "train_state.pt")
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "tokens": tokens},
+                   Path(tmp) / "train_state.pt")
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def distil_student(run_name: str, params: dict, ctx: dict, student_dir: Path) -> dict:
-    """Run one candidate's distillation with Ray Train and copy the final student to `student_dir`.
+def distil_student(run_name: str, params: CandidateParams, job: DistillJob, student_dir: Path,
+                   stop_at_fraction: float = 1.0) -> dict:
+    """Run (or continue) one candidate's distillation with Ray Train up to `stop_at_fraction` of its
+    planned steps, and copy the student at that point to `student_dir` (an HF dir, no optimizer state).
 
-    params: alpha_ce, alpha_mlm, alpha_cos, temperature, layer_selection (canonical key).
-    ctx: teacher_dir, corpus_dir, n_layers, seed, distill (DistillSpec dict), storage (abs path).
-    The Train run is named `run_name` under `ctx['storage']`, so a restarted trial resumes it.
-    Returns the last reported metrics.
+    The Train run is named `run_name` under `job.storage`. Calling again with the same name resumes
+    from the run's last checkpoint (Ray Train restores its checkpoint manager by name): that is how
+    the rungs of early stopping continue one another, and how a trial restarted after a crash
+    continues its distillation instead of starting over. Returns the last reported metrics
+    (step, total_steps, resumed_from_step, tokens (cumulative real tokens), tokens_per_s, loss terms).
+
+    Raises:
+        NonFiniteLoss: the loss became NaN or inf (the run stops at that step, no retries).
     """
-    d = DistillSpec(**ctx["distill"])
-    keys = ("teacher_dir", "corpus_dir", "n_layers", "seed", "distill", "fail_once_at_step", "fail_once_marker")
-    cfg = {**params, **{k: ctx[k] for k in keys if k in ctx}}
+    d = job.distill
     # The reference rows' GLUE tasks, submitted before the search, can hold every CPU for minutes;
     # the worker group then waits for them. Ray Train retries a timed-out start forever
     # (controller_failure_limit -1), so the 60 s default only prints a traceback a minute while
@@ -154,17 +217,19 @@ def distil_student(run_name: str, params: dict, ctx: dict, student_dir: Path) ->
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "1800")
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=cfg,
+        train_loop_config={"job": job, "params": params, "stop_at_fraction": stop_at_fraction},
         scaling_config=ScalingConfig(num_workers=d.num_workers, use_gpu=d.use_gpu),
         torch_config=TorchConfig(backend=d.backend),
         run_config=RunConfig(
             name=run_name,
-            storage_path=ctx["storage"],
+            storage_path=job.storage,
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             failure_config=FailureConfig(max_failures=d.max_failures),
         ),
     )
     result = trainer.fit()
+    if result.metrics and "nonfinite" in result.metrics:
+        raise NonFiniteLoss(result.metrics["nonfinite"])
     with result.checkpoint.as_directory() as ckpt:
         tmp = Path(str(student_dir) + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)

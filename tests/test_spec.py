@@ -49,7 +49,7 @@ def _write(tmp_path, **changes):
         ({"glue.overrides": {"squad": {"lr": 1e-5}}}, r"glue\.overrides: .*overrides for unknown GLUE task\(s\) \['squad'\]"),
         ({"glue.seeds_on": "large"}, r"glue\.seeds_on: Input should be 'small' or 'all'"),
         ({"glue.data": "./no/such/dir"}, r"glue\.data: path './no/such/dir' does not exist"),
-        ({"search.points_to_evaluate": [{"alpha": 1.0}]}, r"points_to_evaluate names \['alpha'\]"),
+        ({"search.points_to_evaluate": [{"alpha": 1.0}]}, r"points_to_evaluate\[0\] names \['alpha'\]"),
         ({"task_distill.tasks": ["squad"]}, r"task_distill\.tasks: .*unknown GLUE task\(s\) \['squad'\]"),
         ({"task_distill.tasks": ["sst2"], "task_distill.layer_selection": "random_init"}, r"task_distill\.layer_selection: .*no teacher layers"),
         ({"task_distill.tasks": ["sst2"], "task_distill.alpha_ce": 1.5}, r"task_distill\.alpha_ce: .*less than or equal to 1"),

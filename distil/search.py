@@ -1,0 +1,253 @@
+"""The search: Optuna proposes candidates through Ray Tune, ASHA stops weak ones early, and the
+study lives in a database so that a killed sweep resumes.
+
+* Sampler (spec `search.sampler`): TPE by default. Its first `n_startup_trials` trials (the
+  paper-default points_to_evaluate included) are random; TPE proposes every later one. Each
+  Optuna trial records who proposed it in the user attr `proposed_by`.
+* Study: Optuna RDB storage, by default `sqlite:///<results>/optuna.db`, named after the sweep;
+  `optuna-dashboard sqlite:///results/<sweep>/optuna.db` shows it. A trial stopped early is
+  told to the study as PRUNED, with its proxy scores as intermediate values (step = rung).
+* Early stopping (`search.early_stopping`): each trial reports `proxy_score` at the end of every
+  rung with `rung_budget` = rf^k (1, 3, 9, ...); Tune's ASHA scheduler on that budget stops
+  a trial below the top 1/rf of the scores recorded at its rung.
+* Files, not Tune's tables, are the record (candidates/<trial>/...; see distil.sweep). The
+  `Janitor` callback marks stopped and failed trials there and keeps the disk budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from distil.layers import layer_key
+from distil.spec import COST_OBJECTIVES, Choice, FloatRange, SweepSpec
+
+PROXY = "proxy_score"
+BUDGET = "rung_budget"
+# Tune checks that every result carries the searcher's and the scheduler's metrics; a rung result
+# has no macro_score yet and the final result no rung budget, on purpose.
+os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+
+
+def objectives(spec: SweepSpec) -> tuple[list[str], list[str]]:
+    """(metric names, Tune modes) of the search: the quality score first (max), a cost second (min)."""
+    names = list(spec.search.objectives)
+    return names, ["min" if n in COST_OBJECTIVES else "max" for n in names]
+
+
+def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler of `search.sampler`, seeded with `search.seed`."""
+    s, seed, startup = spec.search.sampler, spec.search.seed, spec.search.n_startup_trials()
+    if s.name == "tpe":
+        return optuna.samplers.TPESampler(n_startup_trials=startup, multivariate=s.multivariate,
+                                          group=s.multivariate and s.group, seed=seed)
+    if s.name == "gp":
+        return optuna.samplers.GPSampler(n_startup_trials=startup, seed=seed)
+    if s.name == "cmaes":
+        return optuna.samplers.CmaEsSampler(n_startup_trials=startup, seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def tune_space(spec: SweepSpec) -> dict:
+    """Tune domains of the searched parameters (layer lists as canonical string keys)."""
+    def domain(p):
+        if isinstance(p, FloatRange):
+            return tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
+        assert isinstance(p, Choice)
+        return tune.choice([layer_key(c) if isinstance(c, list) else c for c in p.choices])
+
+    return {name: domain(p) for name, p in spec.space().items()}
+
+
+def encoded_points(spec: SweepSpec) -> list[dict]:
+    """points_to_evaluate with layer lists as canonical keys (as the space has them)."""
+    return [{k: layer_key(v) if k == "layer_selection" else v for k, v in p.items()} for p in spec.search.points_to_evaluate]
+
+
+class Searcher(OptunaSearch):
+    """OptunaSearch that (1) tells the study each trial's proxy score per rung as an intermediate
+    value (Tune's OptunaSearch expects the final metric in every result) and (2) records in the
+    user attr `proposed_by` whether a trial was enqueued, random startup, or the sampler's own."""
+
+    def __init__(self, *args, n_startup_trials: int, sampler_name: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._n_startup, self._sampler_name = n_startup_trials, sampler_name
+
+    def suggest(self, trial_id: str):
+        known = trial_id in self._ot_trials
+        config = super().suggest(trial_id)
+        if config is not None and not known:
+            ot_trial = self._ot_trials[trial_id]
+            # TPE/GP/CMA-ES sample at random until n_startup_trials trials are COMPLETE or PRUNED
+            # (optuna.samplers.TPESampler._sample_relative); enqueued points are fixed params.
+            trials = self._ot_study.get_trials(deepcopy=False)
+            finished = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
+            if "fixed_params" in trials[ot_trial.number].system_attrs:
+                who = "points_to_evaluate"
+            elif self._sampler_name == "random" or finished < self._n_startup:
+                who = "random (startup)" if self._sampler_name != "random" else "random"
+            else:
+                who = self._sampler_name
+            ot_trial.set_user_attr("proposed_by", who)
+            ot_trial.set_user_attr("tune_trial_id", trial_id)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict):
+        if PROXY in result and not isinstance(self.metric, list) and trial_id in self._ot_trials:
+            self._ot_trials[trial_id].report(float(result[PROXY]), step=int(result["rung"]))
+
+
+class RungScheduler(ASHAScheduler):
+    """ASHA on `rung_budget`, which after a restart re-learns the rung scores recorded before the
+    crash from the trials' progress files (Tune does not save a scheduler's state)."""
+
+    def __init__(self, results_dir: str, **kwargs):
+        super().__init__(**kwargs)
+        self._results_dir, self._seeded = results_dir, False
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if not self._seeded:
+            self._seeded = True
+            for progress in Path(self._results_dir).glob("candidates/*/progress.json"):
+                for rung in json.loads(progress.read_text())["rungs"]:
+                    if rung.get(PROXY) is not None:
+                        # Records the score at its rung; a score already recorded is left as is.
+                        self._brackets[0].on_result(SimpleNamespace(trial_id=progress.parent.name),
+                                                    rung[BUDGET], self._metric_op * rung[PROXY])
+        return super().on_trial_result(tune_controller, trial, result)
+
+
+def make_scheduler(spec: SweepSpec, results_dir: str):
+    """ASHA over the rungs of `search.early_stopping`, or None without early stopping."""
+    es = spec.search.early_stopping
+    if es is None:
+        return None
+    rf = es.reduction_factor
+    # Rung k reports rung_budget rf^k; max_t above the last rung, so that the final (full GLUE)
+    # report is never stopped for reaching max_t.
+    return RungScheduler(results_dir, time_attr=BUDGET, metric=PROXY, mode="max", grace_period=1,
+                         reduction_factor=rf, max_t=rf ** es.rungs, brackets=1)
+
+
+def make_searcher(spec: SweepSpec, storage_url: str) -> Searcher | None:
+    """The Optuna searcher on an RDB-stored study named after the sweep (None: nothing searched)."""
+    space = tune_space(spec)
+    if not space:
+        return None
+    names, modes = objectives(spec)
+    multi = len(names) > 1
+    return Searcher(
+        space=space, metric=names if multi else names[0], mode=modes if multi else modes[0],
+        points_to_evaluate=encoded_points(spec) or None, sampler=make_sampler(spec),
+        study_name=spec.name, storage=optuna.storages.RDBStorage(storage_url),
+        n_startup_trials=spec.search.n_startup_trials(), sampler_name=spec.search.sampler.name,
+    )
+
+
+def storage_url(spec: SweepSpec, results_dir: str | Path) -> str:
+    """The study's SQLAlchemy URL: `search.storage`, else sqlite in the results dir."""
+    return spec.search.storage or f"sqlite:///{Path(results_dir).resolve() / 'optuna.db'}"
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+
+
+class Janitor(tune.Callback):
+    """Keeps the candidates' files honest and the disk bounded, on the driver, as trials end:
+
+    * a trial that ended without result.json was stopped by the scheduler: status.json says
+      `stopped` with its last rung and proxy score; its student weights are pruned;
+    * a trial that raised: status.json says `failed` with the first line of the error;
+    * every ended trial's Ray Train checkpoints (weights + optimizer state) are deleted once the
+      student is copied out; only the `keep_students` best finished students keep their weights
+      (the others keep config, scores and predictions).
+    """
+
+    def __init__(self, results_dir: str, train_storage: str, keep_students: int, metric: str = "macro_score"):
+        self.out, self.train, self.keep, self.metric = Path(results_dir), Path(train_storage), keep_students, metric
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        cand = self.out / "candidates" / trial.trial_id
+        if not (cand / "result.json").exists():
+            rungs = _rungs(cand)
+            last = rungs[-1] if rungs else {}
+            _write_json(cand / "status.json", {"status": "stopped", "rung": last.get("rung"), PROXY: last.get(PROXY),
+                                               "step": last.get("step"), "reason": "stopped early by ASHA on proxy_score"})
+            _prune_student(cand, "stopped early")
+        self._drop_checkpoints(trial.trial_id)
+        self._keep_best_students()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        cand = self.out / "candidates" / trial.trial_id
+        cand.mkdir(parents=True, exist_ok=True)
+        if not (cand / "status.json").exists():  # the trial writes its own reason when it can
+            _write_json(cand / "status.json", {"status": "failed", "reason": _first_line(trial)})
+        self._drop_checkpoints(trial.trial_id)
+
+    def _drop_checkpoints(self, trial_id: str) -> None:
+        shutil.rmtree(self.train / f"distill-{trial_id}", ignore_errors=True)
+
+    def _keep_best_students(self) -> None:
+        done = []
+        for result in self.out.glob("candidates/*/result.json"):
+            value = json.loads(result.read_text()).get("objectives", {}).get(self.metric)
+            done.append((value if value is not None else float("-inf"), result.parent))
+        for _, cand in sorted(done, key=lambda x: x[0], reverse=True)[self.keep:]:
+            _prune_student(cand, f"not among the best {self.keep} finished students (search.keep_students)")
+
+
+def _rungs(cand: Path) -> list[dict]:
+    progress = cand / "progress.json"
+    return json.loads(progress.read_text())["rungs"] if progress.exists() else []
+
+
+def _prune_student(cand: Path, why: str) -> None:
+    """Delete a candidate's student weights (keeps config, scores, predictions); say why."""
+    if (cand / "student").exists():
+        shutil.rmtree(cand / "student")
+        (cand / "student.pruned").write_text(why + "\n")
+
+
+def _first_line(trial) -> str:
+    """The line of a failed trial's error text that names the root cause (the last
+    "SomeError: message" line of a chained traceback), at most 300 characters."""
+    try:
+        text = trial.get_error() or ""
+    except Exception:  # the error file may be missing when the trial's actor died
+        text = ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    causes = [ln for ln in lines if ":" in ln and not ln.startswith(("File ", "Traceback", "The above", "During handling"))]
+    return (causes[-1] if causes else lines[-1] if lines else "the trial's process died without an error message")[:300]
+
+
+def build_tuner(spec: SweepSpec, trainable, results_dir: str, train_storage: str) -> tune.Tuner:
+    """A new Tuner for the sweep: searcher, scheduler, janitor, max_concurrent trials."""
+    searcher = make_searcher(spec, storage_url(spec, results_dir))
+    return tune.Tuner(
+        trainable,
+        param_space=tune_space(spec) if searcher is None else {},
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(spec, results_dir),
+                                    num_samples=spec.search.num_candidates,
+                                    max_concurrent_trials=spec.search.max_concurrent),
+        run_config=tune.RunConfig(name="tune", storage_path=results_dir, callbacks=[
+            Janitor(results_dir, train_storage, spec.search.keep_students, spec.search.objectives[0])]),
+    )
+
+
+def restore_tuner(results_dir: str, trainable) -> tune.Tuner:
+    """The sweep's Tuner restored after a crash: finished trials stay finished, unfinished ones
+    continue (each from its last Train checkpoint), failed ones stay failed; the searcher resumes
+    with its study."""
+    return tune.Tuner.restore(str(Path(results_dir) / "tune"), trainable=trainable, resume_unfinished=True,
+                              resume_errored=False, restart_errored=False)
