@@ -60,16 +60,18 @@ def _kill_head(head, temp_dir):
 
 @pytest.fixture
 def readme_head(tmp_path):
-    """The head as README starts it, in a HOME with no token; yields (dashboard URL, HOME, env)."""
+    """The head as README starts it, in a HOME with no token; yields (dashboard URL, GCS address,
+    HOME, env without RAY_AUTH_MODE)."""
     home = tmp_path / "home"
     home.mkdir()
     # Short path: Ray's unix sockets live under the temp dir and must stay under 107 bytes.
     temp_dir = tempfile.mkdtemp(prefix="rayauth-", dir="/tmp")
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env = {**base_env, "HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "RAY_USAGE_STATS_ENABLED": "0"}
-    dash = _free_port()
-    cmd = ["bash", str(ROOT / "cluster" / "local_head.sh"), f"--port={_free_port()}", f"--dashboard-port={dash}",
+           "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # nothing to drain at teardown: stop in seconds, not 30
+    dash, gcs = _free_port(), _free_port()
+    cmd = ["bash", str(ROOT / "cluster" / "local_head.sh"), f"--port={gcs}", f"--dashboard-port={dash}",
            f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
            f"--temp-dir={temp_dir}", "--num-cpus=2", "--block"]
     head = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True,
@@ -86,14 +88,14 @@ def readme_head(tmp_path):
                 pass
             assert time.monotonic() < deadline, (tmp_path / "head.log").read_text()[-3000:]
             time.sleep(1)
-        yield url, home, env
+        yield url, f"127.0.0.1:{gcs}", home, env
     finally:
         _kill_head(head, temp_dir)
 
 
 @pytest.mark.slow
 def test_readme_head_requires_the_token_and_runs_a_submitted_sweep(readme_head, tmp_path, capsys):
-    url, home, env = readme_head
+    url, gcs, home, env = readme_head
     token_file = home / ".ray" / "auth_token"
     assert token_file.stat().st_mode & 0o077 == 0, "the token must be readable by its owner only"
     token = token_file.read_text().strip()
@@ -109,6 +111,13 @@ def test_readme_head_requires_the_token_and_runs_a_submitted_sweep(readme_head, 
     assert no_token.status_code == 401
     assert wrong.status_code == 403
     assert good.status_code == 200 and good.json() == []
+
+    # The GCS (gRPC, listening on every interface) refuses a client that sends no token.
+    ray_status = [str(BIN / "ray"), "status", "--address", gcs]
+    r = subprocess.run(ray_status, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "AuthenticationError" in r.stderr, r.stderr[-2000:]
+    r = subprocess.run(ray_status, cwd=tmp_path, env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "AuthenticationError" not in r.stderr, r.stderr[-2000:]  # the autoscaler may not report yet
 
     # The dashboard/job server listens on loopback only (read from the socket table, no traffic).
     port = int(url.rsplit(":", 1)[1])
