@@ -12,4 +12,6 @@
 set -euo pipefail
 export RAY_AUTH_MODE=token
 (umask 077 && ray get-auth-token --generate >/dev/null)   # creates ~/.ray/auth_token once; keeps an existing one
+# A token that ray.init() made earlier is world-readable (Ray writes it with the default umask).
+if [ -f "$HOME/.ray/auth_token" ]; then chmod 600 "$HOME/.ray/auth_token"; fi
 exec ray start --head --node-ip-address=127.0.0.1 --dashboard-host=127.0.0.1 --disable-usage-stats "$@"
