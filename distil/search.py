@@ -240,8 +240,12 @@ def build_tuner(spec: SweepSpec, trainable, results_dir: str, train_storage: str
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(spec, results_dir),
                                     num_samples=spec.search.num_candidates,
                                     max_concurrent_trials=spec.search.max_concurrent),
-        run_config=tune.RunConfig(name="tune", storage_path=results_dir, callbacks=[
-            Janitor(results_dir, train_storage, spec.search.keep_students, spec.search.objectives[0])]),
+        run_config=tune.RunConfig(
+            name="tune", storage_path=results_dir,
+            # A trial whose process dies (a lost node) or raises is restarted up to max_failures
+            # times; it continues from its progress.json and its Train run's last checkpoint.
+            failure_config=tune.FailureConfig(max_failures=spec.distill.max_failures),
+            callbacks=[Janitor(results_dir, train_storage, spec.search.keep_students, spec.search.objectives[0])]),
     )
 
 

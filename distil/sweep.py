@@ -145,6 +145,7 @@ def run_candidate(config: dict, ctx: SweepContext) -> None:
     trial_id = tune.get_context().get_trial_id()
     cand = Path(ctx.out) / "candidates" / trial_id
     params = candidate_params(ctx, config)
+    (cand / "status.json").unlink(missing_ok=True)  # a retried trial is not failed (yet)
     if not (cand / "config.json").exists():  # a resumed trial keeps its first start time
         label = "paper defaults" if is_paper_default(ctx.spec, asdict(params)) else None
         _write_json(cand / "config.json", {"params": asdict(params), "started": time.time(), "label": label})
