@@ -129,10 +129,13 @@ def train_loop_per_worker(cfg: dict) -> None:
                     restrict_ce_to_mask=d.restrict_ce_to_mask, generator=torch.Generator().manual_seed(seed),
                 )
                 if not _finite_everywhere(terms["loss"], world, device):
-                    # Every rank stops at this step (or DDP's next all-reduce would hang); the run
-                    # ends without a new checkpoint and distil_student raises NonFiniteLoss.
+                    # Every rank stops at this step (or DDP's next all-reduce would hang). The run
+                    # reports the reason with a checkpoint of the weights before this step (Ray
+                    # Train's result carries the metrics of its latest checkpoint), so a retry
+                    # meets the same loss at once instead of redoing steps; distil_student raises.
                     loss = float(terms["loss"])
-                    ray.train.report({"nonfinite": f"loss is {loss if not math.isfinite(loss) else 'not finite'} at step {step + 1}"})
+                    why = f"loss is {loss if not math.isfinite(loss) else 'not finite'} at step {step + 1}"
+                    _report({"nonfinite": why, "step": step}, model, tokenizer, opt, sched, step, seen_tokens, rank)
                     return
                 (terms["loss"] / accum).backward()
             tokens += int(attn.sum())

@@ -5,10 +5,10 @@ import torch
 from safetensors.torch import load_file
 
 from distil.spec import CorpusSpec, DistillSpec, HeadFitSpec
-from distil.train import planned_steps
+from distil.train import CandidateParams, DistillJob, planned_steps
 from tests.conftest import CORPUS
 
-PARAMS = {"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "temperature": 2.0, "layer_selection": "every_other"}
+PARAMS = CandidateParams(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0, layer_selection="every_other", n_layers=2)
 
 
 def test_token_budget_sets_equal_steps_for_every_candidate():
@@ -16,6 +16,8 @@ def test_token_budget_sets_equal_steps_for_every_candidate():
     # mean length 25 -> 25 · 4 · 2 workers · 2 micro-batches = 400 tokens per step
     assert planned_steps(d, [20, 30], world=2) == 25
     assert planned_steps(DistillSpec(steps=7), [20, 30], world=2) == 7
+    # A spec dumped and rebuilt (as it crosses process boundaries) keeps its token budget.
+    assert DistillSpec(**d.model_dump()) == d and DistillSpec(**d.model_dump()).steps is None
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +44,50 @@ def test_worker_failure_resumes_to_the_same_student(tmp_path, assets, ray_cluste
     from distil.train import distil_student
 
     d = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=2, max_failures=1, grad_accumulation=2)
-    ctx = {**assets, "n_layers": 2, "seed": 0, "distill": d.model_dump(), "storage": str(tmp_path / "train")}
-    clean = distil_student("clean", PARAMS, ctx, tmp_path / "clean")
+    job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)
+    clean = distil_student("clean", PARAMS, job, tmp_path / "clean")
     marker = tmp_path / "failed-once"
-    failed = distil_student("failed", PARAMS, {**ctx, "fail_once_at_step": 3, "fail_once_marker": str(marker)}, tmp_path / "failed")
+    failing = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0, fail_once_at_step=3, fail_once_marker=str(marker))
+    failed = distil_student("failed", PARAMS, failing, tmp_path / "failed")
     assert marker.exists()  # the failure really happened, and the run still finished
     assert clean["step"] == failed["step"] == 6
     # It resumed from the checkpoint at step 2 (redoing at most one interval), not from scratch.
     assert clean["resumed_from_step"] == 0 and failed["resumed_from_step"] == 2
     assert failed["loss"] == pytest.approx(clean["loss"], rel=1e-5)  # same loss over steps 4-6
-    a, b = load_file(tmp_path / "clean" / "model.safetensors"), load_file(tmp_path / "failed" / "model.safetensors")
+    _assert_same_weights(tmp_path / "clean", tmp_path / "failed")
+
+
+def test_rungs_continue_one_train_run_to_the_same_student(tmp_path, assets, ray_cluster):
+    """Early stopping's rungs: the run stopped at 1/3 and called again by name continues from its
+    checkpoint (not from step 0) and ends with the student of an uninterrupted run."""
+    from distil.train import distil_student
+
+    d = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=4)
+    job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)
+    whole = distil_student("whole", PARAMS, job, tmp_path / "whole")
+    first = distil_student("rungs", PARAMS, job, tmp_path / "rung0", stop_at_fraction=1 / 3)
+    last = distil_student("rungs", PARAMS, job, tmp_path / "rung1", stop_at_fraction=1.0)
+    assert first["step"] == 2 and first["total_steps"] == 6  # a rung boundary gets its own checkpoint
+    assert last["step"] == 6 and last["resumed_from_step"] == 2
+    assert last["tokens"] == whole["tokens"]  # tokens seen are counted across the calls
+    _assert_same_weights(tmp_path / "whole", tmp_path / "rung1")
+
+
+def test_nan_loss_stops_the_run_with_its_step(tmp_path, assets, ray_cluster):
+    """A loss that becomes NaN ends the run at once (no retries) with the step in the message."""
+    from distil.train import NonFiniteLoss, distil_student
+
+    from dataclasses import replace
+
+    d = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=2)
+    job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)
+    overflowing = replace(PARAMS, alpha_cos=1e39)  # beyond float32: the weighted loss is inf at once
+    with pytest.raises(NonFiniteLoss, match=r"loss is inf at step 1\b"):
+        distil_student("nan", overflowing, job, tmp_path / "nan")
+
+
+def _assert_same_weights(a_dir, b_dir):
+    a, b = load_file(a_dir / "model.safetensors"), load_file(b_dir / "model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
