@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from distil import metrics as glue_metrics
 from distil.glue import TASKS
@@ -60,10 +61,19 @@ class Split:
         return TASKS[_columns()[self.column]]
 
 
-def _stack(values: pd.Series) -> np.ndarray:
-    """A parquet column as an array: (N,) for scalars, (N, L) for list cells (multi-label)."""
-    first = values.iloc[0] if len(values) else 0
-    return np.stack(values.to_numpy()) if isinstance(first, (list, np.ndarray)) else values.to_numpy()
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(idx, labels, predictions) of one predictions file, sorted by idx; a list column
+    (multi-label) becomes (N, L)."""
+    table = pq.read_table(path, columns=["idx", "label", "prediction"])
+    idx = table.column("idx").to_numpy()
+    order = np.argsort(idx, kind="stable")
+
+    def array(name):
+        col = table.column(name)
+        values = np.stack(col.to_pylist()) if pa.types.is_list(col.type) else col.to_numpy()
+        return np.asarray(values, dtype=float)[order]
+
+    return idx[order], array("label"), array("prediction")
 
 
 def load_splits(row_dirs: dict[str, Path]) -> tuple[dict[str, Split], dict[str, str]]:
@@ -84,18 +94,15 @@ def load_splits(row_dirs: dict[str, Path]) -> tuple[dict[str, Split], dict[str, 
             continue
         per_column: dict[str, list] = {}
         for column, seed, f in sorted(parsed, key=lambda p: (p[0], p[1])):
-            per_column.setdefault(column, []).append(pd.read_parquet(f).sort_values("idx"))
-        for column, frames in per_column.items():
+            per_column.setdefault(column, []).append(_read(f))
+        for column, files in per_column.items():
             split = splits.get(column)
             if split is None:
-                first = frames[0]
-                split = splits[column] = Split(column, first["idx"].to_numpy(), _stack(first["label"]).astype(float))
-            aligned = [fr for fr in frames if np.array_equal(fr["idx"].to_numpy(), split.idx)
-                       and np.array_equal(_stack(fr["label"]).astype(float), split.labels)]
-            if len(aligned) < len(frames):
+                split = splits[column] = Split(column, files[0][0], files[0][1])
+            if not all(np.array_equal(idx, split.idx) and np.array_equal(y, split.labels) for idx, y, _ in files):
                 problems[model] = f"its {column} predictions cover other examples or labels than the other rows'"
                 continue
-            split.preds[model] = np.stack([_stack(fr["prediction"]).astype(float) for fr in frames])
+            split.preds[model] = np.stack([p for _, _, p in files])
     for split in splits.values():
         for model in problems:
             split.preds.pop(model, None)
@@ -109,34 +116,55 @@ def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> np.ndar
     return np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
 
 
-def _correlation(W: np.ndarray, x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Weighted Pearson r per resample. W (B, N) counts; x, p (N,) or (B, N) values. Centred
-    before multiplying (two-pass) so that large offsets do not cancel."""
+def _pearson(W: np.ndarray, x: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """(B, M) Pearson r of labels x (N,) with each of P (M, N) on each resample of W (B, N), as
+    matrix products of sums over the draws. Values are centred on their full-sample means first,
+    so the resample sums do not cancel. Where a model's resampled variance is ~0 the resample is
+    checked exactly: constant predictions give 0 (distil.metrics' convention)."""
     n = W.sum(1, keepdims=True)
-    dx = x - (W * x).sum(1, keepdims=True) / n
-    dp = p - (W * p).sum(1, keepdims=True) / n
-    den = np.sqrt((W * dx * dx).sum(1) * (W * dp * dp).sum(1))
+    xc, Pc = x - x.mean(), P - P.mean(1, keepdims=True)
+    sx, sxx = W @ xc, W @ xc**2
+    sp, spp, sxp = W @ Pc.T, W @ (Pc**2).T, W @ (Pc * xc).T
+    cov = sxp - sx[:, None] * sp / n
+    vx, vp = sxx - sx**2 / n[:, 0], spp - sp**2 / n
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (W * dx * dp).sum(1) / den
+        r = cov / np.sqrt(vx[:, None] * vp)
+    for b, m in np.argwhere(vp <= 1e-9 * spp):  # rare: a (nearly) constant model; decide exactly
+        take = np.repeat(np.arange(len(x)), W[b].astype(int))
+        r[b, m] = glue_metrics.compute("pearson", x[take], P[m][take]) / 100
+    return r
 
 
-def _ranks(W: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """(B, N) average ranks (1-based, ties share the mean rank, as scipy.stats.rankdata) of the
-    values x (N,) within each resample: example i drawn W[b, i] times counts W[b, i] times."""
+def _ranks(W: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average ranks (1-based, ties share the mean rank, as scipy.stats.rankdata) of the values
+    x (N,) within each resample, where example i counts W[b, i] times: ((B, N) rank of each
+    example, (B, U) draws per group of tied values)."""
     order = np.argsort(x, kind="stable")
-    xs = x[order]
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    new = np.r_[True, x[order][1:] != x[order][:-1]]
     group = np.empty(len(x), dtype=int)
-    group[order] = np.cumsum(np.r_[True, xs[1:] != xs[:-1]]) - 1
-    counts = np.add.reduceat(W[:, order], starts, axis=1)  # (B, U) draws per tied group
+    group[order] = np.cumsum(new) - 1
+    counts = np.add.reduceat(W[:, order], np.flatnonzero(new), axis=1)
     rank = np.cumsum(counts, axis=1) - (counts - 1) / 2
-    return rank[:, group]
+    return rank[:, group], counts
 
 
-def _constant(W: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """(B,) True where every drawn prediction is the same (correlations are 0 there by convention)."""
-    drawn = W > 0
-    return np.where(drawn, p, np.inf).min(1) == np.where(drawn, p, -np.inf).max(1)
+def _spearman(W: np.ndarray, x: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """(B, M) Spearman rho of x (N,) with each of P (M, N) on each resample: Pearson r of the
+    resample's average ranks. The ranks' mean is (n+1)/2 and their sum of squares about it
+    (n³ - n)/12 - Σ_ties (c³ - c)/12 (the tie correction, Kendall & Gibbons 1990, ch. 3), so each
+    model costs one rank pass and one product. Constant predictions (one tied group) give 0."""
+    n = W.sum(1)
+    rx, cx = _ranks(W, x)
+    wdx = W * (rx - (n[:, None] + 1) / 2)
+    vx = (n**3 - n - (cx**3 - cx).sum(1)) / 12
+    out = np.empty((len(W), len(P)))
+    for m, p in enumerate(P):
+        rp, cp = _ranks(W, p)
+        vp = (n**3 - n - (cp**3 - cp).sum(1)) / 12
+        constant = cp.max(1) == n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, m] = np.where(constant, 0.0, np.einsum("bn,bn->b", wdx, rp) / np.sqrt(vx * np.where(constant, 1, vp)))
+    return out
 
 
 def resampled_metric(metric: str, W: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
@@ -145,7 +173,8 @@ def resampled_metric(metric: str, W: np.ndarray, labels: np.ndarray, preds: np.n
     W: (B, N) draw counts (`resample_counts`; all ones = the full sample); labels: (N,);
     preds: (M, N) class ids, or floats for pearson/spearmanr. Equals distil.metrics.compute on
     each resample (tests/test_confidence.py), with its conventions: MCC, Pearson and Spearman are
-    0 where the predictions are constant (or MCC's denominator is 0), F1 is 0 with no positives.
+    0 where the predictions are constant (or MCC's denominator is 0), F1 is 0 with no positives;
+    correlations with constant labels are NaN, as in scipy.
     A metric without a vectorised form here is computed resample by resample with
     distil.metrics.compute (slow, exact).
     """
@@ -167,14 +196,10 @@ def resampled_metric(metric: str, W: np.ndarray, labels: np.ndarray, preds: np.n
         cov_tt = n**2 - (t**2).sum(-1, keepdims=True)
         den = cov_pp * cov_tt
         return 100 * np.divide(cov_tp, np.sqrt(np.maximum(den, 0)), out=np.zeros_like(cov_tp), where=den > 0)
-    if metric in ("pearson", "spearmanr"):
-        rank = metric == "spearmanr"
-        x = _ranks(W, y) if rank else y
-        out = np.empty((len(W), len(P)))
-        for m, pm in enumerate(P):
-            r = _correlation(W, x, _ranks(W, pm) if rank else pm)
-            out[:, m] = np.where(_constant(W, pm), 0.0, r)
-        return 100 * out
+    if metric == "pearson":
+        return 100 * _pearson(W, y, P)
+    if metric == "spearmanr":
+        return 100 * _spearman(W, y, P)
     out = np.empty((len(W), len(P)))
     for b, w in enumerate(W.astype(int)):
         take = np.repeat(np.arange(len(y)), w)

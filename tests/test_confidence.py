@@ -35,6 +35,22 @@ def test_vectorised_metrics_equal_sklearn_and_scipy(metric, labels, preds):
         np.testing.assert_allclose(got[b], want, atol=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning", "ignore::RuntimeWarning")
+@pytest.mark.parametrize("metric", ["accuracy", "f1", "mcc", "pearson", "spearmanr"])
+def test_degenerate_resamples_follow_the_same_conventions(metric):
+    """Resamples that draw one example only, or only tied values: constant there, so 0 on the
+    correlations and MCC, exactly as distil.metrics.compute on the drawn examples."""
+    y = np.array([0.0, 1.0, 1.0, 0.0])
+    preds = np.array([[0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])
+    W = np.array([[4.0, 0, 0, 0], [0, 2, 2, 0], [1, 1, 1, 1], [0, 3, 0, 1]])
+    got = confidence.resampled_metric(metric, W, y, preds)
+    for b, w in enumerate(W.astype(int)):
+        take = np.repeat(np.arange(4), w)
+        with np.errstate(invalid="ignore"):
+            want = [compute(metric, y[take], p[take]) for p in preds]
+        np.testing.assert_allclose(got[b], want, atol=1e-9)  # NaN where scipy gives NaN (constant labels)
+
+
 def test_resample_counts_draw_n_examples_per_resample():
     W = confidence.resample_counts(50, 200, np.random.default_rng(0))
     assert W.shape == (200, 50) and (W.sum(1) == 50).all()
