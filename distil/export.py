@@ -39,7 +39,7 @@ def model_card(best: pd.Series, teacher: pd.Series | None, sweep: str, teacher_s
         rows.append(f"| {name} | {_num(s)} | {_num(t) if t is not None else ''} | {pct} |")
     cost = [f"- {k}: {_num(best[k])}" for k in (*leaderboard.PROFILE_COLUMNS, "finetune_seconds") if pd.notna(best.get(k))]
     g = best.get("gain_over_random_init")
-    gain = (f", {g:+.2f}{leaderboard._ci(best, 'gain_over_random_init')} points over the same architecture with random "
+    gain = (f", {g:+.2f}{leaderboard.interval_text(best, 'gain_over_random_init')} points over the same architecture with random "
             "weights (random_init)") if pd.notna(g) else ""
     rows_df = pd.DataFrame([best] + ([teacher] if teacher is not None else []))
     rows_df.attrs.update(attrs or {})
@@ -53,7 +53,7 @@ tags: [distillation, distilbert, glue]
 
 A DistilBERT-style student ({_num(best['n_params'] / 1e6, 1)}M encoder parameters) distilled by
 distil-sweep from the teacher `{teacher_source}`. It is the best of the sweep's finished students
-by GLUE macro_score: {_num(best['macro_score'])}, {_num(best.get('pct_teacher'), 1)} % of the teacher's{leaderboard._ci(best, 'pct_teacher', 1)}{gain}.
+by GLUE macro_score: {_num(best['macro_score'])}, {_num(best.get('pct_teacher'), 1)} % of the teacher's{leaderboard.interval_text(best, 'pct_teacher', 1)}{gain}.
 
 ```python
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer

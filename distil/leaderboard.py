@@ -267,7 +267,8 @@ def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], include_wnli: b
         macros = {m: v for m, v in macros.items() if isinstance(v, np.ndarray) and pd.notna(by_model.at[m, "macro_score"])}
 
     def fill(column: str, ref: str | None, how: str) -> None:
-        if ref not in macros or column not in df:
+        df[column + "_lo"] = df[column + "_hi"] = math.nan  # the same columns with or without predictions
+        if ref not in macros:
             return
         bounds = {m: confidence.paired_interval(v, macros[ref], how) for m, v in macros.items()}
         df[column + "_lo"] = df["model"].map({m: b[0] for m, b in bounds.items()})
@@ -287,7 +288,7 @@ def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], include_wnli: b
     df.attrs["chance"] = chance
     df.attrs["bootstrap"] = {
         "method": "paired percentile bootstrap over validation examples", "resamples": resamples, "seed": seed,
-        "level": confidence.LEVEL, "rows": sorted(macros), "excluded": excluded,
+        "level": confidence.LEVEL, "rows": sorted(macros), "students": len(students), "excluded": excluded,
         "paper_defaults": default.iloc[0] if len(default) else None,
     }
 
@@ -321,12 +322,12 @@ def _task_of(column: str) -> str:
     return next(t.name for t in TASKS.values() if column in [t.name + s for s in t.eval_splits])
 
 
-def _is_default(row) -> bool:
+def is_paper_defaults(row) -> bool:
     """Whether a row is the paper-default candidate (False when the column is missing or empty)."""
     return bool(row.get("paper_defaults")) if pd.notna(row.get("paper_defaults")) else False
 
 
-def _ci(row, column: str, digits: int = 2) -> str:
+def interval_text(row, column: str, digits: int = 2) -> str:
     lo, hi = row.get(column + "_lo"), row.get(column + "_hi")
     return f" [{lo:.{digits}f}, {hi:.{digits}f}]" if pd.notna(lo) and pd.notna(hi) else ""
 
@@ -390,12 +391,12 @@ def headline(df: pd.DataFrame) -> str:
     if best is None:
         return "No student has finished yet: nothing to rank."
     lines = []
-    first = f"best student `{best['model']}`{' (paper defaults)' if _is_default(best) else ''}: macro {best['macro_score']:.2f}"
-    extra = [f"{best['pct_teacher']:.1f} % of teacher{_ci(best, 'pct_teacher', 1)}"] if pd.notna(best.get("pct_teacher")) else []
+    first = f"best student `{best['model']}`{' (paper defaults)' if is_paper_defaults(best) else ''}: macro {best['macro_score']:.2f}"
+    extra = [f"{best['pct_teacher']:.1f} % of teacher{interval_text(best, 'pct_teacher', 1)}"] if pd.notna(best.get("pct_teacher")) else []
     if pd.notna(best.get("p_best")):
         extra.append(f"first in {100 * best['p_best']:.0f} % of resamples")
     first += f" ({'; '.join(extra)})" if extra else ""
-    default = df[[_is_default(r) and r["kind"] == "student" for _, r in df.iterrows()]]
+    default = df[[is_paper_defaults(r) and r["kind"] == "student" for _, r in df.iterrows()]]
     if default.empty:
         first += "; no candidate ran the paper defaults (search.points_to_evaluate[0])"
     elif default.iloc[0]["status"] != "done":
@@ -410,7 +411,7 @@ def headline(df: pd.DataFrame) -> str:
             ci = f" [{lo:.2f}, {hi:.2f}]" if pd.notna(lo) and pd.notna(hi) else ""
             first += f"; vs the next best `{nxt['model']}` {d:+.2f}{ci} — {_verdict(lo, hi)}"
     else:
-        first += (f"; vs paper defaults {best['delta_vs_default']:+.2f}{_ci(best, 'delta_vs_default')} — "
+        first += (f"; vs paper defaults {best['delta_vs_default']:+.2f}{interval_text(best, 'delta_vs_default')} — "
                   f"{_verdict(best.get('delta_vs_default_lo'), best.get('delta_vs_default_hi'))}")
     lines.append(first)
     gains = []
@@ -418,7 +419,7 @@ def headline(df: pd.DataFrame) -> str:
         g = best.get(f"gain_over_{ref}")
         if pd.notna(g):
             what = " (the value of distillation)" if ref == "mlm_only" else ""
-            gains.append(f"{ref}{what} {g:+.2f}{_ci(best, f'gain_over_{ref}')}")
+            gains.append(f"{ref}{what} {g:+.2f}{interval_text(best, f'gain_over_{ref}')}")
     if gains:
         lines.append("gain over " + "; over ".join(gains) + " macro points")
     lines.append(f"{_seeds_phrase(best)}" + (f"; {chance_summary(df)}" if chance_summary(df) else ""))
@@ -436,7 +437,7 @@ def conventions(df: pd.DataFrame) -> list[str]:
     profiled = any(c in df and df[c].notna().any() for c in PROFILE_COLUMNS)
     spread = any(c in df and df[c].notna().any() for c in LATENCY_SPREAD_COLUMNS)
     boot, chance = df.attrs.get("bootstrap") or {}, df.attrs.get("chance") or {}
-    default = df[[_is_default(r) for _, r in df.iterrows()]]
+    default = df[[is_paper_defaults(r) for _, r in df.iterrows()]]
     refs = [m for m in df.loc[df["kind"] == "reference", "model"].astype(str)]
     notes = [
         "Scores ×100 on GLUE validation splits; macro_score = mean of task scores (mnli = mean of its splits present).",
@@ -450,7 +451,7 @@ def conventions(df: pd.DataFrame) -> list[str]:
         f"examples (numpy default_rng([{boot['seed']}, split position]); the same examples for every model), every metric "
         "recomputed on each resample, seeds averaged within a resample, then tasks and macro as above; intervals of "
         "differences and ratios are paired (taken within each resample). p_best = share of resamples in which the "
-        f"student has the highest macro of the {int(df['p_best'].notna().sum())} done students (ties share)."
+        f"student has the highest macro of the {boot.get('students', 0)} done students with intervals (ties share)."
         if boot.get("rows") else "",
         ("No intervals for " + "; ".join(f"{m} ({why})" for m, why in sorted(boot.get("excluded", {}).items())) + ".")
         if boot.get("excluded") else "",
@@ -509,7 +510,7 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
         values = []
         for _, r in df.iterrows():
             text = cell(r[c], c)
-            if c == "model" and _is_default(r):
+            if c == "model" and is_paper_defaults(r):
                 text += " (paper defaults)"
             if c in pairs and text and pd.notna(r[pairs[c][0]]) and pd.notna(r[pairs[c][1]]):
                 text += f" [{cell(r[pairs[c][0]], c)}, {cell(r[pairs[c][1]], c)}]"
