@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from distil.glue import TASKS, score_columns
 PROFILE_COLUMNS = ["size_mb", "latency_ms_b1", "latency_ms_b32"]  # from result.json's "profile" (distil.profile)
 # Spread of the latency over timing rounds (min and max of the rounds' medians), when measured.
 LATENCY_SPREAD_COLUMNS = ["latency_ms_b1_min", "latency_ms_b1_max", "latency_ms_b32_min", "latency_ms_b32_max"]
-CONFIG_COLUMNS = ["alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "temperature", "layer_selection"]
+CONFIG_COLUMNS = ["alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "temperature", "layer_selection", "n_layers"]
 
 
 def split_scores(glue_runs: list[dict]) -> dict[str, list[float]]:
@@ -134,7 +135,7 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
                          **row_from_result(result, include_wnli)})
             row_dirs[path.parent.name] = path.parent
             provenance.append((path.parent.name, result.get("provenance")))
-    started = {}
+    started, candidates = {}, {}
     for cand in sorted((results_dir / "candidates").glob("*")):
         config = _read(cand / "config.json") if (cand / "config.json").exists() else None
         status = _read(cand / "status.json") if (cand / "status.json").exists() else {}
@@ -147,9 +148,14 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
             row_dirs[cand.name] = cand
             provenance.append((cand.name, result.get("provenance")))
         elif config or status:
+            result = {}
             params = (config or {}).get("params", {})
             rows.append({"model": cand.name, "kind": "student", "status": status.get("status", "incomplete"),
                          **{k: params.get(k) for k in CONFIG_COLUMNS}, **extra})
+        else:
+            continue
+        candidates[cand.name] = {"params": result.get("params") or (config or {}).get("params", {}), "done": bool(result),
+                                 "label": (config or {}).get("label"), "started": (config or {}).get("started")}
     df = pd.DataFrame(rows)
     if df.empty:
         return df
@@ -158,7 +164,7 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
             df[c] = math.nan
     order = pd.Series(started, dtype=float).rank(method="first") - 1  # 0 = the first trial started
     df["trial_index"] = df["model"].map(order).astype("Int64")
-    df["paper_defaults"] = df["model"] == paper_default_model(df, spec)
+    df["paper_defaults"] = df["model"] == paper_default_model(candidates, spec)
     teacher_macro = df.loc[df["kind"] == "teacher", "macro_score"]
     if len(teacher_macro):
         df["pct_teacher"] = 100 * df["macro_score"] / teacher_macro.iloc[0]
@@ -199,35 +205,35 @@ def reference_rows(df: pd.DataFrame) -> list[str]:
     return sorted(refs["model"].astype(str), key=lambda m: (m != "random_init", m))
 
 
-def paper_default_model(df: pd.DataFrame, spec: dict) -> str | None:
-    """The candidate run with the paper's defaults: spec.json's search.points_to_evaluate[0] over
-    its fixed search values, matched on the candidates' params (numbers with isclose, the layer
-    selection by its canonical key). Several matches: the done one that started first. None if
-    the spec has no points_to_evaluate or no candidate matches."""
+def paper_default_model(candidates: dict[str, dict], spec: dict) -> str | None:
+    """The candidate run with the paper's defaults, or None.
+
+    candidates: trial id -> {"params", "label", "done", "started"} (from config.json/result.json),
+    in any order. A candidate whose config.json says `"label": "paper defaults"` (the sweep marks
+    the trial it starts with search.points_to_evaluate[0]) is it; results without labels are
+    matched on their params against spec.json's points_to_evaluate[0] and fixed search values
+    (numbers with isclose, the layer selection by its canonical key). Several: the done one that
+    started first."""
     from distil.spec import layer_key  # late: keeps pydantic out of a plain `import distil.leaderboard`
 
     search = spec.get("search", {})
-    if not search.get("points_to_evaluate"):
-        return None
-    fixed = {k: v for k, v in search.items() if k in CONFIG_COLUMNS and not isinstance(v, dict)}
-    point = {**fixed, **search["points_to_evaluate"][0]}
+    points = search.get("points_to_evaluate") or []
+    point = {**{k: v for k, v in search.items() if k in CONFIG_COLUMNS and not isinstance(v, dict)}, **(points[0] if points else {})}
     point = {k: layer_key(v) if k == "layer_selection" else v for k, v in point.items()}
 
-    def same(row) -> bool:
+    def same(params: dict) -> bool:
         for k, v in point.items():
-            got = row.get(k)
-            if got is None or (isinstance(got, float) and math.isnan(got)):
-                return False
-            if not (math.isclose(float(got), float(v)) if isinstance(v, (int, float)) else str(got) == str(v)):
+            got = params.get(k)
+            if got is None and k not in points[0]:
+                continue  # a fixed value the params do not record
+            if got is None or not (math.isclose(float(got), float(v)) if isinstance(v, (int, float)) else str(got) == str(v)):
                 return False
         return True
 
-    students = df[df["kind"] == "student"]
-    matches = students[[same(r) for _, r in students.iterrows()]]
-    if matches.empty:
-        return None
-    matches = matches.assign(_done=matches["status"] != "done").sort_values(["_done", "trial_index"], na_position="last")
-    return str(matches["model"].iloc[0])
+    labelled = [m for m, c in candidates.items() if c.get("label") == "paper defaults"]
+    matches = labelled or ([m for m, c in candidates.items() if same(c.get("params") or {})] if points else [])
+    key = lambda m: (not candidates[m].get("done"), candidates[m].get("started") or math.inf)
+    return min(matches, key=key) if matches else None
 
 
 def _provenance(per_row: list[tuple[str, dict | None]]) -> dict:
@@ -484,8 +490,11 @@ def provenance_notes(provenance: dict) -> list[str]:
         return "; ".join(f"{v} ({', '.join(models)})" for v, models in values.items())
 
     plain = [f"{k}: {show(v)}" for k, v in provenance.items() if not k.startswith("data_sha256:")]
-    data = [f"{k.split(':', 1)[1]} {show(v)}" for k, v in sorted(provenance.items()) if k.startswith("data_sha256:")]
-    return ([f"Provenance: {'; '.join(plain)}."] if plain else []) + ([f"Data sha256: {'; '.join(data)}."] if data else [])
+    files = {k.split(":", 1)[1]: v for k, v in sorted(provenance.items()) if k.startswith("data_sha256:")}
+    root = os.path.commonpath(list(files)) if len(files) > 1 else os.path.dirname(next(iter(files), ""))
+    data = [f"{os.path.relpath(f, root) if root else f} {show(v)}" for f, v in files.items()]
+    under = f" (under {root})" if root else ""
+    return ([f"Provenance: {'; '.join(plain)}."] if plain else []) + ([f"Data sha256{under}: {'; '.join(data)}."] if data else [])
 
 
 def formatted(df: pd.DataFrame) -> pd.DataFrame:
@@ -499,6 +508,8 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
             return ""
         if column == "n_params":
             return f"{v / 1e6:.1f}M"
+        if column in ("n_layers", "rung"):
+            return f"{int(v)}"
         return f"{v:.2f}" if isinstance(v, float) else str(v)
 
     pairs = {c: (c + lo, c + hi) for c in df.columns for lo, hi in (("_lo", "_hi"), ("_min", "_max"))

@@ -109,7 +109,7 @@ def _sweep(tmp_path, quality: dict[str, float], majority: str | None = None):
             params = DEFAULT_PARAMS if name == "c-default" else {**DEFAULT_PARAMS, "alpha_ce": 1.0 + i, "temperature": 3.0}
             write_row(tmp_path / "candidates" / name, "student", preds, data, params,
                       provenance={"spec_sha256": "s" * 8, "git_commit": "abc123", "teacher_sha256": "t" * 8,
-                                  "data_sha256": {"glue/sst2/validation.parquet": "d" * 8}})
+                                  "data_sha256": {"/data/glue/sst2/validation.parquet": "d" * 8, "/data/glue/rte/train.parquet": "e" * 8}})
             write_json(tmp_path / "candidates" / name / "config.json", {"params": params, "started": float(i)})
     return tmp_path
 
@@ -148,7 +148,7 @@ def test_headline_and_markdown_say_how_sure_the_order_is(tmp_path):
     assert md.startswith("**best student `c-good`") and "c-default (paper defaults)" in md
     assert "| chance (majority class)" in md and "[lo, hi]: 95 % interval, paired percentile bootstrap" in md
     assert "Provenance: spec_sha256: ssssssss; git_commit: abc123; teacher_sha256: tttttttt." in md
-    assert "Data sha256: glue/sst2/validation.parquet dddddddd." in md and " nan" not in md
+    assert "Data sha256 (under /data/glue): rte/train.parquet eeeeeeee; sst2/validation.parquet dddddddd." in md and " nan" not in md
     back = pd.read_parquet(tmp_path / "leaderboard.parquet")
     assert back.attrs["bootstrap"]["resamples"] == 300 and set(back.attrs["chance"]) == set(SIZES)
 
@@ -182,3 +182,19 @@ def test_best_is_the_paper_defaults_and_rows_without_matching_predictions_get_no
     assert "no interval" in head.splitlines()[0]
     notes = " ".join(leaderboard.conventions(df))
     assert "No intervals for c-other (its predictions do not reproduce" in notes and "stopped early" in notes
+
+
+def test_paper_defaults_are_the_labelled_trial_else_the_params_matching_points_to_evaluate():
+    paper = {**DEFAULT_PARAMS, "n_layers": 3}
+    other = {**paper, "alpha_ce": 1.0}
+    cands = {"x": {"params": other, "done": True, "started": 1.0}, "y": {"params": paper, "done": False, "started": 0.0},
+             "z": {"params": {**paper, "layer_selection": "every_other"}, "done": True, "started": 2.0}}
+    # Matched on params (an older sweep without labels): the done match first, then the earliest start.
+    assert leaderboard.paper_default_model(cands, SPEC) == "z"
+    # A list layer selection in the spec matches its canonical key; a different fixed value does not match.
+    spec = {"search": {**SPEC["search"], "points_to_evaluate": [{"alpha_ce": 1.0, "temperature": 2.0, "layer_selection": [0, 2, 4]}]}}
+    assert leaderboard.paper_default_model({"w": {"params": {**other, "layer_selection": "0,2,4"}}}, spec) == "w"
+    assert leaderboard.paper_default_model({"w": {"params": {**other, "layer_selection": "0,2,4", "alpha_mlm": 9.0}}}, spec) is None
+    # The sweep's own label wins; no points_to_evaluate and no label: none.
+    assert leaderboard.paper_default_model({**cands, "x": {**cands["x"], "label": "paper defaults"}}, SPEC) == "x"
+    assert leaderboard.paper_default_model(cands, {"search": {**SPEC["search"], "points_to_evaluate": []}}) is None
