@@ -353,25 +353,29 @@ def _task_scores(row, columns: list[str]) -> dict[str, float]:
     return {t: float(np.mean(v)) for t, v in by_task.items()}
 
 
-def chance_summary(df: pd.DataFrame) -> str:
-    """'the teacher clears chance by >= 5 points on k of n tasks; at chance: ...' (tasks in the
-    macro); empty without a chance level (no saved predictions)."""
+def chance_margins(df: pd.DataFrame, row: pd.Series) -> dict[str, float]:
+    """{task: the row's task score minus the majority-class score} over the tasks in the macro
+    (WNLI only with include_wnli) that have both; empty without df.attrs["chance"]."""
     chance = df.attrs.get("chance") or {}
-    if not chance:
+    level, scores = _task_scores(chance, list(chance)), _task_scores(row, list(chance))
+    keep = lambda t: t in scores and (t != "wnli" or df.attrs.get("include_wnli", True))
+    return {t: scores[t] - level[t] for t in level if keep(t)}
+
+
+def chance_summary(df: pd.DataFrame) -> str:
+    """'the teacher clears the majority class by >= 5 points on k of n tasks; at chance: ...'
+    (tasks in the macro); empty without a chance level (no saved predictions)."""
+    if not df.attrs.get("chance"):
         return ""
-    tasks = [t for t in _task_scores(chance, list(chance)) if t != "wnli" or df.attrs.get("include_wnli", True)]
-    level = _task_scores(chance, list(chance))
     teacher, best = df[df["kind"] == "teacher"], best_student(df)
     parts, at = [], []
     if len(teacher):
-        scores = _task_scores(teacher.iloc[0], list(chance))
-        scored = [t for t in tasks if t in scores]
-        clears = [t for t in scored if scores[t] - level[t] >= CLEAR_MARGIN]
-        parts.append(f"the teacher clears the majority class by ≥ {CLEAR_MARGIN:.0f} points on {len(clears)} of {len(scored)} tasks")
-        at.append(("teacher", [t for t in scored if scores[t] <= level[t] + 1e-6]))
+        margins = chance_margins(df, teacher.iloc[0])
+        clears = [t for t, m in margins.items() if m >= CLEAR_MARGIN]
+        parts.append(f"the teacher clears the majority class by ≥ {CLEAR_MARGIN:.0f} points on {len(clears)} of {len(margins)} tasks")
+        at.append(("teacher", [t for t, m in margins.items() if m <= 1e-6]))
     if best is not None:
-        scores = _task_scores(best, list(chance))
-        at.append(("best student", [t for t in tasks if t in scores and scores[t] <= level[t] + 1e-6]))
+        at.append(("best student", [t for t, m in chance_margins(df, best).items() if m <= 1e-6]))
     named = [f"{who} on {', '.join(ts)}" for who, ts in at if ts]
     parts.append(f"at chance: {'; '.join(named)}" if named else "no task at chance for the teacher or the best student")
     return "; ".join(parts)

@@ -3,7 +3,9 @@
 `measure` times the forward pass of the model as a sequence classifier (what GLUE fine-tuning
 builds on it) on real SST-2 validation text packed to 128 tokens, at batch 1 (interactive use)
 and batch 32 (throughput). Both latencies are per example, so they compare directly (on one CPU
-thread batching gains little: ~10 % for the smoke student and the teacher).
+thread batching gains little: ~10 % for the smoke student and the teacher). Each is timed in
+several rounds and reported with its spread (min and max of the rounds' medians), so that a
+difference inside the noise is not read as a difference.
 """
 
 from __future__ import annotations

@@ -164,6 +164,8 @@ def test_a_majority_class_model_is_flagged_at_chance(tmp_path):
     assert table.loc["c-majority", "sst2"].endswith(leaderboard.CHANCE_MARK)
     assert not table.loc["teacher", "sst2"].endswith(leaderboard.CHANCE_MARK)
     assert table.loc["chance (majority class)", "sst2"] == f"{df.attrs['chance']['sst2']:.2f}"
+    assert leaderboard.chance_margins(df, df.set_index("model").loc["c-majority"]) == pytest.approx(
+        {"cola": 0, "sst2": 0, "stsb": 0, "mnli": 0, "rte": 0})
 
 
 def test_best_is_the_paper_defaults_and_rows_without_matching_predictions_get_no_interval(tmp_path):
