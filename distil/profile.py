@@ -3,7 +3,9 @@
 `measure` times the forward pass of the model as a sequence classifier (what GLUE fine-tuning
 builds on it) on real SST-2 validation text packed to 128 tokens, at batch 1 (interactive use)
 and batch 32 (throughput). Both latencies are per example, so they compare directly (on one CPU
-thread batching gains little: ~10 % for the smoke student and the teacher).
+thread batching gains little: ~10 % for the smoke student and the teacher). Each is timed in
+several rounds and reported with its spread (min and max of the rounds' medians), so that a
+difference inside the noise is not read as a difference.
 """
 
 from __future__ import annotations
@@ -55,34 +57,43 @@ def packed_texts(tokenizer, n: int, seq_len: int, data: str | None) -> list[str]
 
 
 @torch.inference_mode()
-def _median_ms(model, batch: dict, warmup: int, repeats: int) -> float:
+def round_medians_ms(model, batch: dict, warmup: int, repeats: int, rounds: int) -> list[float]:
+    """Milliseconds per forward pass of `batch`: after `warmup` passes, `rounds` rounds of
+    `repeats` timed passes each; returns each round's median (a list of `rounds` floats)."""
     for _ in range(warmup):
         model(**batch)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model(**batch)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    medians = []
+    for _ in range(rounds):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(**batch)
+            times.append(time.perf_counter() - t0)
+        medians.append(1000 * statistics.median(times))
+    return medians
 
 
 def measure(model_dir: str, kind: str, data: str | None = None, seq_len: int = 128, threads: int = 1,
-            repeats_b1: int = 10, repeats_b32: int = 3) -> dict:
+            repeats_b1: int = 10, repeats_b32: int = 3, rounds: int = 5) -> dict:
     """Size and CPU latency of the HF model in `model_dir` (a local dir or a hub id).
 
     The model is loaded with `AutoModelForSequenceClassification(num_labels=2)` (a fresh head:
     its cost, not its accuracy, is measured), put in eval mode and run under
     `torch.inference_mode` on `seq_len`-token inputs of real SST-2 validation text
     (`packed_texts`, from the GLUE dir `data`: local or hub, default ../shared/data/glue). After
-    warm-up passes (2 at batch 1, 1 at batch 32), the latency is the median of `repeats_b1` /
-    `repeats_b32` timed passes. Torch runs on `threads` CPU threads (default 1)
-    for the measurement, so that a teacher timed in a Ray task and students timed in Tune trials
-    (which get different thread pools) are compared alike, and neighbours disturb less.
+    warm-up passes (2 at batch 1, 1 at batch 32), `rounds` rounds of `repeats_b1` / `repeats_b32`
+    timed passes each are run; the latency is the median of the rounds' medians, its spread the
+    min and max of the rounds' medians (what a second measurement could give: a difference
+    inside it is noise; distil.report's Pareto front ignores such differences). Torch runs on
+    `threads` CPU threads (default 1) for the measurement, so that models timed in different
+    Ray tasks or trials (which get different thread pools) are compared alike, and neighbours
+    disturb less; time models when nothing else runs on the cores.
 
-    Returns {'kind', 'size_mb': bytes of the weight files / 1e6, 'latency_ms_b1' and
-    'latency_ms_b32': milliseconds per example (batch time / batch size), 'seq_len' (tokens),
-    'torch_threads', 'device': 'cpu'}. Takes ~5 s for the 3-layer smoke student and ~6 s for the
-    6-layer teacher (2-core machine, loading included).
+    Returns {'kind', 'size_mb': bytes of the weight files / 1e6, 'latency_ms_b1',
+    'latency_ms_b1_min', 'latency_ms_b1_max', 'latency_ms_b32', 'latency_ms_b32_min',
+    'latency_ms_b32_max': milliseconds per example (batch time / batch size), 'rounds',
+    'repeats_b1', 'repeats_b32', 'seq_len' (tokens), 'torch_threads', 'device': 'cpu'}. With
+    the defaults it takes ~6 s for the 3-layer smoke student (2-core machine, loading included).
 
     Raises:
         FileNotFoundError: no GLUE validation split at all in `data`.
@@ -107,15 +118,21 @@ def measure(model_dir: str, kind: str, data: str | None = None, seq_len: int = 1
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        ms_b1 = _median_ms(model, b1, warmup=2, repeats=repeats_b1)
-        ms_b32 = _median_ms(model, enc, warmup=1, repeats=repeats_b32)
+        ms = {"b1": round_medians_ms(model, b1, warmup=2, repeats=repeats_b1, rounds=rounds),
+              "b32": [t / 32 for t in round_medians_ms(model, enc, warmup=1, repeats=repeats_b32, rounds=rounds)]}
     finally:
         torch.set_num_threads(previous)
+    latency = {}
+    for b, medians in ms.items():
+        latency |= {f"latency_ms_{b}": statistics.median(medians), f"latency_ms_{b}_min": min(medians),
+                    f"latency_ms_{b}_max": max(medians)}
     return {
         "kind": kind,
         "size_mb": sum(f.stat().st_size for f in weight_files(local)) / 1e6,
-        "latency_ms_b1": ms_b1,
-        "latency_ms_b32": ms_b32 / 32,
+        **latency,
+        "rounds": rounds,
+        "repeats_b1": repeats_b1,
+        "repeats_b32": repeats_b32,
         "seq_len": seq_len,
         "torch_threads": threads,
         "device": "cpu",

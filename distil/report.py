@@ -3,9 +3,12 @@
 `write_html(df, results_dir)` writes `report.html` (PNGs embedded as base64 data URIs, so the
 file can be mailed or attached to a CI run on its own) and the same PNGs under `plots/`:
   * scores.png    models x GLUE score columns, coloured within each column (which model is best
-                  at each task; tasks have very different scales), values annotated, no data grey;
-  * pareto.png    macro_score against encoder parameters and against batch-32 latency, with the
-                  Pareto front (higher macro at fewer params / lower latency) and the teacher marked;
+                  at each task; tasks have very different scales), values annotated, no data grey,
+                  a score at or below chance hatched and marked †, the chance row last;
+  * pareto.png    macro_score against encoder parameters and against batch-32 latency (with its
+                  spread over timing rounds), with the Pareto front (higher macro at fewer params /
+                  lower latency; latencies within each other's spread, or of the same architecture,
+                  count as equal) and the teacher marked;
   * progress.png  macro_score of each trial in start order and the running best: the search's progress.
 """
 
@@ -29,28 +32,44 @@ from distil.glue import score_columns  # noqa: E402
 TEACHER_COLOUR, STUDENT_COLOUR, FRONT_COLOUR = "tab:orange", "tab:blue", "tab:red"
 
 
-def pareto_front(cost, score) -> np.ndarray:
+def pareto_front(cost, score, lo=None, hi=None, same=None) -> np.ndarray:
     """Boolean mask of the points no other point beats: none has cost <= and score >= with one
-    of them strict. Lower cost and higher score are better; points with a NaN are never on it."""
+    of them strict. Lower cost and higher score are better; points with a NaN are never on it.
+
+    Two costs count as equal (neither is lower) when their measured ranges [lo, hi] overlap
+    (e.g. min and max of a latency's timing rounds: a difference inside the noise is no
+    difference) or when the points share a `same` value (e.g. n_params: one architecture has
+    one cost), so among such points only the best score is on the front. Without lo/hi a cost
+    is its own range."""
     cost, score = np.asarray(cost, dtype=float), np.asarray(score, dtype=float)
+    lo = cost if lo is None else np.where(np.isnan(np.asarray(lo, dtype=float)), cost, np.asarray(lo, dtype=float))
+    hi = cost if hi is None else np.where(np.isnan(np.asarray(hi, dtype=float)), cost, np.asarray(hi, dtype=float))
+    equal = (lo[:, None] <= hi[None, :]) & (lo[None, :] <= hi[:, None])  # [j, i]: j costs the same as i
+    if same is not None:
+        same = pd.Series(list(same))
+        equal |= (same.to_numpy()[:, None] == same.to_numpy()[None, :]) & same.notna().to_numpy()[:, None]
+    cheaper = (cost[:, None] < cost[None, :]) & ~equal  # [j, i]: j costs less than i
     valid = ~(np.isnan(cost) | np.isnan(score))
     front = np.zeros(len(cost), dtype=bool)
     for i in np.flatnonzero(valid):
-        no_worse = valid & (cost <= cost[i]) & (score >= score[i])
-        better = no_worse & ((cost < cost[i]) | (score > score[i]))
+        better = valid & (cheaper[:, i] | equal[:, i]) & (score >= score[i]) & (cheaper[:, i] | (score > score[i]))
         front[i] = not better.any()
     return front
 
 
 def _label(row) -> str:
-    return "teacher" if row["kind"] == "teacher" else str(row["model"])
+    if row["kind"] == "teacher":
+        return "teacher"
+    return str(row["model"]) + (" (paper defaults)" if leaderboard.is_paper_defaults(row) else "")
 
 
 def plot_scores(df: pd.DataFrame, path: Path) -> None:
     """Heatmap of models (leaderboard order) x score columns; colour = position between the
     column's worst and best score (tasks differ too much in scale to share one colour scale)."""
     cols = [c for c in score_columns() if c in df]
+    chance = df.attrs.get("chance") or {}
     values = df[cols].to_numpy(dtype=float)
+    at_chance = np.array([[c in str(r.get("at_chance") or "").split() for c in cols] for _, r in df.iterrows()]).reshape(values.shape)
     lo, hi = np.nanmin(values, axis=0, initial=np.inf), np.nanmax(values, axis=0, initial=-np.inf)
     tie = np.broadcast_to(~(hi > lo), values.shape)  # one model, or all equal: no best to colour
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -59,18 +78,29 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
     colours = cmap(relative)
     colours[tie] = (1, 1, 1, 1)
     colours[np.isnan(values)] = (0.85, 0.85, 0.85, 1)
-    fig, ax = plt.subplots(figsize=(1.0 * len(cols) + 3, 0.45 * len(df) + 1.8))
+    macro = [f"{_label(r)}  ({r['macro_score']:.1f})" if pd.notna(r["macro_score"]) else f"{_label(r)}  (—)"
+             for _, r in df.iterrows()]
+    if chance:  # the majority-class level as a last, uncoloured row
+        level = np.array([chance.get(c, np.nan) for c in cols])
+        values = np.vstack([values, level])
+        colours = np.vstack([colours, np.tile((0.93, 0.93, 0.93, 1), (1, len(cols), 1))])
+        at_chance = np.vstack([at_chance, np.zeros(len(cols), dtype=bool)])
+        tie = np.vstack([tie, np.ones(len(cols), dtype=bool)])
+        chance_macro = leaderboard.macro_score(chance, df.attrs.get("include_wnli", True))
+        macro.append(f"chance (majority class)  ({chance_macro:.1f})")
+    fig, ax = plt.subplots(figsize=(1.0 * len(cols) + 3, 0.45 * len(values) + 1.8))
     ax.imshow(colours, aspect="auto")
     for (i, j), v in np.ndenumerate(values):
         if not np.isnan(v):
             dark = not tie[i, j] and relative[i, j] < 0.6
-            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    macro = [f"{_label(r)}  ({r['macro_score']:.1f})" if pd.notna(r["macro_score"]) else f"{_label(r)}  (—)"
-             for _, r in df.iterrows()]
-    ax.set_yticks(range(len(df)), macro, fontsize=9)
+            mark = leaderboard.CHANCE_MARK if at_chance[i, j] else ""
+            ax.text(j, i, f"{v:.1f}{mark}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
+            if at_chance[i, j]:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="red", lw=0))
+    ax.set_yticks(range(len(values)), macro, fontsize=9)
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
-    ax.set_title("GLUE validation scores ×100 (colour: worst → best within each column; "
-                 "white: all equal; grey: no data)", fontsize=10)
+    ax.set_title("GLUE validation scores ×100 (colour: worst → best within each column; white: all equal; "
+                 f"grey: no data; hatched {leaderboard.CHANCE_MARK}: at or below chance)", fontsize=10)
     ax.set_ylabel("model  (macro_score)")
     bar = fig.colorbar(plt.cm.ScalarMappable(cmap=cmap), ax=ax, fraction=0.03, pad=0.02, ticks=[0, 1])
     bar.ax.set_yticklabels(["worst", "best"])
@@ -82,6 +112,8 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
 def _pareto_panel(ax, df: pd.DataFrame, cost: str, what: str, xlabel: str, scale: float = 1.0) -> None:
     done = df[df["macro_score"].notna() & df["kind"].isin(["teacher", "student"])]
     x = pd.to_numeric(done[cost], errors="coerce").to_numpy(dtype=float) / scale
+    spread = [pd.to_numeric(done.get(cost + s, pd.Series(np.nan, index=done.index)), errors="coerce").to_numpy(dtype=float) / scale
+              for s in ("_min", "_max")]
     y = done["macro_score"].to_numpy(dtype=float)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("macro_score")
@@ -90,8 +122,13 @@ def _pareto_panel(ax, df: pd.DataFrame, cost: str, what: str, xlabel: str, scale
                 ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.set_xticks([]), ax.set_yticks([])
         return
-    front = pareto_front(x, y)
+    # Same architecture (n_params), or latencies within each other's spread: one cost.
+    front = pareto_front(x, y, *spread, same=done["n_params"])
     teacher = (done["kind"] == "teacher").to_numpy()
+    has_spread = ~np.isnan(spread[0]) & ~np.isnan(spread[1])
+    if has_spread.any():
+        ax.errorbar(x[has_spread], y[has_spread], xerr=[x[has_spread] - spread[0][has_spread], spread[1][has_spread] - x[has_spread]],
+                    fmt="none", ecolor="grey", elinewidth=1, capsize=3, zorder=2, label="min–max over timing rounds")
     ax.scatter(x[~teacher], y[~teacher], color=STUDENT_COLOUR, label="student", zorder=3)
     ax.scatter(x[teacher], y[teacher], color=TEACHER_COLOUR, marker="*", s=180, label="teacher", zorder=3)
     ax.scatter(x[front], y[front], facecolors="none", edgecolors=FRONT_COLOUR, s=220, linewidths=1.6,
@@ -109,7 +146,9 @@ def _pareto_panel(ax, df: pd.DataFrame, cost: str, what: str, xlabel: str, scale
 
 def plot_pareto(df: pd.DataFrame, path: Path) -> None:
     """macro_score vs n_params and vs latency_ms_b32 of the teacher and the students (reference
-    rows left out: random_init costs what a student costs), Pareto front circled, teacher labelled."""
+    rows left out: random_init costs what a student costs), Pareto front circled (see
+    `pareto_front`: models of the same size, or with overlapping latency spreads, are one cost),
+    teacher labelled."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     _pareto_panel(axes[0], df, "n_params", "parameter", "encoder parameters (millions)", scale=1e6)
     _pareto_panel(axes[1], df, "latency_ms_b32", "latency", "CPU latency at batch 32 (ms per example, 128 tokens, 1 thread)")
@@ -127,9 +166,9 @@ def plot_progress(df: pd.DataFrame, path: Path) -> None:
     macro = trials["macro_score"].to_numpy(dtype=float)
     ax.scatter(idx, macro, color=STUDENT_COLOUR, zorder=3, label="trial")
     ax.step(idx, pd.Series(macro).cummax().ffill().to_numpy(), where="post", color=FRONT_COLOUR, label="best so far")
-    for i, m, name in zip(idx, macro, trials["model"]):
+    for i, m, (_, row) in zip(idx, macro, trials.iterrows()):
         if not np.isnan(m):
-            ax.annotate(str(name), (i, m), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.annotate(_label(row), (i, m), textcoords="offset points", xytext=(5, 4), fontsize=8)
     teacher = df.loc[df["kind"] == "teacher", "macro_score"].dropna()
     if len(teacher):
         ax.axhline(teacher.iloc[0], color=TEACHER_COLOUR, linestyle="--", label="teacher")
@@ -155,12 +194,18 @@ def _reference_phrase(df: pd.DataFrame) -> str:
     return f", with reference rows {', '.join(names)}" if names else ""
 
 
+def _status_phrase(df: pd.DataFrame) -> str:
+    counts = df.loc[df["kind"] == "student", "status"].value_counts()
+    return ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
+
+
 PLOTS = {"scores": plot_scores, "pareto": plot_pareto, "progress": plot_progress}
 
 
 def write_html(df: pd.DataFrame, results_dir: str | Path) -> Path:
     """Write `results_dir/plots/{scores,pareto,progress}.png` and `results_dir/report.html`
-    (plots embedded, leaderboard table, conventions); returns the html path."""
+    (the headline first, then the leaderboard table with its chance row, conventions, plots
+    embedded); returns the html path."""
     results_dir = Path(results_dir)
     (results_dir / "plots").mkdir(exist_ok=True)
     images = []
@@ -171,6 +216,7 @@ def write_html(df: pd.DataFrame, results_dir: str | Path) -> Path:
         images.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
     table = leaderboard.formatted(df).to_html(index=False, border=0, classes="leaderboard", escape=True)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in leaderboard.conventions(df))
+    headline = "".join(f"<p>{html.escape(line)}</p>" for line in leaderboard.headline(df).splitlines())
     spec_file = results_dir / "spec.json"
     sweep = json.loads(spec_file.read_text())["name"] if spec_file.exists() else results_dir.resolve().name
     title = f"distil-sweep report: {html.escape(sweep)}"
@@ -184,11 +230,15 @@ def write_html(df: pd.DataFrame, results_dir: str | Path) -> Path:
  table.leaderboard th, table.leaderboard td {{ padding: 3px 6px; border-bottom: 1px solid #ddd; text-align: right; }}
  table.leaderboard th:first-child, table.leaderboard td:first-child {{ text-align: left; }}
  table.leaderboard tr:hover {{ background: #f4f4f4; }}
+ .headline {{ border-left: 4px solid #c33; background: #fafafa; padding: 8px 14px; margin: 12px 0 20px; }}
+ .headline p {{ margin: 4px 0; }}
+ .headline p:first-child {{ font-size: 1.1em; font-weight: 600; }}
 </style></head>
 <body>
 <h1>{title}</h1>
+<div class="headline">{headline}</div>
 <p>Results in <code>{html.escape(str(results_dir.resolve()))}</code>: {int((df["kind"] == "student").sum())} student
-trials ({int(((df["kind"] == "student") & (df["status"] == "done")).sum())} done) and
+trials ({_status_phrase(df)}) and
 {"the teacher" if (df["kind"] == "teacher").any() else "no teacher row"}{_reference_phrase(df)}, ranked by macro_score.</p>
 <h2>Leaderboard</h2>
 <div class="scroll">{table}</div>

@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -77,3 +78,125 @@ def test_reference_rows_give_gain_over_random_init_and_task_kd_has_no_macro(tmp_
     assert kd["kind"] == "task_distill" and kd["sst2"] == 85.0 and pd.isna(kd["macro_score"]) and pd.isna(kd["rte"])
     assert list(leaderboard.load(tmp_path)["model"])[-1] == "task-kd-sst2"  # no macro: ranked last
     assert "random_init: the students' architecture" in leaderboard.to_markdown(leaderboard.load(tmp_path))
+
+
+# ---------------------------------------------------------------- intervals, chance, headline
+from tests.handmade import DEFAULT_PARAMS, SPEC, labels_for, noisy, write_json, write_row  # noqa: E402
+
+SIZES = {"cola": 300, "sst2": 400, "stsb": 300, "rte": 200, "mnli_m": 300}
+SMALL = {"cola", "stsb", "rte"}  # three seeds, as glue.seeds_on: small
+
+
+def _sweep(tmp_path, quality: dict[str, float], majority: str | None = None):
+    """teacher, random_init, mlm_only and students with error rate `quality[name]` on every split;
+    the `majority` row predicts the majority class everywhere. The paper defaults are `c-default`."""
+    data = {c: labels_for(c, n) for c, n in SIZES.items()}
+    write_json(tmp_path / "spec.json", SPEC)
+    for i, (name, wrong) in enumerate(quality.items()):
+        preds = {}
+        for c, (idx, y) in data.items():
+            seeds = [0, 1, 2] if c in SMALL else [0]
+            if name == majority:
+                const = float(np.mean(y)) if y.dtype.kind == "f" else float(np.bincount(y).argmax())
+                preds[c] = {s: np.full(len(y), const) for s in seeds}
+            else:
+                preds[c] = {s: noisy(y, wrong, seed=1000 * i + 10 * s + len(c)) for s in seeds}
+        if name == "teacher":
+            write_row(tmp_path / "teacher", "teacher", preds, data, {"model": "t"})
+        elif name in ("random_init", "mlm_only"):
+            write_row(tmp_path / "references" / name, "reference", preds, data, {"layer_selection": name})
+        else:
+            params = DEFAULT_PARAMS if name == "c-default" else {**DEFAULT_PARAMS, "alpha_ce": 1.0 + i, "temperature": 3.0}
+            write_row(tmp_path / "candidates" / name, "student", preds, data, params,
+                      provenance={"spec_sha256": "s" * 8, "git_commit": "abc123", "teacher_sha256": "t" * 8,
+                                  "data_sha256": {"/data/glue/sst2/validation.parquet": "d" * 8, "/data/glue/rte/train.parquet": "e" * 8}})
+            write_json(tmp_path / "candidates" / name / "config.json", {"params": params, "started": float(i)})
+    return tmp_path
+
+
+QUALITY = {"teacher": 0.10, "random_init": 0.40, "mlm_only": 0.30, "c-default": 0.20, "c-good": 0.15, "c-twin": 0.20}
+
+
+def test_intervals_contain_the_leaderboard_values_and_pair_the_paper_defaults(tmp_path):
+    df = leaderboard.load(_sweep(tmp_path, QUALITY), resamples=300).set_index("model")
+    assert df.attrs["bootstrap"]["excluded"] == {} and df.attrs["bootstrap"]["paper_defaults"] == "c-default"
+    assert df["paper_defaults"].tolist().count(True) == 1 and df.loc["c-default", "paper_defaults"]
+    for col in ["pct_teacher", "gain_over_random_init", "gain_over_mlm_only", "delta_vs_default"]:
+        rows = df[df[col].notna()]
+        assert len(rows) == 6 and (rows[col + "_lo"] <= rows[col] + 1e-9).all() and (rows[col] <= rows[col + "_hi"] + 1e-9).all()
+    # Against itself the difference is 0 on every resample; the teacher is 100 % of itself.
+    assert (df.loc["c-default", ["delta_vs_default", "delta_vs_default_lo", "delta_vs_default_hi"]] == 0).all()
+    assert df.loc["teacher", "pct_teacher_lo"] == pytest.approx(100.0) and df.loc["mlm_only", "gain_over_mlm_only_hi"] == 0
+    # 15 % vs 20 % wrong on ~1,500 examples: clearly better; p_best only for students, summing to 1.
+    assert df.loc["c-good", "delta_vs_default_lo"] > 0 and df.loc["c-good", "p_best"] > 0.9
+    assert df["p_best"].sum() == pytest.approx(1.0) and df.loc[["teacher", "mlm_only"], "p_best"].isna().all()
+    assert df.loc["c-good", "gain_over_mlm_only_lo"] > 0
+
+
+def test_headline_and_markdown_say_how_sure_the_order_is(tmp_path):
+    df = leaderboard.load(_sweep(tmp_path, QUALITY), resamples=300)
+    head = leaderboard.headline(df)
+    first = head.splitlines()[0]
+    assert first.startswith("best student `c-good`: macro") and "% of teacher [" in first
+    assert "vs paper defaults +" in first and "— better at 95 %" in first
+    assert "mlm_only (the value of distillation) +" in head and "over random_init +" in head
+    assert "3 fine-tuning seeds (0, 1, 2) on cola, stsb, rte, 1 on sst2, mnli" in head
+    assert "clears the majority class by ≥ 5 points on 5 of 5 tasks" in head
+    assert "300 resamples, seed 0" in head
+    leaderboard.write(df, tmp_path)
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert md.startswith("**best student `c-good`") and "c-default (paper defaults)" in md
+    assert "| chance (majority class)" in md and "[lo, hi]: 95 % interval, paired percentile bootstrap" in md
+    assert "Provenance: spec_sha256: ssssssss; git_commit: abc123; teacher_sha256: tttttttt." in md
+    assert "Data sha256 (under /data/glue): rte/train.parquet eeeeeeee; sst2/validation.parquet dddddddd." in md and " nan" not in md
+    back = pd.read_parquet(tmp_path / "leaderboard.parquet")
+    assert back.attrs["bootstrap"]["resamples"] == 300 and set(back.attrs["chance"]) == set(SIZES)
+
+
+def test_a_majority_class_model_is_flagged_at_chance(tmp_path):
+    df = leaderboard.load(_sweep(tmp_path, {**QUALITY, "c-majority": 0.0}, majority="c-majority"), resamples=50)
+    row = df.set_index("model").loc["c-majority"]
+    assert sorted(row["at_chance"].split()) == sorted(SIZES)  # every split, the constant stsb (0) and cola MCC (0) included
+    for c in SIZES:
+        assert row[c] == pytest.approx(df.attrs["chance"][c])
+    assert df.set_index("model").loc["teacher", "at_chance"] == ""
+    table = leaderboard.formatted(df).set_index("model")
+    assert table.loc["c-majority", "sst2"].endswith(leaderboard.CHANCE_MARK)
+    assert not table.loc["teacher", "sst2"].endswith(leaderboard.CHANCE_MARK)
+    assert table.loc["chance (majority class)", "sst2"] == f"{df.attrs['chance']['sst2']:.2f}"
+    assert leaderboard.chance_margins(df, df.set_index("model").loc["c-majority"]) == pytest.approx(
+        {"cola": 0, "sst2": 0, "stsb": 0, "mnli": 0, "rte": 0})
+
+
+def test_best_is_the_paper_defaults_and_rows_without_matching_predictions_get_no_interval(tmp_path):
+    out = _sweep(tmp_path, {"teacher": 0.1, "c-default": 0.12, "c-other": 0.3})
+    result = json.loads((out / "candidates" / "c-other" / "result.json").read_text())
+    result["glue"][0]["scores"][""] = {"mcc": 99.0}  # no longer what its predictions score
+    write_json(out / "candidates" / "c-other" / "result.json", result)
+    write_json(out / "candidates" / "c-stopped" / "status.json", {"status": "stopped", "rung": 1, "proxy_score": 3.5, "reason": "ASHA"})
+    df = leaderboard.load(out, resamples=100)
+    assert "reproduce" in df.attrs["bootstrap"]["excluded"]["c-other"]
+    rows = df.set_index("model")
+    assert pd.isna(rows.loc["c-other", "delta_vs_default_lo"]) and pd.notna(rows.loc["c-other", "delta_vs_default"])
+    assert rows.loc["c-stopped", "status"] == "stopped" and rows.loc["c-stopped", "rung"] == 1
+    head = leaderboard.headline(df)
+    assert head.startswith("best student `c-default` (paper defaults)") and "vs the next best `c-other` +" in head
+    assert "no interval" in head.splitlines()[0]
+    notes = " ".join(leaderboard.conventions(df))
+    assert "No intervals for c-other (its predictions do not reproduce" in notes and "stopped early" in notes
+
+
+def test_paper_defaults_are_the_labelled_trial_else_the_params_matching_points_to_evaluate():
+    paper = {**DEFAULT_PARAMS, "n_layers": 3}
+    other = {**paper, "alpha_ce": 1.0}
+    cands = {"x": {"params": other, "done": True, "started": 1.0}, "y": {"params": paper, "done": False, "started": 0.0},
+             "z": {"params": {**paper, "layer_selection": "every_other"}, "done": True, "started": 2.0}}
+    # Matched on params (an older sweep without labels): the done match first, then the earliest start.
+    assert leaderboard.paper_default_model(cands, SPEC) == "z"
+    # A list layer selection in the spec matches its canonical key; a different fixed value does not match.
+    spec = {"search": {**SPEC["search"], "points_to_evaluate": [{"alpha_ce": 1.0, "temperature": 2.0, "layer_selection": [0, 2, 4]}]}}
+    assert leaderboard.paper_default_model({"w": {"params": {**other, "layer_selection": "0,2,4"}}}, spec) == "w"
+    assert leaderboard.paper_default_model({"w": {"params": {**other, "layer_selection": "0,2,4", "alpha_mlm": 9.0}}}, spec) is None
+    # The sweep's own label wins; no points_to_evaluate and no label: none.
+    assert leaderboard.paper_default_model({**cands, "x": {**cands["x"], "label": "paper defaults"}}, SPEC) == "x"
+    assert leaderboard.paper_default_model(cands, {"search": {**SPEC["search"], "points_to_evaluate": []}}) is None

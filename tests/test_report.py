@@ -82,12 +82,31 @@ def test_pareto_front_hand_case():
     assert report.pareto_front(cost, score).tolist() == [True, True, False, True, True, False, False]
 
 
+def test_pareto_front_ignores_latency_differences_inside_the_timing_spread():
+    # Three students of one architecture timed at 15.0, 17.7 and 16.0 ms, each round spread
+    # overlapping the others: one cost, so only the best macro (b) is on the front, not the
+    # cheapest-looking a; the teacher (40 ms, clearly apart) stays on it with the best macro.
+    latency = [15.0, 17.7, 16.0, 40.0]
+    lo, hi = [14.0, 15.5, 15.0, 38.0], [16.5, 18.5, 17.0, 42.0]
+    macro = [47.0, 47.8, 46.5, 49.0]
+    assert report.pareto_front(latency, macro).tolist() == [True, True, False, True]  # as timed: noise on the front
+    assert report.pareto_front(latency, macro, lo, hi).tolist() == [False, True, False, True]
+    # Without a spread (an older result) the same architecture (n_params) still makes one point.
+    same = [11e6, 11e6, 11e6, 22e6]
+    assert report.pareto_front(latency, macro, same=same).tolist() == [False, True, False, True]
+    # Spreads that do not overlap: a real difference, both on the front.
+    assert report.pareto_front([10.0, 20.0], [1.0, 2.0], [9.0, 19.0], [11.0, 21.0]).tolist() == [True, True]
+
+
 def test_profile_of_tiny_student(student_dir, measured):
     p, threads_before, threads_after = measured
     assert p["latency_ms_b1"] > 0 and p["latency_ms_b32"] > 0
     assert p["latency_ms_b32"] < 4 * p["latency_ms_b1"]  # per example: batching must not be much worse
     assert p["size_mb"] == pytest.approx((student_dir / "model.safetensors").stat().st_size / 1e6)
     assert p["torch_threads"] == 1 and p["seq_len"] == 128 and p["kind"] == "student"
+    for b in ("b1", "b32"):  # the spread over the 5 timing rounds brackets the median
+        assert 0 < p[f"latency_ms_{b}_min"] <= p[f"latency_ms_{b}"] <= p[f"latency_ms_{b}_max"]
+    assert p["rounds"] == 5
     assert threads_after == threads_before  # the measurement's 1 thread is not left behind
 
 
@@ -114,6 +133,18 @@ def test_report_html_embeds_three_decodable_plots(results_dir):
     for name in ["scores", "pareto", "progress"]:
         assert min(mpimg.imread(results_dir / "plots" / f"{name}.png").shape[:2]) > 100
     assert "<table" in page and ">teacher<" in page and "mnli_mm" in page and "macro_score = mean of task scores" in page
+    assert page.index('<div class="headline"><p>best student `a`: macro 55.00') < page.index("<table")
+
+
+def test_report_marks_chance_and_paper_defaults(tmp_path):
+    from tests.test_leaderboard import QUALITY, _sweep
+
+    out = _sweep(tmp_path, {**QUALITY, "c-majority": 0.0}, majority="c-majority")
+    df = leaderboard.load(out, resamples=50)
+    page = report.write_html(df, out).read_text()
+    assert "chance (majority class)" in page and "c-default (paper defaults)" in page
+    assert f"{df.attrs['chance']['sst2']:.2f}{leaderboard.CHANCE_MARK}" in page  # the majority-class model's cell
+    assert "vs paper defaults" in page and "No intervals" not in page
 
 
 def test_latency_panel_says_so_when_nothing_was_profiled(results_dir):
@@ -145,6 +176,27 @@ def test_export_best_done_student_loads_offline_with_its_card(results_dir, stude
     assert "| mnli_mm |  |  |  |" in card
 
 
+def test_export_swaps_in_only_a_complete_copy(results_dir, tmp_path):
+    df = leaderboard.load(results_dir)
+    out = export.export_best(df, results_dir)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # The best student's files are gone (e.g. a candidates/ dir cleaned up): the export fails and
+    # the previous best_student/ stays as it was.
+    moved = tmp_path / "moved"
+    shutil.move(results_dir / "candidates" / "a" / "student", moved)
+    try:
+        with pytest.raises(FileNotFoundError, match="best_student/ was left as it was"):
+            export.export_best(df, results_dir)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    finally:
+        shutil.move(moved, results_dir / "candidates" / "a" / "student")
+    # A successful export replaces it whole, and leaves no staging dirs behind.
+    (out / "stale.txt").write_text("from an older export")
+    export.export_best(df, results_dir)
+    assert not (out / "stale.txt").exists() and (out / "model.safetensors").is_file() and (out / "README.md").is_file()
+    assert not list(results_dir.glob(".best_student*"))
+
+
 def test_export_refuses_without_a_finished_student(results_dir):
     df = leaderboard.load(results_dir)
     df = df[df["model"].isin(["teacher", "c"])]
@@ -160,3 +212,25 @@ def test_report_command_writes_everything(results_dir, capsys):
     printed = capsys.readouterr().out
     assert "report.html" in printed and "best_student" in printed
     assert (results_dir / "report.html").is_file() and (results_dir / "best_student" / "README.md").is_file()
+
+
+@pytest.mark.slow
+def test_real_glue_predictions_reproduce_their_scores_and_give_intervals(tmp_path, teacher_source, student_dir):
+    """Real fine-tuning (transformers Trainer, 16 examples) writes the prediction files and the
+    scores; the bootstrap reads them back, reproduces every score and gives intervals."""
+    from distil.glue import finetune_and_evaluate
+    from tests.handmade import write_json
+
+    settings = {"lr": 5e-5, "epochs": 1, "batch_size": 8, "max_seq_len": 64, "max_train_examples": 16,
+                "max_eval_examples": 48, "use_gpu": False}
+    rows = {"teacher": (str(teacher_source), "teacher", {"model": "t"}), "candidates/a": (str(student_dir), "student", PARAMS),
+            "candidates/b": (str(student_dir), "student", {**PARAMS, "alpha_ce": 1.0})}
+    for where, (model, kind, params) in rows.items():
+        seeds = [0, 1] if where != "candidates/a" else [0]
+        runs = [finetune_and_evaluate(model, task, settings, seed, str(GLUE), str(tmp_path / where / "predictions"))
+                for task in ("stsb", "mrpc") for seed in seeds]
+        write_json(tmp_path / where / "result.json", {"kind": kind, "params": params, "glue": runs})
+    df = leaderboard.load(tmp_path, resamples=200)
+    assert df.attrs["bootstrap"]["excluded"] == {} and sorted(df.attrs["bootstrap"]["rows"]) == ["a", "b", "teacher"]
+    assert df["pct_teacher_lo"].notna().all() and df["p_best"].notna().sum() == 2
+    assert set(df.attrs["chance"]) == {"stsb", "mrpc"} and df.attrs["chance"]["stsb"] == 0.0

@@ -1,0 +1,131 @@
+"""Paired bootstrap: vectorised metrics against scikit-learn/scipy, intervals against cases with a
+known answer, chance levels."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from distil import confidence
+from distil.metrics import compute
+
+
+def _cases():
+    rng = np.random.default_rng(1)
+    n = 300
+    y2 = (rng.random(n) < 0.4).astype(float)
+    y3 = rng.integers(0, 3, n).astype(float)
+    ys = np.round(rng.uniform(0, 5, n) * 5) / 5  # stsb-like: many ties
+    binary = np.stack([y2, 1 - y2, np.zeros(n), np.where(rng.random(n) < 0.3, 1 - y2, y2)])  # perfect-inverse, constant, noisy
+    multi = np.stack([y3, np.zeros(n), (y3 + (rng.random(n) < 0.3)) % 3])
+    floats = np.stack([ys + rng.normal(0, 1, n), np.full(n, 2.5), np.round(ys + rng.normal(0, 1, n)), -ys])
+    return [("accuracy", y2, binary), ("f1", y2, binary), ("f1", np.zeros(n), np.zeros((1, n))), ("mcc", y2, binary),
+            ("mcc", y3, multi), ("accuracy", y3, multi), ("pearson", ys, floats), ("spearmanr", ys, floats)]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")  # F1 with no positives: 0
+@pytest.mark.parametrize("metric, labels, preds", _cases())
+def test_vectorised_metrics_equal_sklearn_and_scipy(metric, labels, preds):
+    n = len(labels)
+    W = np.vstack([np.ones(n), confidence.resample_counts(n, 3, np.random.default_rng(0))])
+    got = confidence.resampled_metric(metric, W, labels, preds)
+    assert got.shape == (4, len(preds))
+    for b, w in enumerate(W.astype(int)):
+        take = np.repeat(np.arange(n), w)  # the resample as an index list, as a loop over resamples would draw it
+        want = [compute(metric, labels[take], p[take]) for p in preds]
+        np.testing.assert_allclose(got[b], want, atol=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning", "ignore::RuntimeWarning")
+@pytest.mark.parametrize("metric", ["accuracy", "f1", "mcc", "pearson", "spearmanr"])
+def test_degenerate_resamples_follow_the_same_conventions(metric):
+    """Resamples that draw one example only, or only tied values: constant there, so 0 on the
+    correlations and MCC, exactly as distil.metrics.compute on the drawn examples."""
+    y = np.array([0.0, 1.0, 1.0, 0.0])
+    preds = np.array([[0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])
+    W = np.array([[4.0, 0, 0, 0], [0, 2, 2, 0], [1, 1, 1, 1], [0, 3, 0, 1]])
+    got = confidence.resampled_metric(metric, W, y, preds)
+    for b, w in enumerate(W.astype(int)):
+        take = np.repeat(np.arange(4), w)
+        with np.errstate(invalid="ignore"):
+            want = [compute(metric, y[take], p[take]) for p in preds]
+        np.testing.assert_allclose(got[b], want, atol=1e-9)  # NaN where scipy gives NaN (constant labels)
+
+
+def test_resample_counts_draw_n_examples_per_resample():
+    W = confidence.resample_counts(50, 200, np.random.default_rng(0))
+    assert W.shape == (200, 50) and (W.sum(1) == 50).all()
+    assert abs(W.mean() - 1) < 0.02 and (W == 0).mean() == pytest.approx((49 / 50) ** 50, abs=0.02)
+
+
+def _split(column, labels, **preds):
+    s = confidence.Split(column, np.arange(len(labels)), np.asarray(labels, dtype=float))
+    s.preds = {m: np.atleast_2d(np.asarray(p, dtype=float)) for m, p in preds.items()}
+    return s
+
+
+def test_difference_interval_matches_the_binomial_answer():
+    """A is right on all 1000 examples, B wrong on a known 100: on a resample the accuracy
+    difference is 100·K/N with K ~ Binomial(1000, 0.1) draws from those 100, so the 95 % interval
+    is 100·[binom.ppf(0.025), binom.ppf(0.975)]/N = [8.2, 11.9] (normal approx. 10 ± 1.86)."""
+    n, k = 1000, 100
+    y = np.arange(n) % 2
+    b = y.copy()
+    b[:k] = 1 - b[:k]
+    split = _split("sst2", y, a=y, b=b)
+    scores = confidence.resampled_columns({"sst2": split}, resamples=4000, seed=0)
+    lo, hi = confidence.paired_interval(scores["a"]["sst2"], scores["b"]["sst2"])
+    want_lo, want_hi = 100 * stats.binom.ppf([0.025, 0.975], n, k / n) / n
+    assert lo == pytest.approx(want_lo, abs=0.25) and hi == pytest.approx(want_hi, abs=0.25)
+    full = confidence.resampled_columns({"sst2": split}, resamples=0)
+    assert full["a"]["sst2"][0] - full["b"]["sst2"][0] == pytest.approx(10.0)
+    # The same seed gives the same resamples: the interval is reproducible.
+    again = confidence.resampled_columns({"sst2": split}, resamples=4000, seed=0)
+    assert np.array_equal(again["b"]["sst2"], scores["b"]["sst2"])
+
+
+def test_spearman_interval_agrees_with_scipy_bootstrap():
+    rng = np.random.default_rng(3)
+    y = np.round(rng.uniform(0, 5, 400) * 5) / 5
+    p = y + rng.normal(0, 1.5, 400)
+    split = _split("stsb", y, m=p)
+
+    def spearman(y, p, axis):  # stsb's score: (Pearson + Spearman) / 2, batched over resamples
+        ry, rp = stats.rankdata(y, axis=axis), stats.rankdata(p, axis=axis)
+        corr = lambda a, b: ((a - a.mean(axis, keepdims=True)) * (b - b.mean(axis, keepdims=True))).sum(axis) / np.sqrt(
+            ((a - a.mean(axis, keepdims=True)) ** 2).sum(axis) * ((b - b.mean(axis, keepdims=True)) ** 2).sum(axis))
+        return 50 * (corr(y, p) + corr(ry, rp))
+
+    ref = stats.bootstrap((y, p), spearman, paired=True, vectorized=True, n_resamples=4000, method="percentile",
+                          confidence_level=0.95, random_state=np.random.default_rng(0)).confidence_interval
+    lo, hi = confidence.interval(confidence.resampled_columns({"stsb": split}, 4000, seed=0)["m"]["stsb"])
+    width = ref.high - ref.low
+    assert lo == pytest.approx(ref.low, abs=0.1 * width) and hi == pytest.approx(ref.high, abs=0.1 * width)
+
+
+def test_identical_models_have_a_zero_interval_and_share_p_best():
+    y = np.arange(200) % 2
+    p = np.where(np.arange(200) % 7 == 0, 1 - y, y)
+    scores = confidence.resampled_columns({"rte": _split("rte", y, a=p, b=p)}, 500, seed=0)
+    assert confidence.paired_interval(scores["a"]["rte"], scores["b"]["rte"]) == (0.0, 0.0)
+    np.testing.assert_allclose(confidence.p_best(np.stack([scores["a"]["rte"], scores["b"]["rte"]], 1)), [0.5, 0.5])
+
+
+def test_p_best_counts_first_places_and_splits_ties():
+    macros = np.array([[3.0, 1.0, 2.0], [1.0, 3.0, 2.0], [3.0, 3.0, 0.0], [1.0, 0.0, 2.0]])
+    np.testing.assert_allclose(confidence.p_best(macros), [(1 + 0.5) / 4, (1 + 0.5) / 4, 1 / 4])
+
+
+def test_seeds_are_averaged_within_a_resample():
+    y = np.arange(100) % 2
+    seeds = np.stack([y, 1 - y])  # seed 0 perfect, seed 1 always wrong: every resample averages to 50
+    scores = confidence.resampled_columns({"rte": _split("rte", y, m=seeds)}, 200, seed=0)
+    np.testing.assert_allclose(scores["m"]["rte"], 50.0)
+
+
+def test_chance_is_the_majority_class_score_and_0_for_stsb():
+    y = np.array([1, 1, 1, 0, 0])  # mrpc: always 1 -> F1 = 2·3/(2·3+2) = 75, accuracy 60
+    splits = {"mrpc": _split("mrpc", y), "cola": _split("cola", y), "stsb": _split("stsb", [0.0, 1.5, 3.0, 4.5, 5.0]),
+              "qqp": _split("qqp", 1 - y)}  # qqp: majority 0 -> accuracy 60, F1 0
+    chance = confidence.chance_scores(splits)
+    assert chance["mrpc"] == pytest.approx((75 + 60) / 2) and chance["cola"] == 0.0 and chance["stsb"] == 0.0
+    assert chance["qqp"] == pytest.approx(30.0)
