@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from transformers import AutoTokenizer
 
+    from distil.logs import quiet_libraries
+
     from distil import provenance
     from distil.data import prepare_corpus
     from distil.search import build_tuner, restore_tuner
@@ -63,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     from distil.train import DistillJob
     from ray import tune
 
-    ray.init(address=args.address or os.environ.get("RAY_ADDRESS", "local"))
+    if not args.verbose:
+        quiet_libraries()
+    # Workers' output goes to <out>/logs/workers.log (distil.logs) unless --verbose.
+    ray.init(address=args.address or os.environ.get("RAY_ADDRESS", "local"), log_to_driver=args.verbose)
     # 2. Teacher and corpus (both cached): tokenise the corpus, fit the MLM head if it is missing.
     source = resolve_teacher(spec.teacher.model)
     cache = Path(args.cache_dir or (state["cache_dir"] if args.command == "resume" else "~/.cache/distil-sweep")).expanduser().resolve()
@@ -78,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
                  "provenance": provenance.collect(spec, spec_json, teacher_dir, cache)}
         (out / "spec.json").write_text(spec_json)
         (out / "run.json").write_text(json.dumps(state, indent=2))
-    job = DistillJob(teacher_dir=teacher_dir, corpus_dir=str(corpus_dir), distill=spec.distill, storage=str(out / "train"), seed=spec.seed)
-    ctx = SweepContext(spec=spec, out=str(out), job=job, n_layers=n_layers, profiles=state["profiles"], provenance=state["provenance"])
+    job = DistillJob(teacher_dir=teacher_dir, corpus_dir=str(corpus_dir), distill=spec.distill, storage=str(out / "train"),
+                     seed=spec.seed, log_dir=str(out / "logs"), verbose=args.verbose)
+    ctx = SweepContext(spec=spec, out=str(out), job=job, n_layers=n_layers, profiles=state["profiles"],
+                       provenance=state["provenance"], verbose=args.verbose)
     # 4. Reference rows (teacher, random_init student, task-specific distillation) run as Ray tasks alongside the search.
     done = {p.parent.name for p in out.glob("*/result.json")} | {p.parent.name for p in out.glob("references/*/result.json")}
     references = submit_references(ctx, source, head_fit, skip=done)
@@ -197,6 +204,8 @@ def parse_args(argv: list[str]):
     resume.add_argument("results_dir")
     for s in (run, resume):
         s.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
+        s.add_argument("--verbose", action="store_true", help="show the workers' and libraries' output on the console "
+                       "(default: <results>/logs/workers.log)")
         s.add_argument("--cache-dir", help="tokenised corpus and fitted teachers (default ~/.cache/distil-sweep; "
                        "resume: the run's own)")
     rep = sub.add_parser("report", help="rebuild leaderboard, report.html and best_student/ from a results dir")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,6 +36,9 @@ BUDGET = "rung_budget"
 # Tune checks that every result carries the searcher's and the scheduler's metrics; a rung result
 # has no macro_score yet and the final result no rung budget, on purpose.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+# Tune's classic status table takes the columns we choose (the new output shows no metrics
+# unless Tune itself owns the metric, which our searcher and scheduler do).
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
 def objectives(spec: SweepSpec) -> tuple[list[str], list[str]]:
@@ -231,8 +235,45 @@ def _first_line(trial) -> str:
     return (causes[-1] if causes else lines[-1] if lines else "the trial's process died without an error message")[:300]
 
 
+class EventLog(tune.Callback):
+    """One console line per event that matters: a trial started (its parameters), reached a rung
+    (proxy score), finished (its objectives), was stopped early, failed (the reason)."""
+
+    def __init__(self, results_dir: str):
+        self.out = Path(results_dir)
+
+    def _say(self, trial, what: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id}: {what}", flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(trial.config.items()))
+        self._say(trial, f"started ({params})")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if PROXY in result:
+            self._say(trial, f"rung {int(result['rung'])} at step {result.get('step')}: proxy_score {result[PROXY]:.2f}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        cand = self.out / "candidates" / trial.trial_id
+        if (cand / "result.json").exists():
+            scores = json.loads((cand / "result.json").read_text()).get("objectives", {})
+            self._say(trial, "done: " + ", ".join(f"{k} {_fmt(v)}" for k, v in scores.items()))
+        else:
+            last = (_rungs(cand) or [{}])[-1]
+            self._say(trial, f"stopped early after rung {last.get('rung')} (proxy_score {_fmt(last.get(PROXY))})")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        status = self.out / "candidates" / trial.trial_id / "status.json"
+        reason = json.loads(status.read_text()).get("reason") if status.exists() else _first_line(trial)
+        self._say(trial, f"FAILED: {reason}")
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
 def build_tuner(spec: SweepSpec, trainable, results_dir: str, train_storage: str) -> tune.Tuner:
-    """A new Tuner for the sweep: searcher, scheduler, janitor, max_concurrent trials."""
+    """A new Tuner for the sweep: searcher, scheduler, janitor, event lines, max_concurrent trials."""
     searcher = make_searcher(spec, storage_url(spec, results_dir))
     return tune.Tuner(
         trainable,
@@ -245,8 +286,21 @@ def build_tuner(spec: SweepSpec, trainable, results_dir: str, train_storage: str
             # A trial whose process dies (a lost node) or raises is restarted up to max_failures
             # times; it continues from its progress.json and its Train run's last checkpoint.
             failure_config=tune.FailureConfig(max_failures=spec.distill.max_failures),
-            callbacks=[Janitor(results_dir, train_storage, spec.search.keep_students, spec.search.objectives[0])]),
+            progress_reporter=status_table(spec), verbose=1,
+            callbacks=[Janitor(results_dir, train_storage, spec.search.keep_students, spec.search.objectives[0]),
+                       EventLog(results_dir)]),
     )
+
+
+def status_table(spec: SweepSpec) -> tune.CLIReporter:
+    """Tune's status table, with the searched parameters and the live metrics: distillation step
+    and loss, rung and proxy score while a trial distils, its objectives when it is done."""
+    names, _ = objectives(spec)
+    metrics = {"step": "step", "loss": "loss", "rung": "rung", PROXY: "proxy", **{n: n for n in names}}
+    params = {n: n.replace("alpha_", "a_").replace("layer_selection", "layers").replace("temperature", "T")
+              for n in spec.space()}
+    return tune.CLIReporter(metric_columns=metrics, parameter_columns=params, max_report_frequency=60,
+                            sort_by_metric=False, max_progress_rows=30)
 
 
 def restore_tuner(results_dir: str, trainable) -> tune.Tuner:

@@ -38,6 +38,7 @@ from transformers import AutoConfig, AutoModel
 from distil import leaderboard
 from distil.glue import TASKS, available_tasks, finetune_and_evaluate
 from distil.layers import layer_key
+from distil.logs import to_log_file
 from distil.profile import measure
 from distil.search import BUDGET, PROXY, objectives
 from distil.spec import GlueSpec, SweepSpec
@@ -56,6 +57,12 @@ class SweepContext:
     n_layers: int  # student depth when it is not searched
     profiles: dict  # architecture key -> distil.profile.measure() dict (see profile_architectures)
     provenance: dict  # spec hash, git commit, data and teacher hashes (distil.provenance)
+    verbose: bool = False  # workers print to the console instead of <out>/logs/workers.log
+
+    @property
+    def log(self) -> tuple[str, bool]:
+        """(log dir, verbose) for distil.logs.to_log_file in every process of the sweep."""
+        return str(Path(self.out) / "logs"), self.verbose
 
 
 def candidate_params(ctx: SweepContext, config: dict) -> CandidateParams:
@@ -81,22 +88,31 @@ def glue_settings(glue: GlueSpec, task: str) -> dict:
     return base | ({k: v for k, v in override.model_dump().items() if v is not None} if override else {})
 
 
-def submit_glue(model_dir: str, glue: GlueSpec, out_dir: Path | None, save_tasks: tuple[str, ...] = ()) -> dict:
+def submit_glue(model_dir: str, glue: GlueSpec, out_dir: Path | None, log: tuple[str, bool] | None,
+                save_tasks: tuple[str, ...] = ()) -> dict:
     """Start one Ray task per (GLUE task, seed); they run in parallel. Returns {(task, seed): ref}.
 
     Predictions go to `out_dir/predictions` (none if out_dir is None). For each task in
     `save_tasks`, the first seed's fine-tuned model is kept in `out_dir/finetuned/<task>` (the
-    teacher for task-specific distillation)."""
+    teacher for task-specific distillation). `log`: (log dir, verbose) for the tasks' output."""
     wanted = list(TASKS) if glue.tasks == "all" else glue.tasks
     tasks = available_tasks(glue.data, wanted)
-    remote = ray.remote(finetune_and_evaluate).options(**_task_options(glue))
+    remote = ray.remote(_logged).options(**_task_options(glue))
     pred_dir = str(out_dir / "predictions") if out_dir else None
 
     def save_dir(task, seed):
         return str(out_dir / "finetuned" / task) if task in save_tasks and seed == glue.seeds[0] else None
 
-    return {(t, s): remote.remote(model_dir, t, glue_settings(glue, t), s, glue.data, pred_dir, save_dir(t, s))
+    return {(t, s): remote.remote(log, finetune_and_evaluate, model_dir, t, glue_settings(glue, t), s, glue.data,
+                                  pred_dir, save_dir(t, s))
             for t in tasks for s in glue.seeds_for(t)}
+
+
+def _logged(log: tuple[str, bool] | None, fn, *args):
+    """Run `fn(*args)` in a Ray task whose output goes to the sweep's log (distil.logs)."""
+    if log:
+        to_log_file(*log)
+    return fn(*args)
 
 
 def _task_options(glue: GlueSpec) -> dict:
@@ -142,6 +158,7 @@ def run_candidate(config: dict, ctx: SweepContext) -> None:
     Restarted after a crash (`run_sweep.py resume`), it skips the rungs in progress.json and its
     distillation continues from the Train run's last checkpoint. A failure writes status.json
     (`failed`, first line of the reason) before Tune records the error."""
+    to_log_file(*ctx.log)
     trial_id = tune.get_context().get_trial_id()
     cand = Path(ctx.out) / "candidates" / trial_id
     params = candidate_params(ctx, config)
@@ -170,7 +187,7 @@ def _distil_and_score(trial_id: str, cand: Path, params: CandidateParams, ctx: S
                 "distill": metrics, "distill_seconds": round(time.time() - t0, 1)}
         if es:
             rung[BUDGET] = es.reduction_factor ** k
-            runs = ray.get(list(submit_glue(str(cand / "student"), proxy_glue(spec), None).values()))
+            runs = ray.get(list(submit_glue(str(cand / "student"), proxy_glue(spec), None, ctx.log).values()))
             rung["proxy"] = {r["task"]: _task_score(r) for r in runs}
             rung[PROXY] = float(np.mean(list(rung["proxy"].values())))
             rung["proxy_seconds"] = finetune_seconds(runs)
@@ -179,7 +196,7 @@ def _distil_and_score(trial_id: str, cand: Path, params: CandidateParams, ctx: S
         if es:
             tune.report({PROXY: rung[PROXY], BUDGET: rung[BUDGET], "rung": k, "step": rung["step"],
                          "tokens": rung["tokens"], "loss": metrics.get("loss")})
-    runs = ray.get(list(submit_glue(str(cand / "student"), spec.glue, cand).values()))
+    runs = ray.get(list(submit_glue(str(cand / "student"), spec.glue, cand, ctx.log).values()))
     result = {
         "kind": "student", "params": asdict(params), "distill": rungs[-1]["distill"], "rungs": rungs, "glue": runs,
         "n_params": encoder_parameters(str(cand / "student")),
@@ -241,14 +258,14 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
     common = {"provenance": ctx.provenance}
     teacher_runs = {}
     if "teacher" not in skip:
-        teacher_runs = submit_glue(teacher_source, glue, out / "teacher", save_tasks=tuple(kd.tasks) if kd else ())
+        teacher_runs = submit_glue(teacher_source, glue, out / "teacher", ctx.log, save_tasks=tuple(kd.tasks) if kd else ())
         teacher = {"kind": "teacher", "params": {"model": teacher_source}, "head_fit": head_fit,
                    "n_params": encoder_parameters(teacher_source), "profile": ctx.profiles.get("teacher"), **common}
         writers.append(_write_reference.remote(str(out / "teacher"), teacher, *teacher_runs.values()))
     if glue.random_init_reference and "random_init" not in skip:
         ref_dir = out / "references" / "random_init"
         n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, "random_init", spec.seed, str(ref_dir / "student"))
-        runs = submit_glue(str(ref_dir / "student"), glue, ref_dir).values()
+        runs = submit_glue(str(ref_dir / "student"), glue, ref_dir, ctx.log).values()
         writers.append(_write_reference.remote(
             str(ref_dir), {"kind": "reference", "params": {"layer_selection": "random_init", "n_layers": ctx.n_layers},
                            "n_params": n_params, "profile": ctx.profiles.get(student_arch(ctx.n_layers)), **common}, *runs))
@@ -264,8 +281,8 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
         ref_dir = out / "references" / name
         params = {"task": task, "alpha_ce": kd.alpha_ce, "temperature": kd.temperature,
                   "layer_selection": layer_key(kd.layer_selection)}
-        remote = ray.remote(_distil_on_task_after).options(**_task_options(glue))
-        runs = [remote.remote(firsts[0] if firsts else None, ctx.job.teacher_dir, str(out / "teacher" / "finetuned" / task), task, ctx.n_layers,
+        remote = ray.remote(_logged).options(**_task_options(glue))
+        runs = [remote.remote(ctx.log, _distil_on_task_after, firsts[0] if firsts else None, ctx.job.teacher_dir, str(out / "teacher" / "finetuned" / task), task, ctx.n_layers,
                               kd.layer_selection, kd.alpha_ce, kd.temperature, glue_settings(glue, task), seed,
                               glue.data, str(ref_dir / "predictions"))
                 for seed in glue.seeds_for(task)]

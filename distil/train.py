@@ -29,6 +29,7 @@ import ray.train
 import torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
 from transformers import AutoTokenizer, BertForMaskedLM, DistilBertForMaskedLM, get_linear_schedule_with_warmup
 
 from distil.data import load_counts, load_sequences
@@ -36,6 +37,7 @@ from distil.distill import BatchStream, LossWeights, StudentForDistillation, dis
 from distil.masking import token_probs
 from distil.student import build_student
 from distil.layers import parse_layer_key
+from distil.logs import to_log_file
 from distil.spec import DistillSpec
 
 
@@ -49,6 +51,8 @@ class DistillJob:
     distill: DistillSpec
     storage: str  # absolute dir (or URI) that holds the Train runs' checkpoints
     seed: int = 0
+    log_dir: str | None = None  # where the workers' output goes (distil.logs); None: the console
+    verbose: bool = False
     fail_once_at_step: int | None = None  # fault injection for the resume tests
     fail_once_marker: str | None = None
 
@@ -78,6 +82,8 @@ def train_loop_per_worker(cfg: dict) -> None:
     'stop_at_fraction': share of the planned steps after which this call stops (a rung)}."""
     job: DistillJob = cfg["job"]
     params: CandidateParams = cfg["params"]
+    if job.log_dir:
+        to_log_file(job.log_dir, job.verbose)
     d = job.distill
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -218,6 +224,10 @@ def distil_student(run_name: str, params: CandidateParams, job: DistillJob, stud
     # (controller_failure_limit -1), so the 60 s default only prints a traceback a minute while
     # waiting; Ray still warns about resource requests the cluster can never satisfy.
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "1800")
+    try:  # inside a Tune trial: its status table shows the run's step and loss as it goes
+        callbacks = [TuneReportCallback()]
+    except RuntimeError:  # not in a Tune session
+        callbacks = []
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"job": job, "params": params, "stop_at_fraction": stop_at_fraction},
@@ -228,6 +238,7 @@ def distil_student(run_name: str, params: CandidateParams, job: DistillJob, stud
             storage_path=job.storage,
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             failure_config=FailureConfig(max_failures=d.max_failures),
+            callbacks=callbacks,
         ),
     )
     result = trainer.fit()
