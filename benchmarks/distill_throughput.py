@@ -111,7 +111,7 @@ def ray_loop(ctx_assets: dict, batch_per_worker: int, workers: int, warmup: int,
     """tokens/s of the Ray Train loop over its last checkpoint interval (after a warm-up interval)."""
     import ray
 
-    from distil.train import distil_student
+    from distil.train import CandidateParams, DistillJob, distil_student
 
     ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
@@ -119,9 +119,10 @@ def ray_loop(ctx_assets: dict, batch_per_worker: int, workers: int, warmup: int,
             # Two equal intervals: the first absorbs start-up, the second is measured.
             d = DistillSpec(num_workers=workers, batch_size=batch_per_worker, steps=2 * max(warmup, steps),
                             checkpoint_every=max(warmup, steps))
-            ctx = {**ctx_assets, "seed": 0, "distill": d.model_dump(), "storage": tmp}
-            params = {**vars(WEIGHTS), "layer_selection": "every_other"}
-            metrics = distil_student("bench", params, ctx, Path(tmp) / "student")
+            job = DistillJob(teacher_dir=ctx_assets["teacher_dir"], corpus_dir=ctx_assets["corpus_dir"], distill=d,
+                             storage=tmp, seed=0)
+            params = CandidateParams(**vars(WEIGHTS), layer_selection="every_other", n_layers=ctx_assets["n_layers"])
+            metrics = distil_student("bench", params, job, Path(tmp) / "student")
             return metrics["tokens_per_s"]
     finally:
         ray.shutdown()

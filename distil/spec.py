@@ -65,7 +65,7 @@ class FloatRange(_Strict):
 class Choice(_Strict):
     """A categorical choice among `choices`."""
 
-    choices: list[Union[float, str, list[int]]] = Field(min_length=1)
+    choices: list[Union[int, float, str, list[int]]] = Field(min_length=1)
 
 
 FloatParam = Union[float, FloatRange, Choice]

@@ -1,0 +1,97 @@
+"""The search without a cluster: sampler settings, the searcher's study (real Optuna, real SQLite),
+and the early-stopping scheduler's rung logic (real Ray Tune ASHA)."""
+
+import json
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import yaml
+from ray.tune.schedulers import TrialScheduler
+
+from distil.search import BUDGET, PROXY, RungScheduler, make_sampler, make_scheduler, make_searcher, tune_space
+from distil.spec import load_spec
+from tests.conftest import ROOT
+
+
+def _spec(tmp_path, **search):
+    raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
+    raw["search"].update(search)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_spec(path)
+
+
+def test_default_startup_leaves_most_of_a_12_candidate_sweep_to_tpe(tmp_path):
+    spec = _spec(tmp_path, num_candidates=12)
+    sampler = make_sampler(spec)
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert spec.search.n_startup_trials() == 3 and sampler._n_startup_trials == 3  # 9 of 12 from TPE
+    assert _spec(tmp_path, num_candidates=4).search.n_startup_trials() == 2
+    assert _spec(tmp_path, sampler={"n_startup_trials": 5}).search.n_startup_trials() == 5
+    assert isinstance(make_sampler(_spec(tmp_path, sampler={"name": "random"})), optuna.samplers.RandomSampler)
+    assert isinstance(make_sampler(_spec(tmp_path, sampler={"name": "gp"})), optuna.samplers.GPSampler)
+
+
+def test_searched_depth_is_a_dimension_of_the_space(tmp_path):
+    raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
+    raw["student"]["n_layers"] = {"choices": [2, 3]}
+    raw["search"]["objectives"] = ["macro_score", "n_params"]
+    raw["search"]["points_to_evaluate"][0]["n_layers"] = 3
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    spec = load_spec(path)
+    assert set(tune_space(spec)) == {"alpha_ce", "alpha_mlm", "alpha_cos", "temperature", "layer_selection", "n_layers"}
+    assert tune_space(spec)["n_layers"].categories == [2, 3]
+    searcher = make_searcher(spec, f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert searcher.metric == ["macro_score", "n_params"] and searcher.mode == ["max", "min"]
+
+
+def test_study_records_who_proposed_each_trial_and_each_trial_once(tmp_path):
+    """Trial 0 is the paper defaults (enqueued), the next n_startup-1 are random, the rest TPE's;
+    a trial stopped early is PRUNED with its rung scores; the stored study lists each trial once."""
+    spec = _spec(tmp_path, num_candidates=6)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = make_searcher(spec, url)
+    for i in range(6):
+        tid = f"t{i}"
+        config = searcher.suggest(tid)
+        assert set(config) == set(tune_space(spec))
+        if i == 3:  # stopped after one rung
+            searcher.on_trial_result(tid, {PROXY: 40.0, "rung": 0, BUDGET: 1, "training_iteration": 1})
+            searcher.on_trial_complete(tid, {PROXY: 40.0, "rung": 0, BUDGET: 1})
+        else:
+            searcher.on_trial_complete(tid, {"macro_score": 30.0 + i})
+    study = optuna.load_study(study_name=spec.name, storage=url)
+    trials = study.get_trials()
+    assert [t.number for t in trials] == list(range(6))
+    assert [t.user_attrs["proposed_by"] for t in trials] == ["points_to_evaluate", "random (startup)", "tpe", "tpe", "tpe", "tpe"]
+    assert [t.user_attrs["tune_trial_id"] for t in trials] == [f"t{i}" for i in range(6)]
+    assert trials[0].params["alpha_ce"] == 5.0 and trials[0].params["layer_selection"] == "every_other"
+    assert trials[3].state == optuna.trial.TrialState.PRUNED and trials[3].intermediate_values == {0: 40.0}
+    assert [t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE] == [30.0, 31.0, 32.0, 34.0, 35.0]
+
+
+def _trial(tid):
+    return SimpleNamespace(trial_id=tid, config={}, evaluated_params={})
+
+
+def test_asha_stops_a_trial_below_the_rung_cutoff_and_relearns_rungs_after_a_restart(tmp_path):
+    spec = _spec(tmp_path, early_stopping={"rungs": 3, "reduction_factor": 3})
+    assert spec.search.early_stopping.fractions() == pytest.approx([1 / 9, 1 / 3, 1])
+    sched = make_scheduler(spec, str(tmp_path))
+    for tid in ("a", "b", "c"):
+        sched.on_trial_add(None, _trial(tid))
+    assert sched.on_trial_result(None, _trial("a"), {PROXY: 60.0, BUDGET: 1}) == TrialScheduler.CONTINUE
+    assert sched.on_trial_result(None, _trial("b"), {PROXY: 50.0, BUDGET: 1}) == TrialScheduler.STOP
+    # The final report (full GLUE) has no rung budget: never stopped for it.
+    assert sched.on_trial_result(None, _trial("a"), {"macro_score": 40.0}) == TrialScheduler.CONTINUE
+
+    # After a restart, a fresh scheduler learns the scores recorded before from progress.json.
+    (tmp_path / "candidates" / "a").mkdir(parents=True)
+    (tmp_path / "candidates" / "a" / "progress.json").write_text(json.dumps({"rungs": [{"rung": 0, BUDGET: 1, PROXY: 60.0}]}))
+    fresh = make_scheduler(spec, str(tmp_path))
+    assert isinstance(fresh, RungScheduler)
+    fresh.on_trial_add(None, _trial("c"))
+    assert fresh.on_trial_result(None, _trial("c"), {PROXY: 55.0, BUDGET: 1}) == TrialScheduler.STOP
+    assert make_scheduler(_spec(tmp_path), str(tmp_path)) is None  # no early stopping: no scheduler
