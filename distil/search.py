@@ -239,8 +239,26 @@ class EventLog(tune.Callback):
     """One console line per event that matters: a trial started (its parameters), reached a rung
     (proxy score), finished (its objectives), was stopped early, failed (the reason)."""
 
-    def __init__(self, results_dir: str):
-        self.out = Path(results_dir)
+    def __init__(self, results_dir: str, every_s: float = 60.0):
+        self.out, self.every_s, self._last_poll, self._shown = Path(results_dir), every_s, 0.0, {}
+
+    def on_step_begin(self, iteration, trials, **info):
+        """Every `every_s` seconds: each running trial's distillation step, loss and tokens/s, from
+        the file its Train run's rank 0 writes at each checkpoint (distil.train._report)."""
+        if time.time() - self._last_poll < self.every_s:
+            return
+        self._last_poll = time.time()
+        for trial in trials:
+            live = self.out / "logs" / "live" / f"distill-{trial.trial_id}.json"
+            if trial.status == "RUNNING" and live.exists():
+                try:
+                    m = json.loads(live.read_text())
+                except (OSError, ValueError):
+                    continue  # being replaced right now
+                if self._shown.get(trial.trial_id) != m.get("step"):
+                    self._shown[trial.trial_id] = m.get("step")
+                    self._say(trial, f"distilling: step {m.get('step')}/{m.get('total_steps')}, loss {_fmt(m.get('loss'))}, "
+                                     f"{_fmt(m.get('tokens_per_s'))} tokens/s")
 
     def _say(self, trial, what: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id}: {what}", flush=True)
@@ -296,7 +314,7 @@ def status_table(spec: SweepSpec) -> tune.CLIReporter:
     """Tune's status table, with the searched parameters and the live metrics: distillation step
     and loss, rung and proxy score while a trial distils, its objectives when it is done."""
     names, _ = objectives(spec)
-    metrics = {"step": "step", "loss": "loss", "rung": "rung", PROXY: "proxy", **{n: n for n in names}}
+    metrics = {"step": "step", "loss": "loss", "tokens_per_s": "tok/s", "rung": "rung", PROXY: "proxy", **{n: n for n in names}}
     params = {n: n.replace("alpha_", "a_").replace("layer_selection", "layers").replace("temperature", "T")
               for n in spec.space()}
     return tune.CLIReporter(metric_columns=metrics, parameter_columns=params, max_report_frequency=60,

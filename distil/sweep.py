@@ -193,9 +193,10 @@ def _distil_and_score(trial_id: str, cand: Path, params: CandidateParams, ctx: S
             rung["proxy_seconds"] = finetune_seconds(runs)
         rungs.append(rung)
         _write_json(cand / "progress.json", {"rungs": rungs})
-        if es:
-            tune.report({PROXY: rung[PROXY], BUDGET: rung[BUDGET], "rung": k, "step": rung["step"],
-                         "tokens": rung["tokens"], "loss": metrics.get("loss")})
+        # The status table shows each rung (with early stopping, ASHA decides here: the report
+        # blocks until Tune has, and a stopped trial ends inside it).
+        tune.report({**({PROXY: rung[PROXY], BUDGET: rung[BUDGET]} if es else {}), "rung": k, "step": rung["step"],
+                     "tokens": rung["tokens"], "loss": metrics.get("loss"), "tokens_per_s": metrics.get("tokens_per_s")})
     runs = ray.get(list(submit_glue(str(cand / "student"), spec.glue, cand, ctx.log).values()))
     result = {
         "kind": "student", "params": asdict(params), "distill": rungs[-1]["distill"], "rungs": rungs, "glue": runs,

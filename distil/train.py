@@ -17,6 +17,7 @@ NonFiniteLoss at once ("loss is nan at step 37").
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -29,7 +30,6 @@ import ray.train
 import torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
-from ray.tune.integration.ray_train import TuneReportCallback
 from transformers import AutoTokenizer, BertForMaskedLM, DistilBertForMaskedLM, get_linear_schedule_with_warmup
 
 from distil.data import load_counts, load_sequences
@@ -157,7 +157,7 @@ def train_loop_per_worker(cfg: dict) -> None:
             metrics = {k: v / (done - interval_start) for k, v in sums.items()}
             metrics.update(step=done, total_steps=total_steps, resumed_from_step=start_step, tokens=seen_tokens,
                            tokens_per_s=tokens * world / (time.time() - t0))
-            _report(metrics, model, tokenizer, opt, sched, done, seen_tokens, rank)
+            _report(metrics, model, tokenizer, opt, sched, done, seen_tokens, rank, cfg.get("live_file"))
             sums, tokens, t0, interval_start = {}, 0, time.time(), done
 
 
@@ -190,11 +190,18 @@ def _maybe_fail(job: DistillJob, step: int, rank: int) -> None:
             raise RuntimeError(f"injected worker failure at step {step}")
 
 
-def _report(metrics, model, tokenizer, opt, sched, step, tokens, rank) -> None:
-    """All ranks report; only rank 0 attaches a checkpoint (the weights are identical under DDP)."""
+def _report(metrics, model, tokenizer, opt, sched, step, tokens, rank, live_file: str | None = None) -> None:
+    """All ranks report; only rank 0 attaches a checkpoint (the weights are identical under DDP)
+    and writes the metrics to `live_file` (the sweep's console shows them while the run goes on:
+    Tune's function API cannot take intermediate reports from Train without losing the
+    scheduler's say over when a trial stops)."""
     if rank != 0:
         ray.train.report(metrics)
         return
+    if live_file:
+        Path(live_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(live_file + ".tmp").write_text(json.dumps({**metrics, "time": time.time()}))
+        os.replace(live_file + ".tmp", live_file)
     with tempfile.TemporaryDirectory() as tmp:
         student = getattr(model, "module", model).student
         student.save_pretrained(tmp)
@@ -224,13 +231,10 @@ def distil_student(run_name: str, params: CandidateParams, job: DistillJob, stud
     # (controller_failure_limit -1), so the 60 s default only prints a traceback a minute while
     # waiting; Ray still warns about resource requests the cluster can never satisfy.
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "1800")
-    try:  # inside a Tune trial: its status table shows the run's step and loss as it goes
-        callbacks = [TuneReportCallback()]
-    except RuntimeError:  # not in a Tune session
-        callbacks = []
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"job": job, "params": params, "stop_at_fraction": stop_at_fraction},
+        train_loop_config={"job": job, "params": params, "stop_at_fraction": stop_at_fraction,
+                           "live_file": str(Path(job.log_dir) / "live" / f"{run_name}.json") if job.log_dir else None},
         scaling_config=ScalingConfig(num_workers=d.num_workers, use_gpu=d.use_gpu),
         torch_config=TorchConfig(backend=d.backend),
         run_config=RunConfig(
@@ -238,7 +242,6 @@ def distil_student(run_name: str, params: CandidateParams, job: DistillJob, stud
             storage_path=job.storage,
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             failure_config=FailureConfig(max_failures=d.max_failures),
-            callbacks=callbacks,
         ),
     )
     result = trainer.fit()

@@ -1,47 +1,76 @@
-"""A real tiny sweep: real Ray (local cluster), real teacher, real Wikipedia and GLUE parquet."""
+"""A real tiny sweep: real Ray (local cluster), real teacher, real Wikipedia and GLUE parquet,
+early stopping on, the Optuna study in SQLite."""
 
 import json
 import subprocess
 import sys
 
+import optuna
 import pandas as pd
+import pytest
 
 from distil import leaderboard
 from tests.conftest import ROOT
-from tests.tiny_spec import write_tiny_spec
+from tests.tiny_spec import TINY_EARLY_STOPPING, write_tiny_spec
+
+pytestmark = pytest.mark.slow
 
 
 def test_tiny_sweep_end_to_end(tmp_path):
-    spec = write_tiny_spec(tmp_path / "tiny.yaml")
+    spec = write_tiny_spec(tmp_path / "tiny.yaml", num_candidates=3, early_stopping=TINY_EARLY_STOPPING, keep_students=1,
+                           points_to_evaluate=[{"alpha_ce": 5.0, "layer_selection": "last"}])
     out = tmp_path / "results"
-    r = subprocess.run([sys.executable, "run_sweep.py", str(spec), "--output", str(out), "--cache-dir", str(tmp_path / "cache")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out), "--cache-dir", str(tmp_path / "cache")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     df = pd.read_csv(out / "leaderboard.csv")
     kinds = df.set_index("model")["kind"]
-    assert list(kinds).count("student") == 2 and kinds["teacher"] == "teacher"
+    assert list(kinds).count("student") == 3 and kinds["teacher"] == "teacher"
     assert kinds["random_init"] == "reference" and kinds["task-kd-wnli"] == "task_distill"
-    assert (df["status"] == "done").all()
-    scored = df[df.kind != "task_distill"]
-    assert scored[["wnli", "stsb", "macro_score", "gain_over_random_init"]].notna().all().all()
+    students = df[df.kind == "student"]
+    assert set(students["status"]) <= {"done", "stopped"} and (students["status"] == "done").any()
+    done = df[(df.status == "done") & (df.kind != "task_distill")]
+    assert done[["wnli", "stsb", "macro_score", "gain_over_random_init"]].notna().all().all()
     # Task-specific distillation: scored on its task, from the teacher fine-tuned on it.
     kd = df[df.kind == "task_distill"].iloc[0]
     assert pd.notna(kd["wnli"]) and pd.isna(kd["stsb"]) and pd.isna(kd["macro_score"])
     assert (out / "teacher" / "finetuned" / "wnli" / "model.safetensors").exists()
     assert df["mnli_m"].isna().all()  # not asked for: empty, never invented
-    assert set(df.loc[df.kind == "student", "layer_selection"]) <= {"first", "last"}
-    # The fitted teacher head was reported and cached; the students are loadable HF dirs.
+    assert set(students["layer_selection"]) <= {"first", "last"}
     teacher = json.loads((out / "teacher" / "result.json").read_text())
     assert teacher["head_fit"]["fitted_head"] and list((tmp_path / "cache").glob("teacher-*/model.safetensors"))
-    from transformers import AutoModelForSequenceClassification
 
+    # Every trial distilled in rungs and was scored on the proxy after each rung it reached.
     for cand in (out / "candidates").iterdir():
-        model = AutoModelForSequenceClassification.from_pretrained(cand / "student", num_labels=2)
-        assert model.config.model_type == "distilbert" and model.config.n_layers == 2
-        assert len(list((cand / "predictions").glob("*.parquet"))) == 2
+        rungs = json.loads((cand / "progress.json").read_text())["rungs"]
+        assert [rg["rung"] for rg in rungs] == list(range(len(rungs))) and all(rg["proxy_score"] is not None for rg in rungs)
+        assert rungs[0]["step"] == 2 and rungs[0]["distill"]["resumed_from_step"] == 0  # 1/3 of 4 steps, rounded up
+        if len(rungs) == 2:
+            assert rungs[1]["step"] == 4 and rungs[1]["distill"]["resumed_from_step"] == 2  # continued, not restarted
+    # The study: one row per trial, the paper defaults first, finished trials complete or pruned.
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'optuna.db'}")
+    trials = study.get_trials()
+    assert len(trials) == 3 and trials[0].user_attrs["proposed_by"] == "points_to_evaluate"
+    assert {t.user_attrs["tune_trial_id"] for t in trials} == {c.name for c in (out / "candidates").iterdir()}
+    by_id = {t.user_attrs["tune_trial_id"]: t for t in trials}
+    for _, row in students.iterrows():
+        t = by_id[row["model"]]
+        if row["status"] == "done":
+            assert t.state == optuna.trial.TrialState.COMPLETE and t.value == pytest.approx(row["macro_score"])
+        else:
+            assert t.state == optuna.trial.TrialState.PRUNED
+    # Disk budget: no Train checkpoints left; only the best finished student keeps its weights.
+    assert not any((out / "train").glob("*/checkpoint_*"))
+    kept = [c.name for c in (out / "candidates").iterdir() if (c / "student" / "model.safetensors").exists()]
+    best = done[done.kind == "student"].sort_values("macro_score").iloc[-1]["model"]
+    assert kept == [best] and (out / "best_student" / "model.safetensors").exists()
+    # The console: no library chatter (it went to the log file).
+    assert "LOAD REPORT" not in r.stdout + r.stderr and (out / "logs" / "workers.log").stat().st_size > 0
+    assert r.stdout.count("started (") == 3
+
     # The report rebuilds the same leaderboard from the stored files.
     (out / "leaderboard.csv").unlink()
     rebuilt = subprocess.run([sys.executable, "run_sweep.py", "report", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert rebuilt.returncode == 0 and "| teacher" in rebuilt.stdout
     pd.testing.assert_frame_equal(pd.read_csv(out / "leaderboard.csv"), df)
-    assert len(leaderboard.load(out)) == 5
+    assert len(leaderboard.load(out)) == 6

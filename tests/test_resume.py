@@ -1,0 +1,71 @@
+"""`run_sweep.py resume` after the driver was SIGKILLed while the second trial distilled."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT
+from tests.tiny_spec import TINY_EARLY_STOPPING, write_tiny_spec
+
+pytestmark = pytest.mark.slow
+
+
+def _hashes(directory):
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def _trials_in_start_order(out):
+    configs = [(json.loads(c.read_text())["started"], c.parent) for c in out.glob("candidates/*/config.json")]
+    return [d for _, d in sorted(configs)]
+
+
+def test_resume_finishes_the_sweep_without_rerunning_finished_trials(tmp_path):
+    spec = write_tiny_spec(tmp_path / "tiny.yaml", name="tiny-resume", lean=True, distill={"steps": 12, "checkpoint_every": 2},
+                           num_candidates=3, early_stopping=TINY_EARLY_STOPPING)
+    out, cache = tmp_path / "results", tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out), "--cache-dir", str(cache)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def second_trial_checkpointed():
+        trials = _trials_in_start_order(out)
+        return len(trials) >= 2 and any((out / "train" / f"distill-{trials[1].name}").glob("checkpoint_*"))
+
+    deadline = time.time() + 900
+    try:  # kill the driver and every Ray process it started once the second trial has a Train checkpoint
+        while not second_trial_checkpointed() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert second_trial_checkpointed(), "the second trial never wrote a Train checkpoint"
+    first, second = _trials_in_start_order(out)[:2]
+    assert (first / "result.json").exists() or (first / "status.json").exists()  # the first trial had ended
+    assert not (second / "result.json").exists()
+    first_files = _hashes(first)
+
+    r = subprocess.run([sys.executable, "run_sweep.py", "resume", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+    trials = _trials_in_start_order(out)
+    assert [t.name for t in trials[:2]] == [first.name, second.name] and len(trials) == 3  # all num_candidates
+    assert _hashes(first) == first_files  # a finished trial is not re-run and its files are untouched
+    for t in trials:
+        assert (t / "result.json").exists() or json.loads((t / "status.json").read_text())["status"] == "stopped"
+    # The trial that was distilling continued from its last Train checkpoint, not from step 0.
+    rungs = json.loads((second / "progress.json").read_text())["rungs"]
+    assert rungs[0]["distill"]["resumed_from_step"] >= 2 and rungs[0]["step"] == 4
+    # The study continued with its history: each trial once, all finished.
+    study = optuna.load_study(study_name="tiny-resume", storage=f"sqlite:///{out / 'optuna.db'}")
+    finished = [t for t in study.get_trials() if t.state.is_finished()]
+    assert sorted(t.user_attrs["tune_trial_id"] for t in finished) == sorted(t.name for t in trials)
+    df = pd.read_csv(out / "leaderboard.csv")
+    assert (df["kind"] == "student").sum() == 3 and (df["kind"] == "teacher").sum() == 1
