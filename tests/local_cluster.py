@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
@@ -79,7 +80,7 @@ class LocalCluster:
     `env` is what a client needs (RAY_AUTH_MODE=token, that HOME, RAY_ADDRESS); `gcs` the address
     for `--address`; `dashboard` the dashboard URL. `head_args`: further `ray start` flags."""
 
-    def __init__(self, work: Path, head_args: list[str] = ()):
+    def __init__(self, work: Path, head_args: Sequence[str] = ()):
         self.work = work
         home = work / "home"
         home.mkdir(parents=True, exist_ok=True)
