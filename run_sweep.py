@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     from distil import provenance
     from distil.data import prepare_corpus
     from distil.search import build_tuner, restore_tuner
-    from distil.sweep import SweepContext, finish_references, profile_architectures, run_candidate, submit_references
+    from distil.sweep import (SweepContext, best_candidate_rule, finish_references, profile_architectures, run_candidate,
+                              submit_init_only, submit_references)
     from distil.teacher import prepare_teacher, resolve_teacher
     from distil.train import DistillJob
     from ray import tune
@@ -95,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     trainable = tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), {"CPU": 0, "memory": 1})
     tuner = restore_tuner(str(out), trainable) if args.command == "resume" else build_tuner(spec, trainable, str(out), job.storage)
     tuner.fit()
+    # The undistilled init of the best candidate's rule too, so that its gain_over_init is measured.
+    best_rule = best_candidate_rule(out, spec.search.objectives[0])
+    if spec.glue.init_only_reference and best_rule:
+        references += submit_init_only(ctx, best_rule)
     finish_references(references)
     # 7. Leaderboard.
     status = report(str(out))

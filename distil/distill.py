@@ -95,8 +95,10 @@ def distill_step(
     corrupted, labels = mask_tokens(input_ids, probs, mask_id=mask_id, mask_prob=mask_prob, generator=generator)
     masked = labels != -100
     positions = masked if restrict_ce_to_mask else attention_mask.bool()
-    with torch.no_grad():
-        t_hidden, t_logits = mlm_logits_at(teacher, corrupted, attention_mask, positions)
+    t_hidden = t_logits = None  # MLM alone (the mlm_only reference row) needs no teacher forward
+    if max(weights.alpha_ce, weights.alpha_cos, weights.alpha_mse) > 0:
+        with torch.no_grad():
+            t_hidden, t_logits = mlm_logits_at(teacher, corrupted, attention_mask, positions)
     s_hidden, s_logits = student(corrupted, attention_mask, positions)
     mlm_rows = masked[positions]  # which projected rows are masked positions
     real = attention_mask.bool()
@@ -105,7 +107,7 @@ def distill_step(
         teacher_logits=t_logits,
         labels=labels[masked],
         student_hidden=s_hidden[real],
-        teacher_hidden=t_hidden[real],
+        teacher_hidden=t_hidden[real] if t_hidden is not None else None,
         mlm_rows=mlm_rows,
         **vars(weights),
     )

@@ -170,6 +170,10 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
         df["pct_teacher"] = 100 * df["macro_score"] / teacher_macro.iloc[0]
     for ref in reference_rows(df):
         df[f"gain_over_{ref}"] = df["macro_score"] - df.loc[df["model"] == ref, "macro_score"].iloc[0]
+    macro_of = df.set_index("model")["macro_score"]
+    inits = init_rows(df)
+    df["gain_over_init"] = [r["macro_score"] - macro_of[inits[r["model"]]] if r["model"] in inits else math.nan
+                            for _, r in df.iterrows()]
     default = df.loc[df["paper_defaults"] & (df["status"] == "done"), "macro_score"]
     if len(default):
         df["delta_vs_default"] = df["macro_score"] - default.iloc[0]
@@ -200,9 +204,25 @@ def _columns(df: pd.DataFrame) -> list[str]:
 
 
 def reference_rows(df: pd.DataFrame) -> list[str]:
-    """Names of the reference rows with a macro_score (random_init, mlm_only, ...; not task-kd)."""
-    refs = df[(df["kind"] == "reference") & df["macro_score"].notna()]
+    """Names of the reference rows with a macro_score that every row is compared with
+    (random_init, mlm_only, ...; not task-kd, not init_only-<rule>: see init_rows)."""
+    refs = df[(df["kind"] == "reference") & df["macro_score"].notna() & ~df["model"].astype(str).str.startswith(INIT_PREFIX)]
     return sorted(refs["model"].astype(str), key=lambda m: (m != "random_init", m))
+
+
+INIT_PREFIX = "init_only-"
+
+
+def init_rows(df: pd.DataFrame) -> dict[str, str]:
+    """{model: its init_only-<rule> row} for every row whose layer rule has an init_only row with
+    a macro_score: gain_over_init compares a student with the undistilled student of its own init."""
+    inits = set(df.loc[df["model"].astype(str).str.startswith(INIT_PREFIX) & df["macro_score"].notna(), "model"])
+    out = {}
+    for _, r in df.iterrows():
+        name = f"{INIT_PREFIX}{str(r.get('layer_selection')).replace(',', '-')}"
+        if name in inits and r["model"] != name and r["kind"] in ("student", "reference"):
+            out[r["model"]] = name
+    return out
 
 
 def paper_default_model(candidates: dict[str, dict], spec: dict) -> str | None:
@@ -286,6 +306,11 @@ def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], include_wnli: b
         fill(f"gain_over_{ref}", ref, "difference")
     default = df.loc[df["paper_defaults"] & (df["status"] == "done"), "model"]
     fill("delta_vs_default", default.iloc[0] if len(default) else None, "difference")
+    # gain_over_init: each row against the init_only row of its own layer rule.
+    bounds = {m: confidence.paired_interval(macros[m], macros[ref], "difference")
+              for m, ref in init_rows(df).items() if m in macros and ref in macros}
+    df["gain_over_init_lo"] = df["model"].map({m: b[0] for m, b in bounds.items()})
+    df["gain_over_init_hi"] = df["model"].map({m: b[1] for m, b in bounds.items()})
     students = [m for m in df.loc[df["kind"] == "student", "model"] if m in macros]
     if students:
         df["p_best"] = df["model"].map(dict(zip(students, confidence.p_best(np.stack([macros[m] for m in students], 1)))))
@@ -320,6 +345,9 @@ REFERENCE_NOTES = {
                 "token budget, no teacher: the gain over it is the value of distillation",
     "init_only": "the student initialised from the teacher's layers, not distilled",
 }
+INIT_NOTE = ("init_only-<rule>: the candidates' architecture initialised from the teacher's layers by <rule>, with no "
+             "distillation step; gain_over_init = macro_score minus the macro_score of the init_only row of the row's own "
+             "layer rule (points): what the distillation steps added to the copied layers.")
 CHANCE_MARK = "†"
 CLEAR_MARGIN = 5.0  # points above the majority class for "the teacher clears chance" on a task
 
@@ -453,6 +481,7 @@ def conventions(df: pd.DataFrame) -> list[str]:
         "Scores ×100 on GLUE validation splits; macro_score = mean of task scores (mnli = mean of its splits present).",
         *[f"{r}: {REFERENCE_NOTES.get(r, 'a reference row')}; gain_over_{r} = macro_score minus its macro_score (points)."
           for r in refs],
+        INIT_NOTE if df["model"].astype(str).str.startswith(INIT_PREFIX).any() else "",
         "task-kd-<task>: task-specific distillation, scored on that task only (no macro_score)."
         if (df["kind"] == "task_distill").any() else "",
         f"paper defaults: candidate `{default.iloc[0]['model']}`, run with the spec's search.points_to_evaluate[0] "

@@ -52,10 +52,10 @@ def mse_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torc
 def distillation_loss(
     *,
     student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
     labels: torch.Tensor,
     student_hidden: torch.Tensor,
-    teacher_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor | None,
     mlm_rows: torch.Tensor | None = None,
     alpha_ce: float,
     alpha_mlm: float,
@@ -66,7 +66,8 @@ def distillation_loss(
     """Weighted sum of the terms; returns {'loss', 'ce', 'mlm', 'cos', 'mse'} (scalars).
 
     logits (N, V) at the N masked positions with labels (N,); hidden (M, H) at the M non-pad positions.
-    A term whose alpha is 0 is not computed (reported as 0).
+    A term whose alpha is 0 is not computed (reported as 0); the teacher's tensors may be None
+    when every term that uses them (ce, cos, mse) has alpha 0.
     """
     zero = student_hidden.new_zeros(())
     ce = ce_loss(student_logits, teacher_logits, temperature) if alpha_ce > 0 else zero

@@ -199,11 +199,66 @@ def _status_phrase(df: pd.DataFrame) -> str:
     return ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
 
 
-PLOTS = {"scores": plot_scores, "pareto": plot_pareto, "progress": plot_progress}
+def learning_curves(results_dir: str | Path) -> dict:
+    """Proxy score against distillation tokens, from the stored files: {'candidates': {model:
+    [(tokens, proxy_score), ...] with step 0 = the undistilled student of its init}, 'status':
+    {model: done/stopped/...}, 'init': {rule: score}, 'teacher': score or None}. Empty without
+    early stopping (no proxy was scored)."""
+    results_dir = Path(results_dir)
+    read = lambda p: json.loads(p.read_text()) if p.exists() else None  # noqa: E731
+    teacher = read(results_dir / "teacher" / "proxy.json")
+    inits = {p.parent.name.removeprefix("init_only-") + f" ({p.stem.removeprefix('proxy-')})": read(p)["proxy_score"]
+             for p in sorted(results_dir.glob("references/init_only-*/proxy-*L.json"))}
+    curves, status = {}, {}
+    for cand in sorted((results_dir / "candidates").glob("*")):
+        progress, config = read(cand / "progress.json"), read(cand / "config.json")
+        rungs = [r for r in (progress or {}).get("rungs", []) if r.get("proxy_score") is not None]
+        if not rungs or not config:
+            continue
+        params = config["params"]
+        start = read(results_dir / "references" / f"init_only-{str(params['layer_selection']).replace(',', '-')}"
+                     / f"proxy-{params['n_layers']}L.json")
+        curves[cand.name] = ([(0, start["proxy_score"])] if start else []) + [(r["tokens"], r["proxy_score"]) for r in rungs]
+        status[cand.name] = "done" if (cand / "result.json").exists() else (read(cand / "status.json") or {}).get("status", "running")
+    return {"candidates": curves, "status": status, "init": inits, "teacher": teacher["proxy_score"] if teacher else None}
+
+
+def plot_learning_curves(df: pd.DataFrame, path: Path, results_dir: str | Path) -> None:
+    """Each candidate's proxy score against the distillation tokens it has seen (step 0: its
+    undistilled init; a stopped candidate's curve ends where it was stopped), with the teacher's
+    proxy score and each undistilled init's as horizontal lines."""
+    data = learning_curves(results_dir)
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    if not data["candidates"]:
+        ax.text(0.5, 0.5, "no learning curves\n(the sweep ran without early stopping: no proxy scores)",
+                ha="center", va="center", transform=ax.transAxes, color="grey")
+        ax.set_xticks([]), ax.set_yticks([])
+    labels = {r["model"]: _label(r) for _, r in df.iterrows()} if "model" in df else {}
+    for model, points in data["candidates"].items():
+        x, y = zip(*points)
+        stopped = data["status"].get(model) != "done"
+        ax.plot(x, y, marker="o", linestyle="--" if stopped else "-", alpha=0.8,
+                label=f"{labels.get(model, model)}{' (stopped)' if stopped else ''}")
+    if data["teacher"] is not None:
+        ax.axhline(data["teacher"], color=TEACHER_COLOUR, linestyle="--", label="teacher")
+    for i, (rule, score) in enumerate(data["init"].items()):
+        ax.axhline(score, color="grey", linestyle=":", alpha=0.6 + 0.4 * (i == 0), label=f"init_only {rule}")
+    ax.set_xlabel("distillation tokens seen")
+    ax.set_ylabel("proxy_score")
+    ax.set_title("Learning curves on the early-stopping proxy", fontsize=11)
+    ax.grid(alpha=0.3)
+    if data["candidates"]:
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+PLOTS = {"scores": plot_scores, "pareto": plot_pareto, "progress": plot_progress, "curves": plot_learning_curves}
 
 
 def write_html(df: pd.DataFrame, results_dir: str | Path) -> Path:
-    """Write `results_dir/plots/{scores,pareto,progress}.png` and `results_dir/report.html`
+    """Write `results_dir/plots/{scores,pareto,progress,curves}.png` and `results_dir/report.html`
     (the headline first, then the leaderboard table with its chance row, conventions, plots
     embedded); returns the html path."""
     results_dir = Path(results_dir)
@@ -211,7 +266,7 @@ def write_html(df: pd.DataFrame, results_dir: str | Path) -> Path:
     images = []
     for name, plot in PLOTS.items():
         png = results_dir / "plots" / f"{name}.png"
-        plot(df, png)
+        plot(df, png, results_dir) if plot is plot_learning_curves else plot(df, png)
         data = base64.b64encode(png.read_bytes()).decode()
         images.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
     table = leaderboard.formatted(df).to_html(index=False, border=0, classes="leaderboard", escape=True)

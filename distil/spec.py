@@ -348,6 +348,13 @@ class GlueSpec(_Strict):
     # The no-distillation reference row: a `random_init` student (same architecture, no teacher
     # weights, no distillation) fine-tuned under the same protocol -> column gain_over_random_init.
     random_init_reference: bool = True
+    # `mlm_only`: a student of the same shape from random weights trained with the MLM loss alone
+    # on the candidates' token budget (pre-training from scratch, no teacher) -> gain_over_mlm_only,
+    # the value of distillation. `init_only-<rule>`: the student initialised from the teacher's
+    # layers with no distillation step (the paper-default rule, and the best candidate's rule if
+    # different) -> gain_over_init, what the distillation steps added to the copied layers.
+    mlm_only_reference: bool = True
+    init_only_reference: bool = True
     overrides: dict[str, GlueTaskOverride] = Field(default_factory=dict)
 
     @field_validator("tasks")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -37,7 +38,7 @@ from transformers import AutoConfig, AutoModel
 
 from distil import leaderboard
 from distil.glue import TASKS, available_tasks, finetune_and_evaluate
-from distil.layers import layer_key
+from distil.layers import layer_key, parse_layer_key
 from distil.logs import to_log_file
 from distil.profile import measure
 from distil.search import BUDGET, PROXY, objectives
@@ -178,6 +179,8 @@ def _distil_and_score(trial_id: str, cand: Path, params: CandidateParams, ctx: S
     spec, es = ctx.spec, ctx.spec.search.early_stopping
     fractions = es.fractions() if es else [1.0]
     rungs = read_rungs(cand)
+    if es:  # step 0 of the learning curve: the undistilled student of this init (shared per rule)
+        init_proxy(ctx, params.layer_selection, params.n_layers)
     for k, fraction in enumerate(fractions):
         if k < len(rungs):
             continue  # done before a restart
@@ -187,10 +190,7 @@ def _distil_and_score(trial_id: str, cand: Path, params: CandidateParams, ctx: S
                 "distill": metrics, "distill_seconds": round(time.time() - t0, 1)}
         if es:
             rung[BUDGET] = es.reduction_factor ** k
-            runs = ray.get(list(submit_glue(str(cand / "student"), proxy_glue(spec), None, ctx.log).values()))
-            rung["proxy"] = {r["task"]: _task_score(r) for r in runs}
-            rung[PROXY] = float(np.mean(list(rung["proxy"].values())))
-            rung["proxy_seconds"] = finetune_seconds(runs)
+            rung.update(_proxy_point(str(cand / "student"), ctx))
         rungs.append(rung)
         _write_json(cand / "progress.json", {"rungs": rungs})
         # The status table shows each rung (with early stopping, ASHA decides here: the report
@@ -251,8 +251,14 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
     * `teacher` (<out>/teacher): the teacher itself, the row "% of teacher retained" divides by;
     * `random_init` (<out>/references/random_init): a student with the candidates' architecture
       and random weights, not distilled: the row "gain over no distillation" subtracts;
+    * `mlm_only` (<out>/references/mlm_only): the same shape from random weights, trained with
+      the MLM loss alone on the candidates' budget: the row "the value of distillation" subtracts;
+    * `init_only-<rule>`: the paper-default init with no distillation step (the row
+      "what distillation added to the copied layers" subtracts; run_sweep adds the best
+      candidate's rule after the search);
     * `task-kd-<task>` (<out>/references/...): task-specific distillation from the teacher
-      fine-tuned on that task (its first seed's run above), when the spec has `task_distill`.
+      fine-tuned on that task (its first seed's run above), when the spec has `task_distill`;
+    * with early stopping, the teacher's proxy score (teacher/proxy.json, the learning curves' ceiling).
     """
     spec, out, glue, kd = ctx.spec, Path(ctx.out), ctx.spec.glue, ctx.spec.task_distill
     writers = []
@@ -270,6 +276,12 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
         writers.append(_write_reference.remote(
             str(ref_dir), {"kind": "reference", "params": {"layer_selection": "random_init", "n_layers": ctx.n_layers},
                            "n_params": n_params, "profile": ctx.profiles.get(student_arch(ctx.n_layers)), **common}, *runs))
+    if glue.mlm_only_reference and "mlm_only" not in skip:
+        writers.append(_mlm_only_row.remote(ctx))
+    if glue.init_only_reference:
+        writers += submit_init_only(ctx, paper_default_rule(spec))
+    if spec.search.early_stopping and not (out / "teacher" / "proxy.json").exists():
+        writers.append(_teacher_proxy.remote(ctx, teacher_source))
     for task in (kd.tasks if kd else []):
         name = f"task-kd-{task}"
         if name in skip:
@@ -289,6 +301,97 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
                 for seed in glue.seeds_for(task)]
         writers.append(_write_reference.remote(str(ref_dir), {"kind": "task_distill", "params": params, **common}, *runs))
     return writers
+
+
+def paper_default_rule(spec: SweepSpec) -> str:
+    """The layer-selection rule of the paper-default candidate (points_to_evaluate[0]), else the
+    fixed rule, else the first searched choice."""
+    points, sel = spec.search.points_to_evaluate, spec.search.layer_selection
+    if points and "layer_selection" in points[0]:
+        return layer_key(points[0]["layer_selection"])
+    return layer_key(sel.choices[0] if hasattr(sel, "choices") else sel)
+
+
+def init_only_name(rule: str) -> str:
+    """Reference-row name of the undistilled student initialised with `rule`."""
+    return f"init_only-{rule.replace(',', '-')}"
+
+
+def submit_init_only(ctx: SweepContext, rule: str) -> list:
+    """The `init_only-<rule>` row: the candidates' architecture initialised from the teacher's
+    layers by `rule`, no distillation step, fine-tuned under the protocol (its result.json is
+    written by a writer task as soon as its runs end). [] if the row exists already."""
+    ref_dir = Path(ctx.out) / "references" / init_only_name(rule)
+    if (ref_dir / "result.json").exists():
+        return []
+    n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, parse_layer_key(rule), ctx.spec.seed, str(ref_dir / "student"))
+    runs = submit_glue(str(ref_dir / "student"), ctx.spec.glue, ref_dir, ctx.log).values()
+    info = {"kind": "reference", "params": {"layer_selection": rule, "n_layers": ctx.n_layers}, "n_params": n_params,
+            "profile": ctx.profiles.get(student_arch(ctx.n_layers)), "provenance": ctx.provenance}
+    return [_write_reference.remote(str(ref_dir), info, *runs)]
+
+
+@ray.remote(num_cpus=0)
+def _mlm_only_row(ctx: SweepContext) -> str:
+    """The `mlm_only` row: a random-weight student trained with the MLM loss alone (alpha_mlm 1,
+    every teacher term 0, so no teacher forward) for the candidates' steps, then fine-tuned.
+    A Ray task that holds no CPU itself: its Train workers and GLUE tasks queue with the trials'."""
+    to_log_file(*ctx.log)
+    ref_dir = Path(ctx.out) / "references" / "mlm_only"
+    params = CandidateParams(alpha_ce=0.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0, layer_selection="random_init",
+                             n_layers=ctx.n_layers)
+    t0 = time.time()
+    metrics = distil_student("reference-mlm_only", params, ctx.job, ref_dir / "student")
+    distill_seconds = round(time.time() - t0, 1)
+    runs = ray.get(list(submit_glue(str(ref_dir / "student"), ctx.spec.glue, ref_dir, ctx.log).values()))
+    shutil.rmtree(Path(ctx.job.storage) / "reference-mlm_only", ignore_errors=True)  # the student is copied out
+    result = {"kind": "reference", "params": {**asdict(params)}, "distill": metrics, "glue": runs,
+              "n_params": encoder_parameters(str(ref_dir / "student")), "profile": ctx.profiles.get(student_arch(ctx.n_layers)),
+              "distill_seconds": distill_seconds,
+              "finetune_seconds": finetune_seconds(runs), "provenance": ctx.provenance}
+    _write_json(ref_dir / "result.json", result)
+    return str(ref_dir)
+
+
+def best_candidate_rule(out: str | Path, metric: str = "macro_score") -> str | None:
+    """The layer-selection rule of the best finished candidate by `metric` (None if none finished)."""
+    best = None
+    for path in Path(out).glob("candidates/*/result.json"):
+        result = json.loads(path.read_text())
+        value = result.get("objectives", {}).get(metric)
+        if value is not None and (best is None or value > best[0]):
+            best = (value, result["params"]["layer_selection"])
+    return best[1] if best else None
+
+
+def init_proxy(ctx: SweepContext, rule: str, n_layers: int) -> dict:
+    """The proxy score of the undistilled student (`rule`, `n_layers`): step 0 of every learning
+    curve of that init. Computed once per sweep by the first trial that needs it, then read from
+    references/init_only-<rule>/proxy-<n>L.json."""
+    path = Path(ctx.out) / "references" / init_only_name(rule) / f"proxy-{n_layers}L.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        save_student(ctx.job.teacher_dir, n_layers, parse_layer_key(rule), ctx.spec.seed, tmp)
+        point = _proxy_point(tmp, ctx)
+    _write_json(path, point)
+    return point
+
+
+def _proxy_point(model_dir: str, ctx: SweepContext) -> dict:
+    """{'proxy': {task: score}, 'proxy_score', 'proxy_seconds'} of a model on the early-stopping proxy."""
+    runs = ray.get(list(submit_glue(model_dir, proxy_glue(ctx.spec), None, ctx.log).values()))
+    proxy = {r["task"]: _task_score(r) for r in runs}
+    return {"proxy": proxy, PROXY: float(np.mean(list(proxy.values()))), "proxy_seconds": finetune_seconds(runs)}
+
+
+@ray.remote(num_cpus=0)
+def _teacher_proxy(ctx: SweepContext, teacher_source: str) -> str:
+    """The teacher's proxy score (the top line of the learning-curve plot): teacher/proxy.json."""
+    to_log_file(*ctx.log)
+    path = Path(ctx.out) / "teacher" / "proxy.json"
+    _write_json(path, _proxy_point(teacher_source, ctx))
+    return str(path)
 
 
 def encoder_parameters(model_dir: str) -> int:
