@@ -58,7 +58,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         start_step = state["step"]
     model = ray.train.torch.prepare_model(StudentForDistillation(student))
     sequences = load_sequences(cfg["corpus_dir"])
-    total_steps = planned_steps(d, [len(x) for x in sequences], world)
+    total_steps = planned_steps(d, sequences.lengths, world)
     opt = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=d.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(d.warmup_ratio * total_steps), total_steps)
     if state:
