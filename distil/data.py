@@ -32,6 +32,7 @@ from datasets.utils import are_progress_bars_disabled, disable_progress_bars, en
 from distil.spec import CorpusSpec
 
 ROWS_PER_SHARD = 100_000  # text rows per Arrow shard: bounds the driver's memory while streaming
+ROWS_PER_PROC = 10_000  # fewest rows worth a tokenising process (starting one costs ~1 s)
 FEATURES = Features({"input_ids": List(Value("int32"))})
 
 
@@ -63,9 +64,11 @@ def tokenize(texts: Dataset, tokenizer, max_seq_len: int, min_tokens: int, num_p
     """Token-id sequences of a `text` dataset, in row order: [CLS] piece [SEP], at most max_seq_len ids.
 
     Each text is cut into pieces of max_seq_len - 2 tokens; pieces shorter than min_tokens (titles,
-    headings, tails) are dropped. `num_proc` processes tokenise contiguous slices of `texts`, so
-    the result does not depend on it. Cached next to `texts` under `datasets`' fingerprint.
+    headings, tails) are dropped. Up to `num_proc` processes (ROWS_PER_PROC rows each at least)
+    tokenise contiguous slices of `texts`, so the result does not depend on their number.
+    Cached next to `texts` under `datasets`' fingerprint.
     """
+    num_proc = min(num_proc, math.ceil(len(texts) / ROWS_PER_PROC))
     return texts.map(
         _cut, batched=True, remove_columns=texts.column_names, features=FEATURES,
         num_proc=num_proc if num_proc > 1 else None,

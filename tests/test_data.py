@@ -41,6 +41,7 @@ def expected(tokenizer):
 def corpus_dir(tmp_path_factory, tokenizer):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(distil.data, "ROWS_PER_SHARD", 1000)  # several shards, as on a large corpus
+        mp.setattr(distil.data, "ROWS_PER_PROC", 400)  # and 2 processes on each
         return prepare_corpus(SPEC, tokenizer, tmp_path_factory.mktemp("cache"), 40, num_proc=2)
 
 
@@ -81,6 +82,7 @@ def test_cache_key_includes_eval_sequences(tmp_path, tokenizer):
 
 def test_interrupted_preparation_reuses_the_shards_already_tokenised(tmp_path, tokenizer, monkeypatch, expected):
     monkeypatch.setattr(distil.data, "ROWS_PER_SHARD", 1000)
+    monkeypatch.setattr(distil.data, "ROWS_PER_PROC", 400)
     real, done = distil.data.tokenize, []
 
     def tokenize(*args, **kwargs):
@@ -93,9 +95,10 @@ def test_interrupted_preparation_reuses_the_shards_already_tokenised(tmp_path, t
     monkeypatch.setattr(distil.data, "tokenize", tokenize)
     fail = True
     with pytest.raises(KeyboardInterrupt):
-        prepare_corpus(SPEC, tokenizer, tmp_path, 40)
+        prepare_corpus(SPEC, tokenizer, tmp_path, 40, num_proc=2)
     first_run, done[:], fail = list(done), [], False
-    corpus_dir = prepare_corpus(SPEC, tokenizer, tmp_path, 40)
+    assert all(len(files) == 2 and all(f.endswith("_of_00002.arrow") for f in files) for files in first_run)
+    corpus_dir = prepare_corpus(SPEC, tokenizer, tmp_path, 40, num_proc=2)
     assert done[:2] == first_run  # same cache files, not rewritten
     assert as_lists(load_sequences(corpus_dir)) == expected[0]
 
