@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import BertForMaskedLM, DistilBertForMaskedLM
@@ -56,20 +57,29 @@ def step_seed(seed: int, step: int, rank: int, world: int) -> int:
 
 
 class BatchStream:
-    """The batch of global step s for rank r: length-grouped batches, reshuffled each epoch."""
+    """The batch of global step s for rank r: length-grouped batches, reshuffled each epoch.
 
-    def __init__(self, sequences: list[torch.Tensor], batch_size: int, seed: int, rank: int, world: int):
+    `sequences`: indexable by int, giving (L,) int64 id tensors — a `distil.data.TokenSequences`
+    (memory-mapped; its `lengths` array is used) or a list of tensors. `stream(s, pad_id)` is
+    (input_ids (B, L_max), attention_mask (B, L_max)) and a pure function of (seed, s, rank,
+    world): a restarted worker gets the batches of the uninterrupted run (exact resume).
+
+    Raises:
+        ValueError: fewer batches of batch_size than workers.
+    """
+
+    def __init__(self, sequences, batch_size: int, seed: int, rank: int, world: int):
         self.sequences, self.batch_size, self.seed, self.rank, self.world = sequences, batch_size, seed, rank, world
-        self.lengths = [len(s) for s in sequences]
-        self._epoch, self._batches = -1, []
-        if len(length_grouped_batches(self.lengths, batch_size, seed)) < world:
+        lengths = getattr(sequences, "lengths", None)
+        self.lengths = np.asarray(lengths if lengths is not None else [len(s) for s in sequences])
+        n = len(self.lengths) // batch_size
+        if n < world:
             raise ValueError(f"corpus too small: fewer batches of {batch_size} than {world} workers")
+        self.usable = n - n % world  # every rank sees the same number of batches per epoch
+        self._epoch, self._batches = -1, None
 
     def __call__(self, step: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        n = len(length_grouped_batches(self.lengths, self.batch_size, self.seed)) if self._epoch < 0 else len(self._batches)
-        usable = n - n % self.world  # every rank sees the same number of batches per epoch
-        index = step * self.world + self.rank
-        epoch, pos = divmod(index, usable)
+        epoch, pos = divmod(step * self.world + self.rank, self.usable)
         if epoch != self._epoch:
             self._epoch, self._batches = epoch, length_grouped_batches(self.lengths, self.batch_size, self.seed + epoch)
         return pad_batch([self.sequences[i] for i in self._batches[pos]], pad_id)

@@ -80,7 +80,7 @@ def fit_mlm_head(model: BertForMaskedLM, corpus_dir: Path, fit: HeadFitSpec, spe
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=fit.lr)
     before = masked_token_accuracy(model, held_out, probs, mask_id, pad_id)
-    batches = length_grouped_batches([len(s) for s in train], fit.batch_size, seed)
+    batches = length_grouped_batches(train.lengths, fit.batch_size, seed)
     g = torch.Generator().manual_seed(seed)
     t0, losses = time.time(), []
     model.train()

@@ -106,7 +106,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         start_step, seen_tokens = state["step"], state.get("tokens", 0)
     model = ray.train.torch.prepare_model(StudentForDistillation(student))
     sequences = load_sequences(job.corpus_dir)
-    total_steps = planned_steps(d, [len(x) for x in sequences], world)
+    total_steps = planned_steps(d, sequences.lengths, world)
     stop_step = max(1, math.ceil(cfg.get("stop_at_fraction", 1.0) * total_steps - 1e-9))
     opt = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=d.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(d.warmup_ratio * total_steps), total_steps)

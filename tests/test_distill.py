@@ -10,13 +10,12 @@ from tests.conftest import CORPUS
 
 
 @pytest.fixture(scope="module")
-def sequences(tokenizer):
-    from distil.data import stream_texts, tokenize_texts
+def sequences(tokenizer, tmp_path_factory):
+    from distil.data import load_sequences, prepare_corpus
     from distil.spec import CorpusSpec
 
-    spec = CorpusSpec(path=str(CORPUS), max_seq_len=48)
-    texts = stream_texts(spec, "validation")
-    return [torch.tensor(s) for s in tokenize_texts(texts, tokenizer, 48, 12, 64)]
+    spec = CorpusSpec(path=str(CORPUS), train_split="validation", max_seq_len=48, max_sequences=64)
+    return load_sequences(prepare_corpus(spec, tokenizer, tmp_path_factory.mktemp("cache"), 16))
 
 
 def test_tokenised_corpus_is_real_text_framed_by_cls_sep(sequences, tokenizer):
