@@ -191,6 +191,21 @@ def score_predictions(task: Task, df: pd.DataFrame) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- fine-tuning
+def _bias_to_prior(model, freq: np.ndarray) -> None:
+    """Start a multi-label head at the labels' training frequencies: output bias
+    log(p / (1 - p)) per label, so the first steps do not spend themselves pushing every
+    probability from 0.5 down to the rare labels' few percent (Lin et al. 2017, Focal Loss, §3.3
+    "prior initialization"). Without it Adam's second-moment estimate, inflated by those first
+    large gradients, kept the MiniLM teacher at chance on goemotions (ROC AUC 54.7 after 750 steps).
+    freq: (num_labels,) share of training rows with each label."""
+    import torch
+
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == len(freq)][-1]
+    p = np.clip(freq, 1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        head.bias.copy_(torch.from_numpy(np.log(p / (1 - p))).to(head.bias.dtype))
+
+
 def finetune_and_evaluate(model_dir: str, task: Task, settings: dict, seed: int, pred_dir: str | None,
                           save_dir: str | None = None, trainer_cls=None, train_transform=None,
                           data_cache: str | None = None) -> dict:
@@ -219,6 +234,8 @@ def finetune_and_evaluate(model_dir: str, task: Task, settings: dict, seed: int,
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=task.num_labels,
                                                                problem_type=task.problem_type, **names)
     train = data["splits"][task.train_split]
+    if task.problem_type == MULTI:
+        _bias_to_prior(model, np.asarray(train["labels"]).mean(axis=0))
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
             output_dir=tmp, learning_rate=settings["lr"], num_train_epochs=settings["epochs"],

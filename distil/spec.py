@@ -278,9 +278,10 @@ class GlueSpec(_Strict):
 
 class TaskDistillSpec(_Strict):
     """Task-specific distillation rows (Sanh et al. 2019 §4.2; Tang et al. 2019): for each task in
-    `tasks` (GLUE's in glue.tasks or the spec's own), a student initialised from the teacher's layers (`layer_selection`, no general
-    distillation) learns the task from the teacher fine-tuned on it, with
-    alpha_ce·KL·T² + (1 − alpha_ce)·CE (see distil.task_distill). GLUE settings as for candidates."""
+    `tasks` (GLUE's in glue.tasks or the spec's own), a student initialised from the teacher's
+    layers (`layer_selection`, no general distillation) learns the task from the teacher
+    fine-tuned on it, with alpha_ce·KL·T² + (1 − alpha_ce)·CE (see distil.task_distill).
+    Fine-tuning settings as for candidates."""
 
     tasks: list[str] = Field(min_length=1)
     alpha_ce: float = Field(0.5, ge=0, le=1)

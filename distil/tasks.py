@@ -233,12 +233,24 @@ def resolve_task(task: Task) -> Task:
     Raises:
         ValueError: `<field>: <what is wrong>; <fix>` naming the task's field.
     """
-    from dataclasses import replace
+    import datasets
 
     if not os.path.isdir(task.data):
         if task.num_labels is None:
             raise ValueError(f"num_labels: {task.data!r} is a hub dataset id; give num_labels (or a local dir with labels.json)")
         return task
+    quiet = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # a spec error is one line on stderr, without the bars of reading the data
+    try:
+        return _resolve_local(task)
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
+
+
+def _resolve_local(task: Task) -> Task:
+    from dataclasses import replace
+
     splits = {"train_split": [task.train_split], "eval_splits": list(task.eval_splits.values())}
     loaded = {}
     for field, names in splits.items():

@@ -305,7 +305,7 @@ def test_multi_label_run_scores_match_a_hand_computation_from_its_saved_predicti
     scores = result["scores"][""]
     assert scores == pytest.approx({"micro_f1": micro, "macro_f1": macro, "roc_auc": _hand_auc(y, probs)})
     assert score_predictions(task, df) == pytest.approx(scores)  # recomputed from the file alone
-    # At 1 epoch on 64 rows no label reaches 0.5 (F1s 0): rescore the saved probabilities at a
+    # At 1 epoch on 64 rows few labels (if any) reach 0.5: rescore the saved probabilities at a
     # threshold that predicts about a tenth of the labels, and on a subset of rows (a bootstrap).
     cut = float(np.quantile(probs, 0.9))
     micro, macro = _hand_f1s(y, (probs >= cut).astype(int))
@@ -332,3 +332,27 @@ def test_a_prepared_cache_reproduces_the_in_memory_run_and_serves_smaller_budget
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "p" / "uci_news-seed0.parquet"), runs["uci_news"][1])
     with pytest.raises(ValueError, match="holds 96 rows, asked 200"):
         load_task_data(cache, task, SETTINGS | {"max_eval_examples": 200})
+
+
+def test_cli_rejects_a_bad_task_with_exit_2_and_one_line_before_any_work(tmp_path, dirs):
+    import subprocess
+    import sys
+
+    fresh = _copy(tmp_path, "fresh", "uci_news")  # never read before: no cached Arrow copy
+    spec = _spec(tmp_path, [_news(fresh, text_fields=["headline"])])
+    r = subprocess.run([sys.executable, str(ROOT / "run_sweep.py"), str(spec), "--dry-run", "--output", str(tmp_path / "o")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "tasks.news.text_fields: no column 'headline'" in r.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_multi_label_head_starts_at_the_label_frequencies(student_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    from distil.finetune import _bias_to_prior
+
+    model = AutoModelForSequenceClassification.from_pretrained(student_dir, num_labels=3,
+                                                               problem_type="multi_label_classification")
+    _bias_to_prior(model, np.array([0.5, 0.1, 0.0]))
+    assert torch.sigmoid(model.classifier.bias).tolist() == pytest.approx([0.5, 0.1, 1e-4], rel=1e-4)
