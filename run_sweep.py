@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     from distil import provenance
     from distil.data import prepare_corpus
     from distil.search import build_tuner, restore_tuner
-    from distil.sweep import (SweepContext, best_candidate_rule, finish_references, profile_architectures, run_candidate,
-                              submit_init_only, submit_references)
+    from distil.sweep import (SweepContext, best_candidate_rule, finish_references, prepare_task_caches,
+                              profile_architectures, run_candidate, submit_init_only, submit_references)
     from distil.teacher import prepare_teacher, resolve_teacher
     from distil.train import DistillJob
     from ray import tune
@@ -86,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         (out / "run.json").write_text(json.dumps(state, indent=2))
     job = DistillJob(teacher_dir=teacher_dir, corpus_dir=str(corpus_dir), distill=spec.distill, storage=str(out / "train"),
                      seed=spec.seed, log_dir=str(out / "logs"), verbose=args.verbose)
+    # Every task split tokenised once for every model of the sweep (the students share the teacher's tokenizer).
+    tasks = spec.finetune_tasks()
+    caches = prepare_task_caches(spec, tasks, AutoTokenizer.from_pretrained(source), cache)
     ctx = SweepContext(spec=spec, out=str(out), job=job, n_layers=n_layers, profiles=state["profiles"],
-                       provenance=state["provenance"], verbose=args.verbose)
+                       provenance=state["provenance"], tasks=tuple(tasks), caches=caches, verbose=args.verbose)
     # 4. Reference rows (teacher, random_init student, task-specific distillation) run as Ray tasks alongside the search.
     done = {p.parent.name for p in out.glob("*/result.json")} | {p.parent.name for p in out.glob("references/*/result.json")}
     references = submit_references(ctx, source, head_fit, skip=done)

@@ -9,6 +9,7 @@ directory; anything that is not a local path is taken as a Hugging Face hub id.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -16,6 +17,7 @@ import yaml
 from distil.layers import RULES as LAYER_RULES, LayerSelection, check_selection, layer_key, parse_layer_key  # noqa: F401
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from distil.tasks import Task
 
 
 class SpecError(ValueError):
@@ -136,12 +138,6 @@ class ProxySpec(_Strict):
     epochs: float = Field(1.0, gt=0)
     lr: float | None = Field(None, gt=0)  # None: glue.lr
     batch_size: int | None = Field(None, ge=1)  # None: glue.batch_size
-
-    @field_validator("tasks")
-    @classmethod
-    def _known_tasks(cls, v):
-        _check_task_names(v, "unknown GLUE task(s)")
-        return v
 
 
 class EarlyStoppingSpec(_Strict):
@@ -318,7 +314,8 @@ class DistillSpec(_Strict):
 
 
 class GlueTaskOverride(_Strict):
-    """Per-task fine-tuning settings that replace the glue section's defaults (None = keep them)."""
+    """Per-task fine-tuning settings that replace the glue section's defaults (None = keep them),
+    for a GLUE task or one of the spec's own `tasks`."""
 
     lr: float | None = Field(None, gt=0)
     epochs: float | None = Field(None, gt=0)
@@ -328,7 +325,9 @@ class GlueTaskOverride(_Strict):
 
 
 class GlueSpec(_Strict):
-    """GLUE fine-tuning of every candidate and of the teacher (the reference row)."""
+    """The fine-tuning protocol of every candidate and of the reference rows: which GLUE tasks
+    (`tasks: []` = none: a sweep on the spec's own `tasks` only) and the settings of every task,
+    GLUE's and the spec's own (`overrides` per task)."""
 
     data: str = "nyu-mll/glue"
     tasks: Union[Literal["all"], list[str]] = "all"
@@ -364,36 +363,26 @@ class GlueSpec(_Strict):
             _check_task_names(v, "unknown GLUE task(s)")
         return v
 
-    @field_validator("overrides")
-    @classmethod
-    def _known_overrides(cls, v):
-        _check_task_names(v, "overrides for unknown GLUE task(s)")
-        return v
-
-    def seeds_for(self, task: str) -> list[int]:
-        """The seeds `task` is fine-tuned with: all of `seeds` for a small task (or for every task
-        with `seeds_on: all`), else the first one."""
+    def seeds_for(self, task: Union[str, Task]) -> list[int]:
+        """The seeds `task` (a Task, or a GLUE task name) is fine-tuned with: all of `seeds` for a
+        small task (or for every task with `seeds_on: all`), else the first one."""
         from distil.glue import TASKS
 
-        return self.seeds if self.seeds_on == "all" or TASKS[task].small else self.seeds[:1]
+        small = task.small if isinstance(task, Task) else TASKS[task].small
+        return self.seeds if self.seeds_on == "all" or small else self.seeds[:1]
 
 
 class TaskDistillSpec(_Strict):
     """Task-specific distillation rows (Sanh et al. 2019 §4.2; Tang et al. 2019): for each task in
-    `tasks`, a student initialised from the teacher's layers (`layer_selection`, no general
-    distillation) learns the task from the teacher fine-tuned on it, with
-    alpha_ce·KL·T² + (1 − alpha_ce)·CE (see distil.task_distill). GLUE settings as for candidates."""
+    `tasks` (GLUE's in glue.tasks or the spec's own), a student initialised from the teacher's
+    layers (`layer_selection`, no general distillation) learns the task from the teacher
+    fine-tuned on it, with alpha_ce·KL·T² + (1 − alpha_ce)·CE (see distil.task_distill).
+    Fine-tuning settings as for candidates."""
 
     tasks: list[str] = Field(min_length=1)
     alpha_ce: float = Field(0.5, ge=0, le=1)
     temperature: float = Field(2.0, gt=0)
     layer_selection: LayerSelection = "every_other"
-
-    @field_validator("tasks")
-    @classmethod
-    def _known_tasks(cls, v):
-        _check_task_names(v, "unknown GLUE task(s)")
-        return v
 
     @field_validator("layer_selection")
     @classmethod
@@ -414,8 +403,60 @@ class SweepSpec(_Strict):
     distill: DistillSpec = DistillSpec()
     search: SearchSpec = SearchSpec()
     glue: GlueSpec = GlueSpec()
+    # The user's own tasks (distil.tasks.Task fields), or the path of a YAML list of them.
+    tasks: list[Task] = Field(default_factory=list)
     task_distill: TaskDistillSpec | None = None  # off unless given
     seed: int = 0
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _tasks_file(cls, v):
+        if not isinstance(v, str):
+            return v
+        path = Path(os.path.expandvars(os.path.expanduser(v)))
+        if not path.is_file():
+            raise ValueError(f"no task file {v!r} (from {os.getcwd()}); give a YAML list of tasks or the path of one")
+        try:
+            tasks = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(tasks, list):
+            raise ValueError(f"{path} must hold a YAML list of tasks (name, data, text_fields, ...)")
+        return tasks
+
+    @model_validator(mode="after")
+    def _task_names(self):
+        from distil.glue import TASKS, score_columns
+
+        names = [t.name for t in self.tasks]
+        clash = sorted({n for n in names if names.count(n) > 1 or n in TASKS})
+        columns = [c for t in self.tasks for c in t.columns()]
+        clash += sorted({c for c in columns if columns.count(c) > 1 or c in score_columns()} - set(clash))
+        if clash:
+            raise ValueError(f"tasks: duplicate task name(s) or column(s) {clash} (GLUE's: {', '.join(TASKS)}); rename them")
+        glue = list(TASKS) if self.glue.tasks == "all" else self.glue.tasks
+        if not glue and not self.tasks:
+            raise ValueError("glue.tasks: no GLUE task and no tasks: nothing to fine-tune on; add tasks or GLUE tasks")
+        unknown = sorted(set(self.glue.overrides) - set(TASKS) - set(names))
+        if unknown:
+            raise ValueError(f"glue.overrides: overrides for unknown task(s) {unknown}; use GLUE task names or the spec's tasks {names}")
+        proxy = self.search.early_stopping.proxy.tasks if self.search.early_stopping else []
+        unknown = [t for t in proxy if t not in TASKS and t not in names]
+        if unknown:
+            raise ValueError(f"search.early_stopping.proxy.tasks: unknown task(s) {unknown}; use GLUE task names or the spec's tasks {names}")
+        if self.task_distill:
+            missing = [t for t in self.task_distill.tasks if t not in glue and t not in names]
+            if missing:
+                raise ValueError(f"task_distill.tasks: {missing} not in glue.tasks or tasks (the teacher is fine-tuned there); "
+                                 "add them there")
+        return self
+
+    def finetune_tasks(self) -> list[Task]:
+        """Every task a model is fine-tuned on: the GLUE tasks of glue.tasks that have data in
+        glue.data (GLUE order), then the spec's own tasks (declaration order)."""
+        from distil.glue import glue_tasks
+
+        return [*glue_tasks(self.glue.data, self.glue.tasks), *self.tasks]
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -426,10 +467,6 @@ class SweepSpec(_Strict):
             if isinstance(sel, list) and depths is not None and any(len(sel) != n for n in depths):
                 raise ValueError(f"search.layer_selection: list {sel} has {len(sel)} layers but student.n_layers is "
                                  f"{self.student.n_layers}; make them agree (a searched depth needs rule names)")
-        if self.task_distill and self.glue.tasks != "all":
-            missing = [t for t in self.task_distill.tasks if t not in self.glue.tasks]
-            if missing:
-                raise ValueError(f"task_distill.tasks: {missing} not in glue.tasks (the teacher is fine-tuned there); add them to glue.tasks")
         space = self.space()
         for i, point in enumerate(self.search.points_to_evaluate):
             unknown, missing = sorted(set(point) - set(space)), sorted(set(space) - set(point))
@@ -459,10 +496,11 @@ def _one_line(err: ValidationError, source: str) -> str:
     loc = [str(p) for p in first["loc"] if str(p) not in branch_tags and "[" not in str(p)]
     field = ".".join(loc) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         msg = "unknown key; remove it or check the spelling against README's spec reference"
     got = first.get("input")
-    tail = f" (got {got!r})" if first["type"] not in ("extra_forbidden", "missing", "value_error") and not isinstance(got, dict) else ""
+    quiet = ("extra_forbidden", "unexpected_keyword_argument", "missing", "missing_argument", "value_error")
+    tail = f" (got {got!r})" if first["type"] not in quiet and not isinstance(got, dict) else ""
     # Whole-spec validators name their field(s) in the message themselves.
     return f"{source}: {msg}{tail}" if not loc else f"{source}: {field}: {msg}{tail}"
 
@@ -489,4 +527,19 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
     teacher = spec.teacher.model_copy(update={"model": resolve_source(spec.teacher.model, "teacher.model")})
     corpus = spec.corpus.model_copy(update={"path": resolve_source(spec.corpus.path, "corpus.path")})
     glue = spec.glue.model_copy(update={"data": resolve_source(spec.glue.data, "glue.data")})
-    return spec.model_copy(update={"teacher": teacher, "corpus": corpus, "glue": glue})
+    return spec.model_copy(update={"teacher": teacher, "corpus": corpus, "glue": glue,
+                                   "tasks": [_checked(t, str(path)) for t in spec.tasks]})
+
+
+def _checked(task: Task, source: str) -> Task:
+    """A spec task with its local data path made absolute, its data checked and its num_labels
+    and label names read (distil.tasks.resolve_task). Raises SpecError naming the field."""
+    from distil.tasks import resolve_task
+
+    field = f"tasks.{task.name}"
+    try:
+        return resolve_task(replace(task, data=resolve_source(task.data, f"{field}.data")))
+    except SpecError as e:
+        raise SpecError(f"{source}: {e}") from None
+    except ValueError as e:
+        raise SpecError(f"{source}: {field}.{str(e).splitlines()[0]}") from None

@@ -37,7 +37,8 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from transformers import AutoConfig, AutoModel
 
 from distil import leaderboard
-from distil.glue import TASKS, available_tasks, finetune_and_evaluate
+from distil.finetune import finetune_and_evaluate, prepare_task_data
+from distil.glue import glue_task
 from distil.layers import layer_key, parse_layer_key
 from distil.logs import to_log_file
 from distil.profile import measure
@@ -45,6 +46,7 @@ from distil.search import BUDGET, PROXY, objectives
 from distil.spec import GlueSpec, SweepSpec
 from distil.student import count_parameters, save_student
 from distil.task_distill import distil_on_task
+from distil.tasks import Task
 from distil.train import CandidateParams, DistillJob, distil_student
 
 
@@ -58,6 +60,8 @@ class SweepContext:
     n_layers: int  # student depth when it is not searched
     profiles: dict  # architecture key -> distil.profile.measure() dict (see profile_architectures)
     provenance: dict  # spec hash, git commit, data and teacher hashes (distil.provenance)
+    tasks: tuple[Task, ...] = ()  # what every model is fine-tuned on: GLUE's with data, the spec's own
+    caches: dict = None  # task name -> its tokenised splits (distil.finetune.prepare_task_data)
     verbose: bool = False  # workers print to the console instead of <out>/logs/workers.log
 
     @property
@@ -89,31 +93,53 @@ def glue_settings(glue: GlueSpec, task: str) -> dict:
     return base | ({k: v for k, v in override.model_dump().items() if v is not None} if override else {})
 
 
-def submit_glue(model_dir: str, glue: GlueSpec, out_dir: Path | None, log: tuple[str, bool] | None,
-                save_tasks: tuple[str, ...] = ()) -> dict:
-    """Start one Ray task per (GLUE task, seed); they run in parallel. Returns {(task, seed): ref}.
+def submit_glue(model_dir: str, glue: GlueSpec, tasks, caches: dict | None, out_dir: Path | None,
+                log: tuple[str, bool] | None, save_tasks: tuple[str, ...] = ()) -> dict:
+    """Start one Ray task per (task, seed) of `tasks` (distil.tasks.Task, GLUE's and the spec's
+    own) under the protocol `glue` (settings, overrides, seeds); they run in parallel. Returns
+    {(task name, seed): ref}.
 
-    Predictions go to `out_dir/predictions` (none if out_dir is None). For each task in
-    `save_tasks`, the first seed's fine-tuned model is kept in `out_dir/finetuned/<task>` (the
-    teacher for task-specific distillation). `log`: (log dir, verbose) for the tasks' output."""
-    wanted = list(TASKS) if glue.tasks == "all" else glue.tasks
-    tasks = available_tasks(glue.data, wanted)
+    `caches`: task name -> tokenised splits (prepare_task_caches). Predictions go to
+    `out_dir/predictions` (none if out_dir is None). For each task in `save_tasks`, the first
+    seed's fine-tuned model is kept in `out_dir/finetuned/<task>` (the teacher for task-specific
+    distillation). `log`: (log dir, verbose) for the tasks' output."""
     remote = ray.remote(_logged).options(**_task_options(glue))
     pred_dir = str(out_dir / "predictions") if out_dir else None
 
     def save_dir(task, seed):
         return str(out_dir / "finetuned" / task) if task in save_tasks and seed == glue.seeds[0] else None
 
-    return {(t, s): remote.remote(log, finetune_and_evaluate, model_dir, t, glue_settings(glue, t), s, glue.data,
-                                  pred_dir, save_dir(t, s))
+    return {(t.name, s): remote.remote(log, finetune_and_evaluate, model_dir, t, glue_settings(glue, t.name), s, pred_dir,
+                                       save_dir(t.name, s), data_cache=(caches or {}).get(t.name))
             for t in tasks for s in glue.seeds_for(t)}
 
 
-def _logged(log: tuple[str, bool] | None, fn, *args):
-    """Run `fn(*args)` in a Ray task whose output goes to the sweep's log (distil.logs)."""
+def prepare_task_caches(spec: SweepSpec, tasks, tokenizer, cache_dir: str | Path) -> dict:
+    """Tokenise every task split once per sweep (every student shares the teacher's tokenizer):
+    {task name: dir}. Each task is prepared with the largest budget any protocol of the sweep asks
+    of it (the full protocol, the early-stopping proxy), since a smaller one takes a prefix."""
+    proxy = proxy_glue(spec) if spec.search.early_stopping else None
+    out = {}
+    for t in {t.name: t for t in [*tasks, *proxy_tasks(spec)]}.values():
+        settings = [glue_settings(spec.glue, t.name)] + ([glue_settings(proxy, t.name)] if proxy and t.name in proxy.tasks else [])
+        widest = {k: None if any(s[k] is None for s in settings) else max(s[k] for s in settings)
+                  for k in ("max_train_examples", "max_eval_examples")}
+        out[t.name] = prepare_task_data(t, {**settings[0], **widest}, tokenizer, cache_dir)
+    return out
+
+
+def proxy_tasks(spec: SweepSpec) -> list[Task]:
+    """The early-stopping proxy's tasks (GLUE rows bound to glue.data, or the spec's own)."""
+    es = spec.search.early_stopping
+    own = {t.name: t for t in spec.tasks}
+    return [own.get(n) or glue_task(spec.glue.data, n) for n in es.proxy.tasks] if es else []
+
+
+def _logged(log: tuple[str, bool] | None, fn, *args, **kwargs):
+    """Run `fn(*args, **kwargs)` in a Ray task whose output goes to the sweep's log (distil.logs)."""
     if log:
         to_log_file(*log)
-    return fn(*args)
+    return fn(*args, **kwargs)
 
 
 def _task_options(glue: GlueSpec) -> dict:
@@ -197,7 +223,7 @@ def _distil_and_score(trial_id: str, cand: Path, params: CandidateParams, ctx: S
         # blocks until Tune has, and a stopped trial ends inside it).
         tune.report({**({PROXY: rung[PROXY], BUDGET: rung[BUDGET]} if es else {}), "rung": k, "step": rung["step"],
                      "tokens": rung["tokens"], "loss": metrics.get("loss"), "tokens_per_s": metrics.get("tokens_per_s")})
-    runs = ray.get(list(submit_glue(str(cand / "student"), spec.glue, cand, ctx.log).values()))
+    runs = ray.get(list(submit_glue(str(cand / "student"), spec.glue, ctx.tasks, ctx.caches, cand, ctx.log).values()))
     result = {
         "kind": "student", "params": asdict(params), "distill": rungs[-1]["distill"], "rungs": rungs, "glue": runs,
         "n_params": encoder_parameters(str(cand / "student")),
@@ -265,14 +291,15 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
     common = {"provenance": ctx.provenance}
     teacher_runs = {}
     if "teacher" not in skip:
-        teacher_runs = submit_glue(teacher_source, glue, out / "teacher", ctx.log, save_tasks=tuple(kd.tasks) if kd else ())
+        teacher_runs = submit_glue(teacher_source, glue, ctx.tasks, ctx.caches, out / "teacher", ctx.log,
+                                   save_tasks=tuple(kd.tasks) if kd else ())
         teacher = {"kind": "teacher", "params": {"model": teacher_source}, "head_fit": head_fit,
                    "n_params": encoder_parameters(teacher_source), "profile": ctx.profiles.get("teacher"), **common}
         writers.append(_write_reference.remote(str(out / "teacher"), teacher, *teacher_runs.values()))
     if glue.random_init_reference and "random_init" not in skip:
         ref_dir = out / "references" / "random_init"
         n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, "random_init", spec.seed, str(ref_dir / "student"))
-        runs = submit_glue(str(ref_dir / "student"), glue, ref_dir, ctx.log).values()
+        runs = submit_glue(str(ref_dir / "student"), glue, ctx.tasks, ctx.caches, ref_dir, ctx.log).values()
         writers.append(_write_reference.remote(
             str(ref_dir), {"kind": "reference", "params": {"layer_selection": "random_init", "n_layers": ctx.n_layers},
                            "n_params": n_params, "profile": ctx.profiles.get(student_arch(ctx.n_layers)), **common}, *runs))
@@ -288,17 +315,19 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
             continue
         # The teacher fine-tuned on the task: its first-seed run now, or saved by an earlier start.
         firsts = [ref for (t, seed), ref in teacher_runs.items() if t == task and seed == glue.seeds[0]]
-        if not firsts and not (out / "teacher" / "finetuned" / task).is_dir():
+        task_obj = next((t for t in ctx.tasks if t.name == task), None)
+        if task_obj is None or (not firsts and not (out / "teacher" / "finetuned" / task).is_dir()):
             print(f"task_distill: {task} has no data in {glue.data}; skipped", flush=True)
             continue
         ref_dir = out / "references" / name
         params = {"task": task, "alpha_ce": kd.alpha_ce, "temperature": kd.temperature,
                   "layer_selection": layer_key(kd.layer_selection)}
         remote = ray.remote(_logged).options(**_task_options(glue))
-        runs = [remote.remote(ctx.log, _distil_on_task_after, firsts[0] if firsts else None, ctx.job.teacher_dir, str(out / "teacher" / "finetuned" / task), task, ctx.n_layers,
-                              kd.layer_selection, kd.alpha_ce, kd.temperature, glue_settings(glue, task), seed,
-                              glue.data, str(ref_dir / "predictions"))
-                for seed in glue.seeds_for(task)]
+        runs = [remote.remote(ctx.log, _distil_on_task_after, firsts[0] if firsts else None, ctx.job.teacher_dir,
+                              str(out / "teacher" / "finetuned" / task), task_obj, ctx.n_layers, kd.layer_selection,
+                              kd.alpha_ce, kd.temperature, glue_settings(glue, task), seed, str(ref_dir / "predictions"),
+                              ctx.caches.get(task))
+                for seed in glue.seeds_for(task_obj)]
         writers.append(_write_reference.remote(str(ref_dir), {"kind": "task_distill", "params": params, **common}, *runs))
     return writers
 
@@ -325,7 +354,7 @@ def submit_init_only(ctx: SweepContext, rule: str) -> list:
     if (ref_dir / "result.json").exists():
         return []
     n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, parse_layer_key(rule), ctx.spec.seed, str(ref_dir / "student"))
-    runs = submit_glue(str(ref_dir / "student"), ctx.spec.glue, ref_dir, ctx.log).values()
+    runs = submit_glue(str(ref_dir / "student"), ctx.spec.glue, ctx.tasks, ctx.caches, ref_dir, ctx.log).values()
     info = {"kind": "reference", "params": {"layer_selection": rule, "n_layers": ctx.n_layers}, "n_params": n_params,
             "profile": ctx.profiles.get(student_arch(ctx.n_layers)), "provenance": ctx.provenance}
     return [_write_reference.remote(str(ref_dir), info, *runs)]
@@ -343,7 +372,7 @@ def _mlm_only_row(ctx: SweepContext) -> str:
     t0 = time.time()
     metrics = distil_student("reference-mlm_only", params, ctx.job, ref_dir / "student")
     distill_seconds = round(time.time() - t0, 1)
-    runs = ray.get(list(submit_glue(str(ref_dir / "student"), ctx.spec.glue, ref_dir, ctx.log).values()))
+    runs = ray.get(list(submit_glue(str(ref_dir / "student"), ctx.spec.glue, ctx.tasks, ctx.caches, ref_dir, ctx.log).values()))
     shutil.rmtree(Path(ctx.job.storage) / "reference-mlm_only", ignore_errors=True)  # the student is copied out
     result = {"kind": "reference", "params": {**asdict(params)}, "distill": metrics, "glue": runs,
               "n_params": encoder_parameters(str(ref_dir / "student")), "profile": ctx.profiles.get(student_arch(ctx.n_layers)),
@@ -380,7 +409,7 @@ def init_proxy(ctx: SweepContext, rule: str, n_layers: int) -> dict:
 
 def _proxy_point(model_dir: str, ctx: SweepContext) -> dict:
     """{'proxy': {task: score}, 'proxy_score', 'proxy_seconds'} of a model on the early-stopping proxy."""
-    runs = ray.get(list(submit_glue(model_dir, proxy_glue(ctx.spec), None, ctx.log).values()))
+    runs = ray.get(list(submit_glue(model_dir, proxy_glue(ctx.spec), proxy_tasks(ctx.spec), ctx.caches, None, ctx.log).values()))
     proxy = {r["task"]: _task_score(r) for r in runs}
     return {"proxy": proxy, PROXY: float(np.mean(list(proxy.values()))), "proxy_seconds": finetune_seconds(runs)}
 

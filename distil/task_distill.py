@@ -1,11 +1,15 @@
-"""Task-specific distillation: a student learns one GLUE task from the teacher fine-tuned on it.
+"""Task-specific distillation: a student learns one task from the teacher fine-tuned on it.
 
 The light alternative to general (pre-training) distillation: Sanh et al. 2019 §4.2 and Tang et
 al. 2019 ("Distilling task-specific knowledge from BERT"). The student is initialised from the
 teacher's layers (no general distillation) and trained on the task's training data with Hinton
 et al. 2015's objective
     L = alpha_ce · KL(softmax(z_t/T) ‖ softmax(z_s/T)) · T² + (1 − alpha_ce) · CE(z_s, y)
-and, for regression (stsb), alpha_ce · MSE(z_s, z_t) + (1 − alpha_ce) · MSE(z_s, y).
+for single-label tasks; for regression (stsb), alpha_ce · MSE(z_s, z_t) + (1 − alpha_ce) · MSE(z_s, y);
+for multi-label tasks each label is its own yes/no softmax over (z, 0), so the same soft-target
+cross-entropy becomes the mean over labels of
+    alpha_ce · BCE(σ(z_s/T), σ(z_t/T)) · T² + (1 − alpha_ce) · BCE(σ(z_s), y)
+(BCE against σ(z_t/T) is the Bernoulli KL plus the teacher's entropy, a constant: same gradient).
 """
 
 from __future__ import annotations
@@ -15,14 +19,20 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
-from distil.glue import finetune_and_evaluate
+from distil.finetune import finetune_and_evaluate
 from distil.losses import ce_loss
+from distil.tasks import Task
 
 TEACHER_LOGITS = "teacher_logits"
 
 
 def task_kd_loss(student_logits, teacher_logits, labels, alpha_ce: float, temperature: float) -> torch.Tensor:
-    """Scalar loss. logits (B, C) (C = 1: regression), labels (B,) class ids or floats."""
+    """Scalar loss. logits (B, C); labels (B,) class ids (single-label), (B,) floats with C = 1
+    (regression) or (B, C) multi-hot floats (multi-label)."""
+    if labels.dim() == 2:
+        s, t = student_logits / temperature, teacher_logits / temperature
+        soft = F.binary_cross_entropy_with_logits(s, torch.sigmoid(t)) * temperature**2
+        return alpha_ce * soft + (1 - alpha_ce) * F.binary_cross_entropy_with_logits(student_logits, labels.to(student_logits.dtype))
     if student_logits.shape[-1] == 1:
         s = student_logits.squeeze(-1)
         return alpha_ce * F.mse_loss(s, teacher_logits.squeeze(-1)) + (1 - alpha_ce) * F.mse_loss(s, labels.float())
@@ -73,14 +83,15 @@ def _trainer_cls(alpha_ce: float, temperature: float):
     return DistillationTrainer
 
 
-def distil_on_task(teacher_mlm_dir: str, teacher_task_dir: str, task: str, n_layers: int, layer_selection,
-                   alpha_ce: float, temperature: float, settings: dict, seed: int, data: str, pred_dir: str) -> dict:
+def distil_on_task(teacher_mlm_dir: str, teacher_task_dir: str, task: Task, n_layers: int, layer_selection,
+                   alpha_ce: float, temperature: float, settings: dict, seed: int, pred_dir: str,
+                   data_cache: str | None = None) -> dict:
     """Build a student from `teacher_mlm_dir`'s layers, distil it on `task` from `teacher_task_dir`
     (the teacher fine-tuned on that task), evaluate it. Returns finetune_and_evaluate's dict."""
     from distil.student import save_student
 
     with tempfile.TemporaryDirectory() as student_dir:
         save_student(teacher_mlm_dir, n_layers, layer_selection, seed, student_dir)
-        return finetune_and_evaluate(student_dir, task, settings, seed, data, pred_dir,
+        return finetune_and_evaluate(student_dir, task, settings, seed, pred_dir,
                                      trainer_cls=_trainer_cls(alpha_ce, temperature),
-                                     train_transform=_teacher_logits_adder(teacher_task_dir))
+                                     train_transform=_teacher_logits_adder(teacher_task_dir), data_cache=data_cache)
