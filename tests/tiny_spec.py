@@ -22,7 +22,7 @@ def write_tiny_spec(path, name="tiny", lean=False, distill=None, **search):
         "task_distill": {"tasks": ["wnli"], "alpha_ce": 0.5, "temperature": 2.0, "layer_selection": "last"},
     }
     if lean:
-        spec["glue"] |= {"tasks": ["wnli"], "random_init_reference": False}
+        spec["glue"] |= {"tasks": ["wnli"], "random_init_reference": False, "mlm_only_reference": False, "init_only_reference": False}
         del spec["task_distill"]
     path.write_text(yaml.safe_dump(spec))
     return path
