@@ -182,7 +182,8 @@ def report(results_dir: str | None) -> int:
 
     df = leaderboard.load(results_dir)
     if df.empty:
-        print(f"error: report: no teacher or candidate results under {results_dir}", file=sys.stderr)
+        print(f"error: report: no teacher or candidate results under {results_dir}; pass the results dir of a sweep "
+              "(results/<name>)", file=sys.stderr)
         return 1
     leaderboard.write(df, results_dir)
     print(leaderboard.to_markdown(df))

@@ -52,13 +52,13 @@ def check(spec: SweepSpec, output: str | os.PathLike, cache_dir: str | os.PathLi
     """
     check_writable_dir(output, "--output")
     check_writable_dir(cache_dir or DEFAULT_CACHE_DIR, "--cache-dir")
+    if address:
+        check_address(address, "--address")
+    elif os.environ.get("RAY_ADDRESS"):  # set by `ray job submit` (reachable then) or by the user
+        check_address(os.environ["RAY_ADDRESS"], "RAY_ADDRESS")
     teacher_dir = check_teacher(spec.teacher.model)
     check_glue(spec)
     check_corpus(spec, teacher_dir)
-    if address:
-        check_address(address, "--address")
-    elif os.environ.get("RAY_ADDRESS"):
-        check_address(os.environ["RAY_ADDRESS"], "RAY_ADDRESS")
 
 
 # ---------------------------------------------------------------- output and cache dirs
@@ -107,6 +107,8 @@ def check_teacher(ref: str) -> str | None:
     if d is None:
         return None
     where = f"teacher.model: {ref}" + (f" ({d})" if d != ref else "")
+    if not os.path.exists(d):
+        raise SpecError(f"{where} does not exist; put the teacher back there, or point teacher.model at a saved model dir or a hub id")
     if not os.path.isdir(d):
         raise SpecError(f"{where} is not a directory; point teacher.model at a saved model dir or a hub id")
     config_path = Path(d) / "config.json"
@@ -182,6 +184,8 @@ def check_glue(spec: SweepSpec) -> None:
     data = spec.glue.data
     if not _is_local(data):
         return
+    if not os.path.exists(data):  # a resumed spec whose data has moved since
+        raise SpecError(f"glue.data: {data} does not exist; put the GLUE dir back there or start a new run with the new path")
     if not os.path.isdir(data):
         raise SpecError(f"glue.data: {data} is not a directory; point it at a dir of <task>/<split>.parquet or use nyu-mll/glue")
     checked = set()
@@ -275,6 +279,8 @@ def check_corpus(spec: SweepSpec, teacher_dir: str | None) -> None:
     c, d = spec.corpus, spec.distill
     if not _is_local(c.path):
         return
+    if not os.path.exists(c.path):
+        raise SpecError(f"corpus.path: {c.path} does not exist; put the corpus back there or start a new run with the new path")
     if not os.path.isdir(c.path):
         raise SpecError(f"corpus.path: {c.path} is not a directory; point it at a dir of <split>.parquet files or a hub dataset id")
     need = max(16, d.batch_size * d.num_workers)
