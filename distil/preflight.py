@@ -14,7 +14,8 @@ fix (a `SpecError`, which run_sweep prints as one stderr line with exit 2). What
 * a local corpus: `<train_split>.parquet` and `<eval_split>.parquet` with the text column and,
   estimated from the first SAMPLE_ROWS rows tokenised with the teacher's tokenizer, at least one
   batch per worker of sequences that survive `min_tokens` (the rule of distil.data.tokenize_texts);
-* the Ray address (`--address`, else $RAY_ADDRESS): a TCP connect with a short timeout.
+* the Ray address (`--address`, else $RAY_ADDRESS): a TCP connect and a gRPC call of the GCS,
+  each with a short timeout.
 
 Hub ids (teacher, GLUE, corpus) are not fetched: the hub is never called here. Only pyarrow,
 `tokenizers` and the standard library are imported, so a bad input fails before torch loads.
@@ -355,9 +356,13 @@ def _token_counter(teacher_dir: str | None):
 
 # ---------------------------------------------------------------- Ray address
 def check_address(address: str, field: str = "--address") -> None:
-    """A Ray address ray.init can use, that answers a TCP connect within CONNECT_TIMEOUT_S: the
-    GCS (`host:port`) or the Ray Client server (`ray://host:port`). `auto` and `local` are not
-    checked. Raises SpecError naming `field` (--address or RAY_ADDRESS)."""
+    """A Ray address ray.init can use, answering within CONNECT_TIMEOUT_S, so a wrong one fails in
+    seconds (ray.init retries an unreachable GCS for about a minute). `host:port` must answer a
+    TCP connect and then a gRPC call of the GCS (GetClusterId: any reply from a GCS, even
+    UNAUTHENTICATED for want of the token, counts; a plain TCP or HTTP server does not);
+    `ray://host:port` (the Ray Client server) and clusters with RAY_USE_TLS get the TCP connect
+    only. `auto` and `local` are not checked. Raises SpecError naming `field` (--address or
+    RAY_ADDRESS)."""
     if address in ("auto", "local"):
         return
     if address.startswith(("http://", "https://")):
@@ -371,12 +376,25 @@ def check_address(address: str, field: str = "--address") -> None:
     host = host.strip("[]")  # [::1]:6379
     if not host or not port.isdigit():
         raise SpecError(f"{field}: {address} is not host:port; give the cluster's address, e.g. 127.0.0.1:6379")
+    fix = "start one (`ray start --head`) or fix the address; nothing was started"
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as e:
-        reason = "no answer within %.0f s" % CONNECT_TIMEOUT_S if isinstance(e, TimeoutError) else e.strerror or str(e)
-        raise SpecError(f"{field}: no Ray cluster answers at {address} ({reason}); start one (`ray start --head`) "
-                        "or fix the address; nothing was started") from None
+        reason = f"no answer within {CONNECT_TIMEOUT_S:.0f} s" if isinstance(e, TimeoutError) else e.strerror or str(e)
+        raise SpecError(f"{field}: no Ray cluster answers at {address} ({reason}); {fix}") from None
+    if scheme or os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return
+    import grpc  # installed with ray; its import is ~0.3 s, ray's is seconds
+
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        call = channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")
+        try:
+            call(b"", timeout=CONNECT_TIMEOUT_S)  # an empty GetClusterIdRequest
+        except grpc.RpcError as e:
+            if e.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                detail = (e.details() or e.code().name).splitlines()[0][:120]
+                raise SpecError(f"{field}: {address} answers, but not as a Ray GCS ({e.code().name}: {detail}); give the "
+                                "head node's GCS address (host:6379, as `ray start --head` prints it); nothing was started") from None
 
 
 # ---------------------------------------------------------------- helpers

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -188,6 +189,14 @@ def _moved_data_resume(env: Env) -> list[str]:
     return ["resume", out]
 
 
+def _not_ray_listener(env: Env) -> list[str]:
+    """A TCP port that accepts connections and never speaks gRPC (another service on the port)."""
+    env.listener = socket.socket()
+    env.listener.bind(("127.0.0.1", 0))
+    env.listener.listen()
+    return ["run", env.spec(), "--dry-run", "--address", f"127.0.0.1:{env.listener.getsockname()[1]}"]
+
+
 def case(id_, setup, pattern, rc=2, dry=False, env=None, marks=()):
     """One catalogue entry: `setup(Env)` returns the spec path (the command is then `run SPEC`,
     plus --dry-run if `dry`) or the whole argument list; `pattern` must match the stderr line."""
@@ -253,6 +262,7 @@ CLI = [
          r"--output: .*/results/tiny already holds results; pass --output NEW_DIR, or `resume"),
     case("cli-address-refused", lambda e: ["run", e.spec(), "--output", "new", "--address", "127.0.0.1:1"],
          r"--address: no Ray cluster answers at 127\.0\.0\.1:1 \(.*\); start one \(`ray start --head`\) or fix the address"),
+    case("cli-address-not-ray", _not_ray_listener, r"--address: 127\.0\.0\.1:\d+ answers, but not as a Ray GCS \(DEADLINE_EXCEEDED.*\); give the head node's GCS address"),
     case("cli-address-http", lambda e: ["run", e.spec(), "--dry-run", "--address", "http://127.0.0.1:1"],
          r"--address: http://127\.0\.0\.1:1 is a dashboard/job-server address; give the cluster's GCS address"),
     case("cli-address-no-port", lambda e: ["run", e.spec(), "--dry-run", "--address", "headnode"], r"--address: headnode is not host:port; give"),
@@ -364,8 +374,20 @@ def test_bad_input_fails_before_compute_with_one_line(tmp_path, setup, pattern, 
     assert not (tmp_path / "new").exists()  # a fresh --output is not created by a failed run
 
 
+def test_the_base_setup_passes_preflight(tmp_path, monkeypatch):
+    """The control: the unchanged setup passes preflight, so each data case fails by its one change."""
+    from distil import preflight
+    from distil.spec import load_spec
+
+    env = Env(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    preflight.check(load_spec(env.spec()), tmp_path / "new", tmp_path / "cache")
+
+
+@pytest.mark.slow
 def test_the_base_setup_is_valid(tmp_path):
-    """The control: the unchanged setup passes the dry run, so each case fails by its one change."""
+    """The control through the CLI: the unchanged setup passes the dry run (teacher check included)."""
     env = Env(tmp_path)
     r = subprocess.run([sys.executable, str(RUN), "run", env.spec(), "--dry-run"], cwd=tmp_path, capture_output=True, text=True,
                        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}, timeout=120)
@@ -380,3 +402,18 @@ def test_shipped_specs_pass_preflight(tmp_path, name):
 
     preflight.check(load_spec(ROOT / "sweeps" / f"{name}.yaml"), tmp_path / "out", tmp_path / "cache")
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()  # preflight writes nothing
+
+
+@pytest.mark.slow
+def test_the_address_of_a_running_cluster_passes():
+    """The address check's control: a real GCS (token auth on, no token sent) counts as answering,
+    as the RAY_ADDRESS that `ray job submit` gives its driver does."""
+    import ray
+
+    from distil.preflight import check_address
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False)
+    try:
+        check_address(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
