@@ -1,7 +1,7 @@
 """Preflight: every input a sweep names, checked in seconds before Ray starts or anything is written.
 
-Today a wrong GLUE file or a corpus too small for the workers is found inside a Ray task, after a
-candidate's distillation; `check` finds it first, with one line naming the field or file and the
+Without it, a wrong GLUE file or a corpus too small for the workers shows up inside a Ray task,
+after a candidate's distillation; `check` finds it first, with one line naming the field or file and the
 fix (a `SpecError`, which run_sweep prints as one stderr line with exit 2). What it reads:
 
 * `--output` / `--cache-dir`: a dir, or creatable under a writable dir;
@@ -17,8 +17,9 @@ fix (a `SpecError`, which run_sweep prints as one stderr line with exit 2). What
 * the Ray address (`--address`, else $RAY_ADDRESS): a TCP connect and a gRPC call of the GCS,
   each with a short timeout.
 
-Hub ids (teacher, GLUE, corpus) are not fetched: the hub is never called here. Only pyarrow,
-`tokenizers` and the standard library are imported, so a bad input fails before torch loads.
+Hub ids (teacher, GLUE, corpus) are not fetched: the hub is never called here. Besides distil's
+spec and GLUE task table, only pyarrow, `tokenizers`, `grpc` (for an address) and the standard
+library are imported, so a bad input fails before torch loads.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import math
 import os
 import socket
 import struct
-from functools import cache
 from pathlib import Path
 
 import pyarrow as pa
@@ -57,9 +57,9 @@ def check(spec: SweepSpec, output: str | os.PathLike, cache_dir: str | os.PathLi
         check_address(address, "--address")
     elif os.environ.get("RAY_ADDRESS"):  # set by `ray job submit` (reachable then) or by the user
         check_address(os.environ["RAY_ADDRESS"], "RAY_ADDRESS")
-    teacher_dir = check_teacher(spec.teacher.model)
+    teacher = check_teacher(spec.teacher.model)
     check_glue(spec)
-    check_corpus(spec, teacher_dir)
+    check_corpus(spec, teacher)
 
 
 # ---------------------------------------------------------------- output and cache dirs
@@ -189,6 +189,13 @@ def check_glue(spec: SweepSpec) -> None:
         raise SpecError(f"glue.data: {data} does not exist; put the GLUE dir back there or start a new run with the new path")
     if not os.path.isdir(data):
         raise SpecError(f"glue.data: {data} is not a directory; point it at a dir of <task>/<split>.parquet or use nyu-mll/glue")
+    rows: dict[str, int] = {}  # file -> rows, each file read once
+
+    def n_rows(path: str, task: str) -> int:
+        if path not in rows:
+            rows[path] = _glue_split(path, task)
+        return rows[path]
+
     checked = set()
     for field, name, batch_size, batch_field, explicit in _glue_runs(spec):
         task = TASKS.get(name)
@@ -205,7 +212,7 @@ def check_glue(spec: SweepSpec) -> None:
             looked = ", ".join(f"{name}/{s}.parquet" for s in task.eval_splits.values())
             raise SpecError(f"{field}: {name} has no validation split in {data} (looked for {looked} or their "
                             f"_subset.parquet); add it or {_drop(name, field, explicit)}")
-        n_train = _glue_split(train[0], name)
+        n_train = n_rows(train[0], name)
         if n_train < batch_size:
             raise SpecError(f"glue.data: {train[0]} has {n_train} rows, fewer than one batch ({batch_field} = "
                             f"{batch_size}); give at least {batch_size} rows or a smaller {batch_field}")
@@ -213,7 +220,7 @@ def check_glue(spec: SweepSpec) -> None:
             continue
         checked.add(name)
         for path, _ in evals:
-            n = _glue_split(path, name)
+            n = n_rows(path, name)
             if n < MIN_EVAL_ROWS:
                 raise SpecError(f"glue.data: {path} has {n} rows; a validation split needs at least {MIN_EVAL_ROWS} "
                                 "to be scored; restore the split")
@@ -226,7 +233,6 @@ def _drop(task: str, field: str, explicit: bool) -> str:
     return f"drop {task} from {field}" if explicit else f"remove the {task} dir, or list the tasks to run in glue.tasks"
 
 
-@cache
 def _glue_split(path: str, task_name: str) -> int:
     """Rows of one GLUE split file after checking it; raises SpecError naming the file."""
     from distil.glue import TASKS
