@@ -396,10 +396,12 @@ def test_the_base_setup_is_valid(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["smoke", "cpu"])
-def test_shipped_specs_pass_preflight(tmp_path, name):
+def test_shipped_specs_pass_preflight(tmp_path, monkeypatch, name):
     from distil import preflight
     from distil.spec import load_spec
 
+    monkeypatch.chdir(ROOT)  # the specs name ../shared relative to the repo root
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     preflight.check(load_spec(ROOT / "sweeps" / f"{name}.yaml"), tmp_path / "out", tmp_path / "cache")
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()  # preflight writes nothing
 
