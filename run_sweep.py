@@ -20,7 +20,7 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from distil import leaderboard  # noqa: E402
+from distil import preflight  # noqa: E402
 from distil.spec import SpecError, SweepSpec, load_spec  # noqa: E402
 
 COMMANDS = ("run", "resume", "report")
@@ -38,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "resume":
             out, spec, state = open_for_resume(Path(args.results_dir))
             n_layers = state["n_layers"]
+            preflight.check(spec, out, args.cache_dir or state["cache_dir"], args.address)
         else:
             spec = load_spec(args.spec)
+            preflight.check(spec, args.output or f"results/{spec.name}", args.cache_dir, args.address)
             n_layers = check_against_teacher(spec, offline=args.dry_run)
             out = claim_output_dir(Path(args.output or f"results/{spec.name}"), dry_run=args.dry_run)
     except SpecError as e:
@@ -167,13 +169,23 @@ def claim_output_dir(out: Path, dry_run: bool) -> Path:
 def open_for_resume(out: Path) -> tuple[Path, SweepSpec, dict]:
     """(results dir, its spec, run.json) of a sweep to resume. Raises SpecError if it cannot be."""
     out = out.resolve()
+    if not out.is_dir():
+        raise SpecError(f"resume: {out} is not a directory; pass the results dir of a sweep (results/<name>)")
     if not (out / "spec.json").is_file() or not (out / "run.json").is_file():
         raise SpecError(f"resume: {out} has no spec.json and run.json: its sweep never reached the search; "
                         "start it again with `run SPEC --output NEW_DIR`")
     if not (out / "tune").is_dir():
         raise SpecError(f"resume: {out}/tune is missing: no Tune experiment to continue; start again with `run`")
-    spec = SweepSpec.model_validate_json((out / "spec.json").read_text())
-    return out, spec, json.loads((out / "run.json").read_text())
+    try:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
+        spec = SweepSpec.model_validate_json((out / "spec.json").read_text())
+        state = json.loads((out / "run.json").read_text())
+        missing = sorted({"n_layers", "cache_dir", "profiles", "provenance"} - set(state))
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"resume: {out}/spec.json or run.json is damaged ({str(e).splitlines()[0]}); start again with "
+                        "`run SPEC --output NEW_DIR`") from None
+    if missing:
+        raise SpecError(f"resume: {out}/run.json lacks {missing}; start again with `run SPEC --output NEW_DIR`")
+    return out, spec, state
 
 
 def report(results_dir: str | None) -> int:
@@ -181,9 +193,12 @@ def report(results_dir: str | None) -> int:
     if not results_dir or not Path(results_dir).is_dir():
         print(f"error: report: {results_dir!r} is not a results dir; pass results/<sweep>", file=sys.stderr)
         return 2
+    from distil import leaderboard  # late: pandas, datasets and scipy load in seconds; bad input fails before
+
     df = leaderboard.load(results_dir)
     if df.empty:
-        print(f"error: report: no teacher or candidate results under {results_dir}", file=sys.stderr)
+        print(f"error: report: no teacher or candidate results under {results_dir}; pass the results dir of a sweep "
+              "(results/<name>)", file=sys.stderr)
         return 1
     leaderboard.write(df, results_dir)
     print(leaderboard.to_markdown(df))
@@ -198,11 +213,23 @@ def report(results_dir: str | None) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one stderr line with the fix, exit 2 (bad input, nothing started)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message}; see `python {self.prog} --help`\n")
+
+
 def parse_args(argv: list[str]):
     """`[run] [SPEC] [--output DIR] [--dry-run] [--address A] [--cache-dir D]`, `resume DIR`, `report DIR`."""
+    if argv and argv[0] not in (*COMMANDS, "-h", "--help") and not argv[0].startswith("-") \
+            and not argv[0].endswith((".yaml", ".yml")) and not os.path.isfile(argv[0]):
+        print(f"error: unknown command {argv[0]!r}; use `run SPEC.yaml`, `resume RESULTS_DIR` or `report RESULTS_DIR`",
+              file=sys.stderr)
+        sys.exit(2)
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["run", *argv]  # `python run_sweep.py [SPEC]` runs a sweep, as before sub-commands
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a sweep from a spec")
     run.add_argument("spec", nargs="?", default="sweeps/smoke.yaml", help="sweep YAML (default sweeps/smoke.yaml)")

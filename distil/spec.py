@@ -58,9 +58,9 @@ class FloatRange(_Strict):
     @model_validator(mode="after")
     def _ordered(self):
         if self.low > self.high:
-            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+            raise ValueError(f"low ({self.low}) must be <= high ({self.high}); swap them")
         if self.log and self.low <= 0:
-            raise ValueError("log ranges need low > 0")
+            raise ValueError("log ranges need low > 0; raise low or drop log: true")
         return self
 
 
@@ -195,7 +195,10 @@ class SearchSpec(_Strict):
                              "to learn; fix one alpha to a positive value or drop 0 from a choice list")
         sels = self.layer_selection.choices if isinstance(self.layer_selection, Choice) else [self.layer_selection]
         for s in sels:
-            check_selection(s)
+            try:
+                check_selection(s)
+            except ValueError as e:
+                raise ValueError(f"layer_selection: {e}") from None
         quality, *cost = self.objectives
         if quality not in QUALITY_OBJECTIVES:
             raise ValueError(f"objectives: the first must be a score to maximise, one of {list(QUALITY_OBJECTIVES)}; got {quality!r}")
@@ -307,7 +310,7 @@ class DistillSpec(_Strict):
         # On the raw input, so a dumped and re-validated spec (steps=None, token_budget=N) stays valid.
         if isinstance(data, dict):
             if data.get("token_budget") is not None and data.get("steps") is not None:
-                raise ValueError("give either steps or token_budget, not both (token_budget derives the steps)")
+                raise ValueError("give either steps or token_budget, not both; drop steps (token_budget derives them)")
             if data.get("token_budget") is None and data.get("steps") is None:
                 data = {**data, "steps": 100}
         return data
@@ -498,6 +501,8 @@ def _one_line(err: ValidationError, source: str) -> str:
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         msg = "unknown key; remove it or check the spelling against README's spec reference"
+    elif first["type"] == "missing":
+        msg = "required; add it (see README's spec reference)"
     got = first.get("input")
     quiet = ("extra_forbidden", "unexpected_keyword_argument", "missing", "missing_argument", "value_error")
     tail = f" (got {got!r})" if first["type"] not in quiet and not isinstance(got, dict) else ""
@@ -517,9 +522,12 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"{path}: not valid YAML{where} ({problem}); fix the syntax there") from None
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: the spec must be a YAML mapping with keys name, corpus, ...")
+        raise SpecError(f"{path}: the spec must be a YAML mapping with keys name, corpus, ...; start from a file in sweeps/")
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
