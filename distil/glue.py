@@ -57,6 +57,8 @@ def glue_tasks(data: str, wanted) -> list[Task]:
     from distil.tasks import available
 
     names = list(TASKS) if wanted == "all" else [t for t in TASKS if t in wanted]
+    if os.path.isdir(data):  # a local GLUE dir without a task's folder lacks that task (never a hub id)
+        names = [n for n in names if os.path.isdir(os.path.join(data, n))]
     return [t for t in (glue_task(data, n) for n in names) if available(t)]
 
 
@@ -68,3 +70,12 @@ def available_tasks(data: str, wanted) -> list[str]:
 def load_split(data: str, task: str, split: str, limit: int | None):
     """(Dataset, is_subset) of one split of GLUE task `task` in `data` (see distil.tasks.load_split)."""
     return _load_split(glue_task(data, task), split, limit)
+
+
+def find_split(data: str, task: str, split: str) -> tuple[str, bool] | None:
+    """Where a split of GLUE task `task` in `data` lives: (file or hub id, is_subset), or None."""
+    from distil.tasks import find_split as _find
+
+    if os.path.isdir(data) and not os.path.isdir(os.path.join(data, task)):
+        return None
+    return _find(glue_task(data, task), split)
