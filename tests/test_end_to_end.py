@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_tiny_sweep_end_to_end(tmp_path):
-    spec = write_tiny_spec(tmp_path / "tiny.yaml", num_candidates=3, early_stopping=TINY_EARLY_STOPPING, keep_students=1,
+    spec = write_tiny_spec(tmp_path / "tiny.yaml", num_candidates=2, early_stopping=TINY_EARLY_STOPPING, keep_students=1,
                            points_to_evaluate=[{"alpha_ce": 5.0, "layer_selection": "last"}])
     out = tmp_path / "results"
     r = subprocess.run([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out), "--cache-dir", str(tmp_path / "cache")],
@@ -25,8 +25,12 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     df = pd.read_csv(out / "leaderboard.csv")
     kinds = df.set_index("model")["kind"]
-    assert list(kinds).count("student") == 3 and kinds["teacher"] == "teacher"
+    assert list(kinds).count("student") == 2 and kinds["teacher"] == "teacher"
     assert kinds["random_init"] == "reference" and kinds["task-kd-wnli"] == "task_distill"
+    # mlm_only (no teacher) and init_only-<rule> (no distillation step, the paper-default rule) rows.
+    assert kinds["mlm_only"] == "reference" and kinds["init_only-last"] == "reference"
+    mlm_only = json.loads((out / "references" / "mlm_only" / "result.json").read_text())
+    assert mlm_only["distill"]["step"] == 4 and mlm_only["params"]["alpha_ce"] == 0 and mlm_only["params"]["alpha_mlm"] == 1
     students = df[df.kind == "student"]
     assert set(students["status"]) <= {"done", "stopped"} and (students["status"] == "done").any()
     done = df[(df.status == "done") & (df.kind != "task_distill")]
@@ -47,10 +51,16 @@ def test_tiny_sweep_end_to_end(tmp_path):
         assert rungs[0]["step"] == 2 and rungs[0]["distill"]["resumed_from_step"] == 0  # 1/3 of 4 steps, rounded up
         if len(rungs) == 2:
             assert rungs[1]["step"] == 4 and rungs[1]["distill"]["resumed_from_step"] == 2  # continued, not restarted
+    done_students = df[(df.kind == "student") & (df.status == "done")]
+    assert done_students["gain_over_mlm_only"].notna().all()
+    assert done_students.loc[done_students["layer_selection"] == "last", "gain_over_init"].notna().all()
+    # Learning curves: step 0 from the undistilled init, the teacher's proxy as the ceiling.
+    assert (out / "references" / "init_only-last" / "proxy-2L.json").exists() and (out / "teacher" / "proxy.json").exists()
+    assert (out / "plots" / "curves.png").stat().st_size > 0
     # The study: one row per trial, the paper defaults first, finished trials complete or pruned.
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'optuna.db'}")
     trials = study.get_trials()
-    assert len(trials) == 3 and trials[0].user_attrs["proposed_by"] == "points_to_evaluate"
+    assert len(trials) == 2 and trials[0].user_attrs["proposed_by"] == "points_to_evaluate"
     assert {t.user_attrs["tune_trial_id"] for t in trials} == {c.name for c in (out / "candidates").iterdir()}
     by_id = {t.user_attrs["tune_trial_id"]: t for t in trials}
     for _, row in students.iterrows():
@@ -66,11 +76,11 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert kept == [best] and (out / "best_student" / "model.safetensors").exists()
     # The console: no library chatter (it went to the log file).
     assert "LOAD REPORT" not in r.stdout + r.stderr and (out / "logs" / "workers.log").stat().st_size > 0
-    assert r.stdout.count("started (") == 3
+    assert r.stdout.count("started (") == 2
 
     # The report rebuilds the same leaderboard from the stored files.
     (out / "leaderboard.csv").unlink()
     rebuilt = subprocess.run([sys.executable, "run_sweep.py", "report", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert rebuilt.returncode == 0 and "| teacher" in rebuilt.stdout
     pd.testing.assert_frame_equal(pd.read_csv(out / "leaderboard.csv"), df)
-    assert len(leaderboard.load(out)) == 6
+    assert set(leaderboard.load(out)["model"]) >= {"teacher", "random_init", "mlm_only", "init_only-last", "task-kd-wnli"}
