@@ -40,7 +40,8 @@ def packed_texts(tokenizer, n: int, seq_len: int, data: str | None) -> list[str]
     sentences joined (single sentences are ~20 tokens; 128 is GLUE fine-tuning's max length).
     A local GLUE dir without SST-2 gives the first text field of the first task it has."""
     data = data or DEFAULT_GLUE
-    for task in TASKS.values():
+    # SST-2 first (what the docs and the leaderboard say is timed), then any task with data.
+    for task in sorted(TASKS.values(), key=lambda t: t.name != "sst2"):
         found = load_split(data, task.name, next(iter(task.eval_splits.values())), None)
         if found is not None:
             break
