@@ -232,7 +232,7 @@ def _distil_and_score(trial_id: str, cand: Path, params: CandidateParams, ctx: S
         "proxy_seconds": round(sum(r.get("proxy_seconds", 0.0) for r in rungs), 1),
         "finetune_seconds": finetune_seconds(runs), "provenance": ctx.provenance,
     }
-    row = leaderboard.row_from_result(result, include_wnli=spec.glue.include_wnli)
+    row = leaderboard.row_from_result(result, include_wnli=spec.glue.include_wnli, tasks=spec.tasks)  # own tasks' columns, tasks_macro
     names, _ = objectives(spec)
     result["objectives"] = {n: _finite_or_none(row.get(n)) for n in names}
     _write_json(cand / "result.json", result)
