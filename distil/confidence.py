@@ -394,5 +394,5 @@ def chance_rule(split: Split) -> str:
     if split.labels.ndim == 1:
         return f"always class {int(const[0])}"
     on = np.flatnonzero(const[0])
-    return "all-negative (no label is on in more than half the rows)" if not len(on) else \
+    return "all-negative: no label is on in more than half the rows" if not len(on) else \
         f"each label's majority: labels {', '.join(map(str, on))} always on, the rest off"

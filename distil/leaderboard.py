@@ -589,8 +589,8 @@ def _name(metric: str) -> str:
 
 
 def _macro_line(df: pd.DataFrame, row, metric: str) -> str:
-    """'<metric> 55.20, 97.0 % of teacher [95.1, 98.9]' of one row, with the own tasks' scores
-    beside the teacher's for tasks_macro."""
+    """'<metric> 55.20, 97.0 % of teacher [95.1, 98.9]' of one row; for tasks_macro followed by
+    ': <task> <score> (teacher <score>), ...'."""
     sfx, teacher = FAMILIES[metric], df[df["kind"] == "teacher"]
     text = f"{_name(metric)} {row[metric]:.2f}"
     if pd.notna(row.get("pct_teacher" + sfx)):
@@ -599,8 +599,8 @@ def _macro_line(df: pd.DataFrame, row, metric: str) -> str:
         t = teacher.iloc[0] if len(teacher) else {}
         scores = _task_scores(row, _columns_of(df), _column_tasks(df))
         theirs = _task_scores(t, _columns_of(df), _column_tasks(df)) if len(teacher) else {}
-        text += " (" + ", ".join(f"{task.name} {scores[task.name]:.2f}" + (f" vs {theirs[task.name]:.2f}" if task.name in theirs else "")
-                                 for task in own_tasks(df.attrs) if task.name in scores) + (" teacher's)" if theirs else ")")
+        text += ": " + ", ".join(f"{task.name} {scores[task.name]:.2f}" + (f" (teacher {theirs[task.name]:.2f})" if task.name in theirs else "")
+                                 for task in own_tasks(df.attrs) if task.name in scores)
     return text
 
 

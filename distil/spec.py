@@ -483,7 +483,7 @@ class SweepSpec(_Strict):
         them, so a trial's result["objectives"] carries the value)."""
         from distil.glue import TASKS
 
-        glue = [TASKS[n] for n in (list(TASKS) if self.glue.tasks == "all" else self.glue.tasks)]
+        glue = [t for t in TASKS.values() if self.glue.tasks == "all" or t.name in self.glue.tasks]  # GLUE order
         return ((["macro_score"] if glue else []) + (["tasks_macro"] if self.tasks else [])
                 + [c for t in [*glue, *self.tasks] for c in t.columns()])
 
