@@ -86,6 +86,14 @@ def macro_over(columns: dict, tasks):
     return float(macro) if macro.ndim == 0 else macro
 
 
+def task_score(run: dict) -> float:
+    """One fine-tuning run's task score (GLUE's or an own task's): the mean over its splits with
+    scores of the mean of each split's metrics (mnli: (m + mm) / 2); NaN if none scored. The
+    early-stopping proxy averages these (distil.sweep)."""
+    columns = split_scores([run])
+    return float(np.mean([v[0] for v in columns.values()])) if columns else math.nan
+
+
 def macro_score(columns: dict, include_wnli: bool = True):
     """The GLUE macro (macro_over GLUE's tasks; WNLI only with include_wnli)."""
     return macro_over(columns, [t for t in TASKS.values() if include_wnli or t.name != "wnli"])

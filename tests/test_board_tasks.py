@@ -238,3 +238,14 @@ def test_every_allowed_objective_is_a_value_of_the_trials_row(tmp_path, task_dir
     row = leaderboard.row_from_result({"glue": runs}, tasks=spec.tasks)
     assert {n: row[n] for n in spec.quality_objectives()} == pytest.approx(
         {"macro_score": (80 + 61) / 2, "tasks_macro": (65 + 40) / 2, "sst2": 80, "mnli_m": 60, "mnli_mm": 62, "news": 65, "emo": 40})
+
+
+def test_a_proxy_run_on_an_own_task_has_a_task_score():
+    """The early-stopping proxy averages runs' task scores: an own task's run scores too (the
+    GLUE macro of it would be empty)."""
+    from distil.sweep import _task_score
+
+    emo = {"task": "emo", "seed": 0, "scores": {"": {"micro_f1": 30.0, "macro_f1": 10.0, "roc_auc": 80.0}}}
+    mnli = {"task": "mnli", "seed": 0, "scores": {"_m": {"accuracy": 60.0}, "_mm": {"accuracy": 64.0}}}
+    assert _task_score(emo) == pytest.approx(40.0) and _task_score(mnli) == pytest.approx(62.0)
+    assert np.isnan(_task_score({"task": "emo", "seed": 0, "scores": {"": None}}))
