@@ -695,7 +695,7 @@ def conventions(df: pd.DataFrame) -> list[str]:
     spread = any(c in df and df[c].notna().any() for c in LATENCY_SPREAD_COLUMNS)
     boot, chance = df.attrs.get("bootstrap") or {}, df.attrs.get("chance") or {}
     default = df[[is_paper_defaults(r) for _, r in df.iterrows()]]
-    refs = [m for m in df.loc[df["kind"] == "reference", "model"].astype(str)]
+    refs = [m for m in df.loc[df["kind"] == "reference", "model"].astype(str) if not m.startswith(INIT_PREFIX)]  # INIT_NOTE
     own = own_tasks(df.attrs)
     glue = "macro_score" in df and df["macro_score"].notna().any()
     rank = df.attrs.get("rank_by", "macro_score")

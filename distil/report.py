@@ -108,7 +108,7 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
                         leaderboard.TASKS_MACRO: leaderboard.macro_over(chance, leaderboard.own_tasks(df.attrs))}.get(
             metric, chance.get(metric, np.nan))
         macro.append(f"chance (majority class)  ({chance_macro:.1f})")
-    fig, ax = plt.subplots(figsize=(1.0 * len(cols) + 3, 0.45 * len(values) + 1.8))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.0 * len(cols) + 3), 0.45 * len(values) + 1.8))  # 2 columns: room for the title
     ax.imshow(colours, aspect="auto")
     for (i, j), v in np.ndenumerate(values):
         if not np.isnan(v):
@@ -119,8 +119,8 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="red", lw=0))
     ax.set_yticks(range(len(values)), macro, fontsize=9)
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
-    ax.set_title("Validation scores ×100 (colour: worst → best within each column; white: all equal; "
-                 f"grey: no data; hatched {leaderboard.CHANCE_MARK}: at or below chance)", fontsize=10)
+    ax.set_title("Validation scores ×100\ncolour: worst → best within each column; white: all equal;\n"
+                 f"grey: no data; hatched {leaderboard.CHANCE_MARK}: at or below chance", fontsize=10)
     ax.set_ylabel(f"model  ({metric})")
     bar = fig.colorbar(plt.cm.ScalarMappable(cmap=cmap), ax=ax, fraction=0.03, pad=0.02, ticks=[0, 1])
     bar.ax.set_yticklabels(["worst", "best"])
