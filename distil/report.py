@@ -2,14 +2,19 @@
 
 `write_html(df, results_dir)` writes `report.html` (PNGs embedded as base64 data URIs, so the
 file can be mailed or attached to a CI run on its own) and the same PNGs under `plots/`:
-  * scores.png    models x GLUE score columns, coloured within each column (which model is best
-                  at each task; tasks have very different scales), values annotated, no data grey,
-                  a score at or below chance hatched and marked †, the chance row last;
-  * pareto.png    macro_score against encoder parameters and against batch-32 latency (with its
-                  spread over timing rounds), with the Pareto front (higher macro at fewer params /
+  * scores.png    models x score columns (the GLUE tasks the sweep runs, then the user's own
+                  tasks), coloured within each column (which model is best at each task; tasks
+                  have very different scales), values annotated, no data grey, a score at or below
+                  chance hatched and marked †, the chance row last;
+  * pareto.png    the ranking metric (df.attrs["rank_by"]: macro_score, tasks_macro or a task's
+                  column) against encoder parameters and against batch-32 latency (with its
+                  spread over timing rounds), with the Pareto front (higher score at fewer params /
                   lower latency; latencies within each other's spread, or of the same architecture,
                   count as equal) and the teacher marked;
-  * progress.png  macro_score of each trial in start order and the running best: the search's progress.
+  * progress.png  the ranking metric of each trial in start order and the running best: the search's progress;
+  * curves.png    the early-stopping proxy score against distillation tokens.
+The html also holds the teacher-vs-best-student comparison on each user task
+(distil.leaderboard.comparison_table).
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from distil import leaderboard  # noqa: E402
-from distil.glue import score_columns  # noqa: E402
 
 TEACHER_COLOUR, STUDENT_COLOUR, FRONT_COLOUR = "tab:orange", "tab:blue", "tab:red"
 
@@ -63,10 +67,24 @@ def _label(row) -> str:
     return str(row["model"]) + (" (paper defaults)" if leaderboard.is_paper_defaults(row) else "")
 
 
+def rank_by(df: pd.DataFrame) -> str:
+    """The column the leaderboard ranks by (df.attrs["rank_by"], else macro_score)."""
+    metric = df.attrs.get("rank_by", "macro_score")
+    return metric if metric in df else "macro_score"
+
+
+def score_columns_shown(df: pd.DataFrame) -> list[str]:
+    """The split columns the tables show: GLUE's the sweep runs (or that hold data), then the own tasks'."""
+    hidden = leaderboard.hidden_empty_columns(df)
+    return [c for c in leaderboard.all_columns(leaderboard.own_tasks(df.attrs)) if c in df and c not in hidden]
+
+
 def plot_scores(df: pd.DataFrame, path: Path) -> None:
-    """Heatmap of models (leaderboard order) x score columns; colour = position between the
-    column's worst and best score (tasks differ too much in scale to share one colour scale)."""
-    cols = [c for c in score_columns() if c in df]
+    """Heatmap of models (leaderboard order) x score columns (GLUE's, then the user's tasks);
+    colour = position between the column's worst and best score (tasks differ too much in scale
+    to share one colour scale). Row labels carry the ranking metric."""
+    cols = score_columns_shown(df)
+    metric = rank_by(df)
     chance = df.attrs.get("chance") or {}
     values = df[cols].to_numpy(dtype=float)
     at_chance = np.array([[c in str(r.get("at_chance") or "").split() for c in cols] for _, r in df.iterrows()]).reshape(values.shape)
@@ -78,7 +96,7 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
     colours = cmap(relative)
     colours[tie] = (1, 1, 1, 1)
     colours[np.isnan(values)] = (0.85, 0.85, 0.85, 1)
-    macro = [f"{_label(r)}  ({r['macro_score']:.1f})" if pd.notna(r["macro_score"]) else f"{_label(r)}  (—)"
+    macro = [f"{_label(r)}  ({r[metric]:.1f})" if pd.notna(r[metric]) else f"{_label(r)}  (—)"
              for _, r in df.iterrows()]
     if chance:  # the majority-class level as a last, uncoloured row
         level = np.array([chance.get(c, np.nan) for c in cols])
@@ -86,9 +104,11 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
         colours = np.vstack([colours, np.tile((0.93, 0.93, 0.93, 1), (1, len(cols), 1))])
         at_chance = np.vstack([at_chance, np.zeros(len(cols), dtype=bool)])
         tie = np.vstack([tie, np.ones(len(cols), dtype=bool)])
-        chance_macro = leaderboard.macro_score(chance, df.attrs.get("include_wnli", True))
+        chance_macro = {"macro_score": leaderboard.macro_score(chance, df.attrs.get("include_wnli", True)),
+                        leaderboard.TASKS_MACRO: leaderboard.macro_over(chance, leaderboard.own_tasks(df.attrs))}.get(
+            metric, chance.get(metric, np.nan))
         macro.append(f"chance (majority class)  ({chance_macro:.1f})")
-    fig, ax = plt.subplots(figsize=(1.0 * len(cols) + 3, 0.45 * len(values) + 1.8))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.0 * len(cols) + 3), 0.45 * len(values) + 1.8))  # 2 columns: room for the title
     ax.imshow(colours, aspect="auto")
     for (i, j), v in np.ndenumerate(values):
         if not np.isnan(v):
@@ -99,9 +119,9 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="red", lw=0))
     ax.set_yticks(range(len(values)), macro, fontsize=9)
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
-    ax.set_title("GLUE validation scores ×100 (colour: worst → best within each column; white: all equal; "
-                 f"grey: no data; hatched {leaderboard.CHANCE_MARK}: at or below chance)", fontsize=10)
-    ax.set_ylabel("model  (macro_score)")
+    ax.set_title("Validation scores ×100\ncolour: worst → best within each column; white: all equal;\n"
+                 f"grey: no data; hatched {leaderboard.CHANCE_MARK}: at or below chance", fontsize=10)
+    ax.set_ylabel(f"model  ({metric})")
     bar = fig.colorbar(plt.cm.ScalarMappable(cmap=cmap), ax=ax, fraction=0.03, pad=0.02, ticks=[0, 1])
     bar.ax.set_yticklabels(["worst", "best"])
     fig.tight_layout()
@@ -110,13 +130,14 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
 
 
 def _pareto_panel(ax, df: pd.DataFrame, cost: str, what: str, xlabel: str, scale: float = 1.0) -> None:
-    done = df[df["macro_score"].notna() & df["kind"].isin(["teacher", "student"])]
+    metric = rank_by(df)
+    done = df[df[metric].notna() & df["kind"].isin(["teacher", "student"])]
     x = pd.to_numeric(done[cost], errors="coerce").to_numpy(dtype=float) / scale
     spread = [pd.to_numeric(done.get(cost + s, pd.Series(np.nan, index=done.index)), errors="coerce").to_numpy(dtype=float) / scale
               for s in ("_min", "_max")]
-    y = done["macro_score"].to_numpy(dtype=float)
+    y = done[metric].to_numpy(dtype=float)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("macro_score")
+    ax.set_ylabel(metric)
     if np.isnan(x).all():
         ax.text(0.5, 0.5, f"no {what} data\n(no {cost} in these results)",
                 ha="center", va="center", transform=ax.transAxes, color="grey")
@@ -145,7 +166,7 @@ def _pareto_panel(ax, df: pd.DataFrame, cost: str, what: str, xlabel: str, scale
 
 
 def plot_pareto(df: pd.DataFrame, path: Path) -> None:
-    """macro_score vs n_params and vs latency_ms_b32 of the teacher and the students (reference
+    """The ranking metric vs n_params and vs latency_ms_b32 of the teacher and the students (reference
     rows left out: random_init costs what a student costs), Pareto front circled (see
     `pareto_front`: models of the same size, or with overlapping latency spreads, are one cost),
     teacher labelled."""
@@ -159,26 +180,27 @@ def plot_pareto(df: pd.DataFrame, path: Path) -> None:
 
 
 def plot_progress(df: pd.DataFrame, path: Path) -> None:
-    """Each trial's macro_score by start order (trial_index), the running best, the teacher's level."""
+    """Each trial's ranking metric by start order (trial_index), the running best, the teacher's level."""
+    metric = rank_by(df)
     trials = df[(df["kind"] == "student") & df["trial_index"].notna()].sort_values("trial_index")
     fig, ax = plt.subplots(figsize=(8, 4.2))
     idx = trials["trial_index"].to_numpy(dtype=float)
-    macro = trials["macro_score"].to_numpy(dtype=float)
+    macro = trials[metric].to_numpy(dtype=float)
     ax.scatter(idx, macro, color=STUDENT_COLOUR, zorder=3, label="trial")
     ax.step(idx, pd.Series(macro).cummax().ffill().to_numpy(), where="post", color=FRONT_COLOUR, label="best so far")
     for i, m, (_, row) in zip(idx, macro, trials.iterrows()):
         if not np.isnan(m):
             ax.annotate(_label(row), (i, m), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    teacher = df.loc[df["kind"] == "teacher", "macro_score"].dropna()
+    teacher = df.loc[df["kind"] == "teacher", metric].dropna()
     if len(teacher):
         ax.axhline(teacher.iloc[0], color=TEACHER_COLOUR, linestyle="--", label="teacher")
-    random_init = df.loc[df["model"] == "random_init", "macro_score"].dropna()
+    random_init = df.loc[df["model"] == "random_init", metric].dropna()
     if len(random_init):
         ax.axhline(random_init.iloc[0], color="grey", linestyle=":", label="random_init (no distillation)")
     missing = int(np.isnan(macro).sum())
     ax.set_title("Search progress" + (f" ({missing} unfinished trial(s) not shown)" if missing else ""), fontsize=11)
     ax.set_xlabel("trial (in order of start)")
-    ax.set_ylabel("macro_score")
+    ax.set_ylabel(metric)
     if len(idx):
         ax.set_xticks(idx.astype(int))
     ax.margins(x=0.15, y=0.2)
@@ -272,6 +294,12 @@ def write_html(df: pd.DataFrame, results_dir: str | Path) -> Path:
     table = leaderboard.formatted(df).to_html(index=False, border=0, classes="leaderboard", escape=True)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in leaderboard.conventions(df))
     headline = "".join(f"<p>{html.escape(line)}</p>" for line in leaderboard.headline(df).splitlines())
+    comparison = leaderboard.comparison_table(df)
+    compared = "" if comparison.empty else (
+        "<h2>Teacher vs best student on each user task</h2><ul>"
+        + "".join(f"<li>{html.escape(s)}</li>" for s in leaderboard.comparison_sentences(df)) + "</ul>"
+        + f'<div class="scroll">{comparison.to_html(index=False, border=0, classes="leaderboard", escape=True)}</div>'
+        + f"<p>{html.escape(leaderboard.COMPARISON_NOTE)}</p>")
     spec_file = results_dir / "spec.json"
     sweep = json.loads(spec_file.read_text())["name"] if spec_file.exists() else results_dir.resolve().name
     title = f"distil-sweep report: {html.escape(sweep)}"
@@ -294,9 +322,10 @@ def write_html(df: pd.DataFrame, results_dir: str | Path) -> Path:
 <div class="headline">{headline}</div>
 <p>Results in <code>{html.escape(str(results_dir.resolve()))}</code>: {int((df["kind"] == "student").sum())} student
 trials ({_status_phrase(df)}) and
-{"the teacher" if (df["kind"] == "teacher").any() else "no teacher row"}{_reference_phrase(df)}, ranked by macro_score.</p>
+{"the teacher" if (df["kind"] == "teacher").any() else "no teacher row"}{_reference_phrase(df)}, ranked by {html.escape(rank_by(df))}.</p>
 <h2>Leaderboard</h2>
 <div class="scroll">{table}</div>
+{compared}
 <ul>{notes}</ul>
 <h2>Plots</h2>
 {"".join(images)}

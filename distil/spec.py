@@ -74,8 +74,10 @@ FloatParam = Union[float, FloatRange, Choice]
 ALPHAS = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse")
 SEARCHABLE = (*ALPHAS, "temperature", "layer_selection")
 # Objectives the search can optimise, and their direction. The first objective of a spec must be
-# a quality score (max); a second one, if any, a cost (min): Optuna's multi-objective search.
-QUALITY_OBJECTIVES = ("macro_score",)
+# a quality score (max): the GLUE macro, the macro over the spec's own tasks, or any one score
+# column of a task the spec runs (`sst2`, `mnli_m`, `uci_news`, ...; see quality_objectives); a
+# second one, if any, a cost (min): Optuna's multi-objective search.
+QUALITY_OBJECTIVES = ("macro_score", "tasks_macro")
 COST_OBJECTIVES = ("latency_ms_b1", "latency_ms_b32", "n_params", "size_mb")
 
 
@@ -199,9 +201,10 @@ class SearchSpec(_Strict):
                 check_selection(s)
             except ValueError as e:
                 raise ValueError(f"layer_selection: {e}") from None
-        quality, *cost = self.objectives
-        if quality not in QUALITY_OBJECTIVES:
-            raise ValueError(f"objectives: the first must be a score to maximise, one of {list(QUALITY_OBJECTIVES)}; got {quality!r}")
+        quality, *cost = self.objectives  # the first is checked against the spec's tasks (SweepSpec._objectives)
+        if quality in COST_OBJECTIVES:
+            raise ValueError(f"objectives: the first must be a score to maximise ({', '.join(QUALITY_OBJECTIVES)} or a task's "
+                             f"score column), not the cost {quality!r}; put the cost second")
         if cost and cost[0] not in COST_OBJECTIVES:
             raise ValueError(f"objectives: the second must be a cost to minimise, one of {list(COST_OBJECTIVES)}; got {cost[0]!r}")
         if cost and self.early_stopping:
@@ -453,6 +456,36 @@ class SweepSpec(_Strict):
                 raise ValueError(f"task_distill.tasks: {missing} not in glue.tasks or tasks (the teacher is fine-tuned there); "
                                  "add them there")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_objectives(cls, data):
+        # A sweep with no GLUE task has no macro_score to optimise: its default is tasks_macro.
+        if isinstance(data, dict) and isinstance(data.get("glue"), dict) and data["glue"].get("tasks") == [] \
+                and data.get("tasks") and not (data.get("search") or {}).get("objectives"):
+            data = {**data, "search": {**(data.get("search") or {}), "objectives": ["tasks_macro"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _objectives(self):
+        quality = self.search.objectives[0]
+        allowed = self.quality_objectives()
+        if quality not in allowed:
+            hint = ("macro_score is the GLUE macro and glue.tasks is empty; " if quality == "macro_score" else
+                    "tasks_macro is the macro over the spec's own tasks and it has none; " if quality == "tasks_macro" else "")
+            raise ValueError(f"search.objectives: the first must be a score to maximise: {hint}use one of {allowed}; got {quality!r}")
+        return self
+
+    def quality_objectives(self) -> list[str]:
+        """What search.objectives[0] may be for this spec: macro_score (with GLUE tasks),
+        tasks_macro (with own tasks), and every score column of the GLUE tasks in glue.tasks and
+        of the spec's own tasks (leaderboard columns; distil.leaderboard.row_from_result fills
+        them, so a trial's result["objectives"] carries the value)."""
+        from distil.glue import TASKS
+
+        glue = [t for t in TASKS.values() if self.glue.tasks == "all" or t.name in self.glue.tasks]  # GLUE order
+        return ((["macro_score"] if glue else []) + (["tasks_macro"] if self.tasks else [])
+                + [c for t in [*glue, *self.tasks] for c in t.columns()])
 
     def finetune_tasks(self) -> list[Task]:
         """Every task a model is fine-tuned on: the GLUE tasks of glue.tasks that have data in

@@ -232,7 +232,7 @@ def _distil_and_score(trial_id: str, cand: Path, params: CandidateParams, ctx: S
         "proxy_seconds": round(sum(r.get("proxy_seconds", 0.0) for r in rungs), 1),
         "finetune_seconds": finetune_seconds(runs), "provenance": ctx.provenance,
     }
-    row = leaderboard.row_from_result(result, include_wnli=spec.glue.include_wnli)
+    row = leaderboard.row_from_result(result, include_wnli=spec.glue.include_wnli, tasks=spec.tasks)  # own tasks' columns, tasks_macro
     names, _ = objectives(spec)
     result["objectives"] = {n: _finite_or_none(row.get(n)) for n in names}
     _write_json(cand / "result.json", result)
@@ -240,9 +240,8 @@ def _distil_and_score(trial_id: str, cand: Path, params: CandidateParams, ctx: S
 
 
 def _task_score(run: dict) -> float:
-    """A GLUE run's task score: mean over its splits of the mean of each split's metrics."""
-    columns = {c: float(np.mean(v)) for c, v in leaderboard.split_scores([run]).items()}
-    return leaderboard.macro_score(columns)
+    """A run's task score (GLUE's or an own task's): mean over its splits of the mean of each split's metrics."""
+    return leaderboard.task_score(run)  # leaderboard.macro_score counts GLUE tasks only: NaN for an own task
 
 
 def _finite_or_none(v):

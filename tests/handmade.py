@@ -63,3 +63,59 @@ def write_row(row_dir: Path, kind: str, preds: dict[str, dict[int, np.ndarray]],
     result = {"kind": kind, "params": params or {}, "glue": list(runs.values()), "n_params": 11_000_000, **extra}
     write_json(row_dir / "result.json", result)
     return result
+
+
+# ---------------------------------------------------------------- the user's own tasks
+def own_task(name: str, num_labels: int, multi: bool = False):
+    """A spec task (distil.tasks.Task) as spec.json holds it once resolved: 4-class single-label
+    or multi-label with `num_labels` labels (the data path is not read by the leaderboard)."""
+    from distil.tasks import Task
+
+    return Task(name=name, data=f"/data/{name}", label_field="labels" if multi else "label", num_labels=num_labels,
+                problem_type="multi_label_classification" if multi else "single_label_classification")
+
+
+def task_labels(task, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(idx, labels) of an own task's eval split: single-label class ids with unequal class
+    shares (class 2 the majority, ~40 %), or multi-label (n, L) 0/1 with label frequencies from
+    1 % to 30 % (every label below half: the per-label majority is all-negative), >= 1 per row."""
+    rng = np.random.default_rng([seed, len(task.name), task.num_labels])
+    idx = rng.permutation(n * 3)[:n]
+    if task.problem_type != "multi_label_classification":
+        share = np.ones(task.num_labels)
+        share[min(2, task.num_labels - 1)] = 2.0  # 4 classes: 40 % class 2, 20 % each other
+        return idx, rng.choice(task.num_labels, n, p=share / share.sum())
+    freq = np.linspace(0.01, 0.3, task.num_labels)
+    y = (rng.random((n, task.num_labels)) < freq).astype(np.float32)
+    y[np.arange(n), rng.choice(task.num_labels, n, p=freq / freq.sum())] = 1.0
+    return idx, y
+
+
+def task_logits(task, labels: np.ndarray, quality: float, seed: int) -> np.ndarray:
+    """(n, num_labels) logits of a model that is right about `quality` of the time: single-label,
+    the true class with probability `quality`, else a random one; multi-label, logits
+    (2y - 1)·3·quality + N(0, 1) - 2 (quality 0: constant -5, an all-negative model)."""
+    rng = np.random.default_rng(seed)
+    n, k = len(labels), task.num_labels
+    if task.problem_type != "multi_label_classification":
+        pred = np.where(rng.random(n) < quality, labels, rng.integers(0, k, n))
+        return np.eye(k, dtype=np.float32)[pred] * 3 + rng.normal(0, 0.1, (n, k)).astype(np.float32)
+    if quality == 0:
+        return np.full((n, k), -5.0, dtype=np.float32)
+    return ((2 * labels - 1) * 3 * quality + rng.normal(0, 1, (n, k)) - 2).astype(np.float32)
+
+
+def write_task_runs(row_dir: Path, task, split_data: tuple, logits_by_seed: dict[int, np.ndarray], seconds: float) -> list[dict]:
+    """Save an own task's predictions as distil.finetune does (predictions_frame) and return its
+    runs (finetune_and_evaluate's dicts), scored by finetune.score_predictions."""
+    from distil.finetune import predictions_frame, score_predictions
+
+    idx, labels = split_data
+    runs = []
+    for seed, logits in logits_by_seed.items():
+        df = predictions_frame(task, {"idx": idx, "labels": labels}, logits)
+        (row_dir / "predictions").mkdir(parents=True, exist_ok=True)
+        df.to_parquet(row_dir / "predictions" / f"{task.name}-seed{seed}.parquet", index=False)
+        runs.append({"task": task.name, "seed": seed, "scores": {"": score_predictions(task, df)}, "subset_splits": [],
+                     "n_eval": len(df), "seconds": seconds})
+    return runs

@@ -129,3 +129,82 @@ def test_chance_is_the_majority_class_score_and_0_for_stsb():
     chance = confidence.chance_scores(splits)
     assert chance["mrpc"] == pytest.approx((75 + 60) / 2) and chance["cola"] == 0.0 and chance["stsb"] == 0.0
     assert chance["qqp"] == pytest.approx(30.0)
+
+
+# ---------------------------------------------------------------- the user's own tasks
+def _multi_label_case(n=300, labels=8, seed=2):
+    """(N, L) truth with rare labels (one never on, one on in every row) and three score sets:
+    informative, random, and rounded to 0.1 (many ties)."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, labels)) < np.linspace(0.01, 0.4, labels)).astype(float)
+    y[:, 0], y[:, -1] = 0.0, 1.0
+    good = np.clip(0.6 * y + 0.5 * rng.random((n, labels)), 0, 1)
+    return y, np.stack([good, rng.random((n, labels)), np.round(good, 1)])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
+@pytest.mark.parametrize("metric", ["micro_f1", "macro_f1", "roc_auc"])
+def test_vectorised_multi_label_metrics_equal_sklearn(metric):
+    """micro-F1 and macro-F1 on the probabilities thresholded at 0.5 and the mean per-label ROC AUC
+    on the probabilities, as distil.metrics.compute (scikit-learn) on every resample, including
+    resamples where rare labels are absent (left out of macro-F1 and ROC AUC)."""
+    y, scores = _multi_label_case()
+    n = len(y)
+    W = np.vstack([np.ones(n), confidence.resample_counts(n, 4, np.random.default_rng(0)), np.r_[n, np.zeros(n - 1)]])
+    got = confidence.resampled_metric(metric, W, y, scores, threshold=0.5)
+    for b, w in enumerate(W.astype(int)):
+        take = np.repeat(np.arange(n), w)
+        want = [compute(metric, y[take], s[take] if metric == "roc_auc" else (s[take] >= 0.5).astype(int)) for s in scores]
+        np.testing.assert_allclose(got[b], want, atol=1e-9)  # NaN for ROC AUC on one example: no label has both classes
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
+def test_vectorised_multi_class_macro_f1_equals_sklearn():
+    """Macro-F1 over the classes present in the resample; a prediction of a class absent from the
+    labels (5) still costs its true class recall."""
+    rng = np.random.default_rng(4)
+    y = rng.choice(4, 300, p=[0.5, 0.3, 0.15, 0.05]).astype(float)
+    preds = np.stack([y, np.where(rng.random(300) < 0.3, rng.integers(0, 4, 300), y), np.zeros(300), np.full(300, 5.0)])
+    W = np.vstack([np.ones(300), confidence.resample_counts(300, 4, np.random.default_rng(1))])
+    got = confidence.resampled_metric("macro_f1", W, y, preds)
+    for b, w in enumerate(W.astype(int)):
+        take = np.repeat(np.arange(300), w)
+        np.testing.assert_allclose(got[b], [compute("macro_f1", y[take], p[take]) for p in preds], atol=1e-9)
+
+
+def test_multi_label_micro_f1_interval_matches_the_binomial_answer():
+    """Every example has one true label; A finds it always, B misses it (predicts nothing) on a
+    known 100 of 1000. On a resample with K of those drawn, B's micro-F1 is 2(N-K)/(2N-K) and A's
+    100, so the difference 100·K/(2N-K) is increasing in K ~ Binomial(1000, 0.1): its 95 %
+    interval is that function of binom.ppf(0.025) and binom.ppf(0.975)."""
+    from distil.tasks import Task
+
+    n, k, labels = 1000, 100, 28
+    task = Task(name="emo", data="x", problem_type="multi_label_classification", num_labels=labels, metrics=("micro_f1",))
+    y = np.eye(labels)[np.arange(n) % labels]
+    a = 0.9 * y + 0.05
+    b = a.copy()
+    b[:k] = 0.05  # nothing above the 0.5 threshold
+    split = confidence.Split("emo", np.arange(n), y, {"a": a[None], "b": b[None]}, task=task, position=11)
+    W_full = np.ones((1, n))
+    assert confidence.resampled_metric("micro_f1", W_full, y, b[None])[0, 0] == pytest.approx(100 * 2 * 900 / 1900)
+    scores = confidence.resampled_columns({"emo": split}, resamples=4000, seed=0)
+    lo, hi = confidence.paired_interval(scores["a"]["emo"], scores["b"]["emo"])
+    f = lambda K: 100 * K / (2 * n - K)  # noqa: E731
+    want_lo, want_hi = f(stats.binom.ppf([0.025, 0.975], n, k / n))
+    assert lo == pytest.approx(want_lo, abs=0.15) and hi == pytest.approx(want_hi, abs=0.15)
+
+
+def test_chance_of_a_multi_label_split_is_all_negative_when_no_label_is_in_half_the_rows():
+    from distil.tasks import Task
+
+    task = Task(name="emo", data="x", problem_type="multi_label_classification", num_labels=3)
+    y = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 1]], dtype=float)
+    split = confidence.Split("emo", np.arange(4), y, task=task, position=11)
+    assert confidence.chance_scores({"emo": split})["emo"] == pytest.approx(50 / 3)  # F1s 0, ROC AUC 50
+    assert confidence.chance_rule(split).startswith("all-negative")
+    y[:, 0] = [1, 1, 1, 0]  # label 0 now on in 3 of 4 rows: its majority is "on"
+    split = confidence.Split("emo", np.arange(4), y, task=task, position=11)
+    assert confidence.chance_rule(split) == "each label's majority: labels 0 always on, the rest off"
+    micro = 100 * 2 * 3 / (4 + 6)  # predicted 4 positives, 6 true ones, 3 of them right
+    assert confidence.chance_scores({"emo": split})["emo"] == pytest.approx((micro + 100 * (2 * 3 / 7) / 3 + 50) / 3)

@@ -218,7 +218,8 @@ def test_report_command_writes_everything(results_dir, capsys):
 def test_real_glue_predictions_reproduce_their_scores_and_give_intervals(tmp_path, teacher_source, student_dir):
     """Real fine-tuning (transformers Trainer, 16 examples) writes the prediction files and the
     scores; the bootstrap reads them back, reproduces every score and gives intervals."""
-    from distil.glue import finetune_and_evaluate
+    from distil.finetune import finetune_and_evaluate
+    from distil.glue import glue_task
     from tests.handmade import write_json
 
     settings = {"lr": 5e-5, "epochs": 1, "batch_size": 8, "max_seq_len": 64, "max_train_examples": 16,
@@ -227,7 +228,7 @@ def test_real_glue_predictions_reproduce_their_scores_and_give_intervals(tmp_pat
             "candidates/b": (str(student_dir), "student", {**PARAMS, "alpha_ce": 1.0})}
     for where, (model, kind, params) in rows.items():
         seeds = [0, 1] if where != "candidates/a" else [0]
-        runs = [finetune_and_evaluate(model, task, settings, seed, str(GLUE), str(tmp_path / where / "predictions"))
+        runs = [finetune_and_evaluate(model, glue_task(str(GLUE), task), settings, seed, str(tmp_path / where / "predictions"))
                 for task in ("stsb", "mrpc") for seed in seeds]
         write_json(tmp_path / where / "result.json", {"kind": kind, "params": params, "glue": runs})
     df = leaderboard.load(tmp_path, resamples=200)
