@@ -209,7 +209,13 @@ def report(results_dir: str | None) -> int:
     if export.best_student(df) is None:
         print("best student: none finished, nothing exported", flush=True)
     else:
-        print(f"best student: {export.export_best(df, results_dir)}", flush=True)
+        try:  # the previous export stays in place unless its replacement is complete (export.export_best)
+            print(f"best student: {export.export_best(df, results_dir)}", flush=True)
+        except (OSError, ValueError) as e:
+            print(f"warning: best student not exported: {str(e).splitlines()[0]}", file=sys.stderr)
+    corrupt = df[df["status"] == "corrupt"]
+    for _, row in corrupt.iterrows():
+        print(f"warning: {row['model']}: corrupt ({row['reason']}); the other rows are reported", file=sys.stderr)
     return 0
 
 

@@ -138,6 +138,20 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _unreadable(path: Path) -> bool:
+    """Whether `path` exists but is not a JSON object."""
+    try:
+        return path.exists() and not isinstance(_read(path), dict)
+    except (OSError, ValueError):
+        return True
+
+
+def _corrupt(model: str, kind: str, path: Path, error: Exception) -> dict:
+    """The row of a model whose files cannot be read: status `corrupt`, the reason in one line."""
+    first = next((ln for ln in str(error).splitlines() if ln.strip()), type(error).__name__)
+    return {"model": model, "kind": kind, "status": "corrupt", "reason": f"{path.name}: {type(error).__name__}: {first}"[:300]}
+
+
 def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: int = confidence.SEED) -> pd.DataFrame:
     """Leaderboard of a sweep's results dir (finished or interrupted), sorted by the first
     objective (`rank_metric`).
@@ -181,7 +195,7 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     """
     results_dir = Path(results_dir)
     spec_file = results_dir / "spec.json"
-    spec = _read(spec_file) if spec_file.exists() else {}
+    spec = _read(spec_file) if spec_file.exists() and not _unreadable(spec_file) else {}  # damaged: GLUE defaults
     include_wnli = spec.get("glue", {}).get("include_wnli", True)
     own = own_tasks(spec)
     wanted = spec.get("glue", {}).get("tasks", "all")
@@ -189,22 +203,31 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     rows, row_dirs, provenance = [], {}, []
     for path in [results_dir / "teacher" / "result.json", *sorted(results_dir.glob("references/*/result.json"))]:
         if path.exists():
-            result = _read(path)
-            rows.append({"model": path.parent.name, "kind": result.get("kind", "teacher"), "status": "done",
-                         **row_from_result(result, include_wnli, own)})
+            try:
+                result = _read(path)
+                row = row_from_result(result, include_wnli, own)
+            except Exception as e:  # a damaged file makes its own row corrupt, never the report
+                rows.append(_corrupt(path.parent.name, "teacher" if path.parent.name == "teacher" else "reference", path, e))
+                continue
+            rows.append({"model": path.parent.name, "kind": result.get("kind", "teacher"), "status": "done", **row})
             row_dirs[path.parent.name] = path.parent
             provenance.append((path.parent.name, result.get("provenance")))
     started, candidates = {}, {}
     for cand in sorted((results_dir / "candidates").glob("*")):
-        config = _read(cand / "config.json") if (cand / "config.json").exists() else None
-        status = _read(cand / "status.json") if (cand / "status.json").exists() else {}
+        try:
+            config = _read(cand / "config.json") if (cand / "config.json").exists() else None
+            status = _read(cand / "status.json") if (cand / "status.json").exists() else {}
+            result = _read(cand / "result.json") if (cand / "result.json").exists() else None
+            row = row_from_result(result, include_wnli, own) if result is not None else None
+        except Exception as e:
+            bad = next((f for f in ("result.json", "config.json", "status.json") if _unreadable(cand / f)), "result.json")
+            rows.append(_corrupt(cand.name, "student", cand / bad, e))
+            continue
         extra = {k: status[k] for k in ("rung", "proxy_score", "reason") if k in status}
         if config:
             started[cand.name] = config.get("started", math.nan)
-        if (cand / "result.json").exists():
-            result = _read(cand / "result.json")
-            rows.append({"model": cand.name, "kind": "student", "status": "done", **row_from_result(result, include_wnli, own),
-                         **extra})
+        if result is not None:
+            rows.append({"model": cand.name, "kind": "student", "status": "done", **row, **extra})
             row_dirs[cand.name] = cand
             provenance.append((cand.name, result.get("provenance")))
         elif config or status:

@@ -227,20 +227,26 @@ def learning_curves(results_dir: str | Path) -> dict:
     {model: done/stopped/...}, 'init': {rule: score}, 'teacher': score or None}. Empty without
     early stopping (no proxy was scored)."""
     results_dir = Path(results_dir)
-    read = lambda p: json.loads(p.read_text()) if p.exists() else None  # noqa: E731
+
+    def read(p: Path):  # a damaged file is left out of the plot (the leaderboard marks its row corrupt)
+        try:
+            return json.loads(p.read_text()) if p.exists() else None
+        except (OSError, ValueError):
+            return None
+
     teacher = read(results_dir / "teacher" / "proxy.json")
     inits = {p.parent.name.removeprefix("init_only-") + f" ({p.stem.removeprefix('proxy-')})": read(p)["proxy_score"]
              for p in sorted(results_dir.glob("references/init_only-*/proxy-*L.json"))}
     curves, status = {}, {}
     for cand in sorted((results_dir / "candidates").glob("*")):
         progress, config = read(cand / "progress.json"), read(cand / "config.json")
-        rungs = [r for r in (progress or {}).get("rungs", []) if r.get("proxy_score") is not None]
-        if not rungs or not config:
+        rungs = [r for r in (progress or {}).get("rungs", []) if isinstance(r, dict) and r.get("proxy_score") is not None]
+        params = (config or {}).get("params") if isinstance(config, dict) else None
+        if not rungs or not isinstance(params, dict) or "layer_selection" not in params:
             continue
-        params = config["params"]
         start = read(results_dir / "references" / f"init_only-{str(params['layer_selection']).replace(',', '-')}"
-                     / f"proxy-{params['n_layers']}L.json")
-        curves[cand.name] = ([(0, start["proxy_score"])] if start else []) + [(r["tokens"], r["proxy_score"]) for r in rungs]
+                     / f"proxy-{params.get('n_layers')}L.json")
+        curves[cand.name] = ([(0, start["proxy_score"])] if start else []) + [(r.get("tokens", 0), r["proxy_score"]) for r in rungs]
         status[cand.name] = "done" if (cand / "result.json").exists() else (read(cand / "status.json") or {}).get("status", "running")
     return {"candidates": curves, "status": status, "init": inits, "teacher": teacher["proxy_score"] if teacher else None}
 
