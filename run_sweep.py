@@ -77,15 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(args.cache_dir or (state["cache_dir"] if args.command == "resume" else "~/.cache/distil-sweep")).expanduser().resolve()
     corpus_dir = prepare_corpus(spec.corpus, AutoTokenizer.from_pretrained(source), cache, spec.teacher.head_fit.eval_sequences)
     teacher_dir, head_fit = prepare_teacher(source, corpus_dir, spec.teacher.head_fit, cache, spec.seed)
-    print(f"teacher: {teacher_dir} {json.dumps(head_fit)}", flush=True)
+    fitted = (f"MLM head fitted in {head_fit['steps']} steps, {head_fit['seconds']:.0f} s: held-out masked-token accuracy "
+              f"{head_fit['masked_token_acc_before']:.1f} -> {head_fit['masked_token_acc_after']:.1f} %"
+              if head_fit.get("fitted_head") else "its own MLM head")
+    print(f"teacher ready: {teacher_dir} ({fitted})", flush=True)
     # 3. Profiles (size, CPU latency) of the teacher and each student depth, timed while nothing else runs.
     if args.command == "run":
         profiles = profile_architectures(source, teacher_dir, spec.student.depths() or [n_layers], spec.seed, spec.glue.data)
         spec_json = spec.model_dump_json(indent=2)
         state = {"n_layers": n_layers, "cache_dir": str(cache), "profiles": profiles,
                  "provenance": provenance.collect(spec, spec_json, teacher_dir, cache)}
-        (out / "spec.json").write_text(spec_json)
-        (out / "run.json").write_text(json.dumps(state, indent=2))
     job = DistillJob(teacher_dir=teacher_dir, corpus_dir=str(corpus_dir), distill=spec.distill, storage=str(out / "train"),
                      seed=spec.seed, log_dir=str(out / "logs"), verbose=args.verbose)
     # Every task split tokenised once for every model of the sweep (the students share the teacher's tokenizer).
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                        provenance=state["provenance"], tasks=tuple(tasks), caches=caches, verbose=args.verbose)
     # 4. Reference rows (teacher, random_init student, task-specific distillation) run as Ray tasks alongside the search.
     done = {p.parent.name for p in out.glob("*/result.json")} | {p.parent.name for p in out.glob("references/*/result.json")}
+    if args.command == "run":  # written only now: a run that failed before leaves an empty dir to rerun in
+        (out / "spec.json").write_text(spec_json)
+        (out / "run.json").write_text(json.dumps(state, indent=2))
     references = submit_references(ctx, source, head_fit, skip=done)
     # 5-6. Search: each trial distils a student in rungs (Ray Train), is scored on the proxy after
     #      each rung (ASHA may stop it), and the survivors are fine-tuned on GLUE (Ray tasks).
