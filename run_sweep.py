@@ -197,7 +197,7 @@ def report(results_dir: str | None) -> int:
     if not results_dir or not Path(results_dir).is_dir():
         print(f"error: report: {results_dir!r} is not a results dir; pass results/<sweep>", file=sys.stderr)
         return 2
-    from distil import leaderboard  # late: pandas, datasets and scipy load in seconds; bad input fails before
+    from distil import leaderboard, summary  # late: pandas, datasets and scipy load in seconds; bad input fails before
 
     df = leaderboard.load(results_dir)
     if df.empty:
@@ -205,7 +205,7 @@ def report(results_dir: str | None) -> int:
               "(results/<name>)", file=sys.stderr)
         return 1
     leaderboard.write(df, results_dir)
-    print(leaderboard.to_markdown(df))
+    print(summary.to_markdown(df))
     print(f"leaderboard: {Path(results_dir) / 'leaderboard.csv'}, leaderboard.parquet and leaderboard.md", flush=True)
     from distil import export, report as html_report  # matplotlib only when a report is made
 

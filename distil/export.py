@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from distil import leaderboard
+from distil import leaderboard, summary
 
 
 best_student = leaderboard.best_student  # the done student best by the ranking metric (df.attrs["rank_by"]), or None
@@ -34,7 +34,7 @@ def model_card(best: pd.Series, teacher: pd.Series | None, sweep: str, teacher_s
     rank = attrs.get("rank_by", "macro_score")
     frame = pd.DataFrame([best])
     frame.attrs.update(attrs)
-    shown = [c for c in leaderboard.all_columns(leaderboard.own_tasks(attrs)) if c not in leaderboard.hidden_empty_columns(frame)]
+    shown = [c for c in leaderboard.all_columns(leaderboard.own_tasks(attrs)) if c not in summary.hidden_empty_columns(frame)]
     macros = [m for m in leaderboard.families(leaderboard.own_tasks(attrs)) if m in best and pd.notna(best.get(m))] or ["macro_score"]
     rows = []
     for col in [*shown, *macros]:
@@ -46,16 +46,16 @@ def model_card(best: pd.Series, teacher: pd.Series | None, sweep: str, teacher_s
     cost = [f"- {k}: {_num(best[k])}" for k in (*leaderboard.PROFILE_COLUMNS, "finetune_seconds") if pd.notna(best.get(k))]
     sfx = "_tasks" if rank == leaderboard.TASKS_MACRO else ""
     g = best.get(f"gain_over_random_init{sfx}")
-    gain = (f", {g:+.2f}{leaderboard.interval_text(best, f'gain_over_random_init{sfx}')} points over the same architecture with "
+    gain = (f", {g:+.2f}{summary.interval_text(best, f'gain_over_random_init{sfx}')} points over the same architecture with "
             "random weights (random_init)") if pd.notna(g) else ""
     pct = best.get(f"pct_teacher{sfx}") if rank in leaderboard.FAMILIES else (
         100 * best[rank] / teacher[rank] if teacher is not None and pd.notna(teacher.get(rank)) and teacher[rank] > 0 else None)
     rows_df = pd.DataFrame([best] + ([teacher] if teacher is not None else []))
     rows_df.attrs.update(attrs)
-    notes = "\n".join(f"- {n}" for n in leaderboard.conventions(rows_df))
-    compared = [c for c in leaderboard.comparison_sentences(rows_df) if f"`{best['model']}`" in c]  # where it is the best
+    notes = "\n".join(f"- {n}" for n in summary.conventions(rows_df))
+    compared = [c for c in summary.comparison_sentences(rows_df) if f"`{best['model']}`" in c]  # where it is the best
     compared = ("\n## On each user task, against the teacher\n\n" + "\n".join(f"- {c}" for c in compared)
-                + f"\n\n{leaderboard.COMPARISON_NOTE}\n") if compared else ""
+                + f"\n\n{summary.COMPARISON_NOTE}\n") if compared else ""
     return f"""---
 library_name: transformers
 tags: [distillation, distilbert]
@@ -65,7 +65,7 @@ tags: [distillation, distilbert]
 
 A DistilBERT-style student ({_num(best['n_params'] / 1e6, 1)}M encoder parameters) distilled by
 distil-sweep from the teacher `{teacher_source}`. It is the best of the sweep's finished students
-by {rank}: {_num(best[rank])}, {_num(pct, 1)} % of the teacher's{leaderboard.interval_text(best, f'pct_teacher{sfx}', 1) if rank in leaderboard.FAMILIES else ''}{gain}.
+by {rank}: {_num(best[rank])}, {_num(pct, 1)} % of the teacher's{summary.interval_text(best, f'pct_teacher{sfx}', 1) if rank in leaderboard.FAMILIES else ''}{gain}.
 
 ```python
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer

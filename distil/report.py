@@ -14,7 +14,7 @@ file can be mailed or attached to a CI run on its own) and the same PNGs under `
   * progress.png  the ranking metric of each trial in start order and the running best: the search's progress;
   * curves.png    the early-stopping proxy score against distillation tokens.
 The html also holds the teacher-vs-best-student comparison on each user task
-(distil.leaderboard.comparison_table).
+(distil.summary.comparison_table).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from distil import leaderboard  # noqa: E402
+from distil import leaderboard, summary  # noqa: E402
 
 TEACHER_COLOUR, STUDENT_COLOUR, FRONT_COLOUR = "tab:orange", "tab:blue", "tab:red"
 
@@ -64,7 +64,7 @@ def pareto_front(cost, score, lo=None, hi=None, same=None) -> np.ndarray:
 def _label(row) -> str:
     if row["kind"] == "teacher":
         return "teacher"
-    return str(row["model"]) + (" (paper defaults)" if leaderboard.is_paper_defaults(row) else "")
+    return str(row["model"]) + (" (paper defaults)" if summary.is_paper_defaults(row) else "")
 
 
 def rank_by(df: pd.DataFrame) -> str:
@@ -75,7 +75,7 @@ def rank_by(df: pd.DataFrame) -> str:
 
 def score_columns_shown(df: pd.DataFrame) -> list[str]:
     """The split columns the tables show: GLUE's the sweep runs (or that hold data), then the own tasks'."""
-    hidden = leaderboard.hidden_empty_columns(df)
+    hidden = summary.hidden_empty_columns(df)
     return [c for c in leaderboard.all_columns(leaderboard.own_tasks(df.attrs)) if c in df and c not in hidden]
 
 
@@ -113,14 +113,14 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
     for (i, j), v in np.ndenumerate(values):
         if not np.isnan(v):
             dark = not tie[i, j] and relative[i, j] < 0.6
-            mark = leaderboard.CHANCE_MARK if at_chance[i, j] else ""
+            mark = summary.CHANCE_MARK if at_chance[i, j] else ""
             ax.text(j, i, f"{v:.1f}{mark}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
             if at_chance[i, j]:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="red", lw=0))
     ax.set_yticks(range(len(values)), macro, fontsize=9)
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
     ax.set_title("Validation scores ×100\ncolour: worst → best within each column; white: all equal;\n"
-                 f"grey: no data; hatched {leaderboard.CHANCE_MARK}: at or below chance", fontsize=10)
+                 f"grey: no data; hatched {summary.CHANCE_MARK}: at or below chance", fontsize=10)
     ax.set_ylabel(f"model  ({metric})")
     bar = fig.colorbar(plt.cm.ScalarMappable(cmap=cmap), ax=ax, fraction=0.03, pad=0.02, ticks=[0, 1])
     bar.ax.set_yticklabels(["worst", "best"])
@@ -297,15 +297,15 @@ def write_html(df: pd.DataFrame, results_dir: str | Path) -> Path:
         plot(df, png, results_dir) if plot is plot_learning_curves else plot(df, png)
         data = base64.b64encode(png.read_bytes()).decode()
         images.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
-    table = leaderboard.formatted(df).to_html(index=False, border=0, classes="leaderboard", escape=True)
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in leaderboard.conventions(df))
-    headline = "".join(f"<p>{html.escape(line)}</p>" for line in leaderboard.headline(df).splitlines())
-    comparison = leaderboard.comparison_table(df)
+    table = summary.formatted(df).to_html(index=False, border=0, classes="leaderboard", escape=True)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary.conventions(df))
+    headline = "".join(f"<p>{html.escape(line)}</p>" for line in summary.headline(df).splitlines())
+    comparison = summary.comparison_table(df)
     compared = "" if comparison.empty else (
         "<h2>Teacher vs best student on each user task</h2><ul>"
-        + "".join(f"<li>{html.escape(s)}</li>" for s in leaderboard.comparison_sentences(df)) + "</ul>"
+        + "".join(f"<li>{html.escape(s)}</li>" for s in summary.comparison_sentences(df)) + "</ul>"
         + f'<div class="scroll">{comparison.to_html(index=False, border=0, classes="leaderboard", escape=True)}</div>'
-        + f"<p>{html.escape(leaderboard.COMPARISON_NOTE)}</p>")
+        + f"<p>{html.escape(summary.COMPARISON_NOTE)}</p>")
     spec_file = results_dir / "spec.json"
     sweep = json.loads(spec_file.read_text())["name"] if spec_file.exists() else results_dir.resolve().name
     title = f"distil-sweep report: {html.escape(sweep)}"

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from distil import leaderboard
+from distil import leaderboard, summary
 
 
 def _run(task, seed, **scores):
@@ -77,7 +77,7 @@ def test_reference_rows_give_gain_over_random_init_and_task_kd_has_no_macro(tmp_
     kd = df.loc["task-kd-sst2"]
     assert kd["kind"] == "task_distill" and kd["sst2"] == 85.0 and pd.isna(kd["macro_score"]) and pd.isna(kd["rte"])
     assert list(leaderboard.load(tmp_path)["model"])[-1] == "task-kd-sst2"  # no macro: ranked last
-    assert "random_init: the students' architecture" in leaderboard.to_markdown(leaderboard.load(tmp_path))
+    assert "random_init: the students' architecture" in summary.to_markdown(leaderboard.load(tmp_path))
 
 
 # ---------------------------------------------------------------- intervals, chance, headline
@@ -135,7 +135,7 @@ def test_intervals_contain_the_leaderboard_values_and_pair_the_paper_defaults(tm
 
 def test_headline_and_markdown_say_how_sure_the_order_is(tmp_path):
     df = leaderboard.load(_sweep(tmp_path, QUALITY), resamples=300)
-    head = leaderboard.headline(df)
+    head = summary.headline(df)
     first = head.splitlines()[0]
     assert first.startswith("best student `c-good`: macro") and "% of teacher [" in first
     assert "vs paper defaults +" in first and "— better at 95 %" in first
@@ -160,11 +160,11 @@ def test_a_majority_class_model_is_flagged_at_chance(tmp_path):
     for c in SIZES:
         assert row[c] == pytest.approx(df.attrs["chance"][c])
     assert df.set_index("model").loc["teacher", "at_chance"] == ""
-    table = leaderboard.formatted(df).set_index("model")
-    assert table.loc["c-majority", "sst2"].endswith(leaderboard.CHANCE_MARK)
-    assert not table.loc["teacher", "sst2"].endswith(leaderboard.CHANCE_MARK)
+    table = summary.formatted(df).set_index("model")
+    assert table.loc["c-majority", "sst2"].endswith(summary.CHANCE_MARK)
+    assert not table.loc["teacher", "sst2"].endswith(summary.CHANCE_MARK)
     assert table.loc["chance (majority class)", "sst2"] == f"{df.attrs['chance']['sst2']:.2f}"
-    assert leaderboard.chance_margins(df, df.set_index("model").loc["c-majority"]) == pytest.approx(
+    assert summary.chance_margins(df, df.set_index("model").loc["c-majority"]) == pytest.approx(
         {"cola": 0, "sst2": 0, "stsb": 0, "mnli": 0, "rte": 0})
 
 
@@ -179,10 +179,10 @@ def test_best_is_the_paper_defaults_and_rows_without_matching_predictions_get_no
     rows = df.set_index("model")
     assert pd.isna(rows.loc["c-other", "delta_vs_default_lo"]) and pd.notna(rows.loc["c-other", "delta_vs_default"])
     assert rows.loc["c-stopped", "status"] == "stopped" and rows.loc["c-stopped", "rung"] == 1
-    head = leaderboard.headline(df)
+    head = summary.headline(df)
     assert head.startswith("best student `c-default` (paper defaults)") and "vs the next best `c-other` +" in head
     assert "no interval" in head.splitlines()[0]
-    notes = " ".join(leaderboard.conventions(df))
+    notes = " ".join(summary.conventions(df))
     assert "No intervals for c-other (its predictions do not reproduce" in notes and "stopped early" in notes
 
 

@@ -15,7 +15,7 @@ import torch
 from matplotlib import image as mpimg
 from matplotlib import pyplot as plt
 
-from distil import export, leaderboard, report
+from distil import export, leaderboard, report, summary
 from distil.profile import measure
 from distil.student import build_student
 from tests.conftest import GLUE
@@ -143,7 +143,7 @@ def test_report_marks_chance_and_paper_defaults(tmp_path):
     df = leaderboard.load(out, resamples=50)
     page = report.write_html(df, out).read_text()
     assert "chance (majority class)" in page and "c-default (paper defaults)" in page
-    assert f"{df.attrs['chance']['sst2']:.2f}{leaderboard.CHANCE_MARK}" in page  # the majority-class model's cell
+    assert f"{df.attrs['chance']['sst2']:.2f}{summary.CHANCE_MARK}" in page  # the majority-class model's cell
     assert "vs paper defaults" in page and "No intervals" not in page
 
 

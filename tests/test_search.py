@@ -16,6 +16,7 @@ from tests.conftest import ROOT
 
 def _spec(tmp_path, **search):
     raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
+    raw["search"].pop("early_stopping")  # each test says whether it wants it
     raw["search"].update(search)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -35,6 +36,7 @@ def test_default_startup_leaves_most_of_a_12_candidate_sweep_to_tpe(tmp_path):
 
 def test_searched_depth_is_a_dimension_of_the_space(tmp_path):
     raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
+    raw["search"].pop("early_stopping")  # two objectives exclude it
     raw["student"]["n_layers"] = {"choices": [2, 3]}
     raw["search"]["objectives"] = ["macro_score", "n_params"]
     raw["search"]["points_to_evaluate"][0]["n_layers"] = 3

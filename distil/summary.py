@@ -1,0 +1,418 @@
+"""The leaderboard in words: the headline a person reads first, the notes that say how to read
+the numbers, the display table (2 decimals, intervals beside their values, chance marks) and the
+teacher-vs-best-student comparison on each user task. distil.leaderboard builds the DataFrame;
+this module only reads it (its columns and `df.attrs`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pandas as pd
+
+from distil import confidence
+from distil.glue import TASKS, score_columns
+from distil.leaderboard import FAMILIES, INIT_PREFIX, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, all_columns, best_student, macro_over, macro_score, own_tasks, reference_rows
+from distil.tasks import MULTI, Task
+
+REFERENCE_NOTES = {
+    "random_init": "the students' architecture with random weights, no distillation",
+    "mlm_only": "the students' architecture trained from random weights with the MLM loss alone on the same "
+                "token budget, no teacher: the gain over it is the value of distillation",
+    "init_only": "the student initialised from the teacher's layers, not distilled",
+}
+INIT_NOTE = ("init_only-<rule>: the candidates' architecture initialised from the teacher's layers by <rule>, with no "
+             "distillation step; gain_over_init = macro_score minus the macro_score of the init_only row of the row's own "
+             "layer rule (points): what the distillation steps added to the copied layers.")
+CHANCE_MARK = "†"
+CLEAR_MARGIN = 5.0  # points above the majority class for "the teacher clears chance" on a task
+
+
+def _column_tasks(df: pd.DataFrame) -> dict[str, Task]:
+    """Split column -> Task, GLUE's and the own tasks in df.attrs["tasks"]."""
+    return confidence.task_columns(own_tasks(df.attrs))
+
+
+def _columns_of(df: pd.DataFrame) -> list[str]:
+    return all_columns(own_tasks(df.attrs))
+
+
+def is_paper_defaults(row) -> bool:
+    """Whether a row is the paper-default candidate (False when the column is missing or empty)."""
+    return bool(row.get("paper_defaults")) if pd.notna(row.get("paper_defaults")) else False
+
+
+def interval_text(row, column: str, digits: int = 2) -> str:
+    lo, hi = row.get(column + "_lo"), row.get(column + "_hi")
+    return f" [{lo:.{digits}f}, {hi:.{digits}f}]" if pd.notna(lo) and pd.notna(hi) else ""
+
+
+def _verdict(lo, hi) -> str:
+    if pd.isna(lo) or pd.isna(hi):
+        return "no interval (no saved predictions)"
+    level = f"{100 * confidence.LEVEL:.0f} %"
+    return f"better at {level}" if lo > 0 else f"worse at {level}" if hi < 0 else f"not distinguishable at {level}"
+
+
+def _task_scores(row, columns: list[str], tasks: dict[str, Task]) -> dict[str, float]:
+    by_task: dict[str, list[float]] = {}
+    for c in columns:
+        if pd.notna(row.get(c)):
+            by_task.setdefault(tasks[c].name, []).append(float(row[c]))
+    return {t: float(np.mean(v)) for t, v in by_task.items()}
+
+
+def chance_margins(df: pd.DataFrame, row: pd.Series) -> dict[str, float]:
+    """{task: the row's task score minus the majority-class score} over the GLUE tasks in the
+    macro (WNLI only with include_wnli) and the own tasks that have both; empty without
+    df.attrs["chance"]."""
+    chance, tasks = df.attrs.get("chance") or {}, _column_tasks(df)
+    level, scores = _task_scores(chance, list(chance), tasks), _task_scores(row, list(chance), tasks)
+    keep = lambda t: t in scores and (t != "wnli" or df.attrs.get("include_wnli", True))  # noqa: E731
+    return {t: scores[t] - level[t] for t in level if keep(t)}
+
+
+def chance_summary(df: pd.DataFrame) -> str:
+    """'the teacher clears the majority class by >= 5 points on k of n tasks (own task +margin,
+    ...); at chance: ...' (tasks in the macros); empty without a chance level (no saved predictions)."""
+    if not df.attrs.get("chance"):
+        return ""
+    teacher, best = df[df["kind"] == "teacher"], best_student(df)
+    parts, at = [], []
+    own = [t.name for t in own_tasks(df.attrs)]
+    if len(teacher):
+        margins = chance_margins(df, teacher.iloc[0])
+        clears = [t for t, m in margins.items() if m >= CLEAR_MARGIN]
+        named = ", ".join(f"{t} {margins[t]:+.1f}" for t in own if t in margins)
+        parts.append(f"the teacher clears the majority class by ≥ {CLEAR_MARGIN:.0f} points on {len(clears)} of "
+                     f"{len(margins)} tasks" + (f" ({named})" if named else ""))
+        at.append(("teacher", [t for t, m in margins.items() if m <= 1e-6]))
+    if best is not None:
+        at.append(("best student", [t for t, m in chance_margins(df, best).items() if m <= 1e-6]))
+    named = [f"{who} on {', '.join(ts)}" for who, ts in at if ts]
+    parts.append(f"at chance: {'; '.join(named)}" if named else "no task at chance for the teacher or the best student")
+    return "; ".join(parts)
+
+
+def _seeds_phrase(row, df: pd.DataFrame) -> str:
+    seeds = [s for s in str(row.get("seeds") or "").split(",") if s]
+    tasks, columns = _column_tasks(df), _columns_of(df)
+    multi = list(dict.fromkeys(tasks[c].name for c in columns if pd.notna(row.get(c + "_std"))))
+    if len(seeds) <= 1 or not multi:
+        return f"1 fine-tuning seed ({seeds[0] if seeds else '?'})"
+    single = [t for t in _task_scores(row, columns, tasks) if t not in multi]
+    return (f"{len(seeds)} fine-tuning seeds ({', '.join(seeds)}) on {', '.join(multi)}"
+            + (f", 1 on {', '.join(single)}" if single else ""))
+
+
+def _family(df: pd.DataFrame, metric: str) -> str:
+    """The derived-column suffix that goes with a ranking metric: a macro's own, else that of
+    the macro its column belongs to ("_tasks" for an own task's column)."""
+    if metric in FAMILIES:
+        return FAMILIES[metric]
+    return "_tasks" if metric in _columns_of(df) and metric not in score_columns() else ""
+
+
+def _name(metric: str) -> str:
+    return "macro" if metric == "macro_score" else metric
+
+
+def _macro_line(df: pd.DataFrame, row, metric: str) -> str:
+    """'<metric> 55.20, 97.0 % of teacher [95.1, 98.9]' of one row; for tasks_macro followed by
+    ': <task> <score> (teacher <score>), ...'."""
+    sfx, teacher = FAMILIES[metric], df[df["kind"] == "teacher"]
+    text = f"{_name(metric)} {row[metric]:.2f}"
+    if pd.notna(row.get("pct_teacher" + sfx)):
+        text += f", {row['pct_teacher' + sfx]:.1f} % of teacher{interval_text(row, 'pct_teacher' + sfx, 1)}"
+    if metric == TASKS_MACRO:
+        t = teacher.iloc[0] if len(teacher) else {}
+        scores = _task_scores(row, _columns_of(df), _column_tasks(df))
+        theirs = _task_scores(t, _columns_of(df), _column_tasks(df)) if len(teacher) else {}
+        text += ": " + ", ".join(f"{task.name} {scores[task.name]:.2f}" + (f" (teacher {theirs[task.name]:.2f})" if task.name in theirs else "")
+                                 for task in own_tasks(df.attrs) if task.name in scores)
+    return text
+
+
+def headline(df: pd.DataFrame) -> str:
+    """What a person reads first (a few lines, plain text; top of leaderboard.md and report.html):
+    the best student by the ranking metric (df.attrs["rank_by"]: the first search objective),
+    its % of teacher and its difference to the paper defaults with 95 % intervals and a verdict
+    (better / not distinguishable / worse); a line for tasks_macro (own tasks) and for the GLUE
+    macro when they are not the ranking metric; its gain over each reference row (over mlm_only:
+    the value of distillation), the seeds, how many tasks the teacher clears chance on and which
+    tasks sit at chance, and how the intervals were made."""
+    best = best_student(df)
+    if best is None:
+        return "No student has finished yet: nothing to rank."
+    rank = df.attrs.get("rank_by", "macro_score")
+    rank = rank if rank in df else "macro_score"
+    sfx, is_macro = _family(df, rank), rank in FAMILIES
+    teacher = df[df["kind"] == "teacher"]
+    lines = []
+    first = f"best student `{best['model']}`{' (paper defaults)' if is_paper_defaults(best) else ''}: {_name(rank)} {best[rank]:.2f}"
+    extra = []
+    if is_macro and pd.notna(best.get("pct_teacher" + sfx)):
+        extra.append(f"{best['pct_teacher' + sfx]:.1f} % of teacher{interval_text(best, 'pct_teacher' + sfx, 1)}")
+    elif not is_macro and len(teacher) and pd.notna(teacher.iloc[0][rank]) and teacher.iloc[0][rank] > 0:
+        extra.append(f"{100 * best[rank] / teacher.iloc[0][rank]:.1f} % of teacher")
+    if pd.notna(best.get("p_best")):
+        extra.append(f"first in {100 * best['p_best']:.0f} % of resamples")
+    first += f" ({'; '.join(extra)})" if extra else ""
+    delta = "delta_vs_default" + sfx if is_macro else None
+    default = df[[is_paper_defaults(r) and r["kind"] == "student" for _, r in df.iterrows()]]
+    if default.empty:
+        first += "; no candidate ran the paper defaults (search.points_to_evaluate[0])"
+    elif default.iloc[0]["status"] != "done":
+        first += f"; the paper defaults `{default.iloc[0]['model']}` did not finish ({default.iloc[0]['status']})"
+    elif default.iloc[0]["model"] == best["model"]:
+        others = df[(df["kind"] == "student") & (df["status"] == "done") & df[rank].notna() & (df["model"] != best["model"])]
+        if others.empty:
+            first += "; it is the only finished student"
+        elif delta is None:
+            nxt = others.loc[others[rank].idxmax()]
+            first += f"; vs the next best `{nxt['model']}` {best[rank] - nxt[rank]:+.2f} (no interval on a single column)"
+        else:
+            nxt = others.loc[others[rank].idxmax()]
+            d, lo, hi = -nxt[delta], -nxt.get(delta + "_hi", math.nan), -nxt.get(delta + "_lo", math.nan)
+            ci = f" [{lo:.2f}, {hi:.2f}]" if pd.notna(lo) and pd.notna(hi) else ""
+            first += f"; vs the next best `{nxt['model']}` {d:+.2f}{ci} — {_verdict(lo, hi)}"
+    elif delta is None:
+        first += f"; vs paper defaults {best[rank] - default.iloc[0][rank]:+.2f} (no interval on a single column)"
+    else:
+        first += (f"; vs paper defaults {best[delta]:+.2f}{interval_text(best, delta)} — "
+                  f"{_verdict(best.get(delta + '_lo'), best.get(delta + '_hi'))}")
+    lines.append(first)
+    if TASKS_MACRO in df and (rank != TASKS_MACRO or len(own_tasks(df.attrs)) > 1) and pd.notna(best.get(TASKS_MACRO)):
+        lines.append("user tasks: " + _macro_line(df, best, TASKS_MACRO))
+    if rank != "macro_score" and pd.notna(best.get("macro_score")):
+        lines.append("GLUE: " + _macro_line(df, best, "macro_score"))
+    gains = []
+    for ref in sorted(reference_rows(df, TASKS_MACRO if sfx else "macro_score"), key=lambda r: r != "mlm_only"):
+        g = best.get(f"gain_over_{ref}{sfx}")
+        if pd.notna(g):
+            what = " (the value of distillation)" if ref == "mlm_only" else ""
+            gains.append(f"{ref}{what} {g:+.2f}{interval_text(best, f'gain_over_{ref}{sfx}')}")
+    if gains:
+        lines.append("gain over " + "; over ".join(gains) + f" {_name(TASKS_MACRO if sfx else 'macro_score')} points")
+    lines.append(f"{_seeds_phrase(best, df)}" + (f"; {chance_summary(df)}" if chance_summary(df) else ""))
+    boot = df.attrs.get("bootstrap") or {}
+    if boot.get("rows"):
+        lines.append(f"[lo, hi]: {100 * boot['level']:.0f} % {boot['method']}, {boot['resamples']} resamples, seed {boot['seed']}")
+    else:
+        lines.append("no intervals: no saved predictions to resample")
+    return "\n".join(lines)
+
+
+def _task_note(task: Task) -> str:
+    kind = (f"multi-label, {task.num_labels} labels, threshold {task.threshold:g}" if task.problem_type == MULTI
+            else f"single-label, {task.num_labels} classes" if task.num_labels and task.num_labels > 1 else "regression")
+    return f"{task.name} ({kind}; {', '.join(task.metrics)})"
+
+
+def conventions(df: pd.DataFrame) -> list[str]:
+    """The notes printed under the leaderboard (markdown, html report): how to read its numbers."""
+    subsets = sorted({s for v in df.get("subset_data", pd.Series(dtype=str)).dropna() for s in str(v).split()})
+    profiled = any(c in df and df[c].notna().any() for c in PROFILE_COLUMNS)
+    spread = any(c in df and df[c].notna().any() for c in LATENCY_SPREAD_COLUMNS)
+    boot, chance = df.attrs.get("bootstrap") or {}, df.attrs.get("chance") or {}
+    default = df[[is_paper_defaults(r) for _, r in df.iterrows()]]
+    refs = [m for m in df.loc[df["kind"] == "reference", "model"].astype(str) if not m.startswith(INIT_PREFIX)]  # INIT_NOTE
+    own = own_tasks(df.attrs)
+    glue = "macro_score" in df and df["macro_score"].notna().any()
+    rank = df.attrs.get("rank_by", "macro_score")
+    rules = df.attrs.get("chance_rule") or {}
+    notes = [
+        "Scores ×100 on GLUE validation splits; macro_score = mean of task scores (mnli = mean of its splits present)."
+        if glue else "No GLUE task in this sweep: macro_score (the GLUE macro) and the columns derived from it are empty.",
+        f"User tasks (the spec's `tasks:`), ×100 on their eval split: {'; '.join(_task_note(t) for t in own)}; a task's score "
+        "is the mean of its metrics (roc_auc: mean per-label ROC AUC on the probabilities; multi-label F1s on the "
+        "probabilities thresholded); tasks_macro = mean of the user tasks' scores; pct_teacher_tasks, gain_over_<ref>_tasks, "
+        "gain_over_init_tasks and delta_vs_default_tasks are pct_teacher, gain_over_<ref>, gain_over_init and "
+        "delta_vs_default on tasks_macro instead of macro_score." if own else "",
+        f"Ranked by {rank} (the spec's first search.objectives; the best student is the best by it)."
+        if rank != "macro_score" or own else "",
+        *[f"{r}: {REFERENCE_NOTES.get(r, 'a reference row')}; gain_over_{r} = macro_score minus its macro_score (points)."
+          for r in refs],
+        INIT_NOTE if df["model"].astype(str).str.startswith(INIT_PREFIX).any() else "",
+        "task-kd-<task>: task-specific distillation, scored on that task only (no macro_score)."
+        if (df["kind"] == "task_distill").any() else "",
+        f"paper defaults: candidate `{default.iloc[0]['model']}`, run with the spec's search.points_to_evaluate[0] "
+        "(the paper's settings); delta_vs_default = macro_score minus its macro_score (points)." if len(default) else "",
+        f"[lo, hi]: {100 * boot['level']:.0f} % interval, {boot['method']}: {boot['resamples']} resamples of each split's "
+        f"examples (numpy default_rng([{boot['seed']}, split position]); the same examples for every model), every metric "
+        "recomputed on each resample, seeds averaged within a resample, then tasks and macros as above; intervals of "
+        "differences and ratios are paired (taken within each resample). p_best = share of resamples in which the "
+        f"student has the highest {rank} of the {boot.get('students', 0)} done students with intervals (ties share)."
+        if boot.get("rows") else "",
+        ("No intervals for " + "; ".join(f"{m} ({why})" for m, why in sorted(boot.get("excluded", {}).items())) + ".")
+        if boot.get("excluded") else "",
+        "chance = the score of predicting the majority class of each split's validation sample (a constant scores 0 on "
+        "stsb and on cola's MCC" + ("; on a multi-label task each label's majority, scored as a constant probability: "
+                                    "ROC AUC 50" if any(t.problem_type == MULTI for t in own) else "") + "): "
+        + ", ".join(f"{c} {v:.2f}" + (f" ({rules[c]})" if c in rules else "") for c, v in chance.items())
+        + f"; {CHANCE_MARK} marks a score at or below it." if chance else "",
+        f"Seeds: {', '.join(sorted(set(df['seeds'].dropna()) - {''}))}; a score with a matching _std column is the mean "
+        "over seeds (sample std in that column), the others come from the first seed." if "seeds" in df else "",
+        f"Only available as subsets (task:split): {', '.join(subsets)}." if subsets else "",
+        "size_mb: weight files on disk (1e6 bytes); latency_ms_b1/_b32: CPU forward pass of 128 tokens, "
+        "1 torch thread, milliseconds per example at batch 1/32"
+        + (" (median over timing rounds, [min, max] of the rounds' medians); the Pareto front treats two latencies "
+           "as equal when these ranges overlap or the models have the same n_params (same architecture)." if spread else ".")
+        if profiled else "",
+        "finetune_seconds: fine-tuning + evaluation summed over tasks and seeds (compute: the runs share the machine); "
+        "finetune_seconds_<task>: one run of that task (mean over its seeds)." if own else "",
+        "status stopped/failed: the trial was stopped early (rung, proxy_score) or failed (reason); it has no scores."
+        if df["status"].isin(["stopped", "failed"]).any() else "",
+        *provenance_notes(df.attrs.get("provenance") or {}),
+        "Empty cells: no data for that split (e.g. mnli_mm offline), the trial did not finish, "
+        "or the result predates that column.",
+    ]
+    return [n for n in notes if n]
+
+
+def provenance_notes(provenance: dict) -> list[str]:
+    """One note per provenance field (spec_sha256, git_commit, teacher_sha256, data_sha256 per
+    file): its value once, or each value with the rows that carry it when the rows disagree."""
+    def show(values: dict) -> str:
+        if len(values) == 1:
+            return next(iter(values))
+        return "; ".join(f"{v} ({', '.join(models)})" for v, models in values.items())
+
+    plain = [f"{k}: {show(v)}" for k, v in provenance.items() if not k.startswith("data_sha256:")]
+    files = {k.split(":", 1)[1]: v for k, v in sorted(provenance.items()) if k.startswith("data_sha256:")}
+    root = os.path.commonpath(list(files)) if len(files) > 1 else os.path.dirname(next(iter(files), ""))
+    data = [f"{os.path.relpath(f, root) if root else f} {show(v)}" for f, v in files.items()]
+    under = f" (under {root})" if root else ""
+    return ([f"Provenance: {'; '.join(plain)}."] if plain else []) + ([f"Data sha256{under}: {'; '.join(data)}."] if data else [])
+
+
+def hidden_empty_columns(df: pd.DataFrame) -> set[str]:
+    """Columns a sweep cannot fill, left out of the displayed tables when empty: GLUE tasks the
+    spec does not run, and without any GLUE task the macro_score family (csv/parquet keep them)."""
+    run = df.attrs.get("glue_tasks", list(TASKS))
+    out = {c + x for t in TASKS.values() if t.name not in run for c in t.columns() for x in ("", "_std")}
+    if not run:
+        out |= {c for c in df.columns if c in ("macro_score", "pct_teacher", "delta_vs_default")
+                or (c.startswith("gain_over_") and not c.endswith("_tasks"))}
+    return {c for c in out if c in df and df[c].isna().all()}
+
+
+def formatted(df: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as display strings (2 decimals, n_params in millions, empty for missing):
+    the paper-default candidate's model shown as `<id> (paper defaults)`, each interval beside
+    its value (`+1.20 [-0.40, 2.80]`), a latency's round spread likewise, a score at or below
+    chance marked with †, and a `chance` row at the end; without the long seeds, subset_data,
+    at_chance and per-task finetune_seconds_<task> columns (summarised by `conventions` and
+    `comparison_table`), and without the columns of GLUE tasks the sweep does not run."""
+    def cell(v, column):
+        if pd.isna(v):
+            return ""
+        if column == "n_params":
+            return f"{v / 1e6:.1f}M"
+        if column in ("n_layers", "rung"):
+            return f"{int(v)}"
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    pairs = {c: (c + lo, c + hi) for c in df.columns for lo, hi in (("_lo", "_hi"), ("_min", "_max"))
+             if c + lo in df.columns and c + hi in df.columns}
+    hidden = {"subset_data", "seeds", "at_chance", "paper_defaults", *(x for p in pairs.values() for x in p),
+              *(c for c in df.columns if c.startswith("finetune_seconds_"))}
+    empty = hidden_empty_columns(df)
+    hidden |= empty | {x for c in empty if c in pairs for x in pairs[c]}
+    shown = [c for c in df.columns if c not in hidden]
+    out = {}
+    for c in shown:
+        values = []
+        for _, r in df.iterrows():
+            text = cell(r[c], c)
+            if c == "model" and is_paper_defaults(r):
+                text += " (paper defaults)"
+            if c in pairs and text and pd.notna(r[pairs[c][0]]) and pd.notna(r[pairs[c][1]]):
+                text += f" [{cell(r[pairs[c][0]], c)}, {cell(r[pairs[c][1]], c)}]"
+            if text and c in str(r.get("at_chance") or "").split():
+                text += CHANCE_MARK
+            values.append(text)
+        out[c] = values
+    table = pd.DataFrame(out)
+    chance = df.attrs.get("chance") or {}
+    if chance:
+        row = {c: "" for c in shown} | {"model": "chance (majority class)"}
+        row |= {c: f"{v:.2f}" for c, v in chance.items() if c in row}
+        if "macro_score" in row:
+            row["macro_score"] = cell(macro_score(chance, df.attrs.get("include_wnli", True)), "macro_score")
+        if TASKS_MACRO in row:
+            row[TASKS_MACRO] = cell(macro_over(chance, own_tasks(df.attrs)), TASKS_MACRO)
+        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+    return table
+
+
+def comparison_sentences(df: pd.DataFrame) -> list[str]:
+    """One line per own task: 'uci_news: best student `x` reaches 96.4 % [95.0, 97.9] of the
+    teacher's score (84.10 vs 87.20) at 2.0× the speed (batch 32; 1.9× at batch 1), with 2.0×
+    fewer parameters, fine-tuned in 0.52× the teacher's time' (from df.attrs["comparison"])."""
+    rows = df.attrs.get("comparison") or []
+    lines = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        by_role = {r["role"]: r for r in rows if r["task"] == task}
+        t, s = by_role.get("teacher"), by_role.get("best student")
+        if not t or not s or s["score"] is None:
+            continue
+        text = f"{task}: best student `{s['model']}` "
+        if s["pct_teacher"] is not None:
+            ci = f" [{s['pct_teacher_lo']:.1f}, {s['pct_teacher_hi']:.1f}]" if s["pct_teacher_lo"] is not None else ""
+            text += f"reaches {s['pct_teacher']:.1f} %{ci} of the teacher's score ({s['score']:.2f} vs {t['score']:.2f})"
+        else:
+            text += f"scores {s['score']:.2f} (the teacher has no score)"
+        if s["speedup_b32"] is not None:
+            text += f" at {s['speedup_b32']:.1f}× the speed (batch 32"
+            text += f"; {s['speedup_b1']:.1f}× at batch 1)" if s["speedup_b1"] is not None else ")"
+        else:
+            text += " (no latency measured)"
+        if s["params_ratio"] is not None:
+            text += f", with {s['params_ratio']:.1f}× fewer parameters"
+        if s["finetune_speedup"] is not None:
+            text += f", fine-tuned in {1 / s['finetune_speedup']:.2f}× the teacher's time"
+        lines.append(text)
+    return lines
+
+
+def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Teacher vs best student on each own task, as display strings: task, model, score, % of
+    teacher [95 % interval], fine-tune s (one run), latency ms/example at batch 1 and 32, speed-up
+    (teacher latency / row latency, batch 32), parameters (M). Empty without own tasks."""
+    def f(v, fmt):
+        return "" if v is None else format(v, fmt)
+
+    rows = []
+    for r in df.attrs.get("comparison") or []:
+        ci = f" [{r['pct_teacher_lo']:.1f}, {r['pct_teacher_hi']:.1f}]" if r["pct_teacher_lo"] is not None and r["role"] != "teacher" else ""
+        rows.append({"task": r["task"], "model": f"{r['model']}" + (" (best student)" if r["role"] != "teacher" else ""),
+                     "score": f(r["score"], ".2f"), "% of teacher": f(r["pct_teacher"], ".1f") + ci,
+                     "fine-tune s (one run)": f(r["finetune_seconds"], ".1f"),
+                     "latency ms b1": f(r["latency_ms_b1"], ".2f"), "latency ms b32": f(r["latency_ms_b32"], ".2f"),
+                     "speed-up b32": f(r["speedup_b32"], ".2f") + ("×" if r["speedup_b32"] is not None else ""),
+                     "params": f(r["n_params"] / 1e6 if r["n_params"] is not None else None, ".1f") + ("M" if r["n_params"] else "")})
+    return pd.DataFrame(rows)
+
+
+COMPARISON_NOTE = ("Per user task: the teacher and the done student with the best score on that task. Fine-tune s: one "
+                   "fine-tuning + evaluation run of that task (result.json runs' seconds, mean over seeds; runs share the "
+                   "machine with the sweep's other work, so read it as a rough cost). Latency: the profile measured alone on "
+                   "the machine before the sweep (distil.profile: CPU, 1 thread, 128 tokens, ms per example; the same for "
+                   "every student of one depth). Speed-up = the teacher's latency / the row's. % of teacher with its 95 % "
+                   "paired bootstrap interval on that task's score.")
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """The headline, the leaderboard as a markdown table (chance row last), the teacher-vs-best-
+    student comparison on each own task, and the conventions as a bullet list."""
+    table = formatted(df).to_markdown(index=False, disable_numparse=True)
+    head = "\n".join(f"**{line}**  " if i == 0 else f"{line}  " for i, line in enumerate(headline(df).splitlines()))
+    comparison = comparison_table(df)
+    extra = ""
+    if not comparison.empty:
+        extra = ("\n\n### Teacher vs best student on each user task\n\n" + "\n".join(f"- {s}" for s in comparison_sentences(df))
+                 + "\n\n" + comparison.to_markdown(index=False, disable_numparse=True) + "\n\n" + COMPARISON_NOTE)
+    return head + "\n\n" + table + extra + "\n\n" + "\n".join(f"- {n}" for n in conventions(df)) + "\n"
