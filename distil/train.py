@@ -80,6 +80,7 @@ class NonFiniteLoss(RuntimeError):
 def train_loop_per_worker(cfg: dict) -> None:
     """Ray Train worker entry point. cfg: {'job': DistillJob, 'params': CandidateParams,
     'stop_at_fraction': share of the planned steps after which this call stops (a rung)}."""
+    started = time.time()  # once the worker group runs: its compute, not the wait for CPUs
     job: DistillJob = cfg["job"]
     params: CandidateParams = cfg["params"]
     if job.log_dir:
@@ -156,6 +157,7 @@ def train_loop_per_worker(cfg: dict) -> None:
             seen_tokens += tokens * world  # ranks draw equally long batches on average
             metrics = {k: v / (done - interval_start) for k, v in sums.items()}
             metrics.update(step=done, total_steps=total_steps, resumed_from_step=start_step, tokens=seen_tokens,
+                           run_seconds=time.time() - started,
                            tokens_per_s=tokens * world / (time.time() - t0))
             _report(metrics, model, tokenizer, opt, sched, done, seen_tokens, rank, cfg.get("live_file"))
             sums, tokens, t0, interval_start = {}, 0, time.time(), done
@@ -220,7 +222,9 @@ def distil_student(run_name: str, params: CandidateParams, job: DistillJob, stud
     from the run's last checkpoint (Ray Train restores its checkpoint manager by name): that is how
     the rungs of early stopping continue one another, and how a trial restarted after a crash
     continues its distillation instead of starting over. Returns the last reported metrics
-    (step, total_steps, resumed_from_step, tokens (cumulative real tokens), tokens_per_s, loss terms).
+    (step, total_steps, resumed_from_step, tokens (cumulative real tokens), tokens_per_s, run_seconds
+    (wall seconds of this call's worker group, loading included: its compute, not the wait for
+    CPUs), loss terms).
 
     Raises:
         NonFiniteLoss: the loss became NaN or inf (the run stops at that step, no retries).
