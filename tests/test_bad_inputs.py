@@ -356,7 +356,14 @@ def _tree(d: Path) -> dict[str, str]:
     return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("setup, pattern, rc, dry, extra_env", SPEC + CLI + DATA + TEACHER + RESULTS)
+def _first_of_each_group_fast(*groups):
+    """Each case is a real run_sweep.py process (~1-2 s of imports): the first case of every group
+    stays in the fast tier (`pytest -m "not slow"`), the rest are marked slow; CI runs them all."""
+    return [c if i == 0 else pytest.param(*c.values, id=c.id, marks=[*c.marks, pytest.mark.slow])
+            for group in groups for i, c in enumerate(group)]
+
+
+@pytest.mark.parametrize("setup, pattern, rc, dry, extra_env", _first_of_each_group_fast(SPEC, CLI, DATA, TEACHER, RESULTS))
 def test_bad_input_fails_before_compute_with_one_line(tmp_path, setup, pattern, rc, dry, extra_env):
     env = Env(tmp_path)
     argv = setup(env)
