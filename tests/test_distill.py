@@ -34,6 +34,7 @@ def test_batch_stream_is_a_pure_function_of_the_step(sequences):
 
 
 @pytest.mark.parametrize("restrict", [True, False])
+@pytest.mark.slow
 def test_distill_step_learns(teacher, tokenizer, sequences, restrict):
     torch.manual_seed(0)
     student = StudentForDistillation(build_student(teacher, 3, "every_other"))

@@ -7,11 +7,13 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 from tests.conftest import ROOT
 from tests.tiny_spec import write_tiny_spec
 
 
+@pytest.mark.slow
 def test_report_rebuilds_a_killed_sweep(tmp_path):
     spec = write_tiny_spec(tmp_path / "tiny.yaml", name="tiny-killed", lean=True)
     out = tmp_path / "results"

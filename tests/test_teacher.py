@@ -1,3 +1,4 @@
+import pytest
 """Teacher head fitting on real Wikipedia text: it learns, it is cached, a teacher with a head is used as is."""
 
 from distil.data import prepare_corpus
@@ -6,6 +7,7 @@ from distil.teacher import prepare_teacher
 from tests.conftest import CORPUS
 
 
+@pytest.mark.slow
 def test_head_fit_improves_accuracy_is_cached_and_skipped_when_present(tmp_path, teacher_source, tokenizer):
     corpus_dir = prepare_corpus(CorpusSpec(path=str(CORPUS), max_seq_len=32, max_sequences=512), tokenizer, tmp_path, 64)
     fit = HeadFitSpec(steps=25, batch_size=32, lr=5e-3, eval_sequences=64)

@@ -40,6 +40,7 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_worker_failure_resumes_to_the_same_student(tmp_path, assets, ray_cluster):
     from distil.train import distil_student
 
@@ -57,6 +58,7 @@ def test_worker_failure_resumes_to_the_same_student(tmp_path, assets, ray_cluste
     _assert_same_weights(tmp_path / "clean", tmp_path / "failed")
 
 
+@pytest.mark.slow
 def test_rungs_continue_one_train_run_to_the_same_student(tmp_path, assets, ray_cluster):
     """Early stopping's rungs: the run stopped at 1/3 and called again by name continues from its
     checkpoint (not from step 0) and ends with the student of an uninterrupted run."""
@@ -73,6 +75,7 @@ def test_rungs_continue_one_train_run_to_the_same_student(tmp_path, assets, ray_
     _assert_same_weights(tmp_path / "whole", tmp_path / "rung1")
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_the_run_with_its_step(tmp_path, assets, ray_cluster):
     """A loss that becomes NaN ends the run at once (no retries) with the step in the message."""
     from distil.train import NonFiniteLoss, distil_student
