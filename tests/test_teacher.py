@@ -1,5 +1,6 @@
-import pytest
 """Teacher head fitting on real Wikipedia text: it learns, it is cached, a teacher with a head is used as is."""
+
+import pytest
 
 from distil.data import prepare_corpus
 from distil.spec import CorpusSpec, HeadFitSpec
