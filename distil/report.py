@@ -96,8 +96,8 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
     colours = cmap(relative)
     colours[tie] = (1, 1, 1, 1)
     colours[np.isnan(values)] = (0.85, 0.85, 0.85, 1)
-    macro = [f"{_label(r)}  ({r[metric]:.1f})" if pd.notna(r[metric]) else f"{_label(r)}  (—)"
-             for _, r in df.iterrows()]
+    macro = [f"{_label(r)}  ({r[metric]:.1f})" if pd.notna(r[metric])
+             else f"{_label(r)}  ({r['status'] if r.get('status') not in (None, 'done') else '—'})" for _, r in df.iterrows()]
     if chance:  # the majority-class level as a last, uncoloured row
         level = np.array([chance.get(c, np.nan) for c in cols])
         values = np.vstack([values, level])
