@@ -54,11 +54,12 @@ def _registered_checkpoint(run_dir: Path) -> str | None:
 def _kept_files(out: Path) -> dict[str, str]:
     """sha256 of every file of results/ that must never change once written: all but Tune's own
     experiment state (tune/), the Optuna study database, Ray Train's checkpoints (train/, deleted by
-    design once a trial ends) and half-written *.tmp files."""
+    design once a trial ends), logs/ (workers.log grows and logs/live/ is rewritten at every
+    step, by design) and half-written *.tmp files."""
     hashes = {}
     for p in out.rglob("*"):
         rel = p.relative_to(out)
-        if not p.is_file() or rel.parts[0] in ("tune", "train") or p.name.startswith("optuna.db") or p.suffix == ".tmp":
+        if not p.is_file() or rel.parts[0] in ("tune", "train", "logs") or p.name.startswith("optuna.db") or p.suffix == ".tmp":
             continue
         try:
             hashes[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
