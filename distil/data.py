@@ -151,6 +151,8 @@ def prepare_corpus(corpus: CorpusSpec, tokenizer, cache_dir: Path, eval_sequence
     if (out / "done").exists():
         return out
     num_proc = num_proc or len(os.sched_getaffinity(0))
+    print(f"tokenising the corpus (up to {corpus.max_sequences} sequences of {corpus.max_seq_len} tokens, "
+          f"{num_proc} processes) into {out} ...", flush=True)
     bars_were_off = are_progress_bars_disabled()
     disable_progress_bars()  # one bar per shard and process would flood the sweep's console
     try:

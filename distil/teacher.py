@@ -132,6 +132,7 @@ def prepare_teacher(source: str, corpus_dir: Path, fit: HeadFitSpec, cache_dir: 
     if (out / "head_fit.json").exists():
         return str(out), json.loads((out / "head_fit.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(source)
+    print(f"fitting the teacher's MLM head, encoder frozen ({fit.steps} steps of {fit.batch_size}) ...", flush=True)
     report = fit_mlm_head(model, corpus_dir, fit, tokenizer.all_special_ids, tokenizer.mask_token_id, tokenizer.pad_token_id, seed)
     report["source"] = source
     tmp = out.with_name(out.name + ".tmp")
