@@ -1,4 +1,5 @@
-"""`run_sweep.py resume` after the driver was SIGKILLed while the second trial distilled."""
+"""A sweep whose driver was SIGKILLed (no clean-up) while the second trial distilled: `report`
+rebuilds a leaderboard from what was written, then `run_sweep.py resume` finishes the sweep."""
 
 import hashlib
 import json
@@ -28,16 +29,17 @@ def _trials_in_start_order(out):
     return [d for _, d in sorted(configs)]
 
 
-def test_resume_finishes_the_sweep_without_rerunning_finished_trials(tmp_path):
+def test_a_killed_sweep_reports_then_resumes_without_rerunning_finished_trials(tmp_path):
     spec = write_tiny_spec(tmp_path / "tiny.yaml", name="tiny-resume", lean=True, distill={"steps": 12, "checkpoint_every": 2},
                            num_candidates=3, early_stopping=TINY_EARLY_STOPPING)
     out, cache = tmp_path / "results", tmp_path / "cache"
     proc = subprocess.Popen([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out), "--cache-dir", str(cache)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
-    def second_trial_checkpointed():
+    def second_trial_checkpointed():  # and the teacher's row written (when its runs end, not at the sweep's end)
         trials = _trials_in_start_order(out)
-        return len(trials) >= 2 and any((out / "train" / f"distill-{trials[1].name}").glob("checkpoint_*"))
+        return (len(trials) >= 2 and any((out / "train" / f"distill-{trials[1].name}").glob("checkpoint_*"))
+                and (out / "teacher" / "result.json").exists())
 
     deadline = time.time() + 900
     try:  # kill the driver and every Ray process it started once the second trial has a Train checkpoint
@@ -50,14 +52,27 @@ def test_resume_finishes_the_sweep_without_rerunning_finished_trials(tmp_path):
     first, second = _trials_in_start_order(out)[:2]
     assert (first / "result.json").exists() or (first / "status.json").exists()  # the first trial had ended
     assert not (second / "result.json").exists()
+    assert not (out / "leaderboard.csv").exists()  # killed before the sweep's own report
     first_files = _hashes(first)
+
+    # `report` on the killed sweep: the rows written so far, the teacher's included.
+    r = subprocess.run([sys.executable, "run_sweep.py", "report", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    df = pd.read_csv(out / "leaderboard.csv")
+    done = df[df["status"] == "done"]
+    assert (df["kind"] == "teacher").sum() == 1 and done.loc[done["kind"] == "student", "pct_teacher"].notna().all()
+    assert len(done) >= 2 and done["macro_score"].notna().all()  # the teacher and the first trial
+    best = df.loc[df["kind"] == "student", "macro_score"].idxmax()
+    assert (out / "best_student" / "model.safetensors").exists() and df.loc[best, "model"] in (out / "best_student" / "README.md").read_text()
+    for name in ("leaderboard.parquet", "leaderboard.md", "report.html", "plots/scores.png", "plots/pareto.png", "plots/progress.png"):
+        assert (out / name).stat().st_size > 0, name
 
     r = subprocess.run([sys.executable, "run_sweep.py", "resume", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
     trials = _trials_in_start_order(out)
     assert [t.name for t in trials[:2]] == [first.name, second.name] and len(trials) == 3  # all num_candidates
-    assert _hashes(first) == first_files  # a finished trial is not re-run and its files are untouched
+    assert _hashes(first) == first_files  # a finished trial is not re-run (nor touched by `report`)
     for t in trials:
         assert (t / "result.json").exists() or json.loads((t / "status.json").read_text())["status"] == "stopped"
     # The trial that was distilling continued from its last Train checkpoint, not from step 0.
