@@ -239,7 +239,7 @@ def parse_args(argv: list[str]):
         sys.exit(2)
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["run", *argv]  # `python run_sweep.py [SPEC]` runs a sweep, as before sub-commands
-    p = _OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _OneLineParser(prog="run_sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a sweep from a spec")
     run.add_argument("spec", nargs="?", default="sweeps/smoke.yaml", help="sweep YAML (default sweeps/smoke.yaml)")

@@ -356,25 +356,45 @@ def _tree(d: Path) -> dict[str, str]:
     return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-def _first_of_each_group_fast(*groups):
-    """Each case is a real run_sweep.py process (~1-2 s of imports): the first case of every group
-    stays in the fast tier (`pytest -m "not slow"`), the rest are marked slow; CI runs them all."""
-    return [c if i == 0 else pytest.param(*c.values, id=c.id, marks=[*c.marks, pytest.mark.slow])
-            for group in groups for i, c in enumerate(group)]
+def _first_of_each_group_as_a_process(*groups):
+    """The first case of every group runs as a real run_sweep.py process (~2 s of imports each; the
+    whole process: import-time output, exit status); the rest call run_sweep.main(argv) in this
+    process, the same code from argv to exit code, in milliseconds."""
+    return [pytest.param(*c.values, i == 0, id=c.id, marks=c.marks) for group in groups for i, c in enumerate(group)]
 
 
-@pytest.mark.parametrize("setup, pattern, rc, dry, extra_env", _first_of_each_group_fast(SPEC, CLI, DATA, TEACHER, RESULTS))
-def test_bad_input_fails_before_compute_with_one_line(tmp_path, setup, pattern, rc, dry, extra_env):
+def _main_in_process(argv, cwd, extra_env, monkeypatch, capsys) -> tuple[int, str]:
+    """(exit code, stderr) of run_sweep.main(argv) as the CLI would give them."""
+    import run_sweep
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for k, v in extra_env.items():
+        monkeypatch.setenv(k, v)
+    capsys.readouterr()
+    try:
+        rc = run_sweep.main(argv)
+    except SystemExit as e:  # argparse
+        rc = e.code if isinstance(e.code, int) else 1
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setup, pattern, rc, dry, extra_env, as_process", _first_of_each_group_as_a_process(SPEC, CLI, DATA, TEACHER, RESULTS))
+def test_bad_input_fails_before_compute_with_one_line(tmp_path, setup, pattern, rc, dry, extra_env, as_process, monkeypatch, capsys):
     env = Env(tmp_path)
     argv = setup(env)
     before = _tree(env.results)
     argv = ["run", argv, *(["--dry-run"] if dry else [])] if isinstance(argv, str) else argv
-    proc_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)} | extra_env
-    # A check that is missed reaches Ray, which retries an address for a minute: the timeout fails the case.
-    r = subprocess.run([sys.executable, str(RUN), *argv], cwd=tmp_path, env=proc_env, capture_output=True, text=True, timeout=60)
-    lines = r.stderr.splitlines()
-    assert r.returncode == rc, r.stderr[-2000:]
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    if as_process:
+        proc_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)} | extra_env
+        # A check that is missed reaches Ray, which retries an address for a minute: the timeout fails the case.
+        r = subprocess.run([sys.executable, str(RUN), *argv], cwd=tmp_path, env=proc_env, capture_output=True, text=True, timeout=60)
+        returncode, stderr = r.returncode, r.stderr
+    else:
+        returncode, stderr = _main_in_process(argv, tmp_path, extra_env, monkeypatch, capsys)
+    lines = stderr.splitlines()
+    assert returncode == rc, stderr[-2000:]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-2000:]
     assert lines[0].startswith("error: ") and re.search(pattern, lines[0]), lines[0]
     assert re.search(FIX, lines[0]), f"no fix in: {lines[0]}"
     assert _tree(env.results) == before  # nothing in results/ changed, added or removed
