@@ -108,6 +108,14 @@ class Searcher(OptunaSearch):
         if PROXY in result and not isinstance(self.metric, list) and trial_id in self._ot_trials:
             self._ot_trials[trial_id].report(float(result[PROXY]), step=int(result["rung"]))
 
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        # A trial that ASHA stops on a rung's result reaches the searcher only here (Tune calls
+        # on_trial_complete with that result, not on_trial_result): record its last rung first, so
+        # the pruned trial carries the score it was stopped on (TPE ranks pruned trials by it).
+        if result and not error and result.get(self.metric if isinstance(self.metric, str) else None) is None:
+            self.on_trial_result(trial_id, result)
+        super().on_trial_complete(trial_id, result=result, error=error)
+
 
 class RungScheduler(ASHAScheduler):
     """ASHA on `rung_budget`, which after a restart re-learns the rung scores recorded before the

@@ -67,8 +67,10 @@ def test_tiny_sweep_end_to_end(tmp_path):
         t = by_id[row["model"]]
         if row["status"] == "done":
             assert t.state == optuna.trial.TrialState.COMPLETE and t.value == pytest.approx(row["macro_score"])
-        else:
+        else:  # pruned with the proxy score it was stopped on as its last intermediate value
             assert t.state == optuna.trial.TrialState.PRUNED
+            stopped = json.loads((out / "candidates" / row["model"] / "status.json").read_text())
+            assert t.intermediate_values[max(t.intermediate_values)] == pytest.approx(stopped["proxy_score"])
     # Disk budget: no Train checkpoints left; only the best finished student keeps its weights.
     assert not any((out / "train").glob("*/checkpoint_*"))
     kept = [c.name for c in (out / "candidates").iterdir() if (c / "student" / "model.safetensors").exists()]

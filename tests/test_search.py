@@ -59,9 +59,9 @@ def test_study_records_who_proposed_each_trial_and_each_trial_once(tmp_path):
         tid = f"t{i}"
         config = searcher.suggest(tid)
         assert set(config) == set(tune_space(spec))
-        if i == 3:  # stopped after one rung
+        if i == 3:  # rung 0 passed, stopped by ASHA on rung 1: Tune gives that result to on_trial_complete only
             searcher.on_trial_result(tid, {PROXY: 40.0, "rung": 0, BUDGET: 1, "training_iteration": 1})
-            searcher.on_trial_complete(tid, {PROXY: 40.0, "rung": 0, BUDGET: 1})
+            searcher.on_trial_complete(tid, {PROXY: 38.0, "rung": 1, BUDGET: 3, "training_iteration": 2})
         else:
             searcher.on_trial_complete(tid, {"macro_score": 30.0 + i})
     study = optuna.load_study(study_name=spec.name, storage=url)
@@ -70,7 +70,7 @@ def test_study_records_who_proposed_each_trial_and_each_trial_once(tmp_path):
     assert [t.user_attrs["proposed_by"] for t in trials] == ["points_to_evaluate", "random (startup)", "tpe", "tpe", "tpe", "tpe"]
     assert [t.user_attrs["tune_trial_id"] for t in trials] == [f"t{i}" for i in range(6)]
     assert trials[0].params["alpha_ce"] == 5.0 and trials[0].params["layer_selection"] == "every_other"
-    assert trials[3].state == optuna.trial.TrialState.PRUNED and trials[3].intermediate_values == {0: 40.0}
+    assert trials[3].state == optuna.trial.TrialState.PRUNED and trials[3].intermediate_values == {0: 40.0, 1: 38.0}
     assert [t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE] == [30.0, 31.0, 32.0, 34.0, 35.0]
 
 
