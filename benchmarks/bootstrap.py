@@ -55,6 +55,16 @@ def naive_seconds(splits: dict[str, confidence.Split], resamples: int) -> float:
     return time.perf_counter() - t0
 
 
+def timed_load(results: str, resamples: int):
+    """(leaderboard, seconds to read it without the bootstrap, seconds with `resamples`)."""
+    t0 = time.perf_counter()
+    leaderboard.load(results, resamples=0)
+    t_read = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    df = leaderboard.load(results, resamples=resamples)
+    return df, t_read, time.perf_counter() - t0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="full offline validation splits instead of <= 1,000 examples")
@@ -63,12 +73,7 @@ def main() -> None:
     sizes = FULL if args.full else {c: min(n, 1000) for c, n in FULL.items()}
     with tempfile.TemporaryDirectory() as tmp:
         build(Path(tmp), sizes)
-        t0 = time.perf_counter()
-        leaderboard.load(tmp, resamples=0)
-        t_read = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        df = leaderboard.load(tmp, resamples=args.resamples)
-        t_boot = time.perf_counter() - t0
+        df, t_read, t_boot = timed_load(tmp, args.resamples)
         assert df["delta_vs_default_lo"].notna().sum() == 16, df.attrs["bootstrap"]["excluded"]
         splits, _ = confidence.load_splits({m: Path(tmp) / d for m, d in _dirs(Path(tmp)).items()})
         few = 5

@@ -25,7 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distil import leaderboard  # noqa: E402
+from benchmarks.bootstrap import timed_load  # noqa: E402
 from distil.finetune import score_predictions  # noqa: E402
 from tests.handmade import DEFAULT_PARAMS, SPEC, own_task, task_labels, task_logits, write_json, write_task_runs  # noqa: E402
 
@@ -55,12 +55,7 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         dirs = build(Path(tmp), args.rows, args.examples)
-        t0 = time.perf_counter()
-        leaderboard.load(tmp, resamples=0)
-        t_read = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        df = leaderboard.load(tmp, resamples=args.resamples)
-        t_boot = time.perf_counter() - t0
+        df, t_read, t_boot = timed_load(tmp, args.resamples)
         assert df["pct_teacher_tasks_lo"].notna().sum() == args.rows, df.attrs["bootstrap"]["excluded"]
         frames = {t.name: [pd.read_parquet(d / "predictions" / f"{t.name}-seed0.parquet") for d in dirs] for t in (NEWS, EMO)}
         few, rng = 5, np.random.default_rng(0)
