@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def winners_difference(es: Path, full: Path, include_wnli: bool) -> tuple[float,
     macro = {m: leaderboard.macro_score(c, include_wnli) for m, c in cols.items()}
     full_sample = {m: leaderboard.macro_score(c, include_wnli) for m, c in confidence.resampled_columns(splits, 0).items()}
     lo, hi = confidence.paired_interval(macro["es"], macro["full"])
-    return float(full_sample["es"] - full_sample["full"]), lo, hi
+    return float(np.asarray(full_sample["es"] - full_sample["full"]).item()), lo, hi  # (1,): the full sample
 
 
 def main() -> None:
