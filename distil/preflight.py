@@ -156,7 +156,7 @@ def _check_weights(d: Path, where: str) -> None:
 # ---------------------------------------------------------------- GLUE
 def _glue_runs(spec: SweepSpec) -> list[tuple[str, str, int, str, bool]]:
     """(field, task, train batch size, name of the batch-size field, explicit) for every task run:
-    GLUE fine-tuning (settings with glue.overrides, as distil.sweep.glue_settings), task_distill
+    GLUE fine-tuning (settings with glue.overrides, as GlueSpec.settings), task_distill
     (same settings), and the early-stopping proxy (its own batch size; overrides do not apply)."""
     from distil.glue import TASKS
 

@@ -377,6 +377,14 @@ class GlueSpec(_Strict):
         small = task.small if isinstance(task, Task) else TASKS[task].small
         return self.seeds if self.seeds_on == "all" or small else self.seeds[:1]
 
+    def settings(self, task: str) -> dict:
+        """Fine-tuning settings of task `task` (a name, GLUE's or an own task's): lr, epochs,
+        batch_size, max_seq_len, max_train_examples, max_eval_examples, use_gpu, with
+        `overrides[task]` applied (distil.finetune.finetune_and_evaluate reads them)."""
+        base = {k: getattr(self, k) for k in ("lr", "epochs", "batch_size", "max_seq_len", "max_train_examples", "max_eval_examples", "use_gpu")}
+        override = self.overrides.get(task)
+        return base | ({k: v for k, v in override.model_dump().items() if v is not None} if override else {})
+
 
 class TaskDistillSpec(_Strict):
     """Task-specific distillation rows (Sanh et al. 2019 §4.2; Tang et al. 2019): for each task in

@@ -86,13 +86,6 @@ def is_paper_default(spec: SweepSpec, params: dict) -> bool:
 
 
 # ---------------------------------------------------------------- GLUE as Ray tasks
-def glue_settings(glue: GlueSpec, task: str) -> dict:
-    """Per-task fine-tuning settings: the spec's defaults with its `overrides[task]` applied."""
-    base = {k: getattr(glue, k) for k in ("lr", "epochs", "batch_size", "max_seq_len", "max_train_examples", "max_eval_examples", "use_gpu")}
-    override = glue.overrides.get(task)
-    return base | ({k: v for k, v in override.model_dump().items() if v is not None} if override else {})
-
-
 def submit_glue(model_dir: str, glue: GlueSpec, tasks, caches: dict | None, out_dir: Path | None,
                 log: tuple[str, bool] | None, save_tasks: tuple[str, ...] = ()) -> dict:
     """Start one Ray task per (task, seed) of `tasks` (distil.tasks.Task, GLUE's and the spec's
@@ -109,7 +102,7 @@ def submit_glue(model_dir: str, glue: GlueSpec, tasks, caches: dict | None, out_
     def save_dir(task, seed):
         return str(out_dir / "finetuned" / task) if task in save_tasks and seed == glue.seeds[0] else None
 
-    return {(t.name, s): remote.remote(log, finetune_and_evaluate, model_dir, t, glue_settings(glue, t.name), s, pred_dir,
+    return {(t.name, s): remote.remote(log, finetune_and_evaluate, model_dir, t, glue.settings(t.name), s, pred_dir,
                                        save_dir(t.name, s), data_cache=(caches or {}).get(t.name))
             for t in tasks for s in glue.seeds_for(t)}
 
@@ -121,7 +114,7 @@ def prepare_task_caches(spec: SweepSpec, tasks, tokenizer, cache_dir: str | Path
     proxy = proxy_glue(spec) if spec.search.early_stopping else None
     out = {}
     for t in {t.name: t for t in [*tasks, *proxy_tasks(spec)]}.values():
-        settings = [glue_settings(spec.glue, t.name)] + ([glue_settings(proxy, t.name)] if proxy and t.name in proxy.tasks else [])
+        settings = [spec.glue.settings(t.name)] + ([proxy.settings(t.name)] if proxy and t.name in proxy.tasks else [])
         widest = {k: None if any(s[k] is None for s in settings) else max(s[k] for s in settings)
                   for k in ("max_train_examples", "max_eval_examples")}
         out[t.name] = prepare_task_data(t, {**settings[0], **widest}, tokenizer, cache_dir)
@@ -324,7 +317,7 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
         remote = ray.remote(_logged).options(**_task_options(glue))
         runs = [remote.remote(ctx.log, _distil_on_task_after, firsts[0] if firsts else None, ctx.job.teacher_dir,
                               str(out / "teacher" / "finetuned" / task), task_obj, ctx.n_layers, kd.layer_selection,
-                              kd.alpha_ce, kd.temperature, glue_settings(glue, task), seed, str(ref_dir / "predictions"),
+                              kd.alpha_ce, kd.temperature, glue.settings(task), seed, str(ref_dir / "predictions"),
                               ctx.caches.get(task))
                 for seed in glue.seeds_for(task_obj)]
         writers.append(_write_reference.remote(str(ref_dir), {"kind": "task_distill", "params": params, **common}, *runs))
