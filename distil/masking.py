@@ -35,7 +35,13 @@ def mask_tokens(
 
     input_ids: (B, L) ids, pad and special tokens included (their weight in `probs` is 0).
     Returns (corrupted ids (B, L), labels (B, L): original id at chosen positions, -100 elsewhere).
+    The draws run on `generator`'s device (a CPU generator for GPU inputs: the same masks as on a
+    CPU, then moved to the inputs' device).
     """
+    if generator is not None and generator.device != input_ids.device:
+        corrupted, labels = mask_tokens(input_ids.to(generator.device), probs.to(generator.device), mask_id=mask_id,
+                                        mask_prob=mask_prob, generator=generator)
+        return corrupted.to(input_ids.device), labels.to(input_ids.device)
     weights = probs[input_ids].flatten()
     eligible = int((weights > 0).sum())
     n_pick = min(eligible, math.ceil(mask_prob * eligible))
