@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
-import os
 import statistics
 import sys
 import time
@@ -38,11 +36,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from transformers import AutoTokenizer, BertForMaskedLM, get_linear_schedule_with_warmup  # noqa: E402
+from transformers import AutoTokenizer, BertForMaskedLM  # noqa: E402
 
 from distil import leaderboard  # noqa: E402
 from distil.data import load_counts, load_sequences, prepare_corpus  # noqa: E402
-from distil.distill import BatchStream, LossWeights, StudentForDistillation, distill_step, step_seed  # noqa: E402
+from distil.distill import BatchStream, LossWeights, StudentForDistillation, apply_update, distill_step, optimizer_for, step_seed  # noqa: E402
 from distil.finetune import finetune_and_evaluate, prepare_task_data  # noqa: E402
 from distil.glue import glue_tasks  # noqa: E402
 from distil.layers import layer_key, parse_layer_key  # noqa: E402
@@ -92,8 +90,7 @@ class Distiller:
         self.teacher, self.tokenizer, self.probs, self.d, self.seed = teacher, tokenizer, probs, distill, seed
         self.weights = LossWeights(**{k: params[k] for k in ("alpha_ce", "alpha_mlm", "alpha_cos", "temperature")})
         self.stream = BatchStream(sequences, batch, seed, rank=0, world=1)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=distill.lr, weight_decay=distill.weight_decay)
-        self.sched = get_linear_schedule_with_warmup(self.opt, math.ceil(distill.warmup_ratio * total_steps), total_steps)
+        self.opt, self.sched = optimizer_for(self.model, distill, total_steps)
         self.steps_done, self.last = 0, {}
 
     def step(self) -> int:
@@ -108,19 +105,15 @@ class Distiller:
                                      mask_prob=self.d.mlm_mask_prob, restrict_ce_to_mask=self.d.restrict_ce_to_mask,
                                      generator=torch.Generator().manual_seed(seed))
         self.last["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.d.max_grad_norm)
-        self.opt.step()
-        self.sched.step()
-        self.opt.zero_grad(set_to_none=True)
+        apply_update(self.model, self.opt, self.sched, self.d.max_grad_norm)
         self.steps_done += 1
         return int(attn.sum())
 
 
-def tokens_per_s(make, steps: int = 200, warmup: int = 200) -> float:
-    """Distillation tokens/s of a fresh Distiller over `steps` steps after `warmup`. The warm-up
+def tokens_per_s(dist: "Distiller", steps: int = 200, warmup: int = 200) -> float:
+    """Distillation tokens/s of a fresh Distiller `dist` over `steps` steps after `warmup`. The warm-up
     is long because every new sequence length is a new shape for the GPU's kernels: after 10
     warm-up steps an H100 measured 20.8 k tokens/s at batch 32, the long run 87.6 k."""
-    dist = make()
     for _ in range(warmup):
         dist.step()
     _sync()
@@ -215,7 +208,7 @@ def main() -> None:
     flops = model_flops_per_token(teacher.config, params["n_layers"], mean_len, d.mlm_mask_prob)
     speed = {}
     for b in (batch, args.big_batch):
-        speed[b] = tokens_per_s(lambda: Distiller(teacher, tokenizer, sequences, probs, params, d, b, 1000, spec.seed))
+        speed[b] = tokens_per_s(Distiller(teacher, tokenizer, sequences, probs, params, d, b, 1000, spec.seed))
         print(f"batch {b:4d} x <= {spec.corpus.max_seq_len}: {speed[b]:10,.0f} distillation tokens/s; MFU "
               f"{100 * speed[b] * flops / peak:.1f} % of the measured bf16 peak {peak / 1e12:.0f} TFLOP/s, "
               f"{100 * speed[b] * flops / H100_BF16_DENSE:.1f} % of the H100 datasheet's 989", flush=True)

@@ -9,12 +9,13 @@ pure function of s, so a run resumed from a checkpoint at step s repeats the uni
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import BertForMaskedLM, DistilBertForMaskedLM
+from transformers import BertForMaskedLM, DistilBertForMaskedLM, get_linear_schedule_with_warmup
 
 from distil.data import length_grouped_batches, pad_batch
 from distil.losses import distillation_loss
@@ -83,6 +84,23 @@ class BatchStream:
         if epoch != self._epoch:
             self._epoch, self._batches = epoch, length_grouped_batches(self.lengths, self.batch_size, self.seed + epoch)
         return pad_batch([self.sequences[i] for i in self._batches[pos]], pad_id)
+
+
+def optimizer_for(model: nn.Module, d, total_steps: int):
+    """(AdamW, linear warmup/decay schedule) of a distillation run of `total_steps` optimiser steps,
+    as DistilBERT trains (Sanh et al. 2019, §3: Adam, lr 5e-4 with warmup); `d`: the run's
+    distil.spec.DistillSpec (lr, weight_decay, warmup_ratio)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=d.weight_decay)
+    return opt, get_linear_schedule_with_warmup(opt, math.ceil(d.warmup_ratio * total_steps), total_steps)
+
+
+def apply_update(model: nn.Module, opt, sched, max_grad_norm: float) -> None:
+    """One optimiser step on the accumulated gradients: clip their global norm, step, advance the
+    schedule, clear the gradients."""
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
 
 
 def distill_step(

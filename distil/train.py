@@ -30,10 +30,10 @@ import ray.train
 import torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
-from transformers import AutoTokenizer, BertForMaskedLM, DistilBertForMaskedLM, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer, BertForMaskedLM, DistilBertForMaskedLM
 
 from distil.data import load_counts, load_sequences
-from distil.distill import BatchStream, LossWeights, StudentForDistillation, distill_step, step_seed
+from distil.distill import BatchStream, LossWeights, StudentForDistillation, apply_update, distill_step, optimizer_for, step_seed
 from distil.masking import token_probs
 from distil.student import build_student
 from distil.layers import parse_layer_key
@@ -109,8 +109,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     sequences = load_sequences(job.corpus_dir)
     total_steps = planned_steps(d, sequences.lengths, world)
     stop_step = max(1, math.ceil(cfg.get("stop_at_fraction", 1.0) * total_steps - 1e-9))
-    opt = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=d.weight_decay)
-    sched = get_linear_schedule_with_warmup(opt, math.ceil(d.warmup_ratio * total_steps), total_steps)
+    opt, sched = optimizer_for(model, d, total_steps)
     if state:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -148,10 +147,7 @@ def train_loop_per_worker(cfg: dict) -> None:
             tokens += int(attn.sum())
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
-        torch.nn.utils.clip_grad_norm_(model.parameters(), d.max_grad_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        apply_update(model, opt, sched, d.max_grad_norm)
         done = step + 1
         if done % d.checkpoint_every == 0 or done in (stop_step, total_steps):
             seen_tokens += tokens * world  # ranks draw equally long batches on average
