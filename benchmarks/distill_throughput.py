@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from transformers import AutoTokenizer, BertForMaskedLM  # noqa: E402
 
 from distil.data import load_counts, load_sequences, pad_batch, prepare_corpus  # noqa: E402

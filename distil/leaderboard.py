@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import pandas as pd
 
 from distil import confidence
 from distil.glue import TASKS, score_columns
-from distil.tasks import MULTI, Task
+from distil.tasks import Task
 
 PROFILE_COLUMNS = ["size_mb", "latency_ms_b1", "latency_ms_b32"]  # from result.json's "profile" (distil.profile)
 # Spread of the latency over timing rounds (min and max of the rounds' medians), when measured.

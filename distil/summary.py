@@ -5,7 +5,6 @@ this module only reads it (its columns and `df.attrs`)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 

@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
