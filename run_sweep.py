@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,19 +32,20 @@ def main(argv: list[str] | None = None) -> int:
     report, 2 bad input (nothing started, nothing in results/ changed)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "report":
-        return report(args.results_dir)
+        return report(args.results_dir, args.cache_dir)
     t0 = time.time()
     # 1. Spec: validated once, before any cluster work; results/ is never overwritten.
     try:
         if args.command == "resume":
-            out, spec, state = open_for_resume(Path(args.results_dir))
+            out, remote, spec, state = open_for_resume(args.results_dir, args.cache_dir)
             n_layers = state["n_layers"]
             preflight.check(spec, out, args.cache_dir or state["cache_dir"], args.address)
         else:
             spec = load_spec(args.spec)
-            preflight.check(spec, args.output or f"results/{spec.name}", args.cache_dir, args.address)
+            location = args.output or f"results/{spec.name}"
+            preflight.check(spec, location, args.cache_dir, args.address)
             n_layers = check_against_teacher(spec, offline=args.dry_run)
-            out = claim_output_dir(Path(args.output or f"results/{spec.name}"), dry_run=args.dry_run)
+            out, remote = claim_output_dir(location, args.cache_dir, dry_run=args.dry_run)
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from distil.logs import quiet_libraries
 
-    from distil import provenance
+    from distil import provenance, storage
     from distil.data import prepare_corpus
     from distil.search import build_tuner, restore_tuner
     from distil.sweep import (SweepContext, best_candidate_rule, finish_references, prepare_task_caches,
@@ -87,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         spec_json = spec.model_dump_json(indent=2)
         state = {"n_layers": n_layers, "cache_dir": str(cache), "profiles": profiles,
                  "provenance": provenance.collect(spec, spec_json, teacher_dir, cache)}
-    job = DistillJob(teacher_dir=teacher_dir, corpus_dir=str(corpus_dir), distill=spec.distill, storage=str(out / "train"),
+    # Ray Train checkpoints and Tune's experiment go straight to remote storage when --output is a URI.
+    job = DistillJob(teacher_dir=teacher_dir, corpus_dir=str(corpus_dir), distill=spec.distill,
+                     storage=storage.join(remote or str(out), "train"),
                      seed=spec.seed, log_dir=str(out / "logs"), verbose=args.verbose)
     # Every task split tokenised once for every model of the sweep (the students share the teacher's tokenizer).
     tasks = spec.finetune_tasks()
@@ -99,19 +103,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":  # written only now: a run that failed before leaves an empty dir to rerun in
         (out / "spec.json").write_text(spec_json)
         (out / "run.json").write_text(json.dumps(state, indent=2))
-    references = submit_references(ctx, source, head_fit, skip=done)
-    # 5-6. Search: each trial distils a student in rungs (Ray Train), is scored on the proxy after
-    #      each rung (ASHA may stop it), and the survivors are fine-tuned on GLUE (Ray tasks).
-    trainable = tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), {"CPU": 0, "memory": 1})
-    tuner = restore_tuner(str(out), trainable) if args.command == "resume" else build_tuner(spec, trainable, str(out), job.storage)
-    tuner.fit()
-    # The undistilled init of the best candidate's rule too, so that its gain_over_init is measured.
-    best_rule = best_candidate_rule(out, spec.search.objectives[0])
-    if spec.glue.init_only_reference and best_rule:
-        references += submit_init_only(ctx, best_rule)
-    finish_references(references)
-    # 7. Leaderboard.
-    status = report(str(out))
+    mirror = storage.Mirror.of(out, remote) if remote else None
+    try:  # on remote storage the results dir is mirrored after every trial event and at the end, whatever happens
+        if mirror:
+            mirror.push()
+        references = submit_references(ctx, source, head_fit, skip=done)
+        # 5-6. Search: each trial distils a student in rungs (Ray Train), is scored on the proxy after
+        #      each rung (ASHA may stop it), and the survivors are fine-tuned on GLUE (Ray tasks).
+        trainable = tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), {"CPU": 0, "memory": 1})
+        tuner = (restore_tuner(storage.join(remote or str(out), "tune"), trainable) if args.command == "resume"
+                 else build_tuner(spec, trainable, str(out), job.storage, remote))
+        tuner.fit()
+        # The undistilled init of the best candidate's rule too, so that its gain_over_init is measured.
+        best_rule = best_candidate_rule(out, spec.search.objectives[0])
+        if spec.glue.init_only_reference and best_rule:
+            references += submit_init_only(ctx, best_rule)
+        finish_references(references)
+        # 7. Leaderboard.
+        status = build_report(str(out))
+    finally:
+        if mirror:
+            print(f"results: {remote} ({mirror.push()} files updated; working copy {out})", flush=True)
     failed = sorted(p.parent.name for p in out.glob("candidates/*/status.json")
                     if json.loads(p.read_text()).get("status") == "failed")
     if failed:
@@ -157,42 +169,125 @@ def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
     return depths[0]
 
 
-def claim_output_dir(out: Path, dry_run: bool) -> Path:
-    """The absolute results dir, created unless dry_run. Raises SpecError if it already holds
-    results (a dry run only reads, so an existing dir is fine there)."""
-    out = out.resolve()
+def claim_output_dir(location: str, cache_dir: str | None, dry_run: bool) -> tuple[Path, str | None]:
+    """(the absolute results dir, the remote URI or None) for `--output`, created unless dry_run.
+
+    A URI (s3://bucket/sweep) gets a local working copy under the cache dir (distil.storage), is
+    checked writable with a probe object, and must hold nothing yet. Raises SpecError if the
+    output already holds results (a dry run only reads, so an existing dir is fine there)."""
+    from distil import storage
+
+    if storage.is_remote(location):
+        out = storage.working_copy(location, cache_dir or preflight.DEFAULT_CACHE_DIR)
+        if dry_run:
+            return out, location
+        mirror = storage.Mirror.of(out, location)
+        try:
+            held = mirror.holds_results()
+            probe = f"{mirror.root}/.distil-sweep-probe"
+            with mirror.fs.open_output_stream(probe) as f:
+                f.write(b"probe")
+            mirror.fs.delete_file(probe)
+        except OSError as e:
+            raise SpecError(f"--output: cannot write to {location} ({str(e).splitlines()[0][:200]}); check the bucket, "
+                            "your credentials and AWS_ENDPOINT_URL (README \"Results on S3\")") from None
+        if held:
+            raise SpecError(f"--output: {location} already holds results; pass --output NEW_URI, or `resume {location}` to "
+                            "continue that sweep (nothing was changed)")
+        shutil.rmtree(out, ignore_errors=True)  # a working copy left by a run that never wrote to the URI
+        out.mkdir(parents=True)
+        return out, location
+    out = Path(location).resolve()
     if dry_run:
-        return out
+        return out, None
     if out.exists() and any(out.iterdir()):
         raise SpecError(f"--output: {out} already holds results; pass --output NEW_DIR, or `resume {out}` to continue "
                         "that sweep (nothing was changed)")
     out.mkdir(parents=True, exist_ok=True)
-    return out
+    return out, None
 
 
-def open_for_resume(out: Path) -> tuple[Path, SweepSpec, dict]:
-    """(results dir, its spec, run.json) of a sweep to resume. Raises SpecError if it cannot be."""
-    out = out.resolve()
-    if not out.is_dir():
-        raise SpecError(f"resume: {out} is not a directory; pass the results dir of a sweep (results/<name>)")
+def open_for_resume(location: str, cache_dir: str | None) -> tuple[Path, str | None, SweepSpec, dict]:
+    """(results dir, remote URI or None, its spec, run.json) of a sweep to resume; a URI is
+    pulled into its working copy first. Raises SpecError if it cannot be resumed."""
+    from distil import storage
+
+    remote = location if storage.is_remote(location) else None
+    if remote:
+        # The working copy goes where the run had it (under the run's cache dir, from its run.json):
+        # Tune's saved state (callbacks, the Optuna study's sqlite URL) names that path.
+        out = pull(remote, _run_cache_dir(remote) or cache_dir, "resume")
+        tune_state = storage.join(remote, "tune")
+        fs, path = storage.filesystem(tune_state)
+        has_tune = fs.get_file_info(path).type.name == "Directory"
+    else:
+        out = Path(location).resolve()
+        if not out.is_dir():
+            raise SpecError(f"resume: {out} is not a directory; pass the results dir of a sweep (results/<name>)")
+        tune_state, has_tune = out / "tune", (out / "tune").is_dir()
     if not (out / "spec.json").is_file() or not (out / "run.json").is_file():
-        raise SpecError(f"resume: {out} has no spec.json and run.json: its sweep never reached the search; "
+        raise SpecError(f"resume: {location} has no spec.json and run.json: its sweep never reached the search; "
                         "start it again with `run SPEC --output NEW_DIR`")
-    if not (out / "tune").is_dir():
-        raise SpecError(f"resume: {out}/tune is missing: no Tune experiment to continue; start again with `run`")
+    if not has_tune:
+        raise SpecError(f"resume: {tune_state} is missing: no Tune experiment to continue; start again with `run`")
     try:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
         spec = SweepSpec.model_validate_json((out / "spec.json").read_text())
         state = json.loads((out / "run.json").read_text())
         missing = sorted({"n_layers", "cache_dir", "profiles", "provenance"} - set(state))
     except (ValueError, TypeError) as e:
-        raise SpecError(f"resume: {out}/spec.json or run.json is damaged ({str(e).splitlines()[0]}); start again with "
+        raise SpecError(f"resume: {location}/spec.json or run.json is damaged ({str(e).splitlines()[0]}); start again with "
                         "`run SPEC --output NEW_DIR`") from None
     if missing:
-        raise SpecError(f"resume: {out}/run.json lacks {missing}; start again with `run SPEC --output NEW_DIR`")
-    return out, spec, state
+        raise SpecError(f"resume: {location}/run.json lacks {missing}; start again with `run SPEC --output NEW_DIR`")
+    return out, remote, spec, state
 
 
-def report(results_dir: str | None) -> int:
+def _run_cache_dir(uri: str) -> str | None:
+    """The cache dir recorded in `<uri>/run.json`, None if it cannot be read (pull then says why)."""
+    from distil import storage
+
+    try:
+        fs, path = storage.filesystem(storage.join(uri, "run.json"))
+        with fs.open_input_stream(path) as f:
+            return json.loads(f.read()).get("cache_dir")
+    except (OSError, ValueError):
+        return None
+
+
+def pull(uri: str, cache_dir: str | None, field: str) -> Path:
+    """Download the results kept at `uri` into its working copy; that dir. Raises SpecError if
+    the URI cannot be read or holds no sweep."""
+    from distil import storage
+
+    out = storage.working_copy(uri, cache_dir or preflight.DEFAULT_CACHE_DIR)
+    try:
+        n = storage.Mirror.of(out, uri).pull()
+    except OSError as e:
+        raise SpecError(f"{field}: cannot read {uri} ({str(e).splitlines()[0][:200]}); check the URI, your credentials "
+                        "and AWS_ENDPOINT_URL") from None
+    if n == 0:
+        raise SpecError(f"{field}: {uri} holds no sweep results; pass the --output URI of a sweep")
+    return out
+
+
+def report(location: str | None, cache_dir: str | None = None) -> int:
+    """`report DIR|URI`: rebuild the leaderboard files, report.html and best_student/ where the
+    results are (a URI is pulled, rebuilt, pushed back); exit code."""
+    from distil import storage
+
+    if location and storage.is_remote(location):
+        try:
+            out = pull(location, cache_dir, "report")
+        except SpecError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        status = build_report(str(out))
+        print(f"results: {location} ({storage.Mirror.of(out, location).push()} files updated)", flush=True)
+        return status
+    return build_report(location)
+
+
+def build_report(results_dir: str | None) -> int:
     """Rebuild leaderboard files, report.html and best_student/ from stored results; exit code."""
     if not results_dir or not Path(results_dir).is_dir():
         print(f"error: report: {results_dir!r} is not a results dir; pass results/<sweep>", file=sys.stderr)
@@ -243,10 +338,10 @@ def parse_args(argv: list[str]):
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a sweep from a spec")
     run.add_argument("spec", nargs="?", default="sweeps/smoke.yaml", help="sweep YAML (default sweeps/smoke.yaml)")
-    run.add_argument("--output", help="results dir (default results/<spec name>); must be new or empty")
+    run.add_argument("--output", help="results dir or URI (s3://bucket/sweep) (default results/<spec name>); must be new or empty")
     run.add_argument("--dry-run", action="store_true", help="validate the spec against the teacher and stop")
     resume = sub.add_parser("resume", help="continue a killed or interrupted sweep from its results dir")
-    resume.add_argument("results_dir")
+    resume.add_argument("results_dir", help="results dir, or the URI given to --output (s3://...)")
     for s in (run, resume):
         s.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
         s.add_argument("--verbose", action="store_true", help="show the workers' and libraries' output on the console "
@@ -254,7 +349,8 @@ def parse_args(argv: list[str]):
         s.add_argument("--cache-dir", help="tokenised corpus and fitted teachers (default ~/.cache/distil-sweep; "
                        "resume: the run's own)")
     rep = sub.add_parser("report", help="rebuild leaderboard, report.html and best_student/ from a results dir")
-    rep.add_argument("results_dir")
+    rep.add_argument("results_dir", help="results dir, or the URI of --output")
+    rep.add_argument("--cache-dir", help="where a URI's results are pulled to (default ~/.cache/distil-sweep)")
     return p.parse_args(argv)
 
 

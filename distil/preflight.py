@@ -4,7 +4,7 @@ Without it, a wrong GLUE file or a corpus too small for the workers shows up ins
 after a candidate's distillation; `check` finds it first, with one line naming the field or file and the
 fix (a `SpecError`, which run_sweep prints as one stderr line with exit 2). What it reads:
 
-* `--output` / `--cache-dir`: a dir, or creatable under a writable dir;
+* `--output` / `--cache-dir`: a dir, or creatable under a writable dir (`--output` a URI: its bucket exists);
 * the teacher (a local dir or `package:`): config.json of model_type `bert`, weights (a
   safetensors header that fits its file, or a .bin) and a tokenizer (tokenizer.json or vocab.txt);
 * local GLUE data, for every task the spec runs (glue.tasks, task_distill.tasks,
@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from distil.spec import SpecError, SweepSpec
+from distil.storage import filesystem, is_remote
 
 SAMPLE_ROWS = 5000  # corpus rows tokenised for the sequence estimate (of 1.27 M in enwiki)
 CONNECT_TIMEOUT_S = 3.0
@@ -51,7 +52,10 @@ def check(spec: SweepSpec, output: str | os.PathLike, cache_dir: str | os.PathLi
     output: the results dir (new, or the one a resume continues); cache_dir: None = the default;
     address: `--address` (None: $RAY_ADDRESS, else a local cluster, which needs no check).
     """
-    check_writable_dir(output, "--output")
+    if is_remote(output):
+        check_remote(str(output), "--output")
+    else:
+        check_writable_dir(output, "--output")
     check_writable_dir(cache_dir or DEFAULT_CACHE_DIR, "--cache-dir")
     if address:
         check_address(address, "--address")
@@ -76,6 +80,25 @@ def check_writable_dir(path: str | os.PathLike, field: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         what = "is not writable" if existing == p else f"is not writable, so {p} cannot be created"
         raise SpecError(f"{field}: {existing} {what}; pass a path you can write to")
+
+
+def check_remote(uri: str, field: str) -> None:
+    """`uri` (s3://bucket/path, ...) names a file system pyarrow can open and a bucket that exists.
+    Writing is probed when the output is claimed (run_sweep.claim_output_dir).
+
+    Raises SpecError naming `field`."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = filesystem(uri)
+        bucket = path.split("/")[0]
+        found = fs.get_file_info(bucket).type != pafs.FileType.NotFound
+    except (OSError, ValueError) as e:  # pyarrow: ArrowInvalid (a ValueError) for a bad URI, OSError for the store
+        raise SpecError(f"{field}: cannot open {uri} ({str(e).splitlines()[0][:200]}); check the URI, your credentials "
+                        "and AWS_ENDPOINT_URL for an S3-compatible server") from None
+    if not found:
+        raise SpecError(f"{field}: bucket {bucket!r} of {uri} does not exist; create it first (aws s3 mb s3://{bucket}) "
+                        "or pass another --output")
 
 
 # ---------------------------------------------------------------- teacher

@@ -28,6 +28,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from distil import storage
 from distil.layers import layer_key
 from distil.spec import COST_OBJECTIVES, Choice, FloatRange, SweepSpec
 
@@ -187,7 +188,7 @@ class Janitor(tune.Callback):
     """
 
     def __init__(self, results_dir: str, train_storage: str, keep_students: int, metric: str = "macro_score"):
-        self.out, self.train, self.keep, self.metric = Path(results_dir), Path(train_storage), keep_students, metric
+        self.out, self.train, self.keep, self.metric = Path(results_dir), train_storage, keep_students, metric
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         cand = self.out / "candidates" / trial.trial_id
@@ -208,7 +209,7 @@ class Janitor(tune.Callback):
         self._drop_checkpoints(trial.trial_id)
 
     def _drop_checkpoints(self, trial_id: str) -> None:
-        shutil.rmtree(self.train / f"distill-{trial_id}", ignore_errors=True)
+        storage.remove_tree(storage.join(self.train, f"distill-{trial_id}"))  # a local dir or a URI
 
     def _keep_best_students(self) -> None:
         done = []
@@ -298,8 +299,24 @@ def _fmt(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def build_tuner(spec: SweepSpec, trainable, results_dir: str, train_storage: str) -> tune.Tuner:
-    """A new Tuner for the sweep: searcher, scheduler, janitor, event lines, max_concurrent trials."""
+class SyncResults(tune.Callback):
+    """Mirror the results dir to remote storage (distil.storage) after every trial event, so a
+    sweep killed at any point leaves its record, the Optuna study included, at the URI."""
+
+    def __init__(self, results_dir: str, uri: str):
+        self.out, self.uri = results_dir, uri
+
+    def _push(self, **_):
+        storage.Mirror.of(self.out, self.uri).push()
+
+    on_trial_start = on_trial_result = on_trial_complete = on_trial_error = _push
+
+
+def build_tuner(spec: SweepSpec, trainable, results_dir: str, train_storage: str, remote: str | None = None) -> tune.Tuner:
+    """A new Tuner for the sweep: searcher, scheduler, janitor, event lines, max_concurrent trials.
+
+    remote: the URI the results go to (`--output s3://...`): Tune keeps its experiment at
+    `<remote>/tune` and the results dir is mirrored there (SyncResults); None: all under results_dir."""
     searcher = make_searcher(spec, storage_url(spec, results_dir))
     return tune.Tuner(
         trainable,
@@ -308,13 +325,13 @@ def build_tuner(spec: SweepSpec, trainable, results_dir: str, train_storage: str
                                     num_samples=spec.search.num_candidates,
                                     max_concurrent_trials=spec.search.max_concurrent),
         run_config=tune.RunConfig(
-            name="tune", storage_path=results_dir,
+            name="tune", storage_path=remote or results_dir,
             # A trial whose process dies (a lost node) or raises is restarted up to max_failures
             # times; it continues from its progress.json and its Train run's last checkpoint.
             failure_config=tune.FailureConfig(max_failures=spec.distill.max_failures),
             progress_reporter=status_table(spec), verbose=1,
             callbacks=[Janitor(results_dir, train_storage, spec.search.keep_students, spec.search.objectives[0]),
-                       EventLog(results_dir)]),
+                       EventLog(results_dir)] + ([SyncResults(results_dir, remote)] if remote else [])),
     )
 
 
@@ -329,9 +346,9 @@ def status_table(spec: SweepSpec) -> tune.CLIReporter:
                             sort_by_metric=False, max_progress_rows=30)
 
 
-def restore_tuner(results_dir: str, trainable) -> tune.Tuner:
-    """The sweep's Tuner restored after a crash: finished trials stay finished, unfinished ones
-    continue (each from its last Train checkpoint), failed ones stay failed; the searcher resumes
-    with its study."""
-    return tune.Tuner.restore(str(Path(results_dir) / "tune"), trainable=trainable, resume_unfinished=True,
+def restore_tuner(experiment: str, trainable) -> tune.Tuner:
+    """The sweep's Tuner restored after a crash from its experiment dir (`<results>/tune`, or
+    `<uri>/tune` on remote storage): finished trials stay finished, unfinished ones continue (each
+    from its last Train checkpoint), failed ones stay failed; the searcher resumes with its study."""
+    return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                               resume_errored=False, restart_errored=False)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -36,7 +35,7 @@ from ray import tune
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from transformers import AutoConfig, AutoModel
 
-from distil import leaderboard
+from distil import leaderboard, storage
 from distil.finetune import finetune_and_evaluate, prepare_task_data
 from distil.glue import glue_task
 from distil.layers import layer_key, parse_layer_key
@@ -365,7 +364,7 @@ def _mlm_only_row(ctx: SweepContext) -> str:
     metrics = distil_student("reference-mlm_only", params, ctx.job, ref_dir / "student")
     distill_seconds = round(time.time() - t0, 1)
     runs = ray.get(list(submit_glue(str(ref_dir / "student"), ctx.spec.glue, ctx.tasks, ctx.caches, ref_dir, ctx.log).values()))
-    shutil.rmtree(Path(ctx.job.storage) / "reference-mlm_only", ignore_errors=True)  # the student is copied out
+    storage.remove_tree(storage.join(ctx.job.storage, "reference-mlm_only"))  # the student is copied out
     result = {"kind": "reference", "params": {**asdict(params)}, "distill": metrics, "glue": runs,
               "n_params": encoder_parameters(str(ref_dir / "student")), "profile": ctx.profiles.get(student_arch(ctx.n_layers)),
               "distill_seconds": distill_seconds,
