@@ -159,3 +159,11 @@ def test_a_sweep_writes_its_results_checkpoints_and_study_to_s3(tmp_path, s3):
     assert (work / "leaderboard.csv").exists() and not (work / "tune").exists()
     assert sorted(p.parent.name for p in (work / "candidates").glob("*/result.json")) == finished
 
+
+
+def test_preflight_names_a_uri_pyarrow_cannot_open():
+    from distil.preflight import check_remote
+    from distil.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"^--output: cannot open nosuch://b/x \(Unrecognized filesystem type"):
+        check_remote("nosuch://b/x", "--output")
