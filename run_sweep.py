@@ -217,18 +217,15 @@ def open_for_resume(location: str, cache_dir: str | None) -> tuple[Path, str | N
         # The working copy goes where the run had it (under the run's cache dir, from its run.json):
         # Tune's saved state (callbacks, the Optuna study's sqlite URL) names that path.
         out = pull(remote, _run_cache_dir(remote) or cache_dir, "resume")
-        tune_state = storage.join(remote, "tune")
-        fs, path = storage.filesystem(tune_state)
-        has_tune = fs.get_file_info(path).type.name == "Directory"
     else:
         out = Path(location).resolve()
         if not out.is_dir():
             raise SpecError(f"resume: {out} is not a directory; pass the results dir of a sweep (results/<name>)")
-        tune_state, has_tune = out / "tune", (out / "tune").is_dir()
+    tune_state = storage.join(remote or str(out), "tune")
     if not (out / "spec.json").is_file() or not (out / "run.json").is_file():
         raise SpecError(f"resume: {location} has no spec.json and run.json: its sweep never reached the search; "
                         "start it again with `run SPEC --output NEW_DIR`")
-    if not has_tune:
+    if not storage.is_dir(tune_state):
         raise SpecError(f"resume: {tune_state} is missing: no Tune experiment to continue; start again with `run`")
     try:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
         spec = SweepSpec.model_validate_json((out / "spec.json").read_text())

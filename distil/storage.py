@@ -45,15 +45,22 @@ def join(location: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts]) + (f"?{query}" if query else "")
 
 
+def is_dir(location: str | Path) -> bool:
+    """Whether `location` (a local path or a URI) is a dir (on S3: a prefix with objects under it)."""
+    if not is_remote(location):
+        return Path(location).is_dir()
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(str(location))
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
 def remove_tree(location: str) -> None:
     """Delete a dir (local or remote) and everything in it; a missing dir is not an error."""
     if not is_remote(location):
         shutil.rmtree(location, ignore_errors=True)
-        return
-    import pyarrow.fs as pafs
-
-    fs, path = filesystem(location)
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+    elif is_dir(location):
+        fs, path = filesystem(location)
         fs.delete_dir(path)
 
 
@@ -74,7 +81,7 @@ class Mirror:
     _open: dict[tuple[str, str], Mirror] = {}
 
     def __init__(self, local: str | Path, uri: str):
-        self.local, self.uri = Path(local), uri
+        self.local = Path(local)
         self.fs, self.root = filesystem(uri)
         self._pushed: dict[str, tuple[int, int]] = {}  # relative path -> (size, mtime_ns) uploaded
 
@@ -100,9 +107,7 @@ class Mirror:
         """{relative path: size} of the files under the URI (Ray's tune/ and train/ excepted)."""
         import pyarrow.fs as pafs
 
-        if self.fs.get_file_info(self.root).type == pafs.FileType.NotFound:
-            return {}
-        infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True))
+        infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True, allow_not_found=True))
         rels = {i.path[len(self.root):].lstrip("/"): i.size for i in infos if i.type == pafs.FileType.File}
         return {r: s for r, s in rels.items() if r.split("/")[0] not in RAY_OWNED}
 
@@ -112,8 +117,7 @@ class Mirror:
         now = self._local_files()
         changed = [r for r, stamp in now.items() if self._pushed.get(r) != stamp]
         for rel in changed:
-            with open(self.local / rel, "rb") as src, self.fs.open_output_stream(f"{self.root}/{rel}") as dst:
-                shutil.copyfileobj(src, dst, length=8 << 20)
+            self._copy(str(self.local / rel), f"{self.root}/{rel}", upload=True)
             self._pushed[rel] = now[rel]
         for rel in set(self._pushed) - set(now):
             self.fs.delete_file(f"{self.root}/{rel}")
@@ -125,19 +129,23 @@ class Mirror:
         remote = self.remote_files()
         shutil.rmtree(self.local, ignore_errors=True)
         for rel in remote:
-            dst = self.local / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            with self.fs.open_input_stream(f"{self.root}/{rel}") as src, open(dst, "wb") as out:
-                shutil.copyfileobj(src, out, length=8 << 20)
+            self._copy(f"{self.root}/{rel}", str(self.local / rel), upload=False)
         self.local.mkdir(parents=True, exist_ok=True)
         self._pushed = self._local_files()  # what was just pulled is what the URI holds
         return len(remote)
+
+    def _copy(self, src: str, dst: str, upload: bool) -> None:
+        """One file between the local disk and the store (pyarrow streams it)."""
+        import pyarrow.fs as pafs
+
+        local = pafs.LocalFileSystem()
+        if not upload:  # S3 has no dirs to make; the local disk does
+            Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(src, dst, source_filesystem=local if upload else self.fs,
+                        destination_filesystem=self.fs if upload else local)
 
     def holds_results(self) -> bool:
         """Whether anything is under the URI already (a sweep's record, or Ray's state of one)."""
         import pyarrow.fs as pafs
 
-        info = self.fs.get_file_info(self.root)
-        if info.type == pafs.FileType.NotFound:
-            return False
-        return bool(self.fs.get_file_info(pafs.FileSelector(self.root, recursive=False)))
+        return bool(self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True)))
