@@ -25,11 +25,12 @@ from distil import preflight  # noqa: E402
 from distil.spec import SpecError, SweepSpec, load_spec  # noqa: E402
 
 COMMANDS = ("run", "resume", "report")
+INTERRUPTED = 130  # the shell's exit status for a process ended by SIGINT (Ctrl-C)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run, resume or report a sweep; returns the exit code: 0 ok, 1 a trial failed or nothing to
-    report, 2 bad input (nothing started, nothing in results/ changed)."""
+    report, 2 bad input (nothing started, nothing in results/ changed), 130 interrupted (Ctrl-C)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "report":
         return report(args.results_dir, args.cache_dir)
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from distil import provenance, storage
     from distil.data import prepare_corpus
-    from distil.search import build_tuner, restore_tuner
+    from distil.search import build_tuner, ended_early, restore_tuner
     from distil.sweep import (SweepContext, best_candidate_rule, finish_references, prepare_task_caches,
                               profile_architectures, run_candidate, submit_init_only, submit_references)
     from distil.teacher import prepare_teacher, resolve_teacher
@@ -113,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         trainable = tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), {"CPU": 0, "memory": 1})
         tuner = (restore_tuner(storage.join(remote or str(out), "tune"), trainable) if args.command == "resume"
                  else build_tuner(spec, trainable, str(out), job.storage, remote))
-        tuner.fit()
+        if ended_early(tuner.fit(), spec.search.num_candidates):  # Ctrl-C: Tune saved its state and returned
+            if any(out.glob("teacher/result.json")) or any(out.glob("candidates/*/result.json")):
+                build_report(str(out))  # the rows written so far; reference rows still running are redone by resume
+            print(f"interrupted: the sweep stopped before its last trial ended; continue it with "
+                  f"`python run_sweep.py resume {remote or out}`", file=sys.stderr)
+            return INTERRUPTED
         # The undistilled init of the best candidate's rule too, so that its gain_over_init is measured.
         best_rule = best_candidate_rule(out, spec.search.objectives[0])
         if spec.glue.init_only_reference and best_rule:
@@ -352,4 +358,9 @@ def parse_args(argv: list[str]):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C outside Tune's loop (Tune catches the one during the search)
+        print("interrupted: a sweep that reached its search continues with `python run_sweep.py resume RESULTS_DIR`; "
+              "one that did not (no run.json in RESULTS_DIR) is started again with `run`", file=sys.stderr)
+        sys.exit(INTERRUPTED)

@@ -352,3 +352,10 @@ def restore_tuner(experiment: str, trainable) -> tune.Tuner:
     from its last Train checkpoint), failed ones stay failed; the searcher resumes with its study."""
     return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                               resume_errored=False, restart_errored=False)
+
+
+def ended_early(grid, num_candidates: int) -> bool:
+    """Whether `Tuner.fit()` returned before the sweep ended: on Ctrl-C (SIGINT) Tune saves its
+    experiment state and returns a ResultGrid whose trials are not all done (terminated, stopped
+    early or errored), or that holds fewer than `num_candidates` trials. `resume` continues it."""
+    return len(grid) < num_candidates or grid.num_terminated + grid.num_errors < len(grid)
