@@ -1,5 +1,7 @@
-"""A sweep whose driver was SIGKILLed (no clean-up) while the second trial distilled: `report`
-rebuilds a leaderboard from what was written, then `run_sweep.py resume` finishes the sweep."""
+"""A sweep stopped twice: by Ctrl-C (SIGINT) while its first trial distilled, which exits 130
+with the `resume` command; then, resumed, its driver SIGKILLed (no clean-up) while the second
+trial distilled: `report` rebuilds a leaderboard from what was written, and a second `resume`
+finishes the sweep."""
 
 import hashlib
 import json
@@ -29,11 +31,27 @@ def _trials_in_start_order(out):
     return [d for _, d in sorted(configs)]
 
 
-def test_a_killed_sweep_reports_then_resumes_without_rerunning_finished_trials(tmp_path):
+def test_an_interrupted_then_killed_sweep_reports_then_resumes_without_rerunning_finished_trials(tmp_path):
     spec = write_tiny_spec(tmp_path / "tiny.yaml", name="tiny-resume", lean=True, distill={"steps": 12, "checkpoint_every": 2},
                            num_candidates=3, early_stopping=TINY_EARLY_STOPPING)
     out, cache = tmp_path / "results", tmp_path / "cache"
-    proc = subprocess.Popen([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out), "--cache-dir", str(cache)],
+    # Ctrl-C once the first trial distils: Tune saves its state, the run says how to resume, exit 130 (not 0).
+    stdout, stderr = tmp_path / "run.out", tmp_path / "run.err"  # files, not pipes: nobody reads them until the end
+    with stdout.open("w") as o, stderr.open("w") as e:
+        proc = subprocess.Popen([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out), "--cache-dir",
+                                 str(cache)], cwd=ROOT, stdout=o, stderr=e, start_new_session=True)
+    deadline = time.time() + 600
+    while not any(out.glob("candidates/*/config.json")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep ended before its first trial started"
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends the driver
+    proc.wait(timeout=300)
+    assert proc.returncode == 130, stdout.read_text()[-2000:] + stderr.read_text()[-2000:]
+    assert stderr.read_text().strip().splitlines()[-1] == (
+        f"interrupted: the sweep stopped before its last trial ended; continue it with `python run_sweep.py resume {out}`")
+    assert not list(out.glob("candidates/*/result.json"))
+
+    proc = subprocess.Popen([sys.executable, "run_sweep.py", "resume", str(out)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def second_trial_checkpointed():  # and the teacher's row written (when its runs end, not at the sweep's end)
