@@ -115,10 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         tuner = (restore_tuner(storage.join(remote or str(out), "tune"), trainable) if args.command == "resume"
                  else build_tuner(spec, trainable, str(out), job.storage, remote))
         if ended_early(tuner.fit(), spec.search.num_candidates):  # Ctrl-C: Tune saved its state and returned
-            if any(out.glob("teacher/result.json")) or any(out.glob("candidates/*/result.json")):
-                build_report(str(out))  # the rows written so far; reference rows still running are redone by resume
-            print(f"interrupted: the sweep stopped before its last trial ended; continue it with "
-                  f"`python run_sweep.py resume {remote or out}`", file=sys.stderr)
+            # Reference rows still running are not waited for: resume redoes them.
+            print(f"interrupted: the sweep stopped before its last trial ended; continue it with `python run_sweep.py "
+                  f"resume {remote or out}` (`report` shows what has finished)", file=sys.stderr)
             return INTERRUPTED
         # The undistilled init of the best candidate's rule too, so that its gain_over_init is measured.
         best_rule = best_candidate_rule(out, spec.search.objectives[0])

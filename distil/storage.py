@@ -49,9 +49,12 @@ def is_dir(location: str | Path) -> bool:
     """Whether `location` (a local path or a URI) is a dir (on S3: a prefix with objects under it)."""
     if not is_remote(location):
         return Path(location).is_dir()
+    return _remote_dir(*filesystem(str(location)))
+
+
+def _remote_dir(fs, path: str) -> bool:
     import pyarrow.fs as pafs
 
-    fs, path = filesystem(str(location))
     return fs.get_file_info(path).type == pafs.FileType.Directory
 
 
@@ -59,8 +62,9 @@ def remove_tree(location: str) -> None:
     """Delete a dir (local or remote) and everything in it; a missing dir is not an error."""
     if not is_remote(location):
         shutil.rmtree(location, ignore_errors=True)
-    elif is_dir(location):
-        fs, path = filesystem(location)
+        return
+    fs, path = filesystem(location)  # opened once (an S3 file system may look up its region)
+    if _remote_dir(fs, path):
         fs.delete_dir(path)
 
 
