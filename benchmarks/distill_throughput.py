@@ -1,6 +1,6 @@
 """Distillation throughput on this machine, four measurements in one run (same model, batch, data):
 
-  (a) our Ray Train loop (`distil.train`, num_workers DDP workers, 1 CPU each),
+  (a) our Ray Train loop (`distil.search.train`, num_workers DDP workers, 1 CPU each),
   (b) a plain single-process PyTorch loop doing the same math (the framework floor),
   (c) an HF-distiller-style loop: teacher and student MLM logits at every position, KL over every
       real token, random (not length-grouped) batches (`examples/research_projects/distillation`),
@@ -32,14 +32,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from transformers import AutoTokenizer, BertForMaskedLM  # noqa: E402
 
-from distil.data import load_counts, load_sequences, pad_batch, prepare_corpus  # noqa: E402
-from distil.distill import BatchStream  # noqa: E402
-from distil.distill import LossWeights, StudentForDistillation, distill_step  # noqa: E402
-from distil.losses import distillation_loss  # noqa: E402
-from distil.masking import mask_tokens, token_probs  # noqa: E402
-from distil.spec import CorpusSpec, DistillSpec, HeadFitSpec  # noqa: E402
-from distil.student import build_student  # noqa: E402
-from distil.teacher import prepare_teacher, resolve_teacher  # noqa: E402
+from distil.science.data import load_counts, load_sequences, pad_batch, prepare_corpus  # noqa: E402
+from distil.science.distill import BatchStream  # noqa: E402
+from distil.science.distill import LossWeights, StudentForDistillation, distill_step  # noqa: E402
+from distil.science.losses import distillation_loss  # noqa: E402
+from distil.science.masking import mask_tokens, token_probs  # noqa: E402
+from distil.config.spec import CorpusSpec, DistillSpec, HeadFitSpec  # noqa: E402
+from distil.science.student import build_student  # noqa: E402
+from distil.science.teacher import prepare_teacher, resolve_teacher  # noqa: E402
 
 WEIGHTS = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
 CORPUS = Path(os.environ.get("DISTIL_SHARED", ROOT.parent / "shared")) / "data" / "corpus" / "enwiki-2015-extract"
@@ -110,7 +110,7 @@ def ray_loop(ctx_assets: dict, batch_per_worker: int, workers: int, warmup: int,
     """tokens/s of the Ray Train loop over its last checkpoint interval (after a warm-up interval)."""
     import ray
 
-    from distil.train import CandidateParams, DistillJob, distil_student
+    from distil.search.train import CandidateParams, DistillJob, distil_student
 
     ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:

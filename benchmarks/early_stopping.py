@@ -12,7 +12,7 @@ seconds of a trial include its wait for free CPUs (the first trial of each run w
 teacher's reference GLUE runs); where the Train runs report their own busy time (run_seconds) the
 ratio is printed on that too. Whether the best of the
 early-stopped search is as good as the full search's is decided on the paired bootstrap of the
-two winners' saved predictions (the same validation examples; distil.confidence): the difference
+two winners' saved predictions (the same validation examples; distil.evaluation.confidence): the difference
 of their macro scores with its 95 % interval, "within noise" when the interval contains 0.
 Reference rows (the teacher's GLUE runs) are not counted: they cost the same in both runs.
 """
@@ -32,7 +32,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from distil import confidence, leaderboard  # noqa: E402
+from distil.evaluation import confidence
+from distil.report import leaderboard  # noqa: E402
 
 
 def run(spec: dict, out: Path, cache: str) -> float:

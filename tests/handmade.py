@@ -1,5 +1,5 @@
 """Hand-made results dirs with saved predictions, laid out as a sweep writes them (README "Results
-layout"), their result.json scores computed from the predictions by distil.metrics."""
+layout"), their result.json scores computed from the predictions by distil.evaluation.metrics."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from distil import metrics
-from distil.glue import TASKS
+from distil.evaluation import metrics
+from distil.config.glue import TASKS
 
 DEFAULT_PARAMS = {"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "alpha_mse": 0.0, "temperature": 2.0,
                   "layer_selection": "every_other"}
@@ -67,9 +67,9 @@ def write_row(row_dir: Path, kind: str, preds: dict[str, dict[int, np.ndarray]],
 
 # ---------------------------------------------------------------- the user's own tasks
 def own_task(name: str, num_labels: int, multi: bool = False):
-    """A spec task (distil.tasks.Task) as spec.json holds it once resolved: 4-class single-label
+    """A spec task (distil.config.tasks.Task) as spec.json holds it once resolved: 4-class single-label
     or multi-label with `num_labels` labels (the data path is not read by the leaderboard)."""
-    from distil.tasks import Task
+    from distil.config.tasks import Task
 
     return Task(name=name, data=f"/data/{name}", label_field="labels" if multi else "label", num_labels=num_labels,
                 problem_type="multi_label_classification" if multi else "single_label_classification")
@@ -106,9 +106,9 @@ def task_logits(task, labels: np.ndarray, quality: float, seed: int) -> np.ndarr
 
 
 def write_task_runs(row_dir: Path, task, split_data: tuple, logits_by_seed: dict[int, np.ndarray], seconds: float) -> list[dict]:
-    """Save an own task's predictions as distil.finetune does (predictions_frame) and return its
+    """Save an own task's predictions as distil.evaluation.finetune does (predictions_frame) and return its
     runs (finetune_and_evaluate's dicts), scored by finetune.score_predictions."""
-    from distil.finetune import predictions_frame, score_predictions
+    from distil.evaluation.finetune import predictions_frame, score_predictions
 
     idx, labels = split_data
     runs = []

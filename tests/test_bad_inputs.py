@@ -72,7 +72,7 @@ class Env:
 
     def sweep(self, name: str, raw: dict, run_json: dict | None = None) -> str:
         """A results dir as a run leaves it (spec.json, run.json, tune/); returns its path."""
-        from distil.spec import SweepSpec
+        from distil.config.spec import SweepSpec
 
         out = self.results / name
         (out / "tune").mkdir(parents=True)
@@ -404,7 +404,7 @@ def test_bad_input_fails_before_compute_with_one_line(tmp_path, setup, pattern, 
 def test_the_base_setup_passes_preflight(tmp_path, monkeypatch):
     """The control: the unchanged setup passes preflight, so each data case fails by its one change."""
     from distil import preflight
-    from distil.spec import load_spec
+    from distil.config.spec import load_spec
 
     env = Env(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -425,7 +425,7 @@ def test_the_base_setup_is_valid(tmp_path):
 @pytest.mark.parametrize("name", ["smoke", "cpu"])
 def test_shipped_specs_pass_preflight(tmp_path, monkeypatch, name):
     from distil import preflight
-    from distil.spec import load_spec
+    from distil.config.spec import load_spec
 
     monkeypatch.chdir(ROOT)  # the specs name ../shared relative to the repo root
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

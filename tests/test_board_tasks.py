@@ -1,5 +1,5 @@
 """The leaderboard on the user's own tasks: hand-made results dirs with real prediction files
-(distil.finetune.predictions_frame) of a 4-class single-label task and a 28-label multi-label
+(distil.evaluation.finetune.predictions_frame) of a 4-class single-label task and a 28-label multi-label
 task beside a GLUE column -> split columns, tasks_macro, its `_tasks` intervals, chance marks,
 the ranking objective, the teacher-vs-best-student comparison; and the objectives a spec may name."""
 
@@ -10,8 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from distil import confidence, export, leaderboard, report, summary
-from distil.finetune import score_predictions
+from distil.evaluation import confidence
+from distil.report import export
+from distil.report import leaderboard
+from distil.report import html as report
+from distil.report import summary
+from distil.evaluation.finetune import score_predictions
 from tests.handmade import (DEFAULT_PARAMS, SPEC, labels_for, noisy, own_task, task_labels, task_logits, write_json,
                             write_row, write_task_runs)
 
@@ -201,7 +205,7 @@ def task_dirs(tmp_path_factory):
 
 
 def _load(tmp_path, task_dirs, objectives=None, glue_tasks=(), own=True):
-    from distil.spec import load_spec
+    from distil.config.spec import load_spec
     from tests.test_tasks import _emo, _news, _spec
 
     path = _spec(tmp_path, [_news(task_dirs[0]), _emo(task_dirs[1])] if own else [], tasks=list(glue_tasks))
@@ -221,7 +225,7 @@ def _load(tmp_path, task_dirs, objectives=None, glue_tasks=(), own=True):
     (["n_params"], [], True, r"objectives: the first must be a score to maximise .* not the cost 'n_params'; put the cost second"),
 ])
 def test_objectives_name_a_score_of_the_spec(tmp_path, task_dirs, objectives, glue_tasks, own, message):
-    from distil.spec import SpecError
+    from distil.config.spec import SpecError
 
     with pytest.raises(SpecError, match=message):
         _load(tmp_path, task_dirs, objectives, glue_tasks, own)
@@ -245,7 +249,7 @@ def test_every_allowed_objective_is_a_value_of_the_trials_row(tmp_path, task_dir
 def test_a_proxy_run_on_an_own_task_has_a_task_score():
     """The early-stopping proxy averages runs' task scores: an own task's run scores too (the
     GLUE macro of it would be empty)."""
-    from distil.sweep import _task_score
+    from distil.search.sweep import _task_score
 
     emo = {"task": "emo", "seed": 0, "scores": {"": {"micro_f1": 30.0, "macro_f1": 10.0, "roc_auc": 80.0}}}
     mnli = {"task": "mnli", "seed": 0, "scores": {"_m": {"accuracy": 60.0}, "_mm": {"accuracy": 64.0}}}

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from distil import confidence
-from distil.metrics import compute
+from distil.evaluation import confidence
+from distil.evaluation.metrics import compute
 
 
 def _cases():
@@ -39,7 +39,7 @@ def test_vectorised_metrics_equal_sklearn_and_scipy(metric, labels, preds):
 @pytest.mark.parametrize("metric", ["accuracy", "f1", "mcc", "pearson", "spearmanr"])
 def test_degenerate_resamples_follow_the_same_conventions(metric):
     """Resamples that draw one example only, or only tied values: constant there, so 0 on the
-    correlations and MCC, exactly as distil.metrics.compute on the drawn examples."""
+    correlations and MCC, exactly as distil.evaluation.metrics.compute on the drawn examples."""
     y = np.array([0.0, 1.0, 1.0, 0.0])
     preds = np.array([[0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])
     W = np.array([[4.0, 0, 0, 0], [0, 2, 2, 0], [1, 1, 1, 1], [0, 3, 0, 1]])
@@ -146,7 +146,7 @@ def _multi_label_case(n=300, labels=8, seed=2):
 @pytest.mark.parametrize("metric", ["micro_f1", "macro_f1", "roc_auc"])
 def test_vectorised_multi_label_metrics_equal_sklearn(metric):
     """micro-F1 and macro-F1 on the probabilities thresholded at 0.5 and the mean per-label ROC AUC
-    on the probabilities, as distil.metrics.compute (scikit-learn) on every resample, including
+    on the probabilities, as distil.evaluation.metrics.compute (scikit-learn) on every resample, including
     resamples where rare labels are absent (left out of macro-F1 and ROC AUC)."""
     y, scores = _multi_label_case()
     n = len(y)
@@ -177,7 +177,7 @@ def test_multi_label_micro_f1_interval_matches_the_binomial_answer():
     known 100 of 1000. On a resample with K of those drawn, B's micro-F1 is 2(N-K)/(2N-K) and A's
     100, so the difference 100·K/(2N-K) is increasing in K ~ Binomial(1000, 0.1): its 95 %
     interval is that function of binom.ppf(0.025) and binom.ppf(0.975)."""
-    from distil.tasks import Task
+    from distil.config.tasks import Task
 
     n, k, labels = 1000, 100, 28
     task = Task(name="emo", data="x", problem_type="multi_label_classification", num_labels=labels, metrics=("micro_f1",))
@@ -196,7 +196,7 @@ def test_multi_label_micro_f1_interval_matches_the_binomial_answer():
 
 
 def test_chance_of_a_multi_label_split_is_all_negative_when_no_label_is_in_half_the_rows():
-    from distil.tasks import Task
+    from distil.config.tasks import Task
 
     task = Task(name="emo", data="x", problem_type="multi_label_classification", num_labels=3)
     y = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 1]], dtype=float)

@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-import distil.data
-from distil.data import length_grouped_batches, load_counts, load_sequences, pad_batch, prepare_corpus
-from distil.distill import BatchStream
-from distil.spec import CorpusSpec
+import distil.science.data
+from distil.science.data import length_grouped_batches, load_counts, load_sequences, pad_batch, prepare_corpus
+from distil.science.distill import BatchStream
+from distil.config.spec import CorpusSpec
 from tests.conftest import CORPUS
 
 # Small real splits (6,006 / 5,510 rows) stand in for train / eval.
@@ -40,8 +40,8 @@ def expected(tokenizer):
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory, tokenizer):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(distil.data, "ROWS_PER_SHARD", 1000)  # several shards, as on a large corpus
-        mp.setattr(distil.data, "ROWS_PER_PROC", 400)  # and 2 processes on each
+        mp.setattr(distil.science.data, "ROWS_PER_SHARD", 1000)  # several shards, as on a large corpus
+        mp.setattr(distil.science.data, "ROWS_PER_PROC", 400)  # and 2 processes on each
         return prepare_corpus(SPEC, tokenizer, tmp_path_factory.mktemp("cache"), 40, num_proc=2)
 
 
@@ -81,9 +81,9 @@ def test_cache_key_includes_eval_sequences(tmp_path, tokenizer):
 
 
 def test_interrupted_preparation_reuses_the_shards_already_tokenised(tmp_path, tokenizer, monkeypatch, expected):
-    monkeypatch.setattr(distil.data, "ROWS_PER_SHARD", 1000)
-    monkeypatch.setattr(distil.data, "ROWS_PER_PROC", 400)
-    real, done = distil.data.tokenize, []
+    monkeypatch.setattr(distil.science.data, "ROWS_PER_SHARD", 1000)
+    monkeypatch.setattr(distil.science.data, "ROWS_PER_PROC", 400)
+    real, done = distil.science.data.tokenize, []
 
     def tokenize(*args, **kwargs):
         if fail and len(done) == 2:
@@ -92,7 +92,7 @@ def test_interrupted_preparation_reuses_the_shards_already_tokenised(tmp_path, t
         done.append({f["filename"]: (tmp_path / f["filename"]).stat().st_mtime_ns for f in out.cache_files})
         return out
 
-    monkeypatch.setattr(distil.data, "tokenize", tokenize)
+    monkeypatch.setattr(distil.science.data, "tokenize", tokenize)
     fail = True
     with pytest.raises(KeyboardInterrupt):
         prepare_corpus(SPEC, tokenizer, tmp_path, 40, num_proc=2)

@@ -3,16 +3,16 @@
 import pytest
 import torch
 
-from distil.distill import BatchStream, LossWeights, StudentForDistillation, distill_step
-from distil.masking import token_probs
-from distil.student import build_student
+from distil.science.distill import BatchStream, LossWeights, StudentForDistillation, distill_step
+from distil.science.masking import token_probs
+from distil.science.student import build_student
 from tests.conftest import CORPUS
 
 
 @pytest.fixture(scope="module")
 def sequences(tokenizer, tmp_path_factory):
-    from distil.data import load_sequences, prepare_corpus
-    from distil.spec import CorpusSpec
+    from distil.science.data import load_sequences, prepare_corpus
+    from distil.config.spec import CorpusSpec
 
     spec = CorpusSpec(path=str(CORPUS), train_split="validation", max_seq_len=48, max_sequences=64)
     return load_sequences(prepare_corpus(spec, tokenizer, tmp_path_factory.mktemp("cache"), 16))

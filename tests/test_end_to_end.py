@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from distil import leaderboard
+from distil.report import leaderboard
 from tests.conftest import ROOT
 from tests.tiny_spec import TINY_EARLY_STOPPING, write_tiny_spec
 

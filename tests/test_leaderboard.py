@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from distil import leaderboard, summary
+from distil.report import leaderboard
+from distil.report import summary
 
 
 def _run(task, seed, **scores):

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from distil.losses import ce_loss, cosine_loss, distillation_loss, mlm_loss
+from distil.science.losses import ce_loss, cosine_loss, distillation_loss, mlm_loss
 
 
 def test_ce_loss_matches_hand_computed_kl_times_t_squared():
@@ -65,7 +65,7 @@ def test_mlm_rows_select_masked_positions_among_all_projected():
 
 
 def test_mse_loss_sums_over_vocabulary_and_averages_over_positions():
-    from distil.losses import mse_loss
+    from distil.science.losses import mse_loss
 
     s = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
     t = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
@@ -75,7 +75,7 @@ def test_mse_loss_sums_over_vocabulary_and_averages_over_positions():
 def test_all_zero_alphas_are_rejected():
     import pytest
 
-    from distil.distill import LossWeights
+    from distil.science.distill import LossWeights
 
     with pytest.raises(ValueError, match="every alpha is 0"):
         LossWeights(alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=0.0, temperature=2.0)

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from distil.masking import mask_tokens, token_probs
+from distil.science.masking import mask_tokens, token_probs
 
 V, MASK, PAD, CLS, SEP = 50, 3, 0, 1, 2
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from distil.metrics import compute
+from distil.evaluation.metrics import compute
 
 
 def test_accuracy_f1_and_mcc_on_a_hand_computed_case():

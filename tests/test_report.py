@@ -15,9 +15,12 @@ import torch
 from matplotlib import image as mpimg
 from matplotlib import pyplot as plt
 
-from distil import export, leaderboard, report, summary
-from distil.profile import measure
-from distil.student import build_student
+from distil.report import export
+from distil.report import leaderboard
+from distil.report import html as report
+from distil.report import summary
+from distil.evaluation.profile import measure
+from distil.science.student import build_student
 from tests.conftest import GLUE
 
 PARAMS = {"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "temperature": 2.0, "layer_selection": "first"}
@@ -218,8 +221,8 @@ def test_report_command_writes_everything(results_dir, capsys):
 def test_real_glue_predictions_reproduce_their_scores_and_give_intervals(tmp_path, teacher_source, student_dir):
     """Real fine-tuning (transformers Trainer, 16 examples) writes the prediction files and the
     scores; the bootstrap reads them back, reproduces every score and gives intervals."""
-    from distil.finetune import finetune_and_evaluate
-    from distil.glue import glue_task
+    from distil.evaluation.finetune import finetune_and_evaluate
+    from distil.config.glue import glue_task
     from tests.handmade import write_json
 
     settings = {"lr": 5e-5, "epochs": 1, "batch_size": 8, "max_seq_len": 64, "max_train_examples": 16,

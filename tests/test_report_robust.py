@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 
-from distil import leaderboard
+from distil.report import leaderboard
 from tests.conftest import ROOT
 from tests.handmade import SPEC, labels_for, noisy, write_json, write_row
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from ray.tune.schedulers import TrialScheduler
 
-from distil.search import BUDGET, PROXY, RungScheduler, make_sampler, make_scheduler, make_searcher, tune_space
-from distil.spec import load_spec
+from distil.search.tuner import BUDGET, PROXY, RungScheduler, make_sampler, make_scheduler, make_searcher, tune_space
+from distil.config.spec import load_spec
 from tests.conftest import ROOT
 
 

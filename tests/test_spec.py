@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distil.spec import SpecError, load_spec, parse_layer_key, layer_key
+from distil.config.spec import SpecError, load_spec, parse_layer_key, layer_key
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from distil import storage
+from distil.store import storage
 from tests.conftest import ROOT
 from tests.tiny_spec import TINY_EARLY_STOPPING, write_tiny_spec
 
@@ -163,7 +163,7 @@ def test_a_sweep_writes_its_results_checkpoints_and_study_to_s3(tmp_path, s3):
 
 def test_preflight_names_a_uri_pyarrow_cannot_open():
     from distil.preflight import check_remote
-    from distil.spec import SpecError
+    from distil.config.spec import SpecError
 
     with pytest.raises(SpecError, match=r"^--output: cannot open nosuch://b/x \(Unrecognized filesystem type"):
         check_remote("nosuch://b/x", "--output")

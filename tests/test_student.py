@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from distil.student import build_student, count_parameters, select_layers
+from distil.science.student import build_student, count_parameters, select_layers
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ import pytest
 import torch
 import yaml
 
-from distil.glue import TASKS, glue_task, score_columns
-from distil.spec import SpecError, SweepSpec, load_spec
-from distil.tasks import Task, load_split
+from distil.config.glue import TASKS, glue_task, score_columns
+from distil.config.spec import SpecError, SweepSpec, load_spec
+from distil.config.tasks import Task, load_split
 from tests.conftest import GLUE, ROOT, SHARED
 
 DATA = SHARED / "data" / "tasks"
@@ -205,7 +205,7 @@ def test_overrides_and_task_distill_name_declared_tasks(tmp_path, dirs, extra, m
 
 # ---------------------------------------------------------------- multi-label task distillation loss
 def test_multi_label_task_kd_loss_is_per_label_soft_target_bce():
-    from distil.task_distill import task_kd_loss
+    from distil.science.task_distill import task_kd_loss
 
     s, t, y, T, a = torch.tensor([[2.0, -1.0]]), torch.tensor([[0.5, 1.0]]), torch.tensor([[1.0, 0.0]]), 2.0, 0.3
     sig = lambda x: 1 / (1 + math.exp(-x))
@@ -241,7 +241,7 @@ def _hand_auc(y, s):
 @pytest.fixture(scope="module")
 def student_dir(tmp_path_factory, teacher, tokenizer):
     """A 1-layer student built from the real teacher, saved with the tokenizer as the sweep does."""
-    from distil.student import build_student
+    from distil.science.student import build_student
 
     out = tmp_path_factory.mktemp("student")
     build_student(teacher, 1, "first").save_pretrained(out)
@@ -258,7 +258,7 @@ def real_tasks():
 @pytest.fixture(scope="module")
 def runs(student_dir, real_tasks, tmp_path_factory):
     """{task: (result, predictions DataFrame)} of one tiny fine-tuning run per task."""
-    from distil.finetune import finetune_and_evaluate
+    from distil.evaluation.finetune import finetune_and_evaluate
 
     pred_dir = tmp_path_factory.mktemp("preds")
     out = {}
@@ -289,7 +289,7 @@ def test_multi_class_run_scores_match_a_hand_computation(runs):
 
 @pytest.mark.slow
 def test_multi_label_run_scores_match_a_hand_computation_from_its_saved_predictions(runs, real_tasks):
-    from distil.finetune import score_predictions
+    from distil.evaluation.finetune import score_predictions
 
     task = real_tasks["goemotions"]
     result, df = runs["goemotions"]
@@ -321,7 +321,7 @@ def test_multi_label_run_scores_match_a_hand_computation_from_its_saved_predicti
 @pytest.mark.slow
 def test_a_prepared_cache_reproduces_the_in_memory_run_and_serves_smaller_budgets_as_prefixes(
         runs, student_dir, real_tasks, tokenizer, tmp_path):
-    from distil.finetune import finetune_and_evaluate, load_task_data, prepare_task_data
+    from distil.evaluation.finetune import finetune_and_evaluate, load_task_data, prepare_task_data
 
     task = real_tasks["uci_news"]
     bigger = SETTINGS | {"max_eval_examples": 96}
@@ -350,7 +350,7 @@ def test_cli_rejects_a_bad_task_with_exit_2_and_one_line_before_any_work(tmp_pat
 def test_a_multi_label_head_starts_at_the_label_frequencies(student_dir):
     from transformers import AutoModelForSequenceClassification
 
-    from distil.finetune import _bias_to_prior
+    from distil.evaluation.finetune import _bias_to_prior
 
     model = AutoModelForSequenceClassification.from_pretrained(student_dir, num_labels=3,
                                                                problem_type="multi_label_classification")

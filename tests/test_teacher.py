@@ -2,9 +2,9 @@
 
 import pytest
 
-from distil.data import prepare_corpus
-from distil.spec import CorpusSpec, HeadFitSpec
-from distil.teacher import prepare_teacher
+from distil.science.data import prepare_corpus
+from distil.config.spec import CorpusSpec, HeadFitSpec
+from distil.science.teacher import prepare_teacher
 from tests.conftest import CORPUS
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distil.spec import CorpusSpec, DistillSpec, HeadFitSpec
-from distil.train import CandidateParams, DistillJob, planned_steps
+from distil.config.spec import CorpusSpec, DistillSpec, HeadFitSpec
+from distil.search.train import CandidateParams, DistillJob, planned_steps
 from tests.conftest import CORPUS
 
 PARAMS = CandidateParams(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0, layer_selection="every_other", n_layers=2)
@@ -22,8 +22,8 @@ def test_token_budget_sets_equal_steps_for_every_candidate():
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory, teacher_source, tokenizer):
-    from distil.data import prepare_corpus
-    from distil.teacher import prepare_teacher
+    from distil.science.data import prepare_corpus
+    from distil.science.teacher import prepare_teacher
 
     cache = tmp_path_factory.mktemp("cache")
     corpus_dir = prepare_corpus(CorpusSpec(path=str(CORPUS), max_seq_len=32, max_sequences=128), tokenizer, cache, 16)
@@ -42,7 +42,7 @@ def ray_cluster():
 
 @pytest.mark.slow
 def test_worker_failure_resumes_to_the_same_student(tmp_path, assets, ray_cluster):
-    from distil.train import distil_student
+    from distil.search.train import distil_student
 
     d = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=2, max_failures=1, grad_accumulation=2)
     job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)
@@ -62,7 +62,7 @@ def test_worker_failure_resumes_to_the_same_student(tmp_path, assets, ray_cluste
 def test_rungs_continue_one_train_run_to_the_same_student(tmp_path, assets, ray_cluster):
     """Early stopping's rungs: the run stopped at 1/3 and called again by name continues from its
     checkpoint (not from step 0) and ends with the student of an uninterrupted run."""
-    from distil.train import distil_student
+    from distil.search.train import distil_student
 
     d = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=4)
     job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)
@@ -78,7 +78,7 @@ def test_rungs_continue_one_train_run_to_the_same_student(tmp_path, assets, ray_
 @pytest.mark.slow
 def test_nan_loss_stops_the_run_with_its_step(tmp_path, assets, ray_cluster):
     """A loss that becomes NaN ends the run at once (no retries) with the step in the message."""
-    from distil.train import NonFiniteLoss, distil_student
+    from distil.search.train import NonFiniteLoss, distil_student
 
     from dataclasses import replace
 

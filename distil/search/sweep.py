@@ -35,18 +35,19 @@ from ray import tune
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from transformers import AutoConfig, AutoModel
 
-from distil import leaderboard, storage
-from distil.finetune import finetune_and_evaluate, prepare_task_data
-from distil.glue import glue_task
-from distil.layers import layer_key, parse_layer_key
-from distil.logs import to_log_file
-from distil.profile import measure
-from distil.search import BUDGET, PROXY, objectives
-from distil.spec import GlueSpec, SweepSpec
-from distil.student import count_parameters, save_student
-from distil.task_distill import distil_on_task
-from distil.tasks import Task
-from distil.train import CandidateParams, DistillJob, distil_student
+from distil.report import leaderboard
+from distil.store import storage
+from distil.evaluation.finetune import finetune_and_evaluate, prepare_task_data
+from distil.config.glue import glue_task
+from distil.config.layers import layer_key, parse_layer_key
+from distil.store.logs import to_log_file
+from distil.evaluation.profile import measure
+from distil.search.tuner import BUDGET, PROXY, objectives
+from distil.config.spec import GlueSpec, SweepSpec
+from distil.science.student import count_parameters, save_student
+from distil.science.task_distill import distil_on_task
+from distil.config.tasks import Task
+from distil.search.train import CandidateParams, DistillJob, distil_student
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,15 @@ class SweepContext:
     out: str  # absolute results dir
     job: DistillJob  # teacher, corpus, distillation settings, Train storage
     n_layers: int  # student depth when it is not searched
-    profiles: dict  # architecture key -> distil.profile.measure() dict (see profile_architectures)
-    provenance: dict  # spec hash, git commit, data and teacher hashes (distil.provenance)
+    profiles: dict  # architecture key -> distil.evaluation.profile.measure() dict (see profile_architectures)
+    provenance: dict  # spec hash, git commit, data and teacher hashes (distil.store.provenance)
     tasks: tuple[Task, ...] = ()  # what every model is fine-tuned on: GLUE's with data, the spec's own
-    caches: dict = None  # task name -> its tokenised splits (distil.finetune.prepare_task_data)
+    caches: dict = None  # task name -> its tokenised splits (distil.evaluation.finetune.prepare_task_data)
     verbose: bool = False  # workers print to the console instead of <out>/logs/workers.log
 
     @property
     def log(self) -> tuple[str, bool]:
-        """(log dir, verbose) for distil.logs.to_log_file in every process of the sweep."""
+        """(log dir, verbose) for distil.store.logs.to_log_file in every process of the sweep."""
         return str(Path(self.out) / "logs"), self.verbose
 
 
@@ -87,7 +88,7 @@ def is_paper_default(spec: SweepSpec, params: dict) -> bool:
 # ---------------------------------------------------------------- GLUE as Ray tasks
 def submit_glue(model_dir: str, glue: GlueSpec, tasks, caches: dict | None, out_dir: Path | None,
                 log: tuple[str, bool] | None, save_tasks: tuple[str, ...] = ()) -> dict:
-    """Start one Ray task per (task, seed) of `tasks` (distil.tasks.Task, GLUE's and the spec's
+    """Start one Ray task per (task, seed) of `tasks` (distil.config.tasks.Task, GLUE's and the spec's
     own) under the protocol `glue` (settings, overrides, seeds); they run in parallel. Returns
     {(task name, seed): ref}.
 
@@ -128,7 +129,7 @@ def proxy_tasks(spec: SweepSpec) -> list[Task]:
 
 
 def _logged(log: tuple[str, bool] | None, fn, *args, **kwargs):
-    """Run `fn(*args, **kwargs)` in a Ray task whose output goes to the sweep's log (distil.logs)."""
+    """Run `fn(*args, **kwargs)` in a Ray task whose output goes to the sweep's log (distil.store.logs)."""
     if log:
         to_log_file(*log)
     return fn(*args, **kwargs)

@@ -2,7 +2,7 @@
 
 Sanh et al. 2019 (DistilBERT), section 3: the student keeps the teacher's hidden size, drops the
 token-type embeddings and the pooler, halves the depth, and is initialised from the teacher by
-taking one layer out of two. `distil.layers` names the rules; `build_student` copies weights.
+taking one layer out of two. `distil.config.layers` names the rules; `build_student` copies weights.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM
 
-from distil.layers import LayerSelection, select_layers  # noqa: F401  (select_layers re-exported)
+from distil.config.layers import LayerSelection, select_layers  # noqa: F401  (select_layers re-exported)
 
 
 def student_config(teacher: BertConfig, n_layers: int) -> DistilBertConfig:

@@ -1,4 +1,4 @@
-"""GLUE as nine rows of the general task table (distil.tasks.Task).
+"""GLUE as nine rows of the general task table (distil.config.tasks.Task).
 
 Each row says which text columns it reads, its problem type (stsb: regression), its metrics and
 its validation splits (mnli: matched `_m` and mismatched `_mm`). The rows' `data` is bound to a
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from distil.tasks import REGRESSION, Task, load_split as _load_split
+from distil.config.tasks import REGRESSION, Task, load_split as _load_split
 
 HUB = "nyu-mll/glue"
 
@@ -54,7 +54,7 @@ def glue_task(data: str, name: str) -> Task:
 def glue_tasks(data: str, wanted) -> list[Task]:
     """The wanted GLUE rows (names, or "all") bound to `data` that have a train split and at least
     one validation split there, in GLUE order."""
-    from distil.tasks import available
+    from distil.config.tasks import available
 
     names = list(TASKS) if wanted == "all" else [t for t in TASKS if t in wanted]
     if os.path.isdir(data):  # a local GLUE dir without a task's folder lacks that task (never a hub id)
@@ -68,13 +68,13 @@ def available_tasks(data: str, wanted) -> list[str]:
 
 
 def load_split(data: str, task: str, split: str, limit: int | None):
-    """(Dataset, is_subset) of one split of GLUE task `task` in `data` (see distil.tasks.load_split)."""
+    """(Dataset, is_subset) of one split of GLUE task `task` in `data` (see distil.config.tasks.load_split)."""
     return _load_split(glue_task(data, task), split, limit)
 
 
 def find_split(data: str, task: str, split: str) -> tuple[str, bool] | None:
     """Where a split of GLUE task `task` in `data` lives: (file or hub id, is_subset), or None."""
-    from distil.tasks import find_split as _find
+    from distil.config.tasks import find_split as _find
 
     if os.path.isdir(data) and not os.path.isdir(os.path.join(data, task)):
         return None

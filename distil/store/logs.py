@@ -1,7 +1,7 @@
 """What a person reads on the console, and where the libraries' chatter goes instead.
 
 The console of a sweep shows Tune's status table and one line per event that matters (see
-distil.search.EventLog). Everything else the workers print (transformers' weight-loading
+distil.search.tuner.EventLog). Everything else the workers print (transformers' weight-loading
 reports, datasets' progress bars, Trainer logs, Ray Train's own messages) is appended to
 `<results>/logs/workers.log`: every Ray process of the sweep points its stdout and stderr there
 (`to_log_file`). `run_sweep.py --verbose` leaves everything on the console instead.

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM
 
-from distil.data import length_grouped_batches, load_counts, load_sequences, pad_batch
-from distil.masking import mask_tokens, token_probs
-from distil.spec import HeadFitSpec
+from distil.science.data import length_grouped_batches, load_counts, load_sequences, pad_batch
+from distil.science.masking import mask_tokens, token_probs
+from distil.config.spec import HeadFitSpec
 
 HEAD_KEYS = ("cls.predictions.transform", "cls.predictions.bias")
 

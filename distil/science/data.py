@@ -29,7 +29,7 @@ import torch
 from datasets import Dataset, Features, List, Value, concatenate_datasets, load_dataset
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-from distil.spec import CorpusSpec
+from distil.config.spec import CorpusSpec
 
 ROWS_PER_SHARD = 100_000  # text rows per Arrow shard: bounds the driver's memory while streaming
 ROWS_PER_PROC = 10_000  # fewest rows worth a tokenising process (starting one costs ~1 s)

@@ -12,12 +12,12 @@ Conventions (as in the GLUE paper and DistilBERT's Table 1):
     empty and is not counted.
 
 Rows are ranked by the spec's first `search.objectives` (macro_score, tasks_macro or one score
-column). How sure the order is comes from distil.confidence: paired bootstrap intervals of
+column). How sure the order is comes from distil.evaluation.confidence: paired bootstrap intervals of
 pct_teacher, the gains over the reference rows and the difference to the paper-default candidate
 (on macro_score, and with a `_tasks` suffix on tasks_macro), p_best, and each split's chance
 (majority-class) score, all from the saved validation predictions. `headline(df)` says it in a
 few lines; `to_markdown(df)` puts it on top of the table, with the teacher-vs-best-student
-comparison on each user task (`comparison_table`): both in distil.summary.
+comparison on each user task (`comparison_table`): both in distil.report.summary.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from distil import confidence
-from distil.glue import TASKS, score_columns
-from distil.tasks import Task
+from distil.evaluation import confidence
+from distil.config.glue import TASKS, score_columns
+from distil.config.tasks import Task
 
-PROFILE_COLUMNS = ["size_mb", "latency_ms_b1", "latency_ms_b32"]  # from result.json's "profile" (distil.profile)
+PROFILE_COLUMNS = ["size_mb", "latency_ms_b1", "latency_ms_b32"]  # from result.json's "profile" (distil.evaluation.profile)
 # Spread of the latency over timing rounds (min and max of the rounds' medians), when measured.
 LATENCY_SPREAD_COLUMNS = ["latency_ms_b1_min", "latency_ms_b1_max", "latency_ms_b32_min", "latency_ms_b32_max"]
 CONFIG_COLUMNS = ["alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "temperature", "layer_selection", "n_layers"]
@@ -45,7 +45,7 @@ FAMILIES = {"macro_score": "", TASKS_MACRO: "_tasks"}
 
 
 def own_tasks(source) -> list[Task]:
-    """The spec's own tasks (distil.tasks.Task) from a spec.json dict's "tasks" or df.attrs["tasks"]
+    """The spec's own tasks (distil.config.tasks.Task) from a spec.json dict's "tasks" or df.attrs["tasks"]
     (lists of Task fields), or an iterable of Task / dicts."""
     items = source.get("tasks") or [] if isinstance(source, dict) else source or []
     return [t if isinstance(t, Task) else Task(**t) for t in items]
@@ -71,7 +71,7 @@ def macro_over(columns: dict, tasks):
     nothing is scored.
 
     Values are floats (one row) or equal-shaped arrays, e.g. (B,) bootstrap resamples
-    (distil.confidence), so the intervals use this very convention. A column is absent when it
+    (distil.evaluation.confidence), so the intervals use this very convention. A column is absent when it
     is missing or NaN."""
     task_scores = []
     for task in tasks:
@@ -88,7 +88,7 @@ def macro_over(columns: dict, tasks):
 def task_score(run: dict) -> float:
     """One fine-tuning run's task score (GLUE's or an own task's): the mean over its splits with
     scores of the mean of each split's metrics (mnli: (m + mm) / 2); NaN if none scored. The
-    early-stopping proxy averages these (distil.sweep)."""
+    early-stopping proxy averages these (distil.search.sweep)."""
     columns = split_scores([run])
     return float(np.mean([v[0] for v in columns.values()])) if columns else math.nan
 
@@ -103,7 +103,7 @@ def row_from_result(result: dict, include_wnli: bool = True, tasks=()) -> dict:
 
     tasks: the spec's own tasks (Task rows or their dicts): their split columns, tasks_macro and
     finetune_seconds_<task> (seconds of one fine-tuning run of that task, mean over its seeds)
-    are added. The sweep reads a trial's objectives from this row (distil.sweep)."""
+    are added. The sweep reads a trial's objectives from this row (distil.search.sweep)."""
     tasks = own_tasks(tasks)
     runs = result.get("glue", [])
     per_seed = split_scores(runs)
@@ -173,7 +173,7 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     column per GLUE split (cola ... wnli, mnli_m and mnli_mm), then one per split of each own
     task (`<task><suffix>`), <col>_std with several seeds, n_params (encoder parameters),
     size_mb (weight files on disk, MB = 1e6 bytes), latency_ms_b1 / latency_ms_b32 (CPU forward
-    pass at 128 tokens, milliseconds per example at batch 1 / 32; see distil.profile) with the
+    pass at 128 tokens, milliseconds per example at batch 1 / 32; see distil.evaluation.profile) with the
     spread over timing rounds in latency_ms_b1_min/_max and latency_ms_b32_min/_max,
     distill_loss, finetune_seconds (fine-tuning + evaluation, seconds summed over tasks and
     seeds), finetune_seconds_<task> per own task (one run, mean over seeds), trial_index (0, 1,
@@ -189,7 +189,7 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     seed, level, paper_defaults, excluded {model: why}), "provenance" {field: {value: [models]}},
     "include_wnli", "tasks" (the own tasks' fields), "glue_tasks" (GLUE tasks the spec runs),
     "rank_by" (the ranking metric) and "comparison" (teacher vs best student on each own task,
-    see comparison_table). `resamples`/`seed`: the paired bootstrap's (distil.confidence);
+    see comparison_table). `resamples`/`seed`: the paired bootstrap's (distil.evaluation.confidence);
     resamples=0 skips the intervals.
     """
     results_dir = Path(results_dir)
@@ -351,7 +351,7 @@ def paper_default_model(candidates: dict[str, dict], spec: dict) -> str | None:
     matched on their params against spec.json's points_to_evaluate[0] and fixed search values
     (numbers with isclose, the layer selection by its canonical key). Several: the done one that
     started first."""
-    from distil.spec import layer_key  # late: keeps pydantic out of a plain `import distil.leaderboard`
+    from distil.config.spec import layer_key  # late: keeps pydantic out of a plain `import distil.report.leaderboard`
 
     search = spec.get("search", {})
     points = search.get("points_to_evaluate") or []
@@ -513,6 +513,6 @@ def write(df: pd.DataFrame, results_dir: str | Path) -> None:
     results_dir = Path(results_dir)
     df.to_csv(results_dir / "leaderboard.csv", index=False)
     df.to_parquet(results_dir / "leaderboard.parquet", index=False)
-    from distil.summary import to_markdown  # the words about the table live there
+    from distil.report.summary import to_markdown  # the words about the table live there
 
     (results_dir / "leaderboard.md").write_text(to_markdown(df))

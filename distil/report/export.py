@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from distil import leaderboard, summary
+from distil.report import leaderboard
+from distil.report import summary
 
 
 best_student = leaderboard.best_student  # the done student best by the ranking metric (df.attrs["rank_by"]), or None

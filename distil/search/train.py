@@ -5,7 +5,7 @@ budget per candidate (equal compute across candidates), checkpoint/resume. Not s
 resuming with a different number of workers (the batch of a step depends on the world size).
 
 Each worker loads the (head-fitted) teacher and the cached token sequences, builds the same
-student (same seed), and runs `distil.distill.distill_step`. Rank 0 reports a checkpoint every
+student (same seed), and runs `distil.science.distill.distill_step`. Rank 0 reports a checkpoint every
 `checkpoint_every` steps, at the end of each call (a rung of early stopping) and at the end: the
 student as a Hugging Face dir (safetensors + tokenizer) plus `train_state.pt` (optimizer,
 scheduler, step, tokens seen). A restarted worker group (`FailureConfig`), a later rung, or a trial
@@ -32,13 +32,13 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 from transformers import AutoTokenizer, BertForMaskedLM, DistilBertForMaskedLM
 
-from distil.data import load_counts, load_sequences
-from distil.distill import BatchStream, LossWeights, StudentForDistillation, apply_update, distill_step, optimizer_for, step_seed
-from distil.masking import token_probs
-from distil.student import build_student
-from distil.layers import parse_layer_key
-from distil.logs import to_log_file
-from distil.spec import DistillSpec
+from distil.science.data import load_counts, load_sequences
+from distil.science.distill import BatchStream, LossWeights, StudentForDistillation, apply_update, distill_step, optimizer_for, step_seed
+from distil.science.masking import token_probs
+from distil.science.student import build_student
+from distil.config.layers import parse_layer_key
+from distil.store.logs import to_log_file
+from distil.config.spec import DistillSpec
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class DistillJob:
     distill: DistillSpec
     storage: str  # absolute dir (or URI) that holds the Train runs' checkpoints
     seed: int = 0
-    log_dir: str | None = None  # where the workers' output goes (distil.logs); None: the console
+    log_dir: str | None = None  # where the workers' output goes (distil.store.logs); None: the console
     verbose: bool = False
     fail_once_at_step: int | None = None  # fault injection for the resume tests
     fail_once_marker: str | None = None
@@ -65,7 +65,7 @@ class CandidateParams:
     alpha_mlm: float
     alpha_cos: float
     temperature: float
-    layer_selection: str  # canonical key (distil.layers.layer_key)
+    layer_selection: str  # canonical key (distil.config.layers.layer_key)
     n_layers: int
     alpha_mse: float = 0.0
 

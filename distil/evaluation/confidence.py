@@ -1,6 +1,6 @@
 """How sure is the leaderboard's order? Paired bootstrap intervals and chance levels, computed from
 the validation predictions every row saves (`<row>/predictions/<task><suffix>-seed<s>.parquet`,
-distil.finetune.predictions_frame's columns: idx, label, prediction; multi-label: label = the
+distil.evaluation.finetune.predictions_frame's columns: idx, label, prediction; multi-label: label = the
 true class ids, probability = one probability per label).
 
 Method: the paired (non-parametric) bootstrap over test examples used to compare NLP systems
@@ -9,7 +9,7 @@ Every model is scored on the same seeded validation sample of a split, so for ea
 `resamples` resamples of its N examples with replacement, the same draws for every model; on each
 resample every metric is recomputed (MCC, F1, Pearson, Spearman and ROC AUC are not means over
 examples), a model's split score is the mean over its fine-tuning seeds, its task and macro scores
-follow the leaderboard's conventions (`distil.leaderboard.macro_score`, `tasks_macro`), and a
+follow the leaderboard's conventions (`distil.report.leaderboard.macro_score`, `tasks_macro`), and a
 statistic of two models (a difference, a ratio) is taken within each resample. The 95 % interval
 is the 2.5th to 97.5th percentile of that statistic over the resamples. Splits are resampled
 independently of one another, each from its own seeded numpy generator (`seed`, position of the
@@ -21,7 +21,7 @@ split's fine-tuning luck is not resampled (nothing to resample it from).
 
 A resample is held as a count matrix W (B, N): W[b, i] = how often example i was drawn, so that
 every metric is a few matrix products over all models at once (`resampled_metric`). The tasks
-are distil.tasks.Task rows: GLUE's (distil.glue.TASKS) and the spec's own (multi-class,
+are distil.config.tasks.Task rows: GLUE's (distil.config.glue.TASKS) and the spec's own (multi-class,
 multi-label), whose problem type, metrics and threshold say how each split is scored.
 """
 
@@ -35,9 +35,9 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from distil import metrics as glue_metrics
-from distil.glue import TASKS
-from distil.tasks import MULTI, REGRESSION, Task
+from distil.evaluation import metrics as glue_metrics
+from distil.config.glue import TASKS
+from distil.config.tasks import MULTI, REGRESSION, Task
 
 RESAMPLES = 1000
 SEED = 0
@@ -48,7 +48,7 @@ _FILE = re.compile(r"^(?P<column>.+)-seed(?P<seed>\d+)\.parquet$")
 
 def task_columns(tasks=()) -> dict[str, Task]:
     """Leaderboard split column -> its Task: GLUE's (cola -> cola, mnli_m -> mnli) in GLUE order,
-    then those of `tasks` (the spec's own, distil.tasks.Task) in their order."""
+    then those of `tasks` (the spec's own, distil.config.tasks.Task) in their order."""
     return {t.name + suffix: t for t in [*TASKS.values(), *tasks] for suffix in t.eval_splits}
 
 
@@ -95,7 +95,7 @@ def load_splits(row_dirs: dict[str, Path], tasks=()) -> tuple[dict[str, Split], 
     """Read every row's saved predictions and align them by `idx`.
 
     row_dirs: model name -> its row dir (holding predictions/); tasks: the spec's own tasks
-    (distil.tasks.Task; GLUE's are always known). Files of other columns are ignored. The first
+    (distil.config.tasks.Task; GLUE's are always known). Files of other columns are ignored. The first
     row that has a split fixes its examples and labels; a row whose examples or labels on that
     split differ is left out. Returns ({column: Split}, {model: why it was left out}); a row
     without predictions/ is left out.
@@ -138,7 +138,7 @@ def _pearson(W: np.ndarray, x: np.ndarray, P: np.ndarray) -> np.ndarray:
     """(B, M) Pearson r of labels x (N,) with each of P (M, N) on each resample of W (B, N), as
     matrix products of sums over the draws. Values are centred on their full-sample means first,
     so the resample sums do not cancel. Where a model's resampled variance is ~0 the resample is
-    checked exactly: constant predictions give 0 (distil.metrics' convention)."""
+    checked exactly: constant predictions give 0 (distil.evaluation.metrics' convention)."""
     n = W.sum(1, keepdims=True)
     xc, Pc = x - x.mean(), P - P.mean(1, keepdims=True)
     sx, sxx = W @ xc, W @ xc**2
@@ -201,7 +201,7 @@ def _f1_per_label(W: np.ndarray, Y: np.ndarray, P: np.ndarray) -> tuple[np.ndarr
 
 
 def _macro_f1(W: np.ndarray, Y: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """(B, M) mean F1 over the labels with a true example in the resample (distil.metrics'
+    """(B, M) mean F1 over the labels with a true example in the resample (distil.evaluation.metrics'
     macro_f1: absent labels are left out; NaN when none is present)."""
     f1, true = _f1_per_label(W, Y, P)
     present = (true > 0)[:, None, :]
@@ -218,7 +218,7 @@ def _micro_f1(W: np.ndarray, Y: np.ndarray, P: np.ndarray) -> np.ndarray:
 
 
 def _roc_auc(W: np.ndarray, Y: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """(B, M) mean over labels of ROC AUC, as distil.metrics' roc_auc: labels with both a positive
+    """(B, M) mean over labels of ROC AUC, as distil.evaluation.metrics' roc_auc: labels with both a positive
     and a negative example in the resample only, NaN when none has both.
 
     Per label, the Mann-Whitney form of the AUC (Hanley & McNeil 1982): with the resample's
@@ -253,12 +253,12 @@ def resampled_metric(metric: str, W: np.ndarray, labels: np.ndarray, preds: np.n
     W: (B, N) draw counts (`resample_counts`; all ones = the full sample); labels: (N,), or (N, L)
     0/1 for a multi-label task; preds: (M, N) class ids (floats for pearson/spearmanr), or
     (M, N, L) probabilities for a multi-label task (thresholded at `threshold` for the F1s, as
-    distil.finetune.score_predictions). Equals distil.metrics.compute on each resample
+    distil.evaluation.finetune.score_predictions). Equals distil.evaluation.metrics.compute on each resample
     (tests/test_confidence.py), with its conventions: MCC, Pearson and Spearman are 0 where the
     predictions are constant (or MCC's denominator is 0), F1 is 0 with no positives, macro_f1 and
     roc_auc average over the labels present in the resample; correlations with constant labels
     are NaN, as in scipy. A metric without a vectorised form here is computed resample by
-    resample with distil.metrics.compute (slow, exact).
+    resample with distil.evaluation.metrics.compute (slow, exact).
     """
     y, P = labels, preds
     n = W.sum(1, keepdims=True)
@@ -275,7 +275,7 @@ def resampled_metric(metric: str, W: np.ndarray, labels: np.ndarray, preds: np.n
         return 100 * _macro_f1(W, _one_hot(y, classes), _one_hot(P, classes))
     if metric == "accuracy":
         return 100 * (W @ (P == y).T) / n
-    if metric == "f1":  # positive class 1, as distil.metrics
+    if metric == "f1":  # positive class 1, as distil.evaluation.metrics
         tp, fp, fn = (W @ m.T for m in ((P == 1) & (y == 1), (P == 1) & (y != 1), (P != 1) & (y == 1)))
         den = 2 * tp + fp + fn
         return 100 * np.divide(2 * tp, den, out=np.zeros_like(den), where=den > 0)
@@ -378,7 +378,7 @@ def constant_prediction(labels: np.ndarray, regression: bool) -> np.ndarray:
 def chance_scores(splits: dict[str, Split]) -> dict[str, float]:
     """{column: score of the constant majority-class prediction} (stsb: 0; multi-label: each
     label's majority, see constant_prediction), with the same metrics and conventions as every
-    model's score on that split (distil.metrics.compute)."""
+    model's score on that split (distil.evaluation.metrics.compute)."""
     out = {}
     for column, split in splits.items():
         const = constant_prediction(split.labels, split.task.problem_type == REGRESSION)

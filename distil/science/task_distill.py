@@ -19,9 +19,9 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
-from distil.finetune import finetune_and_evaluate
-from distil.losses import ce_loss
-from distil.tasks import Task
+from distil.evaluation.finetune import finetune_and_evaluate
+from distil.science.losses import ce_loss
+from distil.config.tasks import Task
 
 TEACHER_LOGITS = "teacher_logits"
 
@@ -88,7 +88,7 @@ def distil_on_task(teacher_mlm_dir: str, teacher_task_dir: str, task: Task, n_la
                    data_cache: str | None = None) -> dict:
     """Build a student from `teacher_mlm_dir`'s layers, distil it on `task` from `teacher_task_dir`
     (the teacher fine-tuned on that task), evaluate it. Returns finetune_and_evaluate's dict."""
-    from distil.student import save_student
+    from distil.science.student import save_student
 
     with tempfile.TemporaryDirectory() as student_dir:
         save_student(teacher_mlm_dir, n_layers, layer_selection, seed, student_dir)

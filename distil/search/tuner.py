@@ -10,7 +10,7 @@ study lives in a database so that a killed sweep resumes.
 * Early stopping (`search.early_stopping`): each trial reports `proxy_score` at the end of every
   rung with `rung_budget` = rf^k (1, 3, 9, ...); Tune's ASHA scheduler on that budget stops
   a trial below the top 1/rf of the scores recorded at its rung.
-* Files, not Tune's tables, are the record (candidates/<trial>/...; see distil.sweep). The
+* Files, not Tune's tables, are the record (candidates/<trial>/...; see distil.search.sweep). The
   `Janitor` callback marks stopped and failed trials there and keeps the disk budget.
 """
 
@@ -28,9 +28,9 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from distil import storage
-from distil.layers import layer_key
-from distil.spec import COST_OBJECTIVES, Choice, FloatRange, SweepSpec
+from distil.store import storage
+from distil.config.layers import layer_key
+from distil.config.spec import COST_OBJECTIVES, Choice, FloatRange, SweepSpec
 
 PROXY = "proxy_score"
 BUDGET = "rung_budget"
@@ -253,7 +253,7 @@ class EventLog(tune.Callback):
 
     def on_step_begin(self, iteration, trials, **info):
         """Every `every_s` seconds: each running trial's distillation step, loss and tokens/s, from
-        the file its Train run's rank 0 writes at each checkpoint (distil.train._report)."""
+        the file its Train run's rank 0 writes at each checkpoint (distil.search.train._report)."""
         if time.time() - self._last_poll < self.every_s:
             return
         self._last_poll = time.time()
@@ -300,7 +300,7 @@ def _fmt(v) -> str:
 
 
 class SyncResults(tune.Callback):
-    """Mirror the results dir to remote storage (distil.storage) after every trial event, so a
+    """Mirror the results dir to remote storage (distil.store.storage) after every trial event, so a
     sweep killed at any point leaves its record, the Optuna study included, at the URI."""
 
     def __init__(self, results_dir: str, uri: str):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from distil.glue import TASKS, load_split
+from distil.config.glue import TASKS, load_split
 
 # Where the sentences come from when no GLUE data dir is given: the shared assets next to the repo.
 DEFAULT_GLUE = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "glue")
@@ -85,7 +85,7 @@ def measure(model_dir: str, kind: str, data: str | None = None, seq_len: int = 1
     warm-up passes (2 at batch 1, 1 at batch 32), `rounds` rounds of `repeats_b1` / `repeats_b32`
     timed passes each are run; the latency is the median of the rounds' medians, its spread the
     min and max of the rounds' medians (what a second measurement could give: a difference
-    inside it is noise; distil.report's Pareto front ignores such differences). Torch runs on
+    inside it is noise; distil.report.html's Pareto front ignores such differences). Torch runs on
     `threads` CPU threads (default 1) for the measurement, so that models timed in different
     Ray tasks or trials (which get different thread pools) are compared alike, and neighbours
     disturb less; time models when nothing else runs on the cores.

@@ -1,6 +1,6 @@
 """The leaderboard in words: the headline a person reads first, the notes that say how to read
 the numbers, the display table (2 decimals, intervals beside their values, chance marks) and the
-teacher-vs-best-student comparison on each user task. distil.leaderboard builds the DataFrame;
+teacher-vs-best-student comparison on each user task. distil.report.leaderboard builds the DataFrame;
 this module only reads it (its columns and `df.attrs`)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import os
 import numpy as np
 import pandas as pd
 
-from distil import confidence
-from distil.glue import TASKS, score_columns
-from distil.leaderboard import FAMILIES, INIT_PREFIX, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, all_columns, best_student, macro_over, macro_score, own_tasks, reference_rows
-from distil.tasks import MULTI, Task
+from distil.evaluation import confidence
+from distil.config.glue import TASKS, score_columns
+from distil.report.leaderboard import FAMILIES, INIT_PREFIX, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, all_columns, best_student, macro_over, macro_score, own_tasks, reference_rows
+from distil.config.tasks import MULTI, Task
 
 REFERENCE_NOTES = {
     "random_init": "the students' architecture with random weights, no distillation",
@@ -399,7 +399,7 @@ def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
 COMPARISON_NOTE = ("Per user task: the teacher and the done student with the best score on that task. Fine-tune s: one "
                    "fine-tuning + evaluation run of that task (result.json runs' seconds, mean over seeds; runs share the "
                    "machine with the sweep's other work, so read it as a rough cost). Latency: the profile measured alone on "
-                   "the machine before the sweep (distil.profile: CPU, 1 thread, 128 tokens, ms per example; the same for "
+                   "the machine before the sweep (distil.evaluation.profile: CPU, 1 thread, 128 tokens, ms per example; the same for "
                    "every student of one depth). Speed-up = the teacher's latency / the row's. % of teacher with its 95 % "
                    "paired bootstrap interval on that task's score.")
 

@@ -4,8 +4,8 @@ A `Task` row says where its text is (a local dir of `<split>.parquet|.csv|.jsonl
 `<split>_subset.*` file stands in for a split only available in part, or a hub dataset id +
 config), which columns hold the text and the label, the problem type (transformers' names),
 the number of labels, the metrics that score it and the splits it trains and is scored on.
-distil.glue's table is nine such rows; a spec's `tasks:` section adds the user's. Fine-tuning
-and scoring a model on a task: distil.finetune.
+distil.config.glue's table is nine such rows; a spec's `tasks:` section adds the user's. Fine-tuning
+and scoring a model on a task: distil.evaluation.finetune.
 
 Problem types: `single_label_classification` (softmax + cross-entropy over `num_labels` classes,
 integer labels), `multi_label_classification` (sigmoid + BCE over `num_labels` independent yes/no
@@ -24,7 +24,7 @@ from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_v
 from pydantic.dataclasses import dataclass
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
-# Metric names of distil.metrics.compute that apply to each problem type; the first ones are the
+# Metric names of distil.evaluation.metrics.compute that apply to each problem type; the first ones are the
 # defaults of a task that names none (multi-class: accuracy and macro-F1; multi-label: the three
 # of the toxic-comment and GoEmotions papers).
 METRICS = {

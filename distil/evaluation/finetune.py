@@ -1,4 +1,4 @@
-"""Fine-tuning one model on one task (distil.tasks.Task) and scoring it from its predictions.
+"""Fine-tuning one model on one task (distil.config.tasks.Task) and scoring it from its predictions.
 
 Data path of one run, as in transformers' `run_glue.py`:
   load split -> one seeded order (shuffle seed 0) -> first `max_*_examples` rows -> tokenise
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from distil.tasks import MULTI, REGRESSION, SINGLE, Task, check_split, find_split, load_split
+from distil.config.tasks import MULTI, REGRESSION, SINGLE, Task, check_split, find_split, load_split
 
 
 # ---------------------------------------------------------------- tokenised data, cached
@@ -178,9 +178,9 @@ def score_predictions(task: Task, df: pd.DataFrame) -> dict[str, float]:
     columns), e.g. read back from `<task><suffix>-seed<s>.parquet`, or any subset of its rows
     (a bootstrap sample). Multi-label metrics are computed from `probability` (thresholded at
     task.threshold for the F1s; the `prediction` column is not read), so a saved run can be
-    rescored at another threshold. See distil.metrics for labels absent from the rows.
+    rescored at another threshold. See distil.evaluation.metrics for labels absent from the rows.
     """
-    from distil import metrics
+    from distil.evaluation import metrics
 
     if task.problem_type == MULTI:
         truth = _multi_hot(df["label"].tolist(), task.num_labels)

@@ -14,7 +14,7 @@ file can be mailed or attached to a CI run on its own) and the same PNGs under `
   * progress.png  the ranking metric of each trial in start order and the running best: the search's progress;
   * curves.png    the early-stopping proxy score against distillation tokens.
 The html also holds the teacher-vs-best-student comparison on each user task
-(distil.summary.comparison_table).
+(distil.report.summary.comparison_table).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from distil import leaderboard, summary  # noqa: E402
+from distil.report import leaderboard
+from distil.report import summary  # noqa: E402
 
 TEACHER_COLOUR, STUDENT_COLOUR, FRONT_COLOUR = "tab:orange", "tab:blue", "tab:red"
 

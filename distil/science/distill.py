@@ -1,4 +1,4 @@
-"""One distillation step, pure torch (no Ray): the science that `distil.train` runs on workers.
+"""One distillation step, pure torch (no Ray): the science that `distil.search.train` runs on workers.
 
 Supports: MLM logits restricted to masked positions (`restrict_ce_to_mask`, the default, the
 vocabulary projection is then computed only at ~15 % of positions for teacher and student),
@@ -17,10 +17,10 @@ import torch
 from torch import nn
 from transformers import BertForMaskedLM, DistilBertForMaskedLM, get_linear_schedule_with_warmup
 
-from distil.data import length_grouped_batches, pad_batch
-from distil.losses import distillation_loss
-from distil.masking import mask_tokens
-from distil.teacher import mlm_logits_at
+from distil.science.data import length_grouped_batches, pad_batch
+from distil.science.losses import distillation_loss
+from distil.science.masking import mask_tokens
+from distil.science.teacher import mlm_logits_at
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def step_seed(seed: int, step: int, rank: int, world: int) -> int:
 class BatchStream:
     """The batch of global step s for rank r: length-grouped batches, reshuffled each epoch.
 
-    `sequences`: indexable by int, giving (L,) int64 id tensors — a `distil.data.TokenSequences`
+    `sequences`: indexable by int, giving (L,) int64 id tensors — a `distil.science.data.TokenSequences`
     (memory-mapped; its `lengths` array is used) or a list of tensors. `stream(s, pad_id)` is
     (input_ids (B, L_max), attention_mask (B, L_max)) and a pure function of (seed, s, rank,
     world): a restarted worker gets the batches of the uninterrupted run (exact resume).
@@ -89,7 +89,7 @@ class BatchStream:
 def optimizer_for(model: nn.Module, d, total_steps: int):
     """(AdamW, linear warmup/decay schedule) of a distillation run of `total_steps` optimiser steps,
     as DistilBERT trains (Sanh et al. 2019, §3: Adam, lr 5e-4 with warmup); `d`: the run's
-    distil.spec.DistillSpec (lr, weight_decay, warmup_ratio)."""
+    distil.config.spec.DistillSpec (lr, weight_decay, warmup_ratio)."""
     opt = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=d.weight_decay)
     return opt, get_linear_schedule_with_warmup(opt, math.ceil(d.warmup_ratio * total_steps), total_steps)
 
@@ -116,7 +116,7 @@ def distill_step(
     restrict_ce_to_mask: bool,
     generator: torch.Generator,
 ) -> dict[str, torch.Tensor]:
-    """Mask a batch, run teacher (no grad) and student, return the loss terms (see distil.losses).
+    """Mask a batch, run teacher (no grad) and student, return the loss terms (see distil.science.losses).
 
     input_ids / attention_mask: (B, L). `student` is a StudentForDistillation (possibly DDP-wrapped).
     """

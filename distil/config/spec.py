@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from distil.layers import RULES as LAYER_RULES, LayerSelection, check_selection, layer_key, parse_layer_key  # noqa: F401
+from distil.config.layers import RULES as LAYER_RULES, LayerSelection, check_selection, layer_key, parse_layer_key  # noqa: F401
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from distil.tasks import Task
+from distil.config.tasks import Task
 
 
 class SpecError(ValueError):
@@ -106,8 +106,8 @@ def _contains(p, value) -> bool:
 
 
 def _check_task_names(names, what: str) -> None:
-    """Raise ValueError naming any of `names` that is not a GLUE task in distil.glue.TASKS."""
-    from distil.glue import TASKS  # late: keeps `import distil.spec` light (distil.glue loads datasets)
+    """Raise ValueError naming any of `names` that is not a GLUE task in distil.config.glue.TASKS."""
+    from distil.config.glue import TASKS  # late: keeps `import distil.config.spec` light (distil.config.glue loads datasets)
 
     bad = [t for t in names if t not in TASKS]
     if bad:
@@ -372,7 +372,7 @@ class GlueSpec(_Strict):
     def seeds_for(self, task: Union[str, Task]) -> list[int]:
         """The seeds `task` (a Task, or a GLUE task name) is fine-tuned with: all of `seeds` for a
         small task (or for every task with `seeds_on: all`), else the first one."""
-        from distil.glue import TASKS
+        from distil.config.glue import TASKS
 
         small = task.small if isinstance(task, Task) else TASKS[task].small
         return self.seeds if self.seeds_on == "all" or small else self.seeds[:1]
@@ -380,7 +380,7 @@ class GlueSpec(_Strict):
     def settings(self, task: str) -> dict:
         """Fine-tuning settings of task `task` (a name, GLUE's or an own task's): lr, epochs,
         batch_size, max_seq_len, max_train_examples, max_eval_examples, use_gpu, with
-        `overrides[task]` applied (distil.finetune.finetune_and_evaluate reads them)."""
+        `overrides[task]` applied (distil.evaluation.finetune.finetune_and_evaluate reads them)."""
         base = {k: getattr(self, k) for k in ("lr", "epochs", "batch_size", "max_seq_len", "max_train_examples", "max_eval_examples", "use_gpu")}
         override = self.overrides.get(task)
         return base | ({k: v for k, v in override.model_dump().items() if v is not None} if override else {})
@@ -390,7 +390,7 @@ class TaskDistillSpec(_Strict):
     """Task-specific distillation rows (Sanh et al. 2019 §4.2; Tang et al. 2019): for each task in
     `tasks` (GLUE's in glue.tasks or the spec's own), a student initialised from the teacher's
     layers (`layer_selection`, no general distillation) learns the task from the teacher
-    fine-tuned on it, with alpha_ce·KL·T² + (1 − alpha_ce)·CE (see distil.task_distill).
+    fine-tuned on it, with alpha_ce·KL·T² + (1 − alpha_ce)·CE (see distil.science.task_distill).
     Fine-tuning settings as for candidates."""
 
     tasks: list[str] = Field(min_length=1)
@@ -417,7 +417,7 @@ class SweepSpec(_Strict):
     distill: DistillSpec = DistillSpec()
     search: SearchSpec = SearchSpec()
     glue: GlueSpec = GlueSpec()
-    # The user's own tasks (distil.tasks.Task fields), or the path of a YAML list of them.
+    # The user's own tasks (distil.config.tasks.Task fields), or the path of a YAML list of them.
     tasks: list[Task] = Field(default_factory=list)
     task_distill: TaskDistillSpec | None = None  # off unless given
     seed: int = 0
@@ -440,7 +440,7 @@ class SweepSpec(_Strict):
 
     @model_validator(mode="after")
     def _task_names(self):
-        from distil.glue import TASKS, score_columns
+        from distil.config.glue import TASKS, score_columns
 
         names = [t.name for t in self.tasks]
         clash = sorted({n for n in names if names.count(n) > 1 or n in TASKS})
@@ -487,9 +487,9 @@ class SweepSpec(_Strict):
     def quality_objectives(self) -> list[str]:
         """What search.objectives[0] may be for this spec: macro_score (with GLUE tasks),
         tasks_macro (with own tasks), and every score column of the GLUE tasks in glue.tasks and
-        of the spec's own tasks (leaderboard columns; distil.leaderboard.row_from_result fills
+        of the spec's own tasks (leaderboard columns; distil.report.leaderboard.row_from_result fills
         them, so a trial's result["objectives"] carries the value)."""
-        from distil.glue import TASKS
+        from distil.config.glue import TASKS
 
         glue = [t for t in TASKS.values() if self.glue.tasks == "all" or t.name in self.glue.tasks]  # GLUE order
         return ((["macro_score"] if glue else []) + (["tasks_macro"] if self.tasks else [])
@@ -498,7 +498,7 @@ class SweepSpec(_Strict):
     def finetune_tasks(self) -> list[Task]:
         """Every task a model is fine-tuned on: the GLUE tasks of glue.tasks that have data in
         glue.data (GLUE order), then the spec's own tasks (declaration order)."""
-        from distil.glue import glue_tasks
+        from distil.config.glue import glue_tasks
 
         return [*glue_tasks(self.glue.data, self.glue.tasks), *self.tasks]
 
@@ -582,8 +582,8 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
 
 def _checked(task: Task, source: str) -> Task:
     """A spec task with its local data path made absolute, its data checked and its num_labels
-    and label names read (distil.tasks.resolve_task). Raises SpecError naming the field."""
-    from distil.tasks import resolve_task
+    and label names read (distil.config.tasks.resolve_task). Raises SpecError naming the field."""
+    from distil.config.tasks import resolve_task
 
     field = f"tasks.{task.name}"
     try:

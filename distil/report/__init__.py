@@ -1,0 +1,1 @@
+"""What a person reads: the leaderboard, its headline and notes, the html report, the export."""

@@ -1,0 +1,1 @@
+"""The distillation science, pure torch (no Ray): student, teacher, losses, masking, the step loop."""

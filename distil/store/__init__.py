@@ -1,0 +1,1 @@
+"""Where results live: the results-dir layout, remote storage mirroring, logs, provenance."""
