@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from distil.science.task_distill import task_kd_loss
+from distil.evaluation.task_distill import task_kd_loss
 
 
 def _softmax(xs):

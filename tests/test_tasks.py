@@ -205,7 +205,7 @@ def test_overrides_and_task_distill_name_declared_tasks(tmp_path, dirs, extra, m
 
 # ---------------------------------------------------------------- multi-label task distillation loss
 def test_multi_label_task_kd_loss_is_per_label_soft_target_bce():
-    from distil.science.task_distill import task_kd_loss
+    from distil.evaluation.task_distill import task_kd_loss
 
     s, t, y, T, a = torch.tensor([[2.0, -1.0]]), torch.tensor([[0.5, 1.0]]), torch.tensor([[1.0, 0.0]]), 2.0, 0.3
     sig = lambda x: 1 / (1 + math.exp(-x))

@@ -1,0 +1,97 @@
+"""Task-specific distillation: a student learns one task from the teacher fine-tuned on it.
+
+The light alternative to general (pre-training) distillation: Sanh et al. 2019 §4.2 and Tang et
+al. 2019 ("Distilling task-specific knowledge from BERT"). The student is initialised from the
+teacher's layers (no general distillation) and trained on the task's training data with Hinton
+et al. 2015's objective
+    L = alpha_ce · KL(softmax(z_t/T) ‖ softmax(z_s/T)) · T² + (1 − alpha_ce) · CE(z_s, y)
+for single-label tasks; for regression (stsb), alpha_ce · MSE(z_s, z_t) + (1 − alpha_ce) · MSE(z_s, y);
+for multi-label tasks each label is its own yes/no softmax over (z, 0), so the same soft-target
+cross-entropy becomes the mean over labels of
+    alpha_ce · BCE(σ(z_s/T), σ(z_t/T)) · T² + (1 − alpha_ce) · BCE(σ(z_s), y)
+(BCE against σ(z_t/T) is the Bernoulli KL plus the teacher's entropy, a constant: same gradient).
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import torch
+import torch.nn.functional as F
+
+from distil.evaluation.finetune import finetune_and_evaluate
+from distil.science.losses import ce_loss
+from distil.config.tasks import Task
+
+TEACHER_LOGITS = "teacher_logits"
+
+
+def task_kd_loss(student_logits, teacher_logits, labels, alpha_ce: float, temperature: float) -> torch.Tensor:
+    """Scalar loss. logits (B, C); labels (B,) class ids (single-label), (B,) floats with C = 1
+    (regression) or (B, C) multi-hot floats (multi-label)."""
+    if labels.dim() == 2:
+        s, t = student_logits / temperature, teacher_logits / temperature
+        soft = F.binary_cross_entropy_with_logits(s, torch.sigmoid(t)) * temperature**2
+        return alpha_ce * soft + (1 - alpha_ce) * F.binary_cross_entropy_with_logits(student_logits, labels.to(student_logits.dtype))
+    if student_logits.shape[-1] == 1:
+        s = student_logits.squeeze(-1)
+        return alpha_ce * F.mse_loss(s, teacher_logits.squeeze(-1)) + (1 - alpha_ce) * F.mse_loss(s, labels.float())
+    return alpha_ce * ce_loss(student_logits, teacher_logits, temperature) + (1 - alpha_ce) * F.cross_entropy(student_logits, labels)
+
+
+def _teacher_logits_adder(teacher_dir: str, batch_size: int = 64):
+    """Dataset -> Dataset with the fine-tuned teacher's logits per example (the teacher sees its
+    own inputs, token types included, which the DistilBERT student does not take)."""
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, AutoTokenizer
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+    collate = DataCollatorWithPadding(AutoTokenizer.from_pretrained(teacher_dir))
+    inputs = [c for c in ("input_ids", "attention_mask", "token_type_ids")]
+
+    def add(ds):
+        cols = [c for c in inputs if c in ds.column_names]
+        logits = []
+        with torch.inference_mode():
+            for start in range(0, len(ds), batch_size):
+                rows = ds.select(range(start, min(start + batch_size, len(ds))))
+                batch = collate([{c: r[c] for c in cols} for r in rows])
+                logits += teacher(**batch).logits.tolist()
+        return ds.add_column(TEACHER_LOGITS, logits)
+
+    return add
+
+
+def _trainer_cls(alpha_ce: float, temperature: float):
+    from transformers import Trainer
+
+    class DistillationTrainer(Trainer):
+        """Trainer whose loss distils the precomputed teacher logits of each batch."""
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            self._signature_columns = [*self._signature_columns, TEACHER_LOGITS]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if TEACHER_LOGITS not in inputs:  # evaluation batches: the task loss alone
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            teacher_logits = inputs.pop(TEACHER_LOGITS)
+            labels = inputs.pop("labels")
+            out = model(**inputs)
+            loss = task_kd_loss(out.logits, teacher_logits.to(out.logits.dtype), labels, alpha_ce, temperature)
+            return (loss, out) if return_outputs else loss
+
+    return DistillationTrainer
+
+
+def distil_on_task(teacher_mlm_dir: str, teacher_task_dir: str, task: Task, n_layers: int, layer_selection,
+                   alpha_ce: float, temperature: float, settings: dict, seed: int, pred_dir: str,
+                   data_cache: str | None = None) -> dict:
+    """Build a student from `teacher_mlm_dir`'s layers, distil it on `task` from `teacher_task_dir`
+    (the teacher fine-tuned on that task), evaluate it. Returns finetune_and_evaluate's dict."""
+    from distil.science.student import save_student
+
+    with tempfile.TemporaryDirectory() as student_dir:
+        save_student(teacher_mlm_dir, n_layers, layer_selection, seed, student_dir)
+        return finetune_and_evaluate(student_dir, task, settings, seed, pred_dir,
+                                     trainer_cls=_trainer_cls(alpha_ce, temperature),
+                                     train_transform=_teacher_logits_adder(teacher_task_dir), data_cache=data_cache)
