@@ -358,14 +358,14 @@ def _tree(d: Path) -> dict[str, str]:
 
 def _first_of_each_group_as_a_process(*groups):
     """The first case of every group runs as a real run_sweep.py process (~2 s of imports each; the
-    whole process: import-time output, exit status); the rest call run_sweep.main(argv) in this
+    whole process: import-time output, exit status); the rest call distil.cli.main(argv) in this
     process, the same code from argv to exit code, in milliseconds."""
     return [pytest.param(*c.values, i == 0, id=c.id, marks=c.marks) for group in groups for i, c in enumerate(group)]
 
 
 def _main_in_process(argv, cwd, extra_env, monkeypatch, capsys) -> tuple[int, str]:
-    """(exit code, stderr) of run_sweep.main(argv) as the CLI would give them."""
-    import run_sweep
+    """(exit code, stderr) of distil.cli.main(argv) as `python run_sweep.py` would give them."""
+    from distil import cli
 
     monkeypatch.chdir(cwd)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -373,7 +373,7 @@ def _main_in_process(argv, cwd, extra_env, monkeypatch, capsys) -> tuple[int, st
         monkeypatch.setenv(k, v)
     capsys.readouterr()
     try:
-        rc = run_sweep.main(argv)
+        rc = cli.main(argv, prog="run_sweep.py")
     except SystemExit as e:  # argparse
         rc = e.code if isinstance(e.code, int) else 1
     return rc, capsys.readouterr().err

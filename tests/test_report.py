@@ -209,9 +209,9 @@ def test_export_refuses_without_a_finished_student(results_dir):
 
 
 def test_report_command_writes_everything(results_dir, capsys):
-    import run_sweep
+    from distil import cli
 
-    assert run_sweep.report(str(results_dir)) == 0
+    assert cli.report(str(results_dir)) == 0
     printed = capsys.readouterr().out
     assert "report.html" in printed and "best_student" in printed
     assert (results_dir / "report.html").is_file() and (results_dir / "best_student" / "README.md").is_file()
