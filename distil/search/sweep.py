@@ -35,7 +35,7 @@ from ray import tune
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from transformers import AutoConfig, AutoModel
 
-from distil.report import leaderboard
+from distil.evaluation import scores
 from distil.store import storage
 from distil.evaluation.finetune import finetune_and_evaluate, prepare_task_data
 from distil.config.glue import glue_task
@@ -225,7 +225,7 @@ def _distil_and_score(trial_id: str, cand: Path, params: CandidateParams, ctx: S
         "proxy_seconds": round(sum(r.get("proxy_seconds", 0.0) for r in rungs), 1),
         "finetune_seconds": finetune_seconds(runs), "provenance": ctx.provenance,
     }
-    row = leaderboard.row_from_result(result, include_wnli=spec.glue.include_wnli, tasks=spec.tasks)  # own tasks' columns, tasks_macro
+    row = scores.row_from_result(result, include_wnli=spec.glue.include_wnli, tasks=spec.tasks)  # own tasks' columns, tasks_macro
     names, _ = objectives(spec)
     result["objectives"] = {n: _finite_or_none(row.get(n)) for n in names}
     _write_json(cand / "result.json", result)
@@ -234,7 +234,7 @@ def _distil_and_score(trial_id: str, cand: Path, params: CandidateParams, ctx: S
 
 def _task_score(run: dict) -> float:
     """A run's task score (GLUE's or an own task's): mean over its splits of the mean of each split's metrics."""
-    return leaderboard.task_score(run)  # leaderboard.macro_score counts GLUE tasks only: NaN for an own task
+    return scores.task_score(run)  # scores.macro_score counts GLUE tasks only: NaN for an own task
 
 
 def _finite_or_none(v):

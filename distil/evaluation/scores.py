@@ -1,0 +1,115 @@
+"""Scores of one row: a results file's fine-tuning runs turned into split, task and macro scores.
+
+Conventions (as in the GLUE paper and DistilBERT's Table 1): every score is x100 on a validation
+split; a split's score is the mean of its task's metrics (mrpc: F1 and accuracy; stsb: Pearson
+and Spearman; a user's multi-label task: micro-F1, macro-F1 and ROC AUC), with several seeds the
+mean over seeds; a task's score is the mean of its splits present (mnli: matched and
+mismatched); macro_score is the mean over GLUE's tasks (WNLI only with include_wnli), tasks_macro
+the same mean over the spec's own tasks. Pure functions of dicts and numpy arrays: the sweep
+reads a trial's objectives with them (distil.search), the leaderboard its rows (distil.report).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from distil.config.glue import TASKS, score_columns
+from distil.config.tasks import Task
+
+# From result.json's "profile" (distil.evaluation.profile).
+PROFILE_COLUMNS = ["size_mb", "latency_ms_b1", "latency_ms_b32"]
+# Spread of the latency over timing rounds (min and max of the rounds' medians), when measured.
+LATENCY_SPREAD_COLUMNS = ["latency_ms_b1_min", "latency_ms_b1_max", "latency_ms_b32_min", "latency_ms_b32_max"]
+CONFIG_COLUMNS = ["alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "temperature", "layer_selection", "n_layers"]
+TASKS_MACRO = "tasks_macro"
+
+
+def own_tasks(source) -> list[Task]:
+    """The spec's own tasks (distil.config.tasks.Task) from a spec.json dict's "tasks" or df.attrs["tasks"]
+    (lists of Task fields), or an iterable of Task / dicts."""
+    items = source.get("tasks") or [] if isinstance(source, dict) else source or []
+    return [t if isinstance(t, Task) else Task(**t) for t in items]
+
+
+def all_columns(tasks=()) -> list[str]:
+    """Every split score column: GLUE's in GLUE order, then those of the spec's own `tasks`."""
+    return [*score_columns(), *(c for t in tasks for c in t.columns())]
+
+
+def split_scores(glue_runs: list[dict]) -> dict[str, list[float]]:
+    """{column (task + split suffix): [score of each seed]} from finetune_and_evaluate results."""
+    out: dict[str, list[float]] = {}
+    for run in sorted(glue_runs, key=lambda r: r["seed"]):
+        for suffix, metrics in run["scores"].items():
+            if metrics:
+                out.setdefault(run["task"] + suffix, []).append(float(np.mean(list(metrics.values()))))
+    return out
+
+
+def macro_over(columns: dict, tasks):
+    """Mean over `tasks` (Task rows) of the mean of each task's present split columns; NaN if
+    nothing is scored.
+
+    Values are floats (one row) or equal-shaped arrays, e.g. (B,) bootstrap resamples
+    (distil.evaluation.confidence), so the intervals use this very convention. A column is absent when it
+    is missing or NaN."""
+    task_scores = []
+    for task in tasks:
+        present = [np.asarray(columns[c], dtype=float) for c in task.columns()
+                   if c in columns and not np.isnan(np.asarray(columns[c], dtype=float)).all()]
+        if present:
+            task_scores.append(np.mean(present, axis=0))
+    if not task_scores:
+        return math.nan
+    macro = np.mean(task_scores, axis=0)
+    return float(macro) if macro.ndim == 0 else macro
+
+
+def task_score(run: dict) -> float:
+    """One fine-tuning run's task score (GLUE's or an own task's): the mean over its splits with
+    scores of the mean of each split's metrics (mnli: (m + mm) / 2); NaN if none scored. The
+    early-stopping proxy averages these (distil.search.sweep)."""
+    columns = split_scores([run])
+    return float(np.mean([v[0] for v in columns.values()])) if columns else math.nan
+
+
+def macro_score(columns: dict, include_wnli: bool = True):
+    """The GLUE macro (macro_over GLUE's tasks; WNLI only with include_wnli)."""
+    return macro_over(columns, [t for t in TASKS.values() if include_wnli or t.name != "wnli"])
+
+
+def row_from_result(result: dict, include_wnli: bool = True, tasks=()) -> dict:
+    """One leaderboard row (dict) from a teacher/candidate result.json.
+
+    tasks: the spec's own tasks (Task rows or their dicts): their split columns, tasks_macro and
+    finetune_seconds_<task> (seconds of one fine-tuning run of that task, mean over its seeds)
+    are added. The sweep reads a trial's objectives from this row (distil.search.sweep)."""
+    tasks = own_tasks(tasks)
+    runs = result.get("glue", [])
+    per_seed = split_scores(runs)
+    row = {c: (float(np.mean(per_seed[c])) if c in per_seed else math.nan) for c in all_columns(tasks)}
+    for c, values in per_seed.items():
+        if len(values) > 1:
+            row[c + "_std"] = float(np.std(values, ddof=1))
+    # A task-specific distillation row scores only its own task(s): a macro over them would not
+    # be comparable with the others', so it has none (compare its task column instead).
+    kd = result.get("kind") == "task_distill"
+    row["macro_score"] = math.nan if kd else macro_score(row, include_wnli)
+    if tasks:
+        row[TASKS_MACRO] = math.nan if kd else macro_over(row, tasks)
+    row["seeds"] = ",".join(sorted({str(r["seed"]) for r in runs}))
+    subsets = sorted({f"{r['task']}:{s}" for r in runs for s in r.get("subset_splits", [])})
+    row["subset_data"] = " ".join(subsets)
+    row["n_params"] = result.get("n_params")
+    row.update({k: result.get("params", {}).get(k) for k in CONFIG_COLUMNS if k in result.get("params", {})})
+    if "distill" in result:
+        row["distill_loss"] = result["distill"].get("loss")
+    # Results written before profiling existed have none of these: they stay empty.
+    row.update({k: result.get("profile", {}).get(k, math.nan) for k in PROFILE_COLUMNS + LATENCY_SPREAD_COLUMNS})
+    row["finetune_seconds"] = result.get("finetune_seconds", math.nan)
+    for t in tasks:
+        seconds = [r["seconds"] for r in runs if r["task"] == t.name and r.get("seconds") is not None]
+        row[f"finetune_seconds_{t.name}"] = float(np.mean(seconds)) if seconds else math.nan
+    return row
