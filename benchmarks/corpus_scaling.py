@@ -99,7 +99,8 @@ def worker(corpus_dir: str, steps: int, batch: int, legacy: bool = False) -> dic
     from transformers import BertForMaskedLM
 
     from distil.science.data import load_counts, load_sequences
-    from distil.science.distill import BatchStream, LossWeights, StudentForDistillation, distill_step
+    from distil.config.settings import LossWeights
+    from distil.science.distill import BatchStream, StudentForDistillation, distill_step
     from distil.science.masking import token_probs
     from distil.science.student import build_student
     from distil.science.teacher import resolve_teacher

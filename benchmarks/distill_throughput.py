@@ -34,7 +34,8 @@ from transformers import AutoTokenizer, BertForMaskedLM  # noqa: E402
 
 from distil.science.data import load_counts, load_sequences, pad_batch, prepare_corpus  # noqa: E402
 from distil.science.distill import BatchStream  # noqa: E402
-from distil.science.distill import LossWeights, StudentForDistillation, distill_step  # noqa: E402
+from distil.config.settings import LossWeights  # noqa: E402
+from distil.science.distill import StudentForDistillation, distill_step  # noqa: E402
 from distil.science.losses import distillation_loss  # noqa: E402
 from distil.science.masking import mask_tokens, token_probs  # noqa: E402
 from distil.config.spec import CorpusSpec, DistillSpec, HeadFitSpec  # noqa: E402
@@ -102,7 +103,7 @@ def hf_distiller_step(teacher, student, ids, attn, probs, mask_id, g):
     return distillation_loss(
         student_logits=s_out.logits[real], teacher_logits=t_out.logits[real], labels=labels[masked],
         student_hidden=s_out.hidden_states[-1][real], teacher_hidden=t_out.hidden_states[-1][real],
-        mlm_rows=masked[real], **vars(WEIGHTS),
+        mlm_rows=masked[real], weights=WEIGHTS,
     )
 
 
@@ -110,7 +111,7 @@ def ray_loop(ctx_assets: dict, batch_per_worker: int, workers: int, warmup: int,
     """tokens/s of the Ray Train loop over its last checkpoint interval (after a warm-up interval)."""
     import ray
 
-    from distil.search.train import CandidateParams, DistillJob, distil_student
+    from distil.search.train import CandidateParams, DistillJob, distill_student
 
     ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
@@ -120,8 +121,8 @@ def ray_loop(ctx_assets: dict, batch_per_worker: int, workers: int, warmup: int,
                             checkpoint_every=max(warmup, steps))
             job = DistillJob(teacher_dir=ctx_assets["teacher_dir"], corpus_dir=ctx_assets["corpus_dir"], distill=d,
                              storage=tmp, seed=0)
-            params = CandidateParams(**vars(WEIGHTS), layer_selection="every_other", n_layers=ctx_assets["n_layers"])
-            metrics = distil_student("bench", params, job, Path(tmp) / "student")
+            params = CandidateParams(WEIGHTS, layer_selection="every_other", n_layers=ctx_assets["n_layers"])
+            metrics = distill_student("bench", params, job, Path(tmp) / "student")
             return metrics["tokens_per_s"]
     finally:
         ray.shutdown()

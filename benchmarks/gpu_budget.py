@@ -40,7 +40,9 @@ from transformers import AutoTokenizer, BertForMaskedLM  # noqa: E402
 
 from distil.report import leaderboard  # noqa: E402
 from distil.science.data import load_counts, load_sequences, prepare_corpus  # noqa: E402
-from distil.science.distill import BatchStream, LossWeights, StudentForDistillation, apply_update, distill_step, optimizer_for, step_seed  # noqa: E402
+from distil.config.settings import LossWeights  # noqa: E402
+from distil.science.distill import (BatchStream, StudentForDistillation, apply_update, distill_step,  # noqa: E402
+                                    optimizer_for, step_seed)
 from distil.evaluation.finetune import finetune_and_evaluate, prepare_task_data  # noqa: E402
 from distil.config.glue import glue_tasks  # noqa: E402
 from distil.config.layers import layer_key, parse_layer_key  # noqa: E402

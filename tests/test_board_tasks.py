@@ -249,7 +249,7 @@ def test_every_allowed_objective_is_a_value_of_the_trials_row(tmp_path, task_dir
 def test_a_proxy_run_on_an_own_task_has_a_task_score():
     """The early-stopping proxy averages runs' task scores: an own task's run scores too (the
     GLUE macro of it would be empty)."""
-    from distil.search.sweep import _task_score
+    from distil.evaluation.scores import task_score as _task_score
 
     emo = {"task": "emo", "seed": 0, "scores": {"": {"micro_f1": 30.0, "macro_f1": 10.0, "roc_auc": 80.0}}}
     mnli = {"task": "mnli", "seed": 0, "scores": {"_m": {"accuracy": 60.0}, "_mm": {"accuracy": 64.0}}}

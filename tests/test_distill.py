@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from distil.science.distill import BatchStream, LossWeights, StudentForDistillation, distill_step
+from distil.config.settings import LossWeights
+from distil.science.distill import BatchStream, StudentForDistillation, distill_step
 from distil.science.masking import token_probs
 from distil.science.student import build_student
 from tests.conftest import CORPUS

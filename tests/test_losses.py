@@ -2,6 +2,7 @@ import math
 
 import torch
 
+from distil.config.settings import LossWeights
 from distil.science.losses import ce_loss, cosine_loss, distillation_loss, mlm_loss
 
 
@@ -44,11 +45,11 @@ def test_distillation_loss_weights_terms_and_skips_zero_alphas():
     hs, ht = torch.randn(6, 3), torch.randn(6, 3)
     labels = torch.tensor([1, 2, 3, 4])
     out = distillation_loss(student_logits=s, teacher_logits=t, labels=labels, student_hidden=hs, teacher_hidden=ht,
-                            alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
+                            weights=LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0))
     expected = 5 * ce_loss(s, t, 2.0) + 2 * mlm_loss(s, labels) + cosine_loss(hs, ht)
     assert torch.allclose(out["loss"], expected)
     only_cos = distillation_loss(student_logits=s, teacher_logits=t, labels=labels, student_hidden=hs, teacher_hidden=ht,
-                                 alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=1.0, temperature=2.0)
+                                 weights=LossWeights(alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=1.0, temperature=2.0))
     assert only_cos["ce"].item() == 0 and only_cos["mlm"].item() == 0
     assert torch.allclose(only_cos["loss"], cosine_loss(hs, ht))
 
@@ -59,7 +60,7 @@ def test_mlm_rows_select_masked_positions_among_all_projected():
     rows = torch.tensor([False, True, False, True, False])
     labels = torch.tensor([2, 6])
     out = distillation_loss(student_logits=s, teacher_logits=t, labels=labels, student_hidden=s, teacher_hidden=t,
-                            mlm_rows=rows, alpha_ce=1.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0)
+                            mlm_rows=rows, weights=LossWeights(alpha_ce=1.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0))
     assert torch.allclose(out["mlm"], mlm_loss(s[rows], labels))
     assert torch.allclose(out["ce"], ce_loss(s, t, 1.0))  # KL over every projected position
 
@@ -74,8 +75,6 @@ def test_mse_loss_sums_over_vocabulary_and_averages_over_positions():
 
 def test_all_zero_alphas_are_rejected():
     import pytest
-
-    from distil.science.distill import LossWeights
 
     with pytest.raises(ValueError, match="every alpha is 0"):
         LossWeights(alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=0.0, temperature=2.0)

@@ -225,8 +225,10 @@ def test_real_glue_predictions_reproduce_their_scores_and_give_intervals(tmp_pat
     from distil.config.glue import glue_task
     from tests.handmade import write_json
 
-    settings = {"lr": 5e-5, "epochs": 1, "batch_size": 8, "max_seq_len": 64, "max_train_examples": 16,
-                "max_eval_examples": 48, "use_gpu": False}
+    from distil.config.settings import FinetuneSettings
+
+    settings = FinetuneSettings(lr=5e-5, epochs=1, batch_size=8, max_seq_len=64, max_train_examples=16,
+                                max_eval_examples=48, use_gpu=False)
     rows = {"teacher": (str(teacher_source), "teacher", {"model": "t"}), "candidates/a": (str(student_dir), "student", PARAMS),
             "candidates/b": (str(student_dir), "student", {**PARAMS, "alpha_ce": 1.0})}
     for where, (model, kind, params) in rows.items():

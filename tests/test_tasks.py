@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from distil.config.glue import TASKS, glue_task, score_columns
+from distil.config.settings import FinetuneSettings
 from distil.config.spec import SpecError, SweepSpec, load_spec
 from distil.config.tasks import Task, load_split
 from tests.conftest import GLUE, ROOT, SHARED
@@ -216,8 +217,8 @@ def test_multi_label_task_kd_loss_is_per_label_soft_target_bce():
 
 
 # ---------------------------------------------------------------- real fine-tuning, hand-checked scores
-SETTINGS = {"lr": 1e-3, "epochs": 1, "batch_size": 16, "max_seq_len": 64, "max_train_examples": 64,
-            "max_eval_examples": 48, "use_gpu": False}
+SETTINGS = FinetuneSettings(lr=1e-3, epochs=1, batch_size=16, max_seq_len=64, max_train_examples=64,
+                            max_eval_examples=48, use_gpu=False)
 
 
 def _hand_f1s(y, p):
@@ -324,14 +325,14 @@ def test_a_prepared_cache_reproduces_the_in_memory_run_and_serves_smaller_budget
     from distil.evaluation.finetune import finetune_and_evaluate, load_task_data, prepare_task_data
 
     task = real_tasks["uci_news"]
-    bigger = SETTINGS | {"max_eval_examples": 96}
+    bigger = replace(SETTINGS, max_eval_examples=96)
     cache = prepare_task_data(task, bigger, tokenizer, tmp_path)
     assert prepare_task_data(task, bigger, tokenizer, tmp_path) == cache  # reused, not rebuilt
     result = finetune_and_evaluate(student_dir, task, SETTINGS, 0, str(tmp_path / "p"), data_cache=cache)
     assert result["scores"] == runs["uci_news"][0]["scores"]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "p" / "uci_news-seed0.parquet"), runs["uci_news"][1])
     with pytest.raises(ValueError, match="holds 96 rows, asked 200"):
-        load_task_data(cache, task, SETTINGS | {"max_eval_examples": 200})
+        load_task_data(cache, task, replace(SETTINGS, max_eval_examples=200))
 
 
 def test_cli_rejects_a_bad_task_with_exit_2_and_one_line_before_any_work(tmp_path, dirs):

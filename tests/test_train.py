@@ -4,11 +4,22 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from distil.config.settings import LossWeights
 from distil.config.spec import CorpusSpec, DistillSpec, HeadFitSpec
 from distil.search.train import CandidateParams, DistillJob, planned_steps
 from tests.conftest import CORPUS
 
-PARAMS = CandidateParams(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0, layer_selection="every_other", n_layers=2)
+PARAMS = CandidateParams(LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0),
+                         layer_selection="every_other", n_layers=2)
+
+
+def test_candidate_params_are_written_flat_in_the_order_of_older_sweeps():
+    # config.json and result.json "params": the loss weights flat beside the student's shape and init.
+    flat = PARAMS.to_json()
+    assert list(flat) == ["alpha_ce", "alpha_mlm", "alpha_cos", "temperature", "layer_selection", "n_layers", "alpha_mse"]
+    assert CandidateParams.from_values(flat) == PARAMS and flat["alpha_mse"] == 0.0
+    with pytest.raises(ValueError, match="every alpha is 0"):
+        CandidateParams.from_values({**flat, "alpha_ce": 0.0, "alpha_mlm": 0.0, "alpha_cos": 0.0})
 
 
 def test_token_budget_sets_equal_steps_for_every_candidate():
@@ -42,14 +53,14 @@ def ray_cluster():
 
 @pytest.mark.slow
 def test_worker_failure_resumes_to_the_same_student(tmp_path, assets, ray_cluster):
-    from distil.search.train import distil_student
+    from distil.search.train import distill_student
 
     d = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=2, max_failures=1, grad_accumulation=2)
     job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)
-    clean = distil_student("clean", PARAMS, job, tmp_path / "clean")
+    clean = distill_student("clean", PARAMS, job, tmp_path / "clean")
     marker = tmp_path / "failed-once"
     failing = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0, fail_once_at_step=3, fail_once_marker=str(marker))
-    failed = distil_student("failed", PARAMS, failing, tmp_path / "failed")
+    failed = distill_student("failed", PARAMS, failing, tmp_path / "failed")
     assert marker.exists()  # the failure really happened, and the run still finished
     assert clean["step"] == failed["step"] == 6
     # It resumed from the checkpoint at step 2 (redoing at most one interval), not from scratch.
@@ -62,13 +73,13 @@ def test_worker_failure_resumes_to_the_same_student(tmp_path, assets, ray_cluste
 def test_rungs_continue_one_train_run_to_the_same_student(tmp_path, assets, ray_cluster):
     """Early stopping's rungs: the run stopped at 1/3 and called again by name continues from its
     checkpoint (not from step 0) and ends with the student of an uninterrupted run."""
-    from distil.search.train import distil_student
+    from distil.search.train import distill_student
 
     d = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=4)
     job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)
-    whole = distil_student("whole", PARAMS, job, tmp_path / "whole")
-    first = distil_student("rungs", PARAMS, job, tmp_path / "rung0", stop_at_fraction=1 / 3)
-    last = distil_student("rungs", PARAMS, job, tmp_path / "rung1", stop_at_fraction=1.0)
+    whole = distill_student("whole", PARAMS, job, tmp_path / "whole")
+    first = distill_student("rungs", PARAMS, job, tmp_path / "rung0", stop_at_fraction=1 / 3)
+    last = distill_student("rungs", PARAMS, job, tmp_path / "rung1", stop_at_fraction=1.0)
     assert first["step"] == 2 and first["total_steps"] == 6  # a rung boundary gets its own checkpoint
     assert last["step"] == 6 and last["resumed_from_step"] == 2
     assert last["tokens"] == whole["tokens"]  # tokens seen are counted across the calls
@@ -78,15 +89,15 @@ def test_rungs_continue_one_train_run_to_the_same_student(tmp_path, assets, ray_
 @pytest.mark.slow
 def test_nan_loss_stops_the_run_with_its_step(tmp_path, assets, ray_cluster):
     """A loss that becomes NaN ends the run at once (no retries) with the step in the message."""
-    from distil.search.train import NonFiniteLoss, distil_student
+    from distil.search.train import NonFiniteLoss, distill_student
 
     from dataclasses import replace
 
     d = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=2)
     job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)
-    overflowing = replace(PARAMS, alpha_cos=1e39)  # beyond float32: the weighted loss is inf at once
+    overflowing = replace(PARAMS, weights=replace(PARAMS.weights, alpha_cos=1e39))  # beyond float32: the weighted loss is inf at once
     with pytest.raises(NonFiniteLoss, match=r"loss is inf at step 1\b"):
-        distil_student("nan", overflowing, job, tmp_path / "nan")
+        distill_student("nan", overflowing, job, tmp_path / "nan")
 
 
 def _assert_same_weights(a_dir, b_dir):

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from distil.config.settings import FinetuneSettings
 from distil.config.tasks import MULTI, REGRESSION, SINGLE, Task, check_split, find_split, load_split
 
 
@@ -60,23 +61,23 @@ def _splits(task: Task) -> dict[str, str]:
     return {task.train_split: "max_train_examples", **{s: "max_eval_examples" for s in task.eval_splits.values()}}
 
 
-def build_task_data(task: Task, settings: dict, tokenizer) -> dict:
+def build_task_data(task: Task, settings: FinetuneSettings, tokenizer) -> dict:
     """In memory: {'splits': {split: tokenised Dataset | None (absent)}, 'subset_splits': [...]}.
-    settings: max_seq_len, max_train_examples, max_eval_examples (None = the whole split)."""
+    Reads settings.max_seq_len, max_train_examples, max_eval_examples (None = the whole split)."""
     splits, subsets = {}, []
     for split, limit_key in _splits(task).items():
-        found = load_split(task, split, settings.get(limit_key))
+        found = load_split(task, split, settings.limit(limit_key))
         if found is None:
             splits[split] = None  # e.g. mnli mismatched offline: left empty, never invented
             continue
         ds, subset = found
         check_split(task, split, ds)
-        splits[split] = _encode(task, ds, tokenizer, settings["max_seq_len"])
+        splits[split] = _encode(task, ds, tokenizer, settings.max_seq_len)
         subsets += [split] if subset else []
     return {"splits": splits, "subset_splits": subsets}
 
 
-def _fingerprint(task: Task, settings: dict, tokenizer) -> str:
+def _fingerprint(task: Task, settings: FinetuneSettings, tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:  # the whole tokenizer (normaliser, vocab, ...) less the state each call sets
         vocab = json.dumps({k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")},
@@ -89,19 +90,19 @@ def _fingerprint(task: Task, settings: dict, tokenizer) -> str:
         if found and os.path.isfile(found[0]):
             st = os.stat(found[0])
             files.append((found[0], st.st_size, st.st_mtime_ns))
-    key = {"task": asdict(task), "max_seq_len": settings["max_seq_len"], "files": files, "v": 1,
-           "limits": [settings.get("max_train_examples"), settings.get("max_eval_examples")],
+    key = {"task": asdict(task), "max_seq_len": settings.max_seq_len, "files": files, "v": 1,
+           "limits": [settings.max_train_examples, settings.max_eval_examples],
            "tokenizer": hashlib.sha256(vocab.encode()).hexdigest()}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def prepare_task_data(task: Task, settings: dict, tokenizer, cache_dir: str | os.PathLike) -> str:
+def prepare_task_data(task: Task, settings: FinetuneSettings, tokenizer, cache_dir: str | os.PathLike) -> str:
     """Tokenise the task's splits once and save them (`datasets.save_to_disk`, memory-mapped when
     loaded) under `cache_dir/task-<name>-<key>`; returns that dir, reused if it exists. The key
     hashes the task, the tokenizer, max_seq_len, the budgets and the data files' size and mtime.
     Pass the dir as `finetune_and_evaluate(..., data_cache=dir)`: runs then only load it.
 
-    settings: max_seq_len, max_train_examples, max_eval_examples. A run may ask for fewer examples
+    Reads settings.max_seq_len, max_train_examples, max_eval_examples. A run may ask for fewer examples
     than were prepared (it takes the prefix: the same rows a smaller preparation gives).
     Safe when several processes prepare the same task: each writes a temporary dir, one rename wins.
     """
@@ -111,12 +112,12 @@ def prepare_task_data(task: Task, settings: dict, tokenizer, cache_dir: str | os
     data = build_task_data(task, settings, tokenizer)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    meta = {"task": task.name, "max_seq_len": settings["max_seq_len"], "subset_splits": data["subset_splits"], "splits": {}}
+    meta = {"task": task.name, "max_seq_len": settings.max_seq_len, "subset_splits": data["subset_splits"], "splits": {}}
     for split, limit_key in _splits(task).items():
         ds = data["splits"][split]
         if ds is not None:
             ds.save_to_disk(str(tmp / split))
-            limit = settings.get(limit_key)
+            limit = settings.limit(limit_key)
             meta["splits"][split] = {"rows": len(ds), "complete": limit is None or len(ds) < limit}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     try:
@@ -126,7 +127,7 @@ def prepare_task_data(task: Task, settings: dict, tokenizer, cache_dir: str | os
     return str(out)
 
 
-def load_task_data(data_cache: str, task: Task, settings: dict) -> dict:
+def load_task_data(data_cache: str, task: Task, settings: FinetuneSettings) -> dict:
     """prepare_task_data's splits (memory-mapped), each cut to the run's budget (a prefix), in
     build_task_data's form.
 
@@ -136,15 +137,16 @@ def load_task_data(data_cache: str, task: Task, settings: dict) -> dict:
     from datasets import load_from_disk
 
     meta = json.loads((Path(data_cache) / "meta.json").read_text())
-    if meta["max_seq_len"] != settings["max_seq_len"]:
-        raise ValueError(f"data_cache {data_cache}: tokenised at max_seq_len {meta['max_seq_len']}, asked {settings['max_seq_len']}")
+    if meta["max_seq_len"] != settings.max_seq_len:
+        raise ValueError(f"data_cache {data_cache}: tokenised at max_seq_len {meta['max_seq_len']}, "
+                         f"asked {settings.max_seq_len}")
     splits = {}
     for split, limit_key in _splits(task).items():
         info = meta["splits"].get(split)
         if info is None:
             splits[split] = None
             continue
-        limit = settings.get(limit_key)
+        limit = settings.limit(limit_key)
         if not info["complete"] and (limit is None or limit > info["rows"]):
             raise ValueError(f"data_cache {data_cache}: split {split!r} holds {info['rows']} rows, asked {limit}; prepare more")
         ds = load_from_disk(str(Path(data_cache) / split))
@@ -206,12 +208,13 @@ def _bias_to_prior(model, freq: np.ndarray) -> None:
         head.bias.copy_(torch.from_numpy(np.log(p / (1 - p))).to(head.bias.dtype))
 
 
-def finetune_and_evaluate(model_dir: str, task: Task, settings: dict, seed: int, pred_dir: str | None,
+def finetune_and_evaluate(model_dir: str, task: Task, settings: FinetuneSettings, seed: int, pred_dir: str | None,
                           save_dir: str | None = None, trainer_cls=None, train_transform=None,
                           data_cache: str | None = None) -> dict:
     """Fine-tune `model_dir` on one task and score every eval split present.
 
-    settings: lr, epochs, batch_size, max_seq_len, max_train_examples, max_eval_examples, use_gpu.
+    settings: lr, epochs, batch_size, max_seq_len, max_train_examples, max_eval_examples, use_gpu
+    (GlueSpec.settings(task)).
     The model gets a fresh head with `num_labels` outputs and transformers' `problem_type` (its
     loss: cross-entropy, BCE-with-logits over multi-hot labels, or MSE), initialised after
     `set_seed(seed)`. `data_cache`: a prepare_task_data dir (else the splits are tokenised here).
@@ -238,10 +241,10 @@ def finetune_and_evaluate(model_dir: str, task: Task, settings: dict, seed: int,
         _bias_to_prior(model, np.asarray(train["labels"]).mean(axis=0))
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
-            output_dir=tmp, learning_rate=settings["lr"], num_train_epochs=settings["epochs"],
-            per_device_train_batch_size=settings["batch_size"], per_device_eval_batch_size=64,
+            output_dir=tmp, learning_rate=settings.lr, num_train_epochs=settings.epochs,
+            per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=64,
             warmup_steps=0.1, seed=seed, save_strategy="no", logging_strategy="no", report_to="none",
-            use_cpu=not settings.get("use_gpu", False), disable_tqdm=True,
+            use_cpu=not settings.use_gpu, disable_tqdm=True,
         )
         trainer = (trainer_cls or Trainer)(model=model, args=args, processing_class=tokenizer,
                                            train_dataset=train_transform(train) if train_transform else train,

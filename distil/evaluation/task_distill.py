@@ -15,13 +15,16 @@ cross-entropy becomes the mean over labels of
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from distil.config.settings import FinetuneSettings
+from distil.config.tasks import Task
 from distil.evaluation.finetune import finetune_and_evaluate
 from distil.science.losses import ce_loss
-from distil.config.tasks import Task
+from distil.science.student import save_student
 
 TEACHER_LOGITS = "teacher_logits"
 
@@ -83,15 +86,28 @@ def _trainer_cls(alpha_ce: float, temperature: float):
     return DistillationTrainer
 
 
-def distil_on_task(teacher_mlm_dir: str, teacher_task_dir: str, task: Task, n_layers: int, layer_selection,
-                   alpha_ce: float, temperature: float, settings: dict, seed: int, pred_dir: str,
-                   data_cache: str | None = None) -> dict:
-    """Build a student from `teacher_mlm_dir`'s layers, distil it on `task` from `teacher_task_dir`
-    (the teacher fine-tuned on that task), evaluate it. Returns finetune_and_evaluate's dict."""
-    from distil.science.student import save_student
+@dataclass(frozen=True)
+class TaskDistillRun:
+    """One task-specific distillation row's runs (one per seed), typed across the Ray boundary."""
 
+    teacher_mlm_dir: str  # the (head-fitted) teacher whose layers initialise the student
+    teacher_task_dir: str  # the teacher fine-tuned on `task` (its logits are the soft targets)
+    task: Task
+    n_layers: int
+    layer_selection: str | list[int]  # a rule or layer indices (distil.config.layers)
+    alpha_ce: float  # weight of the soft-target term; 1 - alpha_ce weighs the task loss
+    temperature: float
+    settings: FinetuneSettings
+    pred_dir: str  # where the predictions go (finetune_and_evaluate)
+    data_cache: str | None = None  # the task's prepare_task_data dir
+
+
+def distill_on_task(run: TaskDistillRun, seed: int) -> dict:
+    """Build a student from `run.teacher_mlm_dir`'s layers (seeded by `seed`), distil it on
+    `run.task` from `run.teacher_task_dir`, evaluate it. Returns finetune_and_evaluate's dict."""
     with tempfile.TemporaryDirectory() as student_dir:
-        save_student(teacher_mlm_dir, n_layers, layer_selection, seed, student_dir)
-        return finetune_and_evaluate(student_dir, task, settings, seed, pred_dir,
-                                     trainer_cls=_trainer_cls(alpha_ce, temperature),
-                                     train_transform=_teacher_logits_adder(teacher_task_dir), data_cache=data_cache)
+        save_student(run.teacher_mlm_dir, run.n_layers, run.layer_selection, seed, student_dir)
+        return finetune_and_evaluate(student_dir, run.task, run.settings, seed, run.pred_dir,
+                                     trainer_cls=_trainer_cls(run.alpha_ce, run.temperature),
+                                     train_transform=_teacher_logits_adder(run.teacher_task_dir),
+                                     data_cache=run.data_cache)

@@ -10,32 +10,17 @@ pure function of s, so a run resumed from a checkpoint at step s repeats the uni
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from transformers import BertForMaskedLM, DistilBertForMaskedLM, get_linear_schedule_with_warmup
 
+from distil.config.settings import LossWeights
 from distil.science.data import length_grouped_batches, pad_batch
 from distil.science.losses import distillation_loss
 from distil.science.masking import mask_tokens
 from distil.science.teacher import mlm_logits_at
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """The searched hyper-parameters of the DistilBERT objective."""
-
-    alpha_ce: float
-    alpha_mlm: float
-    alpha_cos: float
-    temperature: float
-    alpha_mse: float = 0.0
-
-    def __post_init__(self):
-        if max(self.alpha_ce, self.alpha_mlm, self.alpha_cos, self.alpha_mse) <= 0:
-            raise ValueError("every alpha is 0: nothing to learn; give at least one loss term a positive weight")
 
 
 class StudentForDistillation(nn.Module):
@@ -124,7 +109,7 @@ def distill_step(
     masked = labels != -100
     positions = masked if restrict_ce_to_mask else attention_mask.bool()
     t_hidden = t_logits = None  # MLM alone (the mlm_only reference row) needs no teacher forward
-    if max(weights.alpha_ce, weights.alpha_cos, weights.alpha_mse) > 0:
+    if weights.needs_teacher:
         with torch.no_grad():
             t_hidden, t_logits = mlm_logits_at(teacher, corrupted, attention_mask, positions)
     s_hidden, s_logits = student(corrupted, attention_mask, positions)
@@ -137,5 +122,5 @@ def distill_step(
         student_hidden=s_hidden[real],
         teacher_hidden=t_hidden[real] if t_hidden is not None else None,
         mlm_rows=mlm_rows,
-        **vars(weights),
+        weights=weights,
     )

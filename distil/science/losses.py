@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from distil.config.settings import LossWeights
+
 
 def ce_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Soft-target loss KL(softmax(t/T) ‖ softmax(s/T)) · T², averaged over positions.
@@ -57,23 +59,21 @@ def distillation_loss(
     student_hidden: torch.Tensor,
     teacher_hidden: torch.Tensor | None,
     mlm_rows: torch.Tensor | None = None,
-    alpha_ce: float,
-    alpha_mlm: float,
-    alpha_cos: float,
-    temperature: float,
-    alpha_mse: float = 0.0,
+    weights: LossWeights,
 ) -> dict[str, torch.Tensor]:
-    """Weighted sum of the terms; returns {'loss', 'ce', 'mlm', 'cos', 'mse'} (scalars).
+    """Weighted sum of the terms by `weights` (alphas, temperature); returns {'loss', 'ce', 'mlm',
+    'cos', 'mse'} (scalars).
 
     logits (N, V) at the N masked positions with labels (N,); hidden (M, H) at the M non-pad positions.
     A term whose alpha is 0 is not computed (reported as 0); the teacher's tensors may be None
     when every term that uses them (ce, cos, mse) has alpha 0.
     """
+    w = weights
     zero = student_hidden.new_zeros(())
-    ce = ce_loss(student_logits, teacher_logits, temperature) if alpha_ce > 0 else zero
+    ce = ce_loss(student_logits, teacher_logits, w.temperature) if w.alpha_ce > 0 else zero
     mlm_logits = student_logits if mlm_rows is None else student_logits[mlm_rows]
-    mlm = mlm_loss(mlm_logits, labels) if alpha_mlm > 0 else zero
-    cos = cosine_loss(student_hidden, teacher_hidden) if alpha_cos > 0 else zero
-    mse = mse_loss(student_logits, teacher_logits) if alpha_mse > 0 else zero
-    loss = alpha_ce * ce + alpha_mlm * mlm + alpha_cos * cos + alpha_mse * mse
+    mlm = mlm_loss(mlm_logits, labels) if w.alpha_mlm > 0 else zero
+    cos = cosine_loss(student_hidden, teacher_hidden) if w.alpha_cos > 0 else zero
+    mse = mse_loss(student_logits, teacher_logits) if w.alpha_mse > 0 else zero
+    loss = w.alpha_ce * ce + w.alpha_mlm * mlm + w.alpha_cos * cos + w.alpha_mse * mse  # the order of the sum is kept
     return {"loss": loss, "ce": ce, "mlm": mlm, "cos": cos, "mse": mse}

@@ -17,7 +17,6 @@ NonFiniteLoss at once ("loss is nan at step 37").
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
@@ -32,13 +31,16 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 from transformers import AutoTokenizer, BertForMaskedLM, DistilBertForMaskedLM
 
+from distil.config.layers import parse_layer_key
+from distil.config.settings import LOSS_WEIGHT_NAMES, LossWeights
+from distil.config.spec import DistillSpec
 from distil.science.data import load_counts, load_sequences
-from distil.science.distill import BatchStream, LossWeights, StudentForDistillation, apply_update, distill_step, optimizer_for, step_seed
+from distil.science.distill import (BatchStream, StudentForDistillation, apply_update, distill_step, optimizer_for,
+                                    step_seed)
 from distil.science.masking import token_probs
 from distil.science.student import build_student
-from distil.config.layers import parse_layer_key
 from distil.store.logs import to_log_file
-from distil.config.spec import DistillSpec
+from distil.store.records import live_file, write_json
 
 
 @dataclass(frozen=True)
@@ -61,16 +63,26 @@ class DistillJob:
 class CandidateParams:
     """One candidate: the DistilBERT objective's weights and the student's shape and init."""
 
-    alpha_ce: float
-    alpha_mlm: float
-    alpha_cos: float
-    temperature: float
+    weights: LossWeights
     layer_selection: str  # canonical key (distil.config.layers.layer_key)
     n_layers: int
-    alpha_mse: float = 0.0
 
-    def loss_weights(self) -> LossWeights:
-        return LossWeights(self.alpha_ce, self.alpha_mlm, self.alpha_cos, self.temperature, self.alpha_mse)
+    @classmethod
+    def from_values(cls, values: dict) -> CandidateParams:
+        """From flat values (a trial's merged config, or to_json()'s dict); alpha_mse defaults to 0.
+
+        Raises:
+            KeyError: a loss weight, layer_selection or n_layers is missing.
+        """
+        return cls(LossWeights(**{k: values[k] for k in LOSS_WEIGHT_NAMES if k in values}),
+                   values["layer_selection"], values["n_layers"])
+
+    def to_json(self) -> dict:
+        """The flat `params` of config.json and result.json, keys in the order sweeps have always written."""
+        w = self.weights
+        return {"alpha_ce": w.alpha_ce, "alpha_mlm": w.alpha_mlm, "alpha_cos": w.alpha_cos,
+                "temperature": w.temperature, "layer_selection": self.layer_selection, "n_layers": self.n_layers,
+                "alpha_mse": w.alpha_mse}
 
 
 class NonFiniteLoss(RuntimeError):
@@ -116,7 +128,7 @@ def train_loop_per_worker(cfg: dict) -> None:
 
     probs = token_probs(load_counts(job.corpus_dir), d.mlm_smoothing, tokenizer.all_special_ids).to(device)
     stream = BatchStream(sequences, d.batch_size, job.seed, rank, world)
-    weights = params.loss_weights()
+    weights = params.weights
     accum = d.grad_accumulation
     sums, tokens, t0, interval_start = {}, 0, time.time(), start_step
     for step in range(start_step, stop_step):
@@ -138,7 +150,7 @@ def train_loop_per_worker(cfg: dict) -> None:
                     # Every rank stops at this step (or DDP's next all-reduce would hang). The run
                     # reports the reason with a checkpoint of the weights before this step (Ray
                     # Train's result carries the metrics of its latest checkpoint), so a retry
-                    # meets the same loss at once instead of redoing steps; distil_student raises.
+                    # meets the same loss at once instead of redoing steps; distill_student raises.
                     loss = float(terms["loss"])
                     why = f"loss is {loss if not math.isfinite(loss) else 'not finite'} at step {step + 1}"
                     _report({"nonfinite": why, "step": step}, model, tokenizer, opt, sched, step, seen_tokens, rank)
@@ -197,9 +209,7 @@ def _report(metrics, model, tokenizer, opt, sched, step, tokens, rank, live_file
         ray.train.report(metrics)
         return
     if live_file:
-        Path(live_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(live_file + ".tmp").write_text(json.dumps({**metrics, "time": time.time()}))
-        os.replace(live_file + ".tmp", live_file)
+        write_json(live_file, {**metrics, "time": time.time()})
     with tempfile.TemporaryDirectory() as tmp:
         student = getattr(model, "module", model).student
         student.save_pretrained(tmp)
@@ -209,7 +219,7 @@ def _report(metrics, model, tokenizer, opt, sched, step, tokens, rank, live_file
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def distil_student(run_name: str, params: CandidateParams, job: DistillJob, student_dir: Path,
+def distill_student(run_name: str, params: CandidateParams, job: DistillJob, student_dir: Path,
                    stop_at_fraction: float = 1.0) -> dict:
     """Run (or continue) one candidate's distillation with Ray Train up to `stop_at_fraction` of its
     planned steps, and copy the student at that point to `student_dir` (an HF dir, no optimizer state).
@@ -234,7 +244,7 @@ def distil_student(run_name: str, params: CandidateParams, job: DistillJob, stud
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"job": job, "params": params, "stop_at_fraction": stop_at_fraction,
-                           "live_file": str(Path(job.log_dir) / "live" / f"{run_name}.json") if job.log_dir else None},
+                           "live_file": str(live_file(job.log_dir, run_name)) if job.log_dir else None},
         scaling_config=ScalingConfig(num_workers=d.num_workers, use_gpu=d.use_gpu),
         torch_config=TorchConfig(backend=d.backend),
         run_config=RunConfig(

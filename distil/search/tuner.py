@@ -10,17 +10,15 @@ study lives in a database so that a killed sweep resumes.
 * Early stopping (`search.early_stopping`): each trial reports `proxy_score` at the end of every
   rung with `rung_budget` = rf^k (1, 3, 9, ...); Tune's ASHA scheduler on that budget stops
   a trial below the top 1/rf of the scores recorded at its rung.
-* Files, not Tune's tables, are the record (candidates/<trial>/...; see distil.search.sweep). The
+* Files, not Tune's tables, are the record (candidates/<trial>/...; see distil.store.records). The
   `Janitor` callback marks stopped and failed trials there and keeps the disk budget.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
@@ -28,12 +26,12 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from distil.store import storage
 from distil.config.layers import layer_key
 from distil.config.spec import COST_OBJECTIVES, Choice, FloatRange, SweepSpec
+from distil.store import storage
+from distil.store.records import (BUDGET, PROXY, TUNE_DIR, CandidateDir, ResultsDir, TrialStatus, read_json,
+                                  train_run_name)
 
-PROXY = "proxy_score"
-BUDGET = "rung_budget"
 # Tune checks that every result carries the searcher's and the scheduler's metrics; a rung result
 # has no macro_score yet and the final result no rung budget, on purpose.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
@@ -124,17 +122,17 @@ class RungScheduler(ASHAScheduler):
 
     def __init__(self, results_dir: str, **kwargs):
         super().__init__(**kwargs)
-        self._results_dir, self._seeded = results_dir, False
+        self._results, self._seeded = ResultsDir(results_dir), False
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if not self._seeded:
             self._seeded = True
-            for progress in Path(self._results_dir).glob("candidates/*/progress.json"):
-                for rung in json.loads(progress.read_text())["rungs"]:
-                    if rung.get(PROXY) is not None:
+            for cand in self._results.candidates():
+                for rung in cand.read_rungs():
+                    if rung.proxy_score is not None:
                         # Records the score at its rung; a score already recorded is left as is.
-                        self._brackets[0].on_result(SimpleNamespace(trial_id=progress.parent.name),
-                                                    rung[BUDGET], self._metric_op * rung[PROXY])
+                        self._brackets[0].on_result(SimpleNamespace(trial_id=cand.name),
+                                                    rung.rung_budget, self._metric_op * rung.proxy_score)
         return super().on_trial_result(tune_controller, trial, result)
 
 
@@ -165,15 +163,9 @@ def make_searcher(spec: SweepSpec, storage_url: str) -> Searcher | None:
     )
 
 
-def storage_url(spec: SweepSpec, results_dir: str | Path) -> str:
+def storage_url(spec: SweepSpec, results_dir: str | os.PathLike) -> str:
     """The study's SQLAlchemy URL: `search.storage`, else sqlite in the results dir."""
-    return spec.search.storage or f"sqlite:///{Path(results_dir).resolve() / 'optuna.db'}"
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
+    return spec.search.storage or ResultsDir(results_dir).optuna_url()
 
 
 class Janitor(tune.Callback):
@@ -188,48 +180,43 @@ class Janitor(tune.Callback):
     """
 
     def __init__(self, results_dir: str, train_storage: str, keep_students: int, metric: str = "macro_score"):
-        self.out, self.train, self.keep, self.metric = Path(results_dir), train_storage, keep_students, metric
+        self.out, self.train, self.keep, self.metric = ResultsDir(results_dir), train_storage, keep_students, metric
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        cand = self.out / "candidates" / trial.trial_id
-        if not (cand / "result.json").exists():
-            rungs = _rungs(cand)
-            last = rungs[-1] if rungs else {}
-            _write_json(cand / "status.json", {"status": "stopped", "rung": last.get("rung"), PROXY: last.get(PROXY),
-                                               "step": last.get("step"), "reason": "stopped early by ASHA on proxy_score"})
+        cand = self.out.candidate(trial.trial_id)
+        if not cand.has_result():
+            rungs = cand.read_rungs()
+            last = rungs[-1] if rungs else None
+            cand.write_status(TrialStatus("stopped", "stopped early by ASHA on proxy_score", rung=last and last.rung,
+                                          proxy_score=last and last.proxy_score, step=last and last.step))
             _prune_student(cand, "stopped early")
         self._drop_checkpoints(trial.trial_id)
         self._keep_best_students()
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        cand = self.out / "candidates" / trial.trial_id
-        cand.mkdir(parents=True, exist_ok=True)
-        if not (cand / "status.json").exists():  # the trial writes its own reason when it can
-            _write_json(cand / "status.json", {"status": "failed", "reason": _first_line(trial)})
+        cand = self.out.candidate(trial.trial_id)
+        if not cand.has_status():  # the trial writes its own reason when it can
+            cand.write_status(TrialStatus("failed", _first_line(trial)))
         self._drop_checkpoints(trial.trial_id)
 
     def _drop_checkpoints(self, trial_id: str) -> None:
-        storage.remove_tree(storage.join(self.train, f"distill-{trial_id}"))  # a local dir or a URI
+        storage.remove_tree(storage.join(self.train, train_run_name(trial_id)))  # a local dir or a URI
 
     def _keep_best_students(self) -> None:
         done = []
-        for result in self.out.glob("candidates/*/result.json"):
-            value = json.loads(result.read_text()).get("objectives", {}).get(self.metric)
-            done.append((value if value is not None else float("-inf"), result.parent))
+        for cand in self.out.candidates():
+            if cand.has_result():
+                value = (cand.read_result().objectives or {}).get(self.metric)
+                done.append((value if value is not None else float("-inf"), cand))
         for _, cand in sorted(done, key=lambda x: x[0], reverse=True)[self.keep:]:
             _prune_student(cand, f"not among the best {self.keep} finished students (search.keep_students)")
 
 
-def _rungs(cand: Path) -> list[dict]:
-    progress = cand / "progress.json"
-    return json.loads(progress.read_text())["rungs"] if progress.exists() else []
-
-
-def _prune_student(cand: Path, why: str) -> None:
+def _prune_student(cand: CandidateDir, why: str) -> None:
     """Delete a candidate's student weights (keeps config, scores, predictions); say why."""
-    if (cand / "student").exists():
-        shutil.rmtree(cand / "student")
-        (cand / "student.pruned").write_text(why + "\n")
+    if cand.student_dir.exists():
+        shutil.rmtree(cand.student_dir)
+        cand.pruned_file.write_text(why + "\n")
 
 
 def _first_line(trial) -> str:
@@ -249,7 +236,7 @@ class EventLog(tune.Callback):
     (proxy score), finished (its objectives), was stopped early, failed (the reason)."""
 
     def __init__(self, results_dir: str, every_s: float = 60.0):
-        self.out, self.every_s, self._last_poll, self._shown = Path(results_dir), every_s, 0.0, {}
+        self.out, self.every_s, self._last_poll, self._shown = ResultsDir(results_dir), every_s, 0.0, {}
 
     def on_step_begin(self, iteration, trials, **info):
         """Every `every_s` seconds: each running trial's distillation step, loss and tokens/s, from
@@ -258,10 +245,10 @@ class EventLog(tune.Callback):
             return
         self._last_poll = time.time()
         for trial in trials:
-            live = self.out / "logs" / "live" / f"distill-{trial.trial_id}.json"
+            live = self.out.live_file(train_run_name(trial.trial_id))
             if trial.status == "RUNNING" and live.exists():
                 try:
-                    m = json.loads(live.read_text())
+                    m = read_json(live)
                 except (OSError, ValueError):
                     continue  # being replaced right now
                 if self._shown.get(trial.trial_id) != m.get("step"):
@@ -281,17 +268,18 @@ class EventLog(tune.Callback):
             self._say(trial, f"rung {int(result['rung'])} at step {result.get('step')}: proxy_score {result[PROXY]:.2f}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        cand = self.out / "candidates" / trial.trial_id
-        if (cand / "result.json").exists():
-            scores = json.loads((cand / "result.json").read_text()).get("objectives", {})
+        cand = self.out.candidate(trial.trial_id)
+        if cand.has_result():
+            scores = cand.read_result().objectives or {}
             self._say(trial, "done: " + ", ".join(f"{k} {_fmt(v)}" for k, v in scores.items()))
         else:
-            last = (_rungs(cand) or [{}])[-1]
-            self._say(trial, f"stopped early after rung {last.get('rung')} (proxy_score {_fmt(last.get(PROXY))})")
+            rungs = cand.read_rungs()
+            last_rung, last_score = (rungs[-1].rung, rungs[-1].proxy_score) if rungs else (None, None)
+            self._say(trial, f"stopped early after rung {last_rung} (proxy_score {_fmt(last_score)})")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        status = self.out / "candidates" / trial.trial_id / "status.json"
-        reason = json.loads(status.read_text()).get("reason") if status.exists() else _first_line(trial)
+        status = self.out.candidate(trial.trial_id).read_status()
+        reason = status.reason if status else _first_line(trial)
         self._say(trial, f"FAILED: {reason}")
 
 
@@ -325,7 +313,7 @@ def build_tuner(spec: SweepSpec, trainable, results_dir: str, train_storage: str
                                     num_samples=spec.search.num_candidates,
                                     max_concurrent_trials=spec.search.max_concurrent),
         run_config=tune.RunConfig(
-            name="tune", storage_path=remote or results_dir,
+            name=TUNE_DIR, storage_path=remote or results_dir,
             # A trial whose process dies (a lost node) or raises is restarted up to max_failures
             # times; it continues from its progress.json and its Train run's last checkpoint.
             failure_config=tune.FailureConfig(max_failures=spec.distill.max_failures),

@@ -34,6 +34,10 @@ PROXY = "proxy_score"  # the early-stopping proxy's score (Tune metric and the r
 BUDGET = "rung_budget"  # rf^k at rung k: the time attribute of ASHA
 INIT_ONLY_PREFIX = "init_only-"
 TASK_KD_PREFIX = "task-kd-"
+SPEC_FILE = "spec.json"
+RUN_FILE = "run.json"
+TRAIN_DIR = "train"  # under the results dir (or the --output URI): the Ray Train runs' checkpoints
+TUNE_DIR = "tune"  # likewise: Tune's experiment state (what `resume` restores)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
@@ -55,6 +59,17 @@ def init_only_name(rule: str) -> str:
     """Reference-row name of the undistilled student initialised with layer rule `rule` (a
     distil.config.layers.layer_key): `init_only-<rule>`, commas as dashes (a dir name)."""
     return f"{INIT_ONLY_PREFIX}{rule.replace(',', '-')}"
+
+
+def train_run_name(trial_id: str) -> str:
+    """The Ray Train run of a trial's distillation (`<train storage>/distill-<trial_id>`; its live file too)."""
+    return f"distill-{trial_id}"
+
+
+def live_file(logs_dir: str | os.PathLike, run_name: str) -> Path:
+    """`<logs>/live/<run>.json`: what a Train run's rank 0 writes at each checkpoint (step, loss,
+    tokens/s) for the sweep's console (distil.search.tuner.EventLog)."""
+    return Path(logs_dir) / "live" / f"{run_name}.json"
 
 
 def task_kd_name(task: str) -> str:
@@ -372,11 +387,11 @@ class ResultsDir:
     # -- run state
     @property
     def spec_file(self) -> Path:
-        return self.path / "spec.json"
+        return self.path / SPEC_FILE
 
     @property
     def run_file(self) -> Path:
-        return self.path / "run.json"
+        return self.path / RUN_FILE
 
     def write_spec(self, spec_json: str) -> None:
         """spec.json: the validated spec as pydantic dumps it (`SweepSpec.model_dump_json(indent=2)`)."""
@@ -458,8 +473,8 @@ class ResultsDir:
         return self.path / "logs"
 
     def live_file(self, run_name: str) -> Path:
-        """What a Train run's rank 0 writes at each checkpoint (step, loss, tokens/s) for the console."""
-        return self.logs_dir / "live" / f"{run_name}.json"
+        """What a Train run's rank 0 writes at each checkpoint (see the module function live_file)."""
+        return live_file(self.logs_dir, run_name)
 
     @property
     def best_student_dir(self) -> Path:

@@ -1,0 +1,104 @@
+"""Fine-tuning runs on Ray: one Ray task per (task, seed) of a model, the task data tokenised once
+per sweep, and the early-stopping proxy (a small fine-tuning protocol that ranks students cheaply)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from distil.config.glue import glue_task
+from distil.config.spec import GlueSpec, SweepSpec
+from distil.config.tasks import Task
+from distil.evaluation import scores
+from distil.evaluation.finetune import finetune_and_evaluate, prepare_task_data
+from distil.search.context import SweepContext
+from distil.store.logs import to_log_file
+from distil.store.records import ProxyPoint, RowDir
+
+
+def submit_glue(model_dir: str, glue: GlueSpec, tasks, caches: dict | None, row: RowDir | None,
+                log: tuple[str, bool] | None, save_tasks: tuple[str, ...] = ()) -> dict:
+    """Start one Ray task per (task, seed) of `tasks` (distil.config.tasks.Task, GLUE's and the spec's
+    own) under the protocol `glue` (settings, overrides, seeds); they run in parallel. Returns
+    {(task name, seed): ref}.
+
+    `caches`: task name -> tokenised splits (prepare_task_caches). Predictions go to the row's
+    predictions dir (none if `row` is None). For each task in `save_tasks`, the first seed's
+    fine-tuned model is kept in the row's `finetuned/<task>` (a TeacherDir: the teacher for
+    task-specific distillation). `log`: (log dir, verbose) for the tasks' output."""
+    remote = ray.remote(logged).options(**task_options(glue))
+    pred_dir = str(row.predictions_dir) if row else None
+
+    def save_dir(task, seed):
+        return str(row.finetuned_dir(task)) if task in save_tasks and seed == glue.seeds[0] else None
+
+    return {(t.name, s): remote.remote(log, finetune_and_evaluate, model_dir, t, glue.settings(t.name), s, pred_dir,
+                                       save_dir(t.name, s), data_cache=(caches or {}).get(t.name))
+            for t in tasks for s in glue.seeds_for(t)}
+
+
+def prepare_task_caches(spec: SweepSpec, tasks, tokenizer, cache_dir) -> dict:
+    """Tokenise every task split once per sweep (every student shares the teacher's tokenizer):
+    {task name: dir}. Each task is prepared with the largest budget any protocol of the sweep asks
+    of it (the full protocol, the early-stopping proxy), since a smaller one takes a prefix."""
+    proxy = proxy_glue(spec) if spec.search.early_stopping else None
+    out = {}
+    for t in {t.name: t for t in [*tasks, *proxy_tasks(spec)]}.values():
+        settings = [spec.glue.settings(t.name)] + ([proxy.settings(t.name)] if proxy and t.name in proxy.tasks else [])
+        widest = {k: None if any(s.limit(k) is None for s in settings) else max(s.limit(k) for s in settings)
+                  for k in ("max_train_examples", "max_eval_examples")}
+        out[t.name] = prepare_task_data(t, replace(settings[0], **widest), tokenizer, cache_dir)
+    return out
+
+
+def proxy_tasks(spec: SweepSpec) -> list[Task]:
+    """The early-stopping proxy's tasks (GLUE rows bound to glue.data, or the spec's own)."""
+    es = spec.search.early_stopping
+    own = {t.name: t for t in spec.tasks}
+    return [own.get(n) or glue_task(spec.glue.data, n) for n in es.proxy.tasks] if es else []
+
+
+def logged(log: tuple[str, bool] | None, fn, *args, **kwargs):
+    """Run `fn(*args, **kwargs)` in a Ray task whose output goes to the sweep's log (distil.store.logs)."""
+    if log:
+        to_log_file(*log)
+    return fn(*args, **kwargs)
+
+
+def task_options(glue: GlueSpec) -> dict:
+    """Ray options of a fine-tuning task: one CPU (and one GPU with glue.use_gpu), outside the caller's
+    placement group."""
+    # Opt out of the calling trial's placement group (it holds only the trial's own tiny bundle):
+    # fine-tuning tasks take the cluster's free CPUs/GPUs, in parallel.
+    return {"num_cpus": 1, "num_gpus": 1 if glue.use_gpu else 0,
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=None)}
+
+
+def proxy_glue(spec: SweepSpec) -> GlueSpec:
+    """The early-stopping proxy as a GLUE protocol: its tasks, small samples, the first seed."""
+    p, g = spec.search.early_stopping.proxy, spec.glue
+    return g.model_copy(update={"tasks": p.tasks, "max_train_examples": p.max_train_examples,
+                                "max_eval_examples": p.max_eval_examples, "epochs": p.epochs,
+                                "lr": p.lr or g.lr, "batch_size": p.batch_size or g.batch_size,
+                                "seeds": g.seeds[:1], "overrides": {}})
+
+
+def finetune_seconds(runs: list[dict]) -> float:
+    """Seconds of GLUE fine-tuning + evaluation summed over a model's runs (tasks x seeds).
+
+    A cost of compute, not wall time: the runs are Ray tasks that run in parallel."""
+    return round(sum(r["seconds"] for r in runs), 1)
+
+
+def proxy_point(model_dir: str, ctx: SweepContext) -> ProxyPoint:
+    """A model's score on the early-stopping proxy: each proxy task's score (a run's task score: the
+    mean over its splits of the mean of each split's metrics; GLUE's or an own task's), their mean,
+    and the seconds its runs took."""
+    runs = ray.get(list(submit_glue(model_dir, proxy_glue(ctx.spec), proxy_tasks(ctx.spec), ctx.caches, None,
+                                    ctx.log).values()))
+    proxy = {r["task"]: scores.task_score(r) for r in runs}
+    return ProxyPoint(proxy=proxy, proxy_score=float(np.mean(list(proxy.values()))),
+                      proxy_seconds=finetune_seconds(runs))

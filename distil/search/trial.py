@@ -1,0 +1,94 @@
+"""One Tune trial per candidate: distil its student in rungs, score it, fine-tune it, report.
+
+A trial distils its student with Ray Train in rungs (one rung without early stopping), scores
+the student on the cheap proxy after each rung and reports `proxy_score` to Tune (whose ASHA
+scheduler may stop it there), then fine-tunes the survivor on the full GLUE protocol (one Ray
+task per task and seed) and reports the objectives. What it writes, where: distil.store.records
+(candidates/<trial_id>/config.json, progress.json, result.json, status.json, student/).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+
+import ray
+from ray import tune
+
+from distil.evaluation import scores
+from distil.search.context import SweepContext, encoder_parameters, is_paper_default
+from distil.search.finetune_runs import finetune_seconds, proxy_point, submit_glue
+from distil.search.references import init_proxy
+from distil.search.train import CandidateParams, distill_student
+from distil.search.tuner import objectives
+from distil.store.logs import to_log_file
+from distil.store.records import BUDGET, PROXY, CandidateDir, Result, Rung, TrialConfig, TrialStatus, train_run_name
+
+
+def candidate_params(ctx: SweepContext, config: dict) -> CandidateParams:
+    """A trial's full parameters: the searched `config` over the spec's fixed values."""
+    return CandidateParams.from_values({**ctx.spec.search.fixed(), "n_layers": ctx.n_layers, **config})
+
+
+def run_candidate(config: dict, ctx: SweepContext) -> None:
+    """Tune function trainable: distil in rungs (proxy score after each) -> full GLUE -> report.
+
+    Restarted after a crash (`resume`), it skips the rungs in progress.json and its distillation
+    continues from the Train run's last checkpoint. A failure writes status.json (`failed`, first
+    line of the reason) before Tune records the error."""
+    to_log_file(*ctx.log)
+    trial_id = tune.get_context().get_trial_id()
+    cand = ctx.results.candidate(trial_id)
+    params = candidate_params(ctx, config)
+    cand.clear_status()  # a retried trial is not failed (yet)
+    if not cand.has_config():  # a resumed trial keeps its first start time
+        label = "paper defaults" if is_paper_default(ctx.spec, params.to_json()) else None
+        cand.write_config(TrialConfig(params=params.to_json(), started=time.time(), label=label))
+    try:
+        _distill_and_score(trial_id, cand, params, ctx)
+    except Exception as e:
+        reason = next((ln for ln in str(e).splitlines() if ln.strip()), "")
+        cand.write_status(TrialStatus("failed", f"{type(e).__name__}: {reason}"[:300]))
+        raise
+
+
+def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParams, ctx: SweepContext) -> None:
+    spec, es = ctx.spec, ctx.spec.search.early_stopping
+    fractions = es.fractions() if es else [1.0]
+    rungs = cand.read_rungs()
+    if es:  # step 0 of the learning curve: the undistilled student of this init (shared per rule)
+        init_proxy(ctx, params.layer_selection, params.n_layers)
+    for k, fraction in enumerate(fractions):
+        if k < len(rungs):
+            continue  # done before a restart
+        t0 = time.time()
+        metrics = distill_student(train_run_name(trial_id), params, ctx.job, cand.student_dir, stop_at_fraction=fraction)
+        rung = Rung(rung=k, fraction=fraction, step=metrics.get("step"), tokens=metrics.get("tokens"), distill=metrics,
+                    distill_seconds=round(time.time() - t0, 1), rung_budget=es.reduction_factor ** k if es else None,
+                    proxy=proxy_point(str(cand.student_dir), ctx) if es else None)
+        rungs.append(rung)
+        cand.write_rungs(rungs)
+        # The status table shows each rung (with early stopping, ASHA decides here: the report
+        # blocks until Tune has, and a stopped trial ends inside it).
+        tune.report({**({PROXY: rung.proxy_score, BUDGET: rung.rung_budget} if es else {}), "rung": k,
+                     "step": rung.step, "tokens": rung.tokens, "loss": metrics.get("loss"),
+                     "tokens_per_s": metrics.get("tokens_per_s")})
+    runs = ray.get(list(submit_glue(str(cand.student_dir), spec.glue, ctx.tasks, ctx.caches, cand, ctx.log).values()))
+    result = Result(
+        kind="student", params=params.to_json(), distill=rungs[-1].distill, rungs=tuple(rungs), glue=tuple(runs),
+        n_params=encoder_parameters(str(cand.student_dir)), profile=ctx.profile(params.n_layers),
+        distill_seconds=round(sum(r.distill_seconds for r in rungs), 1),
+        proxy_seconds=round(sum(r.proxy.proxy_seconds if r.proxy else 0.0 for r in rungs), 1),
+        finetune_seconds=finetune_seconds(runs), provenance=ctx.provenance,
+    )
+    # The leaderboard's row of this result: its own tasks' columns, tasks_macro, the objectives.
+    row = scores.row_from_result(result.to_json(), include_wnli=spec.glue.include_wnli, tasks=spec.tasks)
+    names, _ = objectives(spec)
+    result = replace(result, objectives={n: _finite_or_none(row.get(n)) for n in names})
+    cand.write_result(result)
+    tune.report({**result.objectives, **{k: v for k, v in row.items() if isinstance(v, float) and k not in names}})
+
+
+def _finite_or_none(v):
+    return float(v) if v is not None and isinstance(v, (int, float)) and math.isfinite(v) else None
