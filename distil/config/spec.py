@@ -17,7 +17,6 @@ import yaml
 from distil.config.layers import RULES as LAYER_RULES, LayerSelection, check_selection, layer_key, parse_layer_key  # noqa: F401
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from distil.config.settings import LOSS_WEIGHT_NAMES, FinetuneSettings
 from distil.config.tasks import Task
 
 
@@ -72,9 +71,7 @@ class Choice(_Strict):
 
 
 FloatParam = Union[float, FloatRange, Choice]
-# The loss weights (distil.config.settings.LossWeights) as the search section names them; the order
-# of SEARCHABLE is the order Optuna draws them in.
-ALPHAS = tuple(n for n in LOSS_WEIGHT_NAMES if n.startswith("alpha_"))  # alpha_ce, alpha_mlm, alpha_cos, alpha_mse
+ALPHAS = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse")
 SEARCHABLE = (*ALPHAS, "temperature", "layer_selection")
 # Objectives the search can optimise, and their direction. The first objective of a spec must be
 # a quality score (max): the GLUE macro, the macro over the spec's own tasks, or any one score
@@ -380,12 +377,13 @@ class GlueSpec(_Strict):
         small = task.small if isinstance(task, Task) else TASKS[task].small
         return self.seeds if self.seeds_on == "all" or small else self.seeds[:1]
 
-    def settings(self, task: str) -> FinetuneSettings:
-        """Fine-tuning settings of task `task` (a name, GLUE's or an own task's), with
-        `overrides[task]` applied (distil.evaluation.finetune.finetune_and_evaluate takes them)."""
-        base = FinetuneSettings(**{f: getattr(self, f) for f in FinetuneSettings.__dataclass_fields__})
+    def settings(self, task: str) -> dict:
+        """Fine-tuning settings of task `task` (a name, GLUE's or an own task's): lr, epochs,
+        batch_size, max_seq_len, max_train_examples, max_eval_examples, use_gpu, with
+        `overrides[task]` applied (distil.evaluation.finetune.finetune_and_evaluate reads them)."""
+        base = {k: getattr(self, k) for k in ("lr", "epochs", "batch_size", "max_seq_len", "max_train_examples", "max_eval_examples", "use_gpu")}
         override = self.overrides.get(task)
-        return replace(base, **{k: v for k, v in override.model_dump().items() if v is not None}) if override else base
+        return base | ({k: v for k, v in override.model_dump().items() if v is not None} if override else {})
 
 
 class TaskDistillSpec(_Strict):
@@ -424,6 +422,15 @@ class SweepSpec(_Strict):
     task_distill: TaskDistillSpec | None = None  # off unless given
     seed: int = 0
 
+    @field_validator("name")
+    @classmethod
+    def _plain_file_name(cls, v):
+        # The results dir is results/<name>: `.` or `..` would be results/ itself or the project root.
+        if v in (".", ".."):
+            raise ValueError(f"{v!r} is not a plain file name (results/{v} is not a dir of its own); name the "
+                             "sweep with letters, digits, _, - and ., e.g. my-sweep")
+        return v
+
     @field_validator("tasks", mode="before")
     @classmethod
     def _tasks_file(cls, v):
@@ -433,7 +440,7 @@ class SweepSpec(_Strict):
         if not path.is_file():
             raise ValueError(f"no task file {v!r} (from {os.getcwd()}); give a YAML list of tasks or the path of one")
         try:
-            tasks = yaml.safe_load(path.read_text())
+            tasks = read_yaml(path)
         except yaml.YAMLError as e:
             raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(tasks, list):
@@ -553,6 +560,49 @@ def _one_line(err: ValidationError, source: str) -> str:
     return f"{source}: {msg}{tail}" if not loc else f"{source}: {field}: {msg}{tail}"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, except that a mapping giving a key twice is refused (SafeLoader keeps
+    the last value silently, so `name:` twice would run the sweep under the second name)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be overridden, by design
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: SafeLoader's own error names it below
+                continue
+            if first is not key_node.start_mark:
+                raise SpecError(f"{self.name}: key {key!r} is given twice, at line {first.line + 1} and line "
+                                f"{key_node.start_mark.line + 1}; keep one of them")
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path):
+    """The YAML value in file `path`, read as UTF-8; a mapping that gives a key twice is refused.
+
+    Raises:
+        SpecError: the file is not UTF-8 (naming the first bad byte and its line) or gives a key twice
+            (naming it and both lines); one line starting with the path.
+        yaml.YAMLError: not valid YAML (problem_mark: where).
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise SpecError(f"{path}: byte 0x{data[e.start]:02x} at line {line} is not UTF-8; save the file as UTF-8 "
+                        "text") from None
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(path)  # for the duplicate-key message (a str stream is named "<unicode string>")
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_spec(path: str | os.PathLike) -> SweepSpec:
     """Parse and validate a sweep YAML file; local paths in it are made absolute (relative to cwd).
 
@@ -563,7 +613,7 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file; pass a YAML file from sweeps/")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

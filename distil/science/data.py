@@ -29,6 +29,7 @@ import torch
 from datasets import Dataset, Features, List, Value, concatenate_datasets, load_dataset
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
+from distil.config.rules import MIN_TRAIN_SEQUENCES, corpus_pieces, corpus_split_file
 from distil.config.spec import CorpusSpec
 
 ROWS_PER_SHARD = 100_000  # text rows per Arrow shard: bounds the driver's memory while streaming
@@ -43,7 +44,7 @@ def stream_texts(corpus: CorpusSpec, split: str) -> datasets.IterableDataset:
         FileNotFoundError: a local corpus dir without `<split>.parquet`.
     """
     if os.path.isdir(corpus.path):
-        file = Path(corpus.path) / f"{split}.parquet"
+        file = corpus_split_file(corpus, split)
         if not file.is_file():
             raise FileNotFoundError(f"corpus.path: {file} not found; the dir needs <split>.parquet files")
         ds = load_dataset("parquet", data_files={split: str(file)}, split=split, streaming=True)
@@ -52,12 +53,13 @@ def stream_texts(corpus: CorpusSpec, split: str) -> datasets.IterableDataset:
     return ds.select_columns([corpus.text_column]).with_format("arrow")
 
 
-def _cut(batch: dict, tokenizer, body: int, min_tokens: int) -> dict:
-    """`Dataset.map` function: [CLS] piece [SEP] for every piece of <= body tokens of every text."""
+def _cut(batch: dict, tokenizer, max_seq_len: int, min_tokens: int) -> dict:
+    """`Dataset.map` function: [CLS] piece [SEP] for every piece of every text that
+    distil.config.rules.corpus_pieces keeps (the cut preflight counts with)."""
     rows = tokenizer([t or "" for t in batch["text"]], add_special_tokens=False, verbose=False)["input_ids"]
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    pieces = [ids[start : start + body] for ids in rows for start in range(0, len(ids), body)]
-    return {"input_ids": [[cls, *p, sep] for p in pieces if len(p) >= min_tokens]}
+    return {"input_ids": [[cls, *ids[start:end], sep] for ids in rows
+                          for start, end in corpus_pieces(len(ids), max_seq_len, min_tokens)]}
 
 
 def tokenize(texts: Dataset, tokenizer, max_seq_len: int, min_tokens: int, num_proc: int = 1) -> Dataset:
@@ -72,7 +74,7 @@ def tokenize(texts: Dataset, tokenizer, max_seq_len: int, min_tokens: int, num_p
     return texts.map(
         _cut, batched=True, remove_columns=texts.column_names, features=FEATURES,
         num_proc=num_proc if num_proc > 1 else None,
-        fn_kwargs={"tokenizer": tokenizer, "body": max_seq_len - 2, "min_tokens": min_tokens},
+        fn_kwargs={"tokenizer": tokenizer, "max_seq_len": max_seq_len, "min_tokens": min_tokens},
     )
 
 
@@ -144,7 +146,7 @@ def prepare_corpus(corpus: CorpusSpec, tokenizer, cache_dir: Path, eval_sequence
     vocabulary and eval_sequences. num_proc: tokenising processes (default: the usable CPUs).
 
     Raises:
-        ValueError: fewer than 16 train sequences.
+        ValueError: fewer than MIN_TRAIN_SEQUENCES (16) train sequences.
         FileNotFoundError: a local corpus dir without the split's parquet file.
     """
     out = Path(cache_dir) / f"corpus-{_key(corpus, tokenizer, eval_sequences)}"
@@ -160,7 +162,7 @@ def prepare_corpus(corpus: CorpusSpec, tokenizer, cache_dir: Path, eval_sequence
             "train": _tokenize_split(corpus, corpus.train_split, tokenizer, corpus.max_sequences, out / "work" / "train", num_proc),
             "eval": _tokenize_split(corpus, corpus.eval_split, tokenizer, eval_sequences, out / "work" / "eval", num_proc),
         }
-        if len(splits["train"]) < 16:
+        if len(splits["train"]) < MIN_TRAIN_SEQUENCES:
             raise ValueError(f"corpus.path: only {len(splits['train'])} sequences of >= {corpus.min_tokens} tokens in split {corpus.train_split!r}")
         for name, ds in splits.items():
             shutil.rmtree(out / name, ignore_errors=True)

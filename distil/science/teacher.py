@@ -10,40 +10,20 @@ and after, and save the fitted teacher (safetensors) under a key of everything t
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import time
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM
+from transformers import AutoTokenizer, BertForMaskedLM
 
+from distil.config.rules import resolve_teacher  # noqa: F401  (its home is config; benchmarks import it here)
+from distil.config.spec import HeadFitSpec
 from distil.science.data import length_grouped_batches, load_counts, load_sequences, pad_batch
 from distil.science.masking import mask_tokens, token_probs
-from distil.config.spec import HeadFitSpec
 
 HEAD_KEYS = ("cls.predictions.transform", "cls.predictions.bias")
-
-
-def resolve_teacher(ref: str) -> str:
-    """Local dir or hub id for a teacher ref; `package:<module>` -> that module's `model/` dir.
-
-    Raises:
-        ValueError: the package is not installed.
-    """
-    if not ref.startswith("package:"):
-        return ref
-    module = ref.removeprefix("package:")
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"teacher.model: package {module!r} is not installed; pip install {module.replace('_', '-')}")
-    return str(Path(spec.submodule_search_locations[0]) / "model")
-
-
-def teacher_depth(source: str) -> int:
-    """Number of encoder layers of the teacher (reads only its config)."""
-    return AutoConfig.from_pretrained(source).num_hidden_layers
 
 
 def mlm_logits_at(model: BertForMaskedLM, input_ids, attention_mask, positions):
