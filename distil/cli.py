@@ -26,7 +26,7 @@ from distil import preflight  # noqa: E402
 from distil.config import rules  # noqa: E402
 from distil.config.spec import SpecError, SweepSpec, load_spec  # noqa: E402
 from distil.store import storage  # noqa: E402
-from distil.store.records import ResultsDir, read_json  # noqa: E402
+from distil.store.records import RUN_FILE, TRAIN_DIR, TUNE_DIR, ResultsDir, RunState, read_json  # noqa: E402
 
 COMMANDS = ("run", "resume", "report")
 INTERRUPTED = 130  # the shell's exit status for a process ended by SIGINT (Ctrl-C)
@@ -69,8 +69,10 @@ def run(args: argparse.Namespace, how: str) -> int:
     from ray import tune
     from transformers import AutoTokenizer
 
-    from distil.search.sweep import (SweepContext, best_candidate_rule, finish_references, prepare_task_caches,
-                                     profile_architectures, run_candidate, submit_init_only, submit_references)
+    from distil.search.context import SweepContext, profile_architectures
+    from distil.search.finetune_runs import prepare_task_caches
+    from distil.search.references import best_candidate_rule, finish_references, submit_init_only, submit_references
+    from distil.search.trial import run_candidate
     from distil.search.train import DistillJob
     from distil.search.tuner import build_tuner, ended_early, restore_tuner
     from distil.store import provenance
@@ -92,19 +94,18 @@ def run(args: argparse.Namespace, how: str) -> int:
                  "provenance": provenance.collect(spec, spec_json, teacher_dir, cache)}
     # Ray Train checkpoints and Tune's experiment go straight to remote storage when --output is a URI.
     job = DistillJob(teacher_dir=teacher_dir, corpus_dir=str(corpus_dir), distill=spec.distill,
-                     storage=storage.join(remote or str(out), "train"),
-                     seed=spec.seed, log_dir=str(out / "logs"), verbose=args.verbose)
+                     storage=storage.join(remote or str(out), TRAIN_DIR),
+                     seed=spec.seed, log_dir=str(ResultsDir(out).logs_dir), verbose=args.verbose)
     # Every task split tokenised once for every model of the sweep (the students share the teacher's tokenizer).
     tasks = spec.finetune_tasks()
     caches = prepare_task_caches(spec, tasks, AutoTokenizer.from_pretrained(source), cache)
     ctx = SweepContext(spec=spec, out=str(out), job=job, n_layers=n_layers, profiles=state["profiles"],
                        provenance=state["provenance"], tasks=tuple(tasks), caches=caches, verbose=args.verbose)
     # 4. Reference rows (teacher, random_init student, task-specific distillation) run as Ray tasks beside the search.
-    done = ({p.parent.name for p in out.glob("*/result.json")}
-            | {p.parent.name for p in out.glob("references/*/result.json")})
+    done = ResultsDir(out).finished_references()
     if args.command == "run":  # written only now: a run that failed before leaves an empty dir to rerun in
-        (out / "spec.json").write_text(spec_json)
-        (out / "run.json").write_text(json.dumps(state, indent=2))
+        ResultsDir(out).write_spec(spec_json)
+        ResultsDir(out).write_run_state(RunState.from_json(state))
     mirror = storage.Mirror.of(out, remote) if remote else None
     try:  # on remote storage the results dir is mirrored after every trial event and at the end, whatever happens
         if mirror:
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace, how: str) -> int:
         # 5-6. Search: each trial distils a student in rungs (Ray Train), is scored on the proxy after
         #      each rung (ASHA may stop it), and the survivors are fine-tuned on GLUE (Ray tasks).
         trainable = tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), {"CPU": 0, "memory": 1})
-        tuner = (restore_tuner(storage.join(remote or str(out), "tune"), trainable) if args.command == "resume"
+        tuner = (restore_tuner(storage.join(remote or str(out), TUNE_DIR), trainable) if args.command == "resume"
                  else build_tuner(spec, trainable, str(out), job.storage, remote))
         if ended_early(tuner.fit(), spec.search.num_candidates):  # Ctrl-C: Tune saved its state and returned
             # Reference rows still running are not waited for: resume redoes them.
@@ -130,8 +131,7 @@ def run(args: argparse.Namespace, how: str) -> int:
     finally:
         if mirror:
             print(f"results: {remote} ({mirror.push()} files updated; working copy {out})", flush=True)
-    failed = sorted(p.parent.name for p in out.glob("candidates/*/status.json")
-                    if json.loads(p.read_text()).get("status") == "failed")
+    failed = ResultsDir(out).failed_trials()
     if failed:
         print(f"error: {len(failed)} trial(s) failed: {', '.join(failed)} (see candidates/<trial>/status.json)",
               file=sys.stderr)
@@ -260,16 +260,16 @@ def open_for_resume(location: str, cache_dir: str | None) -> tuple[Path, str | N
         out = Path(location).resolve()
         if not out.is_dir():
             raise SpecError(f"resume: {out} is not a directory; pass the results dir of a sweep (results/<name>)")
-    tune_state = storage.join(remote or str(out), "tune")
-    if not (out / "spec.json").is_file() or not (out / "run.json").is_file():
+    tune_state, results = storage.join(remote or str(out), TUNE_DIR), ResultsDir(out)
+    if not results.spec_file.is_file() or not results.run_file.is_file():
         raise SpecError(f"resume: {location} has no spec.json and run.json: its sweep never reached the search; "
                         "start it again with `run SPEC --output NEW_DIR`")
     if not storage.is_dir(tune_state):
         raise SpecError(f"resume: {tune_state} is missing: no Tune experiment to continue; start again with `run`")
     try:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
-        spec = SweepSpec.model_validate_json((out / "spec.json").read_text())
-        state = json.loads((out / "run.json").read_text())
-        missing = sorted({"n_layers", "cache_dir", "profiles", "provenance"} - set(state))
+        spec = SweepSpec.model_validate_json(results.spec_text())
+        state = read_json(results.run_file)
+        missing = sorted(set(RunState.REQUIRED) - set(state))
     except (ValueError, TypeError) as e:
         raise SpecError(f"resume: {location}/spec.json or run.json is damaged ({str(e).splitlines()[0]}); start again "
                         "with `run SPEC --output NEW_DIR`") from None
@@ -281,7 +281,7 @@ def open_for_resume(location: str, cache_dir: str | None) -> tuple[Path, str | N
 def _run_cache_dir(uri: str) -> str | None:
     """The cache dir recorded in `<uri>/run.json`, None if it cannot be read (pull then says why)."""
     try:
-        fs, path = storage.filesystem(storage.join(uri, "run.json"))
+        fs, path = storage.filesystem(storage.join(uri, RUN_FILE))
         with fs.open_input_stream(path) as f:
             return json.loads(f.read()).get("cache_dir")
     except (OSError, ValueError):

@@ -17,6 +17,7 @@ import yaml
 from distil.config.layers import RULES as LAYER_RULES, LayerSelection, check_selection, layer_key, parse_layer_key  # noqa: F401
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from distil.config.settings import LOSS_WEIGHT_NAMES, FinetuneSettings
 from distil.config.tasks import Task
 
 
@@ -71,7 +72,9 @@ class Choice(_Strict):
 
 
 FloatParam = Union[float, FloatRange, Choice]
-ALPHAS = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse")
+# The loss weights (distil.config.settings.LossWeights) as the search section names them; the order
+# of SEARCHABLE is the order Optuna draws them in.
+ALPHAS = tuple(n for n in LOSS_WEIGHT_NAMES if n.startswith("alpha_"))  # alpha_ce, alpha_mlm, alpha_cos, alpha_mse
 SEARCHABLE = (*ALPHAS, "temperature", "layer_selection")
 # Objectives the search can optimise, and their direction. The first objective of a spec must be
 # a quality score (max): the GLUE macro, the macro over the spec's own tasks, or any one score
@@ -377,13 +380,12 @@ class GlueSpec(_Strict):
         small = task.small if isinstance(task, Task) else TASKS[task].small
         return self.seeds if self.seeds_on == "all" or small else self.seeds[:1]
 
-    def settings(self, task: str) -> dict:
-        """Fine-tuning settings of task `task` (a name, GLUE's or an own task's): lr, epochs,
-        batch_size, max_seq_len, max_train_examples, max_eval_examples, use_gpu, with
-        `overrides[task]` applied (distil.evaluation.finetune.finetune_and_evaluate reads them)."""
-        base = {k: getattr(self, k) for k in ("lr", "epochs", "batch_size", "max_seq_len", "max_train_examples", "max_eval_examples", "use_gpu")}
+    def settings(self, task: str) -> FinetuneSettings:
+        """Fine-tuning settings of task `task` (a name, GLUE's or an own task's), with
+        `overrides[task]` applied (distil.evaluation.finetune.finetune_and_evaluate takes them)."""
+        base = FinetuneSettings(**{f: getattr(self, f) for f in FinetuneSettings.__dataclass_fields__})
         override = self.overrides.get(task)
-        return base | ({k: v for k, v in override.model_dump().items() if v is not None} if override else {})
+        return replace(base, **{k: v for k, v in override.model_dump().items() if v is not None}) if override else base
 
 
 class TaskDistillSpec(_Strict):
