@@ -59,7 +59,6 @@ NOTES = {
     "SearchSpec.num_candidates": "candidates (Tune trials) in the sweep",
     "SearchSpec.max_concurrent": "trials at once; each needs distill.num_workers workers",
     "SearchSpec.seed": "seed of the sampler",
-    "SearchSpec.sampler": "the Optuna sampler (SamplerSpec)",
     "SearchSpec.objectives": "first: macro_score, tasks_macro or a task's column (maximised); optional second: "
                              "latency_ms_b32, latency_ms_b1, n_params or size_mb (minimised)",
     "SearchSpec.alpha_ce": "weight of the KL term; a number fixes it, `{low, high, log}` or `{choices: [...]}` "
@@ -70,8 +69,8 @@ NOTES = {
     "SearchSpec.temperature": "softmax temperature T of the KL term",
     "SearchSpec.layer_selection": "which teacher layers initialise the student: a rule (distilbert, every_other, "
                                   "uniform, first, last, random_init), an explicit list, or `{choices: [...]}`",
-    "SearchSpec.points_to_evaluate": "configurations run before the sampler proposes any; the first is the "
-                                     "`(paper defaults)` row that delta_vs_default compares with",
+    "SearchSpec.points_to_evaluate": "configurations tried first, each giving every searched parameter; the "
+                                     "first is the `(paper defaults)` candidate that delta_vs_default compares with",
     "EarlyStoppingSpec.rungs": "distillation cut at rf^-(rungs-1), ..., 1/rf, 1 of its steps",
     "EarlyStoppingSpec.reduction_factor": "rf: ASHA keeps the top 1/rf at each rung",
     "EarlyStoppingSpec.proxy": "the proxy tasks a rung is scored on",
@@ -80,7 +79,8 @@ NOTES = {
     "DistillSpec.backend": "gloo on CPU, nccl on GPU",
     "DistillSpec.mlm_mask_prob": "share of tokens masked (80/10/10)",
     "DistillSpec.mlm_smoothing": "masked tokens are sampled with probability proportional to count^-mlm_smoothing",
-    "DistillSpec.restrict_ce_to_mask": "compute the vocabulary projection and the KL term only at masked positions",
+    "DistillSpec.restrict_ce_to_mask": "MLM logits (teacher and student) only at masked positions, so the vocabulary "
+                                      "projection runs at ~15 % of them",
     "DistillSpec.checkpoint_every": "steps between Ray Train checkpoints",
     "DistillSpec.max_failures": "restarts of a failed worker group (Ray Train FailureConfig)",
     "GlueSpec.data": "a local dir of GLUE parquet files, or a hub id (`nyu-mll/glue`)",
@@ -255,20 +255,21 @@ def cell(text: str) -> str:
 
 
 def walk(root: type = SweepSpec) -> list[tuple[type, list[str]]]:
-    """Every model reachable from `root` with the spec paths it is used at, in first-seen order."""
+    """Every model reachable from `root` with the spec paths it is used at, depth first (a section's
+    nested models right after it), each model once."""
     seen: dict[type, list[str]] = {root: []}
-    queue = [(root, "")]
-    while queue:
-        model, prefix = queue.pop(0)
+
+    def visit(model: type, prefix: str) -> None:
         for name, info in fields_of(model).items():
-            path = f"{prefix}{name}"
             origin = typing.get_origin(info.annotation)
-            suffix = "[]" if origin in (list, tuple) else ".<key>" if origin is dict else ""
+            path = f"{prefix}{name}" + ("[]" if origin in (list, tuple) else ".<key>" if origin is dict else "")
             for sub in nested_models(info.annotation):
-                if sub not in seen:
-                    seen[sub] = []
-                    queue.append((sub, f"{path}{suffix}."))
-                seen[sub].append(f"{path}{suffix}")
+                first = sub not in seen
+                seen.setdefault(sub, []).append(path)
+                if first:
+                    visit(sub, f"{path}.")
+
+    visit(root, "")
     return list(seen.items())
 
 
