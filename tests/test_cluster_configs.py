@@ -1,5 +1,5 @@
 """The shipped cluster configs: the launcher YAML against the schema in the installed `ray`, the
-KubeRay RayJob against what README "Run on a cluster" documents, token auth on every node."""
+KubeRay RayJob against what docs/cluster.md documents, token auth on every node."""
 
 import copy
 import json
@@ -19,11 +19,10 @@ RAY_SCHEMA = Path(ray.__file__).parent / "autoscaler" / "ray-schema.json"
 
 
 def _readme_commands():
-    """README's shell code blocks with backslash continuations joined, one command per line."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Run on a cluster"):]
-    section = section[:section.index("\n## ", 1)]
-    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    """The shell code blocks of docs/cluster.md (where the README's cluster section moved) with backslash
+    continuations joined, one command per line."""
+    text = (ROOT / "docs" / "cluster.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
     lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
     return [" ".join(line.split("#", 1)[0].split()) for line in lines if line.strip()]
 
