@@ -1,16 +1,16 @@
-"""Hand-made results dirs with saved predictions, laid out as a sweep writes them (README "Results
-layout"), their result.json scores computed from the predictions by distil.evaluation.metrics."""
+"""Hand-made results dirs with saved predictions, laid out and written as a sweep writes them (through
+distil.store.records), their result.json scores computed from the predictions by distil.evaluation.metrics."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from distil.evaluation import metrics
 from distil.config.glue import TASKS
+from distil.evaluation import metrics
+from distil.store import records
 
 DEFAULT_PARAMS = {"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "alpha_mse": 0.0, "temperature": 2.0,
                   "layer_selection": "every_other"}
@@ -21,9 +21,28 @@ SPEC = {"name": "handmade", "glue": {"include_wnli": True},
                    "points_to_evaluate": [{"alpha_ce": 5.0, "temperature": 2.0, "layer_selection": "every_other"}]}}
 
 
+# The files of a row dir that have a record: a hand-written one goes through it, as the sweep's do.
+RECORDS = {"result.json": records.Result, "config.json": records.TrialConfig, "status.json": records.TrialStatus}
+
+
 def write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj))
+    """Write a results file as the sweep does: result.json, config.json and status.json through their
+    record (distil.store.records: keys it does not know are dropped, absent ones stay absent),
+    progress.json through Rung; any other file (spec.json, ...) as plain JSON. Atomic, parents made."""
+    path = Path(path)
+    if path.name in RECORDS:
+        obj = RECORDS[path.name].from_json(obj).to_json()
+    elif path.name == "progress.json":
+        obj = {"rungs": [records.Rung.from_json(r).to_json() for r in obj["rungs"]]}
+    records.write_json(path, obj)
+
+
+def write_result(row_dir: Path | records.RowDir, result: dict | records.Result) -> dict:
+    """Write a row's result.json through distil.store.records.Result; returns the dict written."""
+    row = row_dir if isinstance(row_dir, records.RowDir) else records.RowDir(row_dir, "row")
+    record = result if isinstance(result, records.Result) else records.Result.from_json(result)
+    row.write_result(record)
+    return record.to_json()
 
 
 def labels_for(column: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -44,8 +63,8 @@ def noisy(labels: np.ndarray, wrong: float, seed: int) -> np.ndarray:
     return np.where(flip, 1 - labels, labels)
 
 
-def write_row(row_dir: Path, kind: str, preds: dict[str, dict[int, np.ndarray]], split_data: dict, params: dict | None = None,
-              **extra) -> dict:
+def write_row(row_dir: Path, kind: str, preds: dict[str, dict[int, np.ndarray]], split_data: dict,
+              params: dict | None = None, **extra) -> dict:
     """Write predictions/<column>-seed<s>.parquet and a result.json whose GLUE scores are computed
     from them. preds: {column: {seed: predictions (N,)}}; split_data: {column: (idx, labels)}."""
     runs: dict[tuple[str, int], dict] = {}
@@ -60,9 +79,8 @@ def write_row(row_dir: Path, kind: str, preds: dict[str, dict[int, np.ndarray]],
             run = runs.setdefault((task.name, seed), {"task": task.name, "seed": seed, "scores": {}, "subset_splits": [],
                                                       "seconds": 1.0})
             run["scores"][suffix] = {m: metrics.compute(m, labels, p) for m in task.metrics}
-    result = {"kind": kind, "params": params or {}, "glue": list(runs.values()), "n_params": 11_000_000, **extra}
-    write_json(row_dir / "result.json", result)
-    return result
+    return write_result(row_dir, records.Result(kind=kind, params=params or {}, glue=tuple(runs.values()),
+                                                n_params=11_000_000, **extra))
 
 
 # ---------------------------------------------------------------- the user's own tasks

@@ -39,9 +39,7 @@ def test_seeds_give_mean_and_std():
 
 
 def test_load_ranks_by_macro_with_pct_of_teacher_and_keeps_incomplete_trials(tmp_path):
-    def write(path, obj):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(obj))
+    from tests.handmade import write_json as write  # through distil.store.records, as the sweep writes
 
     write(tmp_path / "teacher" / "result.json", {"kind": "teacher", "params": {}, "glue": [_run("sst2", 0, **{"": {"accuracy": 80.0}})], "n_params": 100})
     params = {"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "temperature": 2.0, "layer_selection": "every_other"}
@@ -59,9 +57,7 @@ def test_load_ranks_by_macro_with_pct_of_teacher_and_keeps_incomplete_trials(tmp
 
 
 def test_reference_rows_give_gain_over_random_init_and_task_kd_has_no_macro(tmp_path):
-    def write(path, obj):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(obj))
+    from tests.handmade import write_json as write  # through distil.store.records, as the sweep writes
 
     sst2 = lambda acc: [_run("sst2", 0, **{"": {"accuracy": acc}}), _run("rte", 0, **{"": {"accuracy": 50.0}})]
     write(tmp_path / "teacher" / "result.json", {"kind": "teacher", "params": {}, "glue": sst2(90.0)})

@@ -3,7 +3,6 @@ real (tiny) student distilled-initialised from the real teacher."""
 
 import base64
 import io
-import json
 import math
 import re
 import shutil
@@ -33,8 +32,9 @@ def _glue(sst2, seconds=10.0):
 
 
 def _write(path, obj):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj))
+    from tests.handmade import write_json  # through distil.store.records, as the sweep writes
+
+    write_json(path, obj)
 
 
 @pytest.fixture(scope="module")
