@@ -82,7 +82,8 @@ def run(args: argparse.Namespace, how: str) -> int:
         quiet_libraries()
     # Workers' output goes to <out>/logs/workers.log (distil.store.logs) unless --verbose.
     ray.init(address=args.address or os.environ.get("RAY_ADDRESS", "local"), log_to_driver=args.verbose)
-    cache = Path(args.cache_dir or (state["cache_dir"] if state else preflight.DEFAULT_CACHE_DIR)).expanduser().resolve()
+    cache_dir = args.cache_dir or (state["cache_dir"] if state else preflight.DEFAULT_CACHE_DIR)
+    cache = Path(cache_dir).expanduser().resolve()
     # 2. Teacher and corpus (both cached): tokenise the corpus, fit the MLM head if it is missing.
     source, teacher_dir, head_fit, corpus_dir = prepare_teacher_and_corpus(spec, cache)
     # 3. Profiles (size, CPU latency) of the teacher and each student depth, timed while nothing else runs.
@@ -233,8 +234,8 @@ def claim_output_dir(location: str, cache_dir: str | None, dry_run: bool) -> tup
             raise SpecError(f"--output: cannot write to {location} ({str(e).splitlines()[0][:200]}); check the bucket, "
                             "your credentials and AWS_ENDPOINT_URL (README \"Results on S3\")") from None
         if held:
-            raise SpecError(f"--output: {location} already holds results; pass --output NEW_URI, or `resume {location}` "
-                            "to continue that sweep (nothing was changed)")
+            raise SpecError(f"--output: {location} already holds results; pass --output NEW_URI, or "
+                            f"`resume {location}` to continue that sweep (nothing was changed)")
         shutil.rmtree(out, ignore_errors=True)  # a working copy left by a run that never wrote to the URI
         out.mkdir(parents=True)
         return out, location

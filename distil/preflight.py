@@ -101,8 +101,8 @@ def check_remote(uri: str, field: str) -> None:
         raise SpecError(f"{field}: cannot open {uri} ({str(e).splitlines()[0][:200]}); check the URI, your credentials "
                         "and AWS_ENDPOINT_URL for an S3-compatible server") from None
     if not found:
-        raise SpecError(f"{field}: bucket {bucket!r} of {uri} does not exist; create it first (aws s3 mb s3://{bucket}) "
-                        "or pass another --output")
+        raise SpecError(f"{field}: bucket {bucket!r} of {uri} does not exist; create it first "
+                        f"(aws s3 mb s3://{bucket}) or pass another --output")
 
 
 # ---------------------------------------------------------------- teacher
@@ -121,7 +121,8 @@ def check_teacher(ref: str) -> str | None:
     try:
         config = rules.teacher_config(d)
     except FileNotFoundError:
-        raise SpecError(f"{where} has no config.json; point teacher.model at a dir saved with save_pretrained") from None
+        raise SpecError(f"{where} has no config.json; point teacher.model at a dir saved with "
+                        "save_pretrained") from None
     except (ValueError, OSError) as e:
         raise SpecError(f"{where}: config.json is not readable JSON ({_first_line(e)}); restore it from the "
                         "checkpoint") from None
@@ -149,7 +150,8 @@ def _check_weights(d: Path, where: str) -> None:
             with open(f, "rb") as fh:
                 (n,) = struct.unpack("<Q", fh.read(8))
                 header = json.loads(fh.read(n)) if 8 + n <= size else None
-            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0) if header else None
+            end = (max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+                   if header else None)
         except (struct.error, ValueError, KeyError, TypeError, AttributeError):
             end = None
         if end is None or 8 + n + end > size:
@@ -165,14 +167,17 @@ def _glue_runs(spec: SweepSpec) -> list[tuple[str, str, int, str, bool]]:
 
     def batch(task):
         o = g.overrides.get(task)
-        return (o.batch_size, f"glue.overrides.{task}.batch_size") if o and o.batch_size else (g.batch_size, "glue.batch_size")
+        if o and o.batch_size:
+            return o.batch_size, f"glue.overrides.{task}.batch_size"
+        return g.batch_size, "glue.batch_size"
 
     runs = [("glue.tasks", t, *batch(t), g.tasks != "all") for t in (list(TASKS) if g.tasks == "all" else g.tasks)]
     if spec.task_distill:
         runs += [("task_distill.tasks", t, *batch(t), True) for t in spec.task_distill.tasks]
     es = spec.search.early_stopping
     if es:
-        b, name = (es.proxy.batch_size, "search.early_stopping.proxy.batch_size") if es.proxy.batch_size else (g.batch_size, "glue.batch_size")
+        b, name = ((es.proxy.batch_size, "search.early_stopping.proxy.batch_size") if es.proxy.batch_size
+                   else (g.batch_size, "glue.batch_size"))
         runs += [("search.early_stopping.proxy.tasks", t, b, name, True) for t in es.proxy.tasks]
     return runs
 
@@ -185,9 +190,11 @@ def check_glue(spec: SweepSpec) -> None:
     if not rules.is_local(data):
         return
     if not os.path.exists(data):  # a resumed spec whose data has moved since
-        raise SpecError(f"glue.data: {data} does not exist; put the GLUE dir back there or start a new run with the new path")
+        raise SpecError(f"glue.data: {data} does not exist; put the GLUE dir back there or start a new run with the "
+                        "new path")
     if not os.path.isdir(data):
-        raise SpecError(f"glue.data: {data} is not a directory; point it at a dir of <task>/<split>.parquet or use nyu-mll/glue")
+        raise SpecError(f"glue.data: {data} is not a directory; point it at a dir of <task>/<split>.parquet or use "
+                        "nyu-mll/glue")
     rows: dict[str, int] = {}  # file -> rows, each file read once
 
     def n_rows(path: str, task: str) -> int:
@@ -224,7 +231,8 @@ def check_glue(spec: SweepSpec) -> None:
                 raise SpecError(f"glue.data: {path} has {n} rows; a validation split needs at least {MIN_EVAL_ROWS} "
                                 "to be scored; restore the split")
     if not checked and spec.glue.tasks == "all":
-        raise SpecError(f"glue.data: no GLUE task in {data} (expected <task>/train.parquet and <task>/validation.parquet, "
+        raise SpecError(f"glue.data: no GLUE task in {data} (expected <task>/train.parquet and "
+                        "<task>/validation.parquet, "
                         "e.g. sst2/); point glue.data at a GLUE dir or use nyu-mll/glue")
 
 
@@ -247,9 +255,11 @@ def _glue_split(path: str, task_name: str) -> int:
         raise SpecError(f"glue.data: {path} is damaged ({_first_line(e)}); restore the file") from None
     for c in task.text_fields:
         if not (pa.types.is_string(table[c].type) or pa.types.is_large_string(table[c].type)):
-            raise SpecError(f"glue.data: {path} column {c!r} is {table[c].type}, not text; {task_name} needs strings there")
+            raise SpecError(f"glue.data: {path} column {c!r} is {table[c].type}, not text; {task_name} needs "
+                            "strings there")
         if table[c].null_count:
-            raise SpecError(f"glue.data: {path} has {table[c].null_count} null value(s) in {c!r}; drop or fill those rows")
+            raise SpecError(f"glue.data: {path} has {table[c].null_count} null value(s) in {c!r}; drop or fill "
+                            "those rows")
     label = table["label"]
     if label.null_count:
         raise SpecError(f"glue.data: {path} has {label.null_count} null label(s); drop those rows")
@@ -257,7 +267,8 @@ def _glue_split(path: str, task_name: str) -> int:
         return 0
     if task.num_labels == 1:  # regression: transformers' MSE loss needs float labels
         if not pa.types.is_floating(label.type):
-            raise SpecError(f"glue.data: {path} label is {label.type}; {task_name} is a regression task, cast label to float32")
+            raise SpecError(f"glue.data: {path} label is {label.type}; {task_name} is a regression task, cast "
+                            "label to float32")
         if not pc.all(pc.is_finite(label)).as_py():
             raise SpecError(f"glue.data: {path} has NaN or infinite labels; drop those rows")
         return len(table)
@@ -293,7 +304,8 @@ def check_corpus(spec: SweepSpec, teacher_dir: str | None) -> None:
     need = rules.train_sequences_needed(d)
     if c.max_sequences < need:
         raise SpecError(f"corpus.max_sequences: {c.max_sequences} sequences are fewer than one batch per worker "
-                        f"(distill.batch_size {d.batch_size} × num_workers {d.num_workers}); raise it to at least {need}")
+                        f"(distill.batch_size {d.batch_size} × num_workers {d.num_workers}); raise it to at least "
+                        f"{need}")
     count = _token_counter(teacher_dir)
     for field, split, want in (("corpus.train_split", c.train_split, need), ("corpus.eval_split", c.eval_split, 1)):
         path = rules.corpus_split_file(c, split)
@@ -402,8 +414,9 @@ def check_address(address: str, field: str = "--address") -> None:
         except grpc.RpcError as e:
             if e.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                 detail = (e.details() or e.code().name).splitlines()[0][:120]
-                raise SpecError(f"{field}: {address} answers, but not as a Ray GCS ({e.code().name}: {detail}); give the "
-                                "head node's GCS address (host:6379, as `ray start --head` prints it); nothing was started") from None
+                raise SpecError(f"{field}: {address} answers, but not as a Ray GCS ({e.code().name}: {detail}); "
+                                "give the head node's GCS address (host:6379, as `ray start --head` prints it); "
+                                "nothing was started") from None
 
 
 # ---------------------------------------------------------------- helpers
@@ -411,7 +424,8 @@ def _open_parquet(path: str, field: str) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
-        raise SpecError(f"{field}: {path} is not a readable parquet file ({_first_line(e)}); restore or re-export it") from None
+        raise SpecError(f"{field}: {path} is not a readable parquet file ({_first_line(e)}); restore or "
+                        "re-export it") from None
 
 
 def _json_or_empty(path: Path) -> dict:

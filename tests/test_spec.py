@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distil.config.spec import SpecError, load_spec, parse_layer_key, layer_key
+from distil.config.spec import SpecError, layer_key, load_spec, parse_layer_key, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,40 +38,53 @@ def _write(tmp_path, **changes):
         ({"distill.num_workers": 0}, r"distill\.num_workers: Input should be greater than or equal to 1"),
         ({"search.temperature": {"low": 0.0, "high": 2.0}}, r"temperature: 0\.0 is out of range"),
         ({"search.alpha_ce": {"low": 3.0, "high": 1.0}}, r"search\.alpha_ce.*low \(3\.0\) must be <= high"),
-        ({"search.alpha_ce": 0.0, "search.alpha_mlm": 0.0, "search.alpha_cos": 0.0, "search.points_to_evaluate": []}, r"can all only be 0: nothing to learn"),
+        ({"search.alpha_ce": 0.0, "search.alpha_mlm": 0.0, "search.alpha_cos": 0.0, "search.points_to_evaluate": []},
+         r"can all only be 0: nothing to learn"),
         ({"search.alpha_ce": {"choices": [0.0]}, "search.alpha_mlm": 0.0, "search.alpha_cos": {"low": 0.0, "high": 0.0},
           "search.points_to_evaluate": []}, r"can all only be 0"),
         ({"distill.token_budget": 100000}, r"distill: give either steps or token_budget"),
         ({"search.layer_selection": "middle", "search.points_to_evaluate": []}, r"unknown layer selection 'middle'"),
-        ({"search.layer_selection": [0, 1], "search.points_to_evaluate": []}, r"list \[0, 1\] has 2 layers but student\.n_layers is 3"),
+        ({"search.layer_selection": [0, 1], "search.points_to_evaluate": []},
+         r"list \[0, 1\] has 2 layers but student\.n_layers is 3"),
         ({"search.layer_selection": [0, 0, 1], "search.points_to_evaluate": []}, r"distinct non-negative"),
         ({"glue.tasks": ["sst2", "squad"]}, r"unknown GLUE task\(s\) \['squad'\]"),
-        ({"glue.overrides": {"squad": {"lr": 1e-5}}}, r"spec\.yaml: glue\.overrides: overrides for unknown task\(s\) \['squad'\]"),
+        ({"glue.overrides": {"squad": {"lr": 1e-5}}},
+         r"spec\.yaml: glue\.overrides: overrides for unknown task\(s\) \['squad'\]"),
         ({"glue.seeds_on": "large"}, r"glue\.seeds_on: Input should be 'small' or 'all'"),
         ({"glue.data": "./no/such/dir"}, r"glue\.data: path './no/such/dir' does not exist"),
         ({"search.points_to_evaluate": [{"alpha": 1.0}]}, r"points_to_evaluate\[0\] names \['alpha'\]"),
-        ({"task_distill.tasks": ["squad"]}, r"spec\.yaml: task_distill\.tasks: \['squad'\] not in glue\.tasks or tasks"),
-        ({"task_distill.tasks": ["sst2"], "task_distill.layer_selection": "random_init"}, r"task_distill\.layer_selection: .*no teacher layers"),
-        ({"task_distill.tasks": ["sst2"], "task_distill.alpha_ce": 1.5}, r"task_distill\.alpha_ce: .*less than or equal to 1"),
-        ({"task_distill.tasks": ["cola"], "glue.tasks": ["sst2"]}, r"task_distill\.tasks: \['cola'\] not in glue\.tasks"),
-        ({"search.points_to_evaluate": [{"alpha_ce": 5.0}]}, r"points_to_evaluate\[0\] lacks \['alpha_cos', 'alpha_mlm', 'layer_selection', 'temperature'\]"),
+        ({"task_distill.tasks": ["squad"]},
+         r"spec\.yaml: task_distill\.tasks: \['squad'\] not in glue\.tasks or tasks"),
+        ({"task_distill.tasks": ["sst2"], "task_distill.layer_selection": "random_init"},
+         r"task_distill\.layer_selection: .*no teacher layers"),
+        ({"task_distill.tasks": ["sst2"], "task_distill.alpha_ce": 1.5},
+         r"task_distill\.alpha_ce: .*less than or equal to 1"),
+        ({"task_distill.tasks": ["cola"], "glue.tasks": ["sst2"]},
+         r"task_distill\.tasks: \['cola'\] not in glue\.tasks"),
+        ({"search.points_to_evaluate": [{"alpha_ce": 5.0}]},
+         r"points_to_evaluate\[0\] lacks \['alpha_cos', 'alpha_mlm', 'layer_selection', 'temperature'\]"),
         ({"search.points_to_evaluate": [{"alpha_ce": 9.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "temperature": 2.0,
-                                         "layer_selection": "every_other"}]}, r"points_to_evaluate\[0\]\.alpha_ce: 9\.0 is outside"),
+                                         "layer_selection": "every_other"}]},
+                                          r"points_to_evaluate\[0\]\.alpha_ce: 9\.0 is outside"),
         ({"search.points_to_evaluate": [{"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "temperature": 2.0,
-                                         "layer_selection": "uniform"}]}, r"points_to_evaluate\[0\]\.layer_selection: 'uniform' is outside"),
+                                         "layer_selection": "uniform"}]},
+                                          r"points_to_evaluate\[0\]\.layer_selection: 'uniform' is outside"),
         ({"search.alpha_ce": float("nan")}, r"search\.alpha_ce: .*finite"),
         ({"search.temperature": float("inf")}, r"search\.temperature: .*finite"),
-        ({"search.alpha_ce": {"choices": [0.0, 1.0]}, "search.alpha_mlm": {"choices": [0.0, 2.0]}, "search.alpha_cos": 0.0,
-          "search.points_to_evaluate": []}, r"can all be 0 in one draw"),
+        ({"search.alpha_ce": {"choices": [0.0, 1.0]}, "search.alpha_mlm": {"choices": [0.0, 2.0]},
+          "search.alpha_cos": 0.0, "search.points_to_evaluate": []}, r"can all be 0 in one draw"),
         ({"search.objectives": ["accuracy"]}, r"objectives: the first must be a score to maximise"),
         ({"search.objectives": ["macro_score", "latency_ms_b32"], "search.early_stopping": {"rungs": 2}},
          r"early_stopping with two objectives is not supported"),
-        ({"search.early_stopping": {"proxy": {"tasks": ["squad"]}}}, r"search\.early_stopping\.proxy\.tasks: unknown task\(s\) \['squad'\]"),
-        ({"student.n_layers": {"choices": [2, 3]}, "search.layer_selection": [0, 2, 4], "search.points_to_evaluate": []},
+        ({"search.early_stopping": {"proxy": {"tasks": ["squad"]}}},
+         r"search\.early_stopping\.proxy\.tasks: unknown task\(s\) \['squad'\]"),
+        ({"student.n_layers": {"choices": [2, 3]}, "search.layer_selection": [0, 2, 4],
+          "search.points_to_evaluate": []},
          r"a searched depth needs rule names"),
         ({"glue.data": "shared/data/glue"}, r"glue\.data: path 'shared/data/glue' does not exist"),
         ({"glue.tasks": []}, r"spec\.yaml: glue\.tasks: no GLUE task and no tasks: nothing to fine-tune on"),
-        ({"tasks": [{"name": "x", "data": "./no/such/dir"}]}, r"spec\.yaml: tasks\.x\.data: path './no/such/dir' does not exist"),
+        ({"tasks": [{"name": "x", "data": "./no/such/dir"}]},
+         r"spec\.yaml: tasks\.x\.data: path './no/such/dir' does not exist"),
     ],
 )
 def test_bad_specs_give_one_line_errors_naming_the_field(tmp_path, changes, message):
@@ -103,7 +116,8 @@ def test_local_paths_become_absolute(tmp_path):
 
 
 def _cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, str(ROOT / "run_sweep.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(ROOT / "run_sweep.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
 
 
 def test_cli_rejects_bad_spec_with_exit_2_and_one_line(tmp_path):
@@ -114,7 +128,8 @@ def test_cli_rejects_bad_spec_with_exit_2_and_one_line(tmp_path):
 
 
 def test_cli_explicit_layer_list_out_of_teacher_range(tmp_path):
-    r = _cli(str(_write(tmp_path, **{"search.layer_selection": [0, 3, 6], "search.points_to_evaluate": []})), "--dry-run", "--output", str(tmp_path / "o"))
+    spec = _write(tmp_path, **{"search.layer_selection": [0, 3, 6], "search.points_to_evaluate": []})
+    r = _cli(str(spec), "--dry-run", "--output", str(tmp_path / "o"))
     assert r.returncode == 2 and "[0, 5]" in r.stderr
 
 
@@ -131,3 +146,13 @@ def test_dry_run_validates_the_paper_scale_spec_without_network(tmp_path):
     r = _cli("sweeps/distilbert-base.yaml", "--dry-run", "--output", str(tmp_path / "o"))
     assert r.returncode == 0, r.stderr
     assert "spec OK: distilbert-base" in r.stdout and not (tmp_path / "o").exists()
+
+
+def test_yaml_merge_keys_may_be_overridden_but_a_key_given_twice_is_refused(tmp_path):
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  x: 3\n")
+    assert read_yaml(merged) == {"base": {"x": 1, "y": 2}, "other": {"x": 3, "y": 2}}
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("glue:\n  lr: 1.0e-4\n  epochs: 1\n  lr: 2.0e-4\n")
+    with pytest.raises(SpecError, match=r"twice\.yaml: key 'lr' is given twice, at line 2 and line 4; keep one"):
+        read_yaml(twice)

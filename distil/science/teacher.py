@@ -50,7 +50,8 @@ def masked_token_accuracy(model, sequences, probs, mask_id, pad_id, batch_size=3
     return 100.0 * hits / max(total, 1)
 
 
-def fit_mlm_head(model: BertForMaskedLM, corpus_dir: Path, fit: HeadFitSpec, special_ids, mask_id, pad_id, seed=0) -> dict:
+def fit_mlm_head(model: BertForMaskedLM, corpus_dir: Path, fit: HeadFitSpec, special_ids, mask_id, pad_id,
+                 seed=0) -> dict:
     """Train only the MLM head (transform + bias) with uniform 15 % masking; returns a report dict."""
     torch.manual_seed(seed)
     train, held_out = load_sequences(corpus_dir, "train"), load_sequences(corpus_dir, "eval")[: fit.eval_sequences]
@@ -99,7 +100,8 @@ def _content_key(source: str, corpus_dir: Path, fit: HeadFitSpec) -> str:
     return h.hexdigest()[:16]
 
 
-def prepare_teacher(source: str, corpus_dir: Path, fit: HeadFitSpec, cache_dir: Path, seed: int = 0) -> tuple[str, dict]:
+def prepare_teacher(source: str, corpus_dir: Path, fit: HeadFitSpec, cache_dir: Path,
+                    seed: int = 0) -> tuple[str, dict]:
     """(dir of a BertForMaskedLM with a real MLM head, report). Fits and caches the head if missing.
 
     A teacher whose checkpoint has the head is used as is (report says `fitted_head: False`).
@@ -113,7 +115,8 @@ def prepare_teacher(source: str, corpus_dir: Path, fit: HeadFitSpec, cache_dir: 
         return str(out), json.loads((out / "head_fit.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(source)
     print(f"fitting the teacher's MLM head, encoder frozen ({fit.steps} steps of {fit.batch_size}) ...", flush=True)
-    report = fit_mlm_head(model, corpus_dir, fit, tokenizer.all_special_ids, tokenizer.mask_token_id, tokenizer.pad_token_id, seed)
+    report = fit_mlm_head(model, corpus_dir, fit, tokenizer.all_special_ids, tokenizer.mask_token_id,
+                          tokenizer.pad_token_id, seed)
     report["source"] = source
     tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp)
