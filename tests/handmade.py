@@ -76,7 +76,8 @@ def write_row(row_dir: Path, kind: str, preds: dict[str, dict[int, np.ndarray]],
             (row_dir / "predictions").mkdir(parents=True, exist_ok=True)
             pd.DataFrame({"idx": idx, "label": labels, "prediction": p}).to_parquet(
                 row_dir / "predictions" / f"{column}-seed{seed}.parquet", index=False)
-            run = runs.setdefault((task.name, seed), {"task": task.name, "seed": seed, "scores": {}, "subset_splits": [],
+            run = runs.setdefault((task.name, seed), {"task": task.name, "seed": seed, "scores": {},
+                                                      "subset_splits": [],
                                                       "seconds": 1.0})
             run["scores"][suffix] = {m: metrics.compute(m, labels, p) for m in task.metrics}
     return write_result(row_dir, records.Result(kind=kind, params=params or {}, glue=tuple(runs.values()),
@@ -123,7 +124,8 @@ def task_logits(task, labels: np.ndarray, quality: float, seed: int) -> np.ndarr
     return ((2 * labels - 1) * 3 * quality + rng.normal(0, 1, (n, k)) - 2).astype(np.float32)
 
 
-def write_task_runs(row_dir: Path, task, split_data: tuple, logits_by_seed: dict[int, np.ndarray], seconds: float) -> list[dict]:
+def write_task_runs(row_dir: Path, task, split_data: tuple, logits_by_seed: dict[int, np.ndarray],
+                    seconds: float) -> list[dict]:
     """Save an own task's predictions as distil.evaluation.finetune does (predictions_frame) and return its
     runs (finetune_and_evaluate's dicts), scored by finetune.score_predictions."""
     from distil.evaluation.finetune import predictions_frame, score_predictions

@@ -21,7 +21,8 @@ def sequences(tokenizer, tmp_path_factory):
 
 def test_tokenised_corpus_is_real_text_framed_by_cls_sep(sequences, tokenizer):
     assert len(sequences) == 64
-    assert all(s[0] == tokenizer.cls_token_id and s[-1] == tokenizer.sep_token_id and 12 + 2 <= len(s) <= 48 for s in sequences)
+    assert all(s[0] == tokenizer.cls_token_id and s[-1] == tokenizer.sep_token_id and 12 + 2 <= len(s) <= 48
+               for s in sequences)
     assert len(tokenizer.decode(sequences[0][1:-1]).split()) >= 5
 
 

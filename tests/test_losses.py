@@ -48,7 +48,8 @@ def test_distillation_loss_weights_terms_and_skips_zero_alphas():
                             weights=LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0))
     expected = 5 * ce_loss(s, t, 2.0) + 2 * mlm_loss(s, labels) + cosine_loss(hs, ht)
     assert torch.allclose(out["loss"], expected)
-    only_cos = distillation_loss(student_logits=s, teacher_logits=t, labels=labels, student_hidden=hs, teacher_hidden=ht,
+    only_cos = distillation_loss(student_logits=s, teacher_logits=t, labels=labels, student_hidden=hs,
+                                 teacher_hidden=ht,
                                  weights=LossWeights(alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=1.0, temperature=2.0))
     assert only_cos["ce"].item() == 0 and only_cos["mlm"].item() == 0
     assert torch.allclose(only_cos["loss"], cosine_loss(hs, ht))
@@ -60,7 +61,8 @@ def test_mlm_rows_select_masked_positions_among_all_projected():
     rows = torch.tensor([False, True, False, True, False])
     labels = torch.tensor([2, 6])
     out = distillation_loss(student_logits=s, teacher_logits=t, labels=labels, student_hidden=s, teacher_hidden=t,
-                            mlm_rows=rows, weights=LossWeights(alpha_ce=1.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0))
+                            mlm_rows=rows,
+                            weights=LossWeights(alpha_ce=1.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0))
     assert torch.allclose(out["mlm"], mlm_loss(s[rows], labels))
     assert torch.allclose(out["ce"], ce_loss(s, t, 1.0))  # KL over every projected position
 

@@ -1,7 +1,6 @@
 """The search without a cluster: sampler settings, the searcher's study (real Optuna, real SQLite),
 and the early-stopping scheduler's rung logic (real Ray Tune ASHA)."""
 
-import json
 from types import SimpleNamespace
 
 import optuna
@@ -11,6 +10,7 @@ from ray.tune.schedulers import TrialScheduler
 
 from distil.search.tuner import BUDGET, PROXY, RungScheduler, make_sampler, make_scheduler, make_searcher, tune_space
 from distil.config.spec import load_spec
+from distil.store.records import ProxyPoint, ResultsDir, Rung
 from tests.conftest import ROOT
 
 
@@ -67,7 +67,8 @@ def test_study_records_who_proposed_each_trial_and_each_trial_once(tmp_path):
     study = optuna.load_study(study_name=spec.name, storage=url)
     trials = study.get_trials()
     assert [t.number for t in trials] == list(range(6))
-    assert [t.user_attrs["proposed_by"] for t in trials] == ["points_to_evaluate", "random (startup)", "tpe", "tpe", "tpe", "tpe"]
+    assert [t.user_attrs["proposed_by"] for t in trials] == ["points_to_evaluate", "random (startup)",
+                                                             "tpe", "tpe", "tpe", "tpe"]
     assert [t.user_attrs["tune_trial_id"] for t in trials] == [f"t{i}" for i in range(6)]
     assert trials[0].params["alpha_ce"] == 5.0 and trials[0].params["layer_selection"] == "every_other"
     assert trials[3].state == optuna.trial.TrialState.PRUNED and trials[3].intermediate_values == {0: 40.0, 1: 38.0}
@@ -90,8 +91,9 @@ def test_asha_stops_a_trial_below_the_rung_cutoff_and_relearns_rungs_after_a_res
     assert sched.on_trial_result(None, _trial("a"), {"macro_score": 40.0}) == TrialScheduler.CONTINUE
 
     # After a restart, a fresh scheduler learns the scores recorded before from progress.json.
-    (tmp_path / "candidates" / "a").mkdir(parents=True)
-    (tmp_path / "candidates" / "a" / "progress.json").write_text(json.dumps({"rungs": [{"rung": 0, BUDGET: 1, PROXY: 60.0}]}))
+    rung = Rung(rung=0, fraction=1 / 3, step=2, tokens=100, distill={}, distill_seconds=1.0, rung_budget=1,
+                proxy=ProxyPoint({"sst2": 60.0}, proxy_score=60.0, proxy_seconds=1.0))
+    ResultsDir(tmp_path).candidate("a").write_rungs([rung])
     fresh = make_scheduler(spec, str(tmp_path))
     assert isinstance(fresh, RungScheduler)
     fresh.on_trial_add(None, _trial("c"))

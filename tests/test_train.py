@@ -16,7 +16,8 @@ PARAMS = CandidateParams(LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0,
 def test_candidate_params_are_written_flat_in_the_order_of_older_sweeps():
     # config.json and result.json "params": the loss weights flat beside the student's shape and init.
     flat = PARAMS.to_json()
-    assert list(flat) == ["alpha_ce", "alpha_mlm", "alpha_cos", "temperature", "layer_selection", "n_layers", "alpha_mse"]
+    assert list(flat) == ["alpha_ce", "alpha_mlm", "alpha_cos", "temperature", "layer_selection", "n_layers",
+                          "alpha_mse"]
     assert CandidateParams.from_values(flat) == PARAMS and flat["alpha_mse"] == 0.0
     with pytest.raises(ValueError, match="every alpha is 0"):
         CandidateParams.from_values({**flat, "alpha_ce": 0.0, "alpha_mlm": 0.0, "alpha_cos": 0.0})
@@ -38,7 +39,8 @@ def assets(tmp_path_factory, teacher_source, tokenizer):
 
     cache = tmp_path_factory.mktemp("cache")
     corpus_dir = prepare_corpus(CorpusSpec(path=str(CORPUS), max_seq_len=32, max_sequences=128), tokenizer, cache, 16)
-    teacher_dir, _ = prepare_teacher(teacher_source, corpus_dir, HeadFitSpec(steps=2, batch_size=4, eval_sequences=8), cache)
+    teacher_dir, _ = prepare_teacher(teacher_source, corpus_dir, HeadFitSpec(steps=2, batch_size=4, eval_sequences=8),
+                                     cache)
     return {"teacher_dir": teacher_dir, "corpus_dir": str(corpus_dir)}
 
 
@@ -59,7 +61,8 @@ def test_worker_failure_resumes_to_the_same_student(tmp_path, assets, ray_cluste
     job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)
     clean = distill_student("clean", PARAMS, job, tmp_path / "clean")
     marker = tmp_path / "failed-once"
-    failing = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0, fail_once_at_step=3, fail_once_marker=str(marker))
+    failing = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0, fail_once_at_step=3,
+                         fail_once_marker=str(marker))
     failed = distill_student("failed", PARAMS, failing, tmp_path / "failed")
     assert marker.exists()  # the failure really happened, and the run still finished
     assert clean["step"] == failed["step"] == 6
@@ -95,7 +98,8 @@ def test_nan_loss_stops_the_run_with_its_step(tmp_path, assets, ray_cluster):
 
     d = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=2)
     job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)
-    overflowing = replace(PARAMS, weights=replace(PARAMS.weights, alpha_cos=1e39))  # beyond float32: the weighted loss is inf at once
+    # beyond float32: the weighted loss is inf at once
+    overflowing = replace(PARAMS, weights=replace(PARAMS.weights, alpha_cos=1e39))
     with pytest.raises(NonFiniteLoss, match=r"loss is inf at step 1\b"):
         distill_student("nan", overflowing, job, tmp_path / "nan")
 

@@ -41,7 +41,8 @@ def _encode(task: Task, ds, tokenizer, max_seq_len: int):
     (int64 class id; float32 multi-hot (num_labels,) vector; float32 value) and `idx`."""
     from datasets import Features, List, Value
 
-    label_type = {SINGLE: Value("int64"), MULTI: List(Value("float32")), REGRESSION: Value("float32")}[task.problem_type]
+    label_types = {SINGLE: Value("int64"), MULTI: List(Value("float32")), REGRESSION: Value("float32")}
+    label_type = label_types[task.problem_type]
 
     def encode(batch):
         out = dict(tokenizer(*[batch[f] for f in task.text_fields], truncation=True, max_length=max_seq_len))
@@ -80,7 +81,8 @@ def build_task_data(task: Task, settings: FinetuneSettings, tokenizer) -> dict:
 def _fingerprint(task: Task, settings: FinetuneSettings, tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:  # the whole tokenizer (normaliser, vocab, ...) less the state each call sets
-        vocab = json.dumps({k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")},
+        state = json.loads(backend.to_str())
+        vocab = json.dumps({k: v for k, v in state.items() if k not in ("truncation", "padding")},
                            sort_keys=True)
     else:
         vocab = json.dumps(sorted(tokenizer.get_vocab().items()))
@@ -112,7 +114,8 @@ def prepare_task_data(task: Task, settings: FinetuneSettings, tokenizer, cache_d
     data = build_task_data(task, settings, tokenizer)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    meta = {"task": task.name, "max_seq_len": settings.max_seq_len, "subset_splits": data["subset_splits"], "splits": {}}
+    meta = {"task": task.name, "max_seq_len": settings.max_seq_len, "subset_splits": data["subset_splits"],
+            "splits": {}}
     for split, limit_key in _splits(task).items():
         ds = data["splits"][split]
         if ds is not None:
@@ -148,7 +151,8 @@ def load_task_data(data_cache: str, task: Task, settings: FinetuneSettings) -> d
             continue
         limit = settings.limit(limit_key)
         if not info["complete"] and (limit is None or limit > info["rows"]):
-            raise ValueError(f"data_cache {data_cache}: split {split!r} holds {info['rows']} rows, asked {limit}; prepare more")
+            raise ValueError(f"data_cache {data_cache}: split {split!r} holds {info['rows']} rows, asked {limit}; "
+                             "prepare more")
         ds = load_from_disk(str(Path(data_cache) / split))
         splits[split] = ds.select(range(limit)) if limit is not None and limit < len(ds) else ds
     return {"splits": splits, "subset_splits": meta["subset_splits"]}

@@ -35,11 +35,13 @@ def task_kd_loss(student_logits, teacher_logits, labels, alpha_ce: float, temper
     if labels.dim() == 2:
         s, t = student_logits / temperature, teacher_logits / temperature
         soft = F.binary_cross_entropy_with_logits(s, torch.sigmoid(t)) * temperature**2
-        return alpha_ce * soft + (1 - alpha_ce) * F.binary_cross_entropy_with_logits(student_logits, labels.to(student_logits.dtype))
+        hard = F.binary_cross_entropy_with_logits(student_logits, labels.to(student_logits.dtype))
+        return alpha_ce * soft + (1 - alpha_ce) * hard
     if student_logits.shape[-1] == 1:
         s = student_logits.squeeze(-1)
         return alpha_ce * F.mse_loss(s, teacher_logits.squeeze(-1)) + (1 - alpha_ce) * F.mse_loss(s, labels.float())
-    return alpha_ce * ce_loss(student_logits, teacher_logits, temperature) + (1 - alpha_ce) * F.cross_entropy(student_logits, labels)
+    hard = F.cross_entropy(student_logits, labels)
+    return alpha_ce * ce_loss(student_logits, teacher_logits, temperature) + (1 - alpha_ce) * hard
 
 
 def _teacher_logits_adder(teacher_dir: str, batch_size: int = 64):

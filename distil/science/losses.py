@@ -1,4 +1,5 @@
-"""Distillation losses of DistilBERT (Sanh et al. 2019, §2-3; HF `examples/research_projects/distillation/distiller.py`).
+"""Distillation losses of DistilBERT (Sanh et al. 2019, §2-3; HF
+`examples/research_projects/distillation/distiller.py`).
 
     L = alpha_ce · L_ce + alpha_mlm · L_mlm + alpha_cos · L_cos + alpha_mse · L_mse
 

@@ -63,7 +63,8 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
         if k < len(rungs):
             continue  # done before a restart
         t0 = time.time()
-        metrics = distill_student(train_run_name(trial_id), params, ctx.job, cand.student_dir, stop_at_fraction=fraction)
+        metrics = distill_student(train_run_name(trial_id), params, ctx.job, cand.student_dir,
+                                  stop_at_fraction=fraction)
         rung = Rung(rung=k, fraction=fraction, step=metrics.get("step"), tokens=metrics.get("tokens"), distill=metrics,
                     distill_seconds=round(time.time() - t0, 1), rung_budget=es.reduction_factor ** k if es else None,
                     proxy=proxy_point(str(cand.student_dir), ctx) if es else None)

@@ -72,7 +72,8 @@ def tune_space(spec: SweepSpec) -> dict:
 
 def encoded_points(spec: SweepSpec) -> list[dict]:
     """points_to_evaluate with layer lists as canonical keys (as the space has them)."""
-    return [{k: layer_key(v) if k == "layer_selection" else v for k, v in p.items()} for p in spec.search.points_to_evaluate]
+    return [{k: layer_key(v) if k == "layer_selection" else v for k, v in p.items()}
+            for p in spec.search.points_to_evaluate]
 
 
 class Searcher(OptunaSearch):
@@ -92,7 +93,8 @@ class Searcher(OptunaSearch):
             # TPE/GP/CMA-ES sample at random until n_startup_trials trials are COMPLETE or PRUNED
             # (optuna.samplers.TPESampler._sample_relative); enqueued points are fixed params.
             trials = self._ot_study.get_trials(deepcopy=False)
-            finished = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
+            ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            finished = sum(t.state in ended for t in trials)
             if "fixed_params" in trials[ot_trial.number].system_attrs:
                 who = "points_to_evaluate"
             elif self._sampler_name == "random" or finished < self._n_startup:
@@ -227,7 +229,8 @@ def _first_line(trial) -> str:
     except Exception:  # the error file may be missing when the trial's actor died
         text = ""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    causes = [ln for ln in lines if ":" in ln and not ln.startswith(("File ", "Traceback", "The above", "During handling"))]
+    context = ("File ", "Traceback", "The above", "During handling")
+    causes = [ln for ln in lines if ":" in ln and not ln.startswith(context)]
     return (causes[-1] if causes else lines[-1] if lines else "the trial's process died without an error message")[:300]
 
 
@@ -253,7 +256,8 @@ class EventLog(tune.Callback):
                     continue  # being replaced right now
                 if self._shown.get(trial.trial_id) != m.get("step"):
                     self._shown[trial.trial_id] = m.get("step")
-                    self._say(trial, f"distilling: step {m.get('step')}/{m.get('total_steps')}, loss {_fmt(m.get('loss'))}, "
+                    self._say(trial, f"distilling: step {m.get('step')}/{m.get('total_steps')}, "
+                                     f"loss {_fmt(m.get('loss'))}, "
                                      f"{_fmt(m.get('tokens_per_s'))} tokens/s")
 
     def _say(self, trial, what: str) -> None:
@@ -265,7 +269,8 @@ class EventLog(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if PROXY in result:
-            self._say(trial, f"rung {int(result['rung'])} at step {result.get('step')}: proxy_score {result[PROXY]:.2f}")
+            self._say(trial, f"rung {int(result['rung'])} at step {result.get('step')}: "
+                             f"proxy_score {result[PROXY]:.2f}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         cand = self.out.candidate(trial.trial_id)
@@ -300,7 +305,8 @@ class SyncResults(tune.Callback):
     on_trial_start = on_trial_result = on_trial_complete = on_trial_error = _push
 
 
-def build_tuner(spec: SweepSpec, trainable, results_dir: str, train_storage: str, remote: str | None = None) -> tune.Tuner:
+def build_tuner(spec: SweepSpec, trainable, results_dir: str, train_storage: str,
+                remote: str | None = None) -> tune.Tuner:
     """A new Tuner for the sweep: searcher, scheduler, janitor, event lines, max_concurrent trials.
 
     remote: the URI the results go to (`--output s3://...`): Tune keeps its experiment at
@@ -327,7 +333,8 @@ def status_table(spec: SweepSpec) -> tune.CLIReporter:
     """Tune's status table, with the searched parameters and the live metrics: distillation step
     and loss, rung and proxy score while a trial distils, its objectives when it is done."""
     names, _ = objectives(spec)
-    metrics = {"step": "step", "loss": "loss", "tokens_per_s": "tok/s", "rung": "rung", PROXY: "proxy", **{n: n for n in names}}
+    metrics = {"step": "step", "loss": "loss", "tokens_per_s": "tok/s", "rung": "rung", PROXY: "proxy",
+               **{n: n for n in names}}
     params = {n: n.replace("alpha_", "a_").replace("layer_selection", "layers").replace("temperature", "T")
               for n in spec.space()}
     return tune.CLIReporter(metric_columns=metrics, parameter_columns=params, max_report_frequency=60,
