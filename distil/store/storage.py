@@ -20,7 +20,9 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
-RAY_OWNED = ("tune", "train")  # written to the URI by Ray itself, never through the working copy
+from distil.store.records import TRAIN_DIR, TUNE_DIR
+
+RAY_OWNED = (TUNE_DIR, TRAIN_DIR)  # written to the URI by Ray itself, never through the working copy
 
 
 def is_remote(location: str | Path) -> bool:
