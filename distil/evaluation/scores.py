@@ -70,7 +70,7 @@ def macro_over(columns: dict, tasks):
 def task_score(run: dict) -> float:
     """One fine-tuning run's task score (GLUE's or an own task's): the mean over its splits with
     scores of the mean of each split's metrics (mnli: (m + mm) / 2); NaN if none scored. The
-    early-stopping proxy averages these (distil.search.sweep)."""
+    early-stopping proxy averages these (distil.search.finetune_runs.proxy_point)."""
     columns = split_scores([run])
     return float(np.mean([v[0] for v in columns.values()])) if columns else math.nan
 
@@ -85,7 +85,7 @@ def row_from_result(result: dict, include_wnli: bool = True, tasks=()) -> dict:
 
     tasks: the spec's own tasks (Task rows or their dicts): their split columns, tasks_macro and
     finetune_seconds_<task> (seconds of one fine-tuning run of that task, mean over its seeds)
-    are added. The sweep reads a trial's objectives from this row (distil.search.sweep)."""
+    are added. The sweep reads a trial's objectives from this row (distil.search.trial)."""
     tasks = own_tasks(tasks)
     runs = result.get("glue", [])
     per_seed = split_scores(runs)

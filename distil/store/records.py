@@ -107,7 +107,7 @@ class Rung:
     fraction: float  # share of the planned steps done at its end
     step: int | None
     tokens: int | None  # cumulative real tokens
-    distill: dict  # distil.search.train.distil_student's metrics
+    distill: dict  # distil.search.train.distill_student's metrics
     distill_seconds: float
     rung_budget: float | None = None  # with early stopping: rf^k
     proxy: ProxyPoint | None = None  # with early stopping: the student's proxy score after this rung
