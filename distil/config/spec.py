@@ -8,17 +8,20 @@ directory; anything that is not a local path is taken as a Hugging Face hub id.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from distil.config.layers import RULES as LAYER_RULES, LayerSelection, check_selection, layer_key, parse_layer_key  # noqa: F401
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from distil.config.glue import TASKS, glue_tasks, score_columns
+from distil.config.layers import (  # noqa: F401  (LAYER_RULES, parse_layer_key: imported from here too)
+    RULES as LAYER_RULES, LayerSelection, check_selection, layer_key, parse_layer_key)
 from distil.config.settings import LOSS_WEIGHT_NAMES, FinetuneSettings
-from distil.config.tasks import Task
+from distil.config.tasks import Task, resolve_task
 
 
 class SpecError(ValueError):
@@ -105,13 +108,12 @@ def _contains(p, value) -> bool:
     """Whether `value` is a possible draw of the searched parameter `p` (FloatRange or Choice)."""
     if isinstance(p, FloatRange):
         return isinstance(value, (int, float)) and not isinstance(value, bool) and p.low <= value <= p.high
-    return any(value == c or (isinstance(c, list) and isinstance(value, str) and layer_key(c) == value) for c in p.choices)
+    return any(value == c or (isinstance(c, list) and isinstance(value, str) and layer_key(c) == value)
+               for c in p.choices)
 
 
 def _check_task_names(names, what: str) -> None:
     """Raise ValueError naming any of `names` that is not a GLUE task in distil.config.glue.TASKS."""
-    from distil.config.glue import TASKS  # late: keeps `import distil.config.spec` light (distil.config.glue loads datasets)
-
     bad = [t for t in names if t not in TASKS]
     if bad:
         raise ValueError(f"{what} {bad}; use names from {list(TASKS)}")
@@ -192,12 +194,14 @@ class SearchSpec(_Strict):
                 if not isinstance(v, (int, float)):
                     raise ValueError(f"{name}: choice {v!r} must be a number")
                 if v < 0 or (name == "temperature" and v <= 0):
-                    raise ValueError(f"{name}: {v} is out of range; use a value {'> 0' if name == 'temperature' else '>= 0'}")
+                    bound = "> 0" if name == "temperature" else ">= 0"
+                    raise ValueError(f"{name}: {v} is out of range; use a value {bound}")
         if all(_max_value(getattr(self, n)) == 0 for n in ALPHAS):
-            raise ValueError(f"{', '.join(ALPHAS)} can all only be 0: nothing to learn; give at least one a positive weight")
+            raise ValueError(f"{', '.join(ALPHAS)} can all only be 0: nothing to learn; give at least one a positive "
+                             "weight")
         if all(_can_be_exactly_zero(getattr(self, n)) for n in ALPHAS):
-            raise ValueError(f"{', '.join(ALPHAS)} can all be 0 in one draw (each allows 0): that candidate has nothing "
-                             "to learn; fix one alpha to a positive value or drop 0 from a choice list")
+            raise ValueError(f"{', '.join(ALPHAS)} can all be 0 in one draw (each allows 0): that candidate has "
+                             "nothing to learn; fix one alpha to a positive value or drop 0 from a choice list")
         sels = self.layer_selection.choices if isinstance(self.layer_selection, Choice) else [self.layer_selection]
         for s in sels:
             try:
@@ -206,19 +210,18 @@ class SearchSpec(_Strict):
                 raise ValueError(f"layer_selection: {e}") from None
         quality, *cost = self.objectives  # the first is checked against the spec's tasks (SweepSpec._objectives)
         if quality in COST_OBJECTIVES:
-            raise ValueError(f"objectives: the first must be a score to maximise ({', '.join(QUALITY_OBJECTIVES)} or a task's "
-                             f"score column), not the cost {quality!r}; put the cost second")
+            raise ValueError(f"objectives: the first must be a score to maximise ({', '.join(QUALITY_OBJECTIVES)} "
+                             f"or a task's score column), not the cost {quality!r}; put the cost second")
         if cost and cost[0] not in COST_OBJECTIVES:
-            raise ValueError(f"objectives: the second must be a cost to minimise, one of {list(COST_OBJECTIVES)}; got {cost[0]!r}")
+            raise ValueError(f"objectives: the second must be a cost to minimise, one of {list(COST_OBJECTIVES)}; "
+                             f"got {cost[0]!r}")
         if cost and self.early_stopping:
-            raise ValueError("early_stopping with two objectives is not supported: the proxy ranks students by score alone, "
-                             "so it would stop small, fast students for being small; drop early_stopping or the second objective")
+            raise ValueError("early_stopping with two objectives is not supported: the proxy ranks students by score "
+                             "alone, so it would stop small, fast students for being small; drop early_stopping or "
+                             "the second objective")
         if cost and self.sampler.name == "cmaes":
             raise ValueError("sampler: cmaes optimises one objective only; use tpe, gp or random with two objectives")
-        if self.sampler.name == "cmaes":
-            import importlib.util
-
-            if importlib.util.find_spec("cmaes") is None:
+        if self.sampler.name == "cmaes" and importlib.util.find_spec("cmaes") is None:
                 raise ValueError("sampler: cmaes needs the `cmaes` package; pip install cmaes, or use tpe")
         return self
 
@@ -279,7 +282,8 @@ class StudentSpec(_Strict):
     @field_validator("n_layers")
     @classmethod
     def _depths(cls, v):
-        if isinstance(v, Choice) and not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in v.choices):
+        depths = v.choices if isinstance(v, Choice) else []
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in depths):
             raise ValueError(f"choices {v.choices} must be student depths (integers >= 1)")
         return v
 
@@ -375,8 +379,6 @@ class GlueSpec(_Strict):
     def seeds_for(self, task: Union[str, Task]) -> list[int]:
         """The seeds `task` (a Task, or a GLUE task name) is fine-tuned with: all of `seeds` for a
         small task (or for every task with `seeds_on: all`), else the first one."""
-        from distil.config.glue import TASKS
-
         small = task.small if isinstance(task, Task) else TASKS[task].small
         return self.seeds if self.seeds_on == "all" or small else self.seeds[:1]
 
@@ -392,7 +394,7 @@ class TaskDistillSpec(_Strict):
     """Task-specific distillation rows (Sanh et al. 2019 §4.2; Tang et al. 2019): for each task in
     `tasks` (GLUE's in glue.tasks or the spec's own), a student initialised from the teacher's
     layers (`layer_selection`, no general distillation) learns the task from the teacher
-    fine-tuned on it, with alpha_ce·KL·T² + (1 − alpha_ce)·CE (see distil.science.task_distill).
+    fine-tuned on it, with alpha_ce·KL·T² + (1 − alpha_ce)·CE (see distil.evaluation.task_distill).
     Fine-tuning settings as for candidates."""
 
     tasks: list[str] = Field(min_length=1)
@@ -451,29 +453,30 @@ class SweepSpec(_Strict):
 
     @model_validator(mode="after")
     def _task_names(self):
-        from distil.config.glue import TASKS, score_columns
-
         names = [t.name for t in self.tasks]
         clash = sorted({n for n in names if names.count(n) > 1 or n in TASKS})
         columns = [c for t in self.tasks for c in t.columns()]
         clash += sorted({c for c in columns if columns.count(c) > 1 or c in score_columns()} - set(clash))
         if clash:
-            raise ValueError(f"tasks: duplicate task name(s) or column(s) {clash} (GLUE's: {', '.join(TASKS)}); rename them")
+            raise ValueError(f"tasks: duplicate task name(s) or column(s) {clash} (GLUE's: {', '.join(TASKS)}); "
+                             "rename them")
         glue = list(TASKS) if self.glue.tasks == "all" else self.glue.tasks
         if not glue and not self.tasks:
             raise ValueError("glue.tasks: no GLUE task and no tasks: nothing to fine-tune on; add tasks or GLUE tasks")
         unknown = sorted(set(self.glue.overrides) - set(TASKS) - set(names))
         if unknown:
-            raise ValueError(f"glue.overrides: overrides for unknown task(s) {unknown}; use GLUE task names or the spec's tasks {names}")
+            raise ValueError(f"glue.overrides: overrides for unknown task(s) {unknown}; use GLUE task names or the "
+                             f"spec's tasks {names}")
         proxy = self.search.early_stopping.proxy.tasks if self.search.early_stopping else []
         unknown = [t for t in proxy if t not in TASKS and t not in names]
         if unknown:
-            raise ValueError(f"search.early_stopping.proxy.tasks: unknown task(s) {unknown}; use GLUE task names or the spec's tasks {names}")
+            raise ValueError(f"search.early_stopping.proxy.tasks: unknown task(s) {unknown}; use GLUE task names or "
+                             f"the spec's tasks {names}")
         if self.task_distill:
             missing = [t for t in self.task_distill.tasks if t not in glue and t not in names]
             if missing:
-                raise ValueError(f"task_distill.tasks: {missing} not in glue.tasks or tasks (the teacher is fine-tuned there); "
-                                 "add them there")
+                raise ValueError(f"task_distill.tasks: {missing} not in glue.tasks or tasks (the teacher is "
+                                 "fine-tuned there); add them there")
         return self
 
     @model_validator(mode="before")
@@ -490,9 +493,11 @@ class SweepSpec(_Strict):
         quality = self.search.objectives[0]
         allowed = self.quality_objectives()
         if quality not in allowed:
-            hint = ("macro_score is the GLUE macro and glue.tasks is empty; " if quality == "macro_score" else
-                    "tasks_macro is the macro over the spec's own tasks and it has none; " if quality == "tasks_macro" else "")
-            raise ValueError(f"search.objectives: the first must be a score to maximise: {hint}use one of {allowed}; got {quality!r}")
+            hints = {"macro_score": "macro_score is the GLUE macro and glue.tasks is empty; ",
+                     "tasks_macro": "tasks_macro is the macro over the spec's own tasks and it has none; "}
+            hint = hints.get(quality, "")
+            raise ValueError(f"search.objectives: the first must be a score to maximise: {hint}use one of {allowed}; "
+                             f"got {quality!r}")
         return self
 
     def quality_objectives(self) -> list[str]:
@@ -500,8 +505,6 @@ class SweepSpec(_Strict):
         tasks_macro (with own tasks), and every score column of the GLUE tasks in glue.tasks and
         of the spec's own tasks (leaderboard columns; distil.report.leaderboard.row_from_result fills
         them, so a trial's result["objectives"] carries the value)."""
-        from distil.config.glue import TASKS
-
         glue = [t for t in TASKS.values() if self.glue.tasks == "all" or t.name in self.glue.tasks]  # GLUE order
         return ((["macro_score"] if glue else []) + (["tasks_macro"] if self.tasks else [])
                 + [c for t in [*glue, *self.tasks] for c in t.columns()])
@@ -509,8 +512,6 @@ class SweepSpec(_Strict):
     def finetune_tasks(self) -> list[Task]:
         """Every task a model is fine-tuned on: the GLUE tasks of glue.tasks that have data in
         glue.data (GLUE order), then the spec's own tasks (declaration order)."""
-        from distil.config.glue import glue_tasks
-
         return [*glue_tasks(self.glue.data, self.glue.tasks), *self.tasks]
 
     @model_validator(mode="after")
@@ -526,13 +527,17 @@ class SweepSpec(_Strict):
         for i, point in enumerate(self.search.points_to_evaluate):
             unknown, missing = sorted(set(point) - set(space)), sorted(set(space) - set(point))
             if unknown:
-                raise ValueError(f"search.points_to_evaluate[{i}] names {unknown}, which are not searched; searched: {sorted(space)}")
+                raise ValueError(f"search.points_to_evaluate[{i}] names {unknown}, which are not searched; "
+                                 f"searched: {sorted(space)}")
             if missing:
-                raise ValueError(f"search.points_to_evaluate[{i}] lacks {missing}; give every searched parameter ({sorted(space)})")
+                raise ValueError(f"search.points_to_evaluate[{i}] lacks {missing}; give every searched parameter "
+                                 f"({sorted(space)})")
             for name, value in point.items():
-                if not _contains(space[name], layer_key(value) if name == "layer_selection" and isinstance(value, list) else value):
+                drawn = layer_key(value) if name == "layer_selection" and isinstance(value, list) else value
+                if not _contains(space[name], drawn):
                     raise ValueError(f"search.points_to_evaluate[{i}].{name}: {value!r} is outside the searched "
-                                     f"{space[name].model_dump(exclude_defaults=True)}; move the point inside or widen the range")
+                                     f"{space[name].model_dump(exclude_defaults=True)}; move the point inside or "
+                                     "widen the range")
         return self
 
     def space(self) -> dict:
@@ -622,7 +627,8 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError(f"{path}: not valid YAML{where} ({problem}); fix the syntax there") from None
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: the spec must be a YAML mapping with keys name, corpus, ...; start from a file in sweeps/")
+        raise SpecError(f"{path}: the spec must be a YAML mapping with keys name, corpus, ...; start from a file in "
+                        "sweeps/")
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
@@ -637,8 +643,6 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
 def _checked(task: Task, source: str) -> Task:
     """A spec task with its local data path made absolute, its data checked and its num_labels
     and label names read (distil.config.tasks.resolve_task). Raises SpecError naming the field."""
-    from distil.config.tasks import resolve_task
-
     field = f"tasks.{task.name}"
     try:
         return resolve_task(replace(task, data=resolve_source(task.data, f"{field}.data")))
