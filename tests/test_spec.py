@@ -120,6 +120,20 @@ def _cli(*args, cwd=ROOT):
                           timeout=300)
 
 
+def _main(*args, monkeypatch, capsys) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of run_sweep.main(args) in this process, run from ROOT: the same
+    code from argv to exit code as the process in `_cli` (one case below runs that), without its
+    ~8 s of imports per call."""
+    import run_sweep
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    capsys.readouterr()
+    rc = run_sweep.main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
 def test_cli_rejects_bad_spec_with_exit_2_and_one_line(tmp_path):
     r = _cli(str(_write(tmp_path, **{"distill.lr": -1})), "--output", str(tmp_path / "out"))
     assert r.returncode == 2
@@ -127,25 +141,26 @@ def test_cli_rejects_bad_spec_with_exit_2_and_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_explicit_layer_list_out_of_teacher_range(tmp_path):
+def test_cli_explicit_layer_list_out_of_teacher_range(tmp_path, monkeypatch, capsys):
     spec = _write(tmp_path, **{"search.layer_selection": [0, 3, 6], "search.points_to_evaluate": []})
-    r = _cli(str(spec), "--dry-run", "--output", str(tmp_path / "o"))
-    assert r.returncode == 2 and "[0, 5]" in r.stderr
+    rc, _, err = _main(str(spec), "--dry-run", "--output", str(tmp_path / "o"), monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 2 and "[0, 5]" in err
 
 
-def test_cli_never_touches_existing_results(tmp_path):
+def test_cli_never_touches_existing_results(tmp_path, monkeypatch, capsys):
     out = tmp_path / "results"
     out.mkdir()
     (out / "leaderboard.csv").write_text("precious")
-    r = _cli("sweeps/smoke.yaml", "--output", str(out))
-    assert r.returncode == 2 and "already holds results" in r.stderr
+    rc, _, err = _main("sweeps/smoke.yaml", "--output", str(out), monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 2 and "already holds results" in err
     assert (out / "leaderboard.csv").read_text() == "precious"
 
 
-def test_dry_run_validates_the_paper_scale_spec_without_network(tmp_path):
-    r = _cli("sweeps/distilbert-base.yaml", "--dry-run", "--output", str(tmp_path / "o"))
-    assert r.returncode == 0, r.stderr
-    assert "spec OK: distilbert-base" in r.stdout and not (tmp_path / "o").exists()
+def test_dry_run_validates_the_paper_scale_spec_without_network(tmp_path, monkeypatch, capsys):
+    rc, out, err = _main("sweeps/distilbert-base.yaml", "--dry-run", "--output", str(tmp_path / "o"),
+                         monkeypatch=monkeypatch, capsys=capsys)
+    assert rc == 0, err
+    assert "spec OK: distilbert-base" in out and not (tmp_path / "o").exists()
 
 
 def test_yaml_merge_keys_may_be_overridden_but_a_key_given_twice_is_refused(tmp_path):
