@@ -57,13 +57,13 @@ def naive_seconds(splits: dict[str, confidence.Split], resamples: int) -> float:
 
 
 def timed_load(results: str, resamples: int):
-    """(leaderboard, seconds to read it without the bootstrap, seconds with `resamples`)."""
+    """(leaderboard Board, seconds to read it without the bootstrap, seconds with `resamples`)."""
     t0 = time.perf_counter()
     leaderboard.load(results, resamples=0)
     t_read = time.perf_counter() - t0
     t0 = time.perf_counter()
-    df = leaderboard.load(results, resamples=resamples)
-    return df, t_read, time.perf_counter() - t0
+    board = leaderboard.load(results, resamples=resamples)
+    return board, t_read, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -74,8 +74,8 @@ def main() -> None:
     sizes = FULL if args.full else {c: min(n, 1000) for c, n in FULL.items()}
     with tempfile.TemporaryDirectory() as tmp:
         build(Path(tmp), sizes)
-        df, t_read, t_boot = timed_load(tmp, args.resamples)
-        assert df["delta_vs_default_lo"].notna().sum() == 16, df.attrs["bootstrap"]["excluded"]
+        board, t_read, t_boot = timed_load(tmp, args.resamples)
+        assert board.frame["delta_vs_default_lo"].notna().sum() == 16, board.bootstrap["excluded"]
         splits, _ = confidence.load_splits({m: Path(tmp) / d for m, d in _dirs(Path(tmp)).items()})
         few = 5
         t_naive = naive_seconds(splits, few) * args.resamples / few

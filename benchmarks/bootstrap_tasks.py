@@ -55,8 +55,8 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         dirs = build(Path(tmp), args.rows, args.examples)
-        df, t_read, t_boot = timed_load(tmp, args.resamples)
-        assert df["pct_teacher_tasks_lo"].notna().sum() == args.rows, df.attrs["bootstrap"]["excluded"]
+        board, t_read, t_boot = timed_load(tmp, args.resamples)
+        assert board.frame["pct_teacher_tasks_lo"].notna().sum() == args.rows, board.bootstrap["excluded"]
         frames = {t.name: [pd.read_parquet(d / "predictions" / f"{t.name}-seed0.parquet") for d in dirs] for t in (NEWS, EMO)}
         few, rng = 5, np.random.default_rng(0)
         t0 = time.perf_counter()

@@ -69,7 +69,7 @@ def compute(out: Path, workers: int) -> dict:
 
 
 def best(out: Path) -> tuple[str, float]:
-    df = leaderboard.load(out, resamples=0)
+    df = leaderboard.load(out, resamples=0).frame
     students = df[(df["kind"] == "student") & (df["status"] == "done")]
     row = students.loc[students["macro_score"].idxmax()]
     return str(row["model"]), float(row["macro_score"])

@@ -262,7 +262,7 @@ def main() -> None:
             t1 = time.time()
             runs = finetune_row(pool, row_dir, spec.glue, tasks, caches)
             write_json(row_dir / "result.json", {**info, "glue": runs, "finetune_seconds": sum(r["seconds"] for r in runs)})
-            board = leaderboard.load(out)
+            board = leaderboard.load(out).frame
             show = [c for c in ("model", "macro_score", "gain_over_init", "gain_over_init_lo", "gain_over_init_hi") if c in board]
             print(f"{row_dir.name} fine-tuned in {time.time() - t1:.0f} s\n{board[show].to_string(index=False)}", flush=True)
     print(f"total {time.time() - start:.0f} s", flush=True)

@@ -337,23 +337,23 @@ def build_report(results_dir: str | None) -> int:
     from distil.report import export, leaderboard, summary
     from distil.report import html as html_report
 
-    df = leaderboard.load(results_dir)
-    if df.empty:
+    board = leaderboard.load(results_dir)
+    if board.frame.empty:
         print(f"error: report: no teacher or candidate results under {results_dir}; pass the results dir of a sweep "
               "(results/<name>)", file=sys.stderr)
         return 1
-    leaderboard.write(df, results_dir)
-    print(summary.to_markdown(df))
+    leaderboard.write(board, results_dir)
+    print(summary.to_markdown(board))
     print(f"leaderboard: {Path(results_dir) / 'leaderboard.csv'}, leaderboard.parquet and leaderboard.md", flush=True)
-    print(f"report: {html_report.write_html(df, results_dir)} (plots in {Path(results_dir) / 'plots'})", flush=True)
-    if export.best_student(df) is None:
+    print(f"report: {html_report.write_html(board, results_dir)} (plots in {Path(results_dir) / 'plots'})", flush=True)
+    if board.best_student() is None:
         print("best student: none finished, nothing exported", flush=True)
     else:
         try:  # the previous export stays in place unless its replacement is complete (export.export_best)
-            print(f"best student: {export.export_best(df, results_dir)}", flush=True)
+            print(f"best student: {export.export_best(board, results_dir)}", flush=True)
         except (OSError, ValueError) as e:
             print(f"warning: best student not exported: {str(e).splitlines()[0]}", file=sys.stderr)
-    corrupt = df[df["status"] == "corrupt"]
+    corrupt = board.frame[board.frame["status"] == "corrupt"]
     for _, row in corrupt.iterrows():
         print(f"warning: {row['model']}: corrupt ({row['reason']}); the other rows are reported", file=sys.stderr)
     return 0

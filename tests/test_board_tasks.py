@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from distil.config.glue import score_columns
 from distil.evaluation import confidence
 from distil.report import export
 from distil.report import leaderboard
 from distil.report import html as report
 from distil.report import summary
+from distil.evaluation import scores
 from distil.evaluation.finetune import score_predictions
 from tests.handmade import (DEFAULT_PARAMS, SPEC, labels_for, noisy, own_task, task_labels, task_logits, write_json,
                             write_row, write_task_runs)
@@ -59,13 +61,14 @@ def _sweep(out, glue=True, objectives=("tasks_macro",)):
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
-    """(results dir, leaderboard) of a sweep on sst2 + news + emo, ranked by tasks_macro."""
+    """(results dir, Board) of a sweep on sst2 + news + emo, ranked by tasks_macro."""
     out = _sweep(tmp_path_factory.mktemp("mixed"))
     return out, leaderboard.load(out, resamples=300)
 
 
 def test_own_task_columns_follow_glue_and_tasks_macro_is_their_mean(mixed):
-    out, df = mixed
+    out, board = mixed
+    df = board.frame
     cols = list(df.columns)
     assert cols.index("mnli_mm") < cols.index("wnli") < cols.index("news") < cols.index("emo") < cols.index("n_params")
     assert cols.index("delta_vs_default") < cols.index("tasks_macro") < cols.index("pct_teacher_tasks") < cols.index("p_best")
@@ -81,14 +84,15 @@ def test_own_task_columns_follow_glue_and_tasks_macro_is_their_mean(mixed):
     assert rows.loc["c-good", "gain_over_random_init_tasks"] == pytest.approx(rows.loc["c-good", "tasks_macro"] - rows.loc["random_init", "tasks_macro"])
     assert rows.loc["c-good", "finetune_seconds_emo"] == 100.0 and rows.loc["teacher", "finetune_seconds_news"] == 100.0
     # Ranked by the first objective, tasks_macro; the best student is the best by it.
-    assert df.attrs["rank_by"] == "tasks_macro" and df["tasks_macro"].is_monotonic_decreasing
-    assert leaderboard.best_student(df)["model"] == "c-good"
+    assert board.rank_by == "tasks_macro" and df["tasks_macro"].is_monotonic_decreasing
+    assert board.best_student()["model"] == "c-good"
+    assert board.tasks == (NEWS, EMO) and board.glue_tasks == ("sst2",) and board.paper_defaults == "c-default"
 
 
 def test_tasks_macro_intervals_contain_their_values_and_p_best_ranks_on_it(mixed):
-    _, df = mixed
-    assert df.attrs["bootstrap"]["excluded"] == {}  # every row's predictions reproduce its result.json, emo included
-    rows = df.set_index("model")
+    _, board = mixed
+    assert board.bootstrap["excluded"] == {}  # every row's predictions reproduce its result.json, emo included
+    rows = board.frame.set_index("model")
     for col in ["pct_teacher_tasks", "gain_over_random_init_tasks", "delta_vs_default_tasks", "pct_teacher", "delta_vs_default"]:
         done = rows[rows[col].notna()]
         assert len(done) == 6, col
@@ -97,6 +101,8 @@ def test_tasks_macro_intervals_contain_their_values_and_p_best_ranks_on_it(mixed
     assert (rows.loc["c-default", ["delta_vs_default_tasks_lo", "delta_vs_default_tasks_hi"]] == 0).all()
     assert rows.loc["c-good", "delta_vs_default_tasks_lo"] > 0 and rows.loc["c-bad", "delta_vs_default_tasks_hi"] < 0
     assert rows["p_best"].sum() == pytest.approx(1.0) and rows.loc["c-good", "p_best"] > 0.9
+    # The board keeps the resampled scores the intervals came from: one (B,) per split of each row with intervals.
+    assert set(board.resampled) == set(board.bootstrap["rows"]) and board.resampled["c-good"]["emo"].shape == (300,)
 
 
 def test_full_sample_bootstrap_reproduces_score_predictions(mixed):
@@ -106,7 +112,7 @@ def test_full_sample_bootstrap_reproduces_score_predictions(mixed):
     dirs = {"teacher": out / "teacher", "c-bad": out / "candidates" / "c-bad", "c-majority": out / "candidates" / "c-majority"}
     splits, problems = confidence.load_splits(dirs, [NEWS, EMO])
     assert problems == {} and splits["emo"].labels.shape == (300, 28) and splits["emo"].preds["teacher"].shape == (1, 300, 28)
-    assert splits["emo"].position == splits["news"].position + 1 == len(leaderboard.score_columns()) + 1
+    assert splits["emo"].position == splits["news"].position + 1 == len(score_columns()) + 1
     full = confidence.resampled_columns(splits, resamples=0)
     for model, where in dirs.items():
         for task in (NEWS, EMO):
@@ -115,28 +121,28 @@ def test_full_sample_bootstrap_reproduces_score_predictions(mixed):
 
 
 def test_chance_on_own_tasks_is_the_majority_class_and_all_negative(mixed):
-    _, df = mixed
-    chance = df.attrs["chance"]
+    _, board = mixed
+    chance = board.chance
     news_y = task_labels(NEWS, 400)[1]
     share = 100 * (news_y == 2).mean()
     f1 = 2 * share / (100 + share)  # the majority class's F1 (precision share, recall 1); the others 0
     assert chance["news"] == pytest.approx((share + 100 * f1 / 4) / 2)
     assert chance["emo"] == pytest.approx(50 / 3)  # micro-F1 0, macro-F1 0, ROC AUC 50 (constant)
-    assert "all-negative" in df.attrs["chance_rule"]["emo"] and df.attrs["chance_rule"]["news"] == "always class 2"
-    rows = df.set_index("model")
+    assert "all-negative" in board.chance_rule["emo"] and board.chance_rule["news"] == "always class 2"
+    rows = board.frame.set_index("model")
     assert sorted(rows.loc["c-majority", "at_chance"].split()) == ["emo", "news"]
     assert rows.loc["teacher", "at_chance"] == ""
-    table = summary.formatted(df).set_index("model")
+    table = summary.formatted(board).set_index("model")
     assert table.loc["c-majority", "emo"].endswith(summary.CHANCE_MARK)
     assert table.loc["chance (majority class)", "tasks_macro"] == f"{(chance['news'] + chance['emo']) / 2:.2f}"
-    margins = summary.chance_margins(df, rows.loc["teacher"])
+    margins = summary.chance_margins(board, rows.loc["teacher"])
     assert set(margins) == {"sst2", "news", "emo"} and margins["emo"] == pytest.approx(rows.loc["teacher", "emo"] - 50 / 3)
 
 
 def test_comparison_teacher_vs_best_student_per_task(mixed):
-    out, df = mixed
-    rows = df.set_index("model")
-    comp = {(r["task"], r["role"]): r for r in df.attrs["comparison"]}
+    out, board = mixed
+    rows = board.frame.set_index("model")
+    comp = {(r["task"], r["role"]): r for r in board.comparison}
     assert set(comp) == {(t, r) for t in ("news", "emo") for r in ("teacher", "best student")}
     best = comp[("emo", "best student")]
     assert best["model"] == rows[rows["kind"] == "student"]["emo"].idxmax()
@@ -146,22 +152,23 @@ def test_comparison_teacher_vs_best_student_per_task(mixed):
     assert best["finetune_seconds"] == 100.0 and comp[("emo", "teacher")]["finetune_seconds"] == 200.0
     assert best["speedup_b32"] == pytest.approx(2.0) and best["speedup_b1"] == pytest.approx(40 / 21)
     assert best["params_ratio"] == pytest.approx(2.0) and best["finetune_speedup"] == pytest.approx(2.0)
-    sentence = next(s for s in summary.comparison_sentences(df) if s.startswith("emo:"))
+    sentence = next(s for s in summary.comparison_sentences(board) if s.startswith("emo:"))
     assert f"`{best['model']}` reaches {best['pct_teacher']:.1f} % [" in sentence
     assert "at 2.0× the speed (batch 32; 1.9× at batch 1), with 2.0× fewer parameters, fine-tuned in 0.50× the teacher's time" in sentence
-    table = summary.comparison_table(df)
+    table = summary.comparison_table(board)
     assert list(table["task"]) == ["news", "news", "emo", "emo"] and table.loc[1, "speed-up b32"] == "2.00×"
-    leaderboard.write(df, out)
+    leaderboard.write(board, out)
     md = (out / "leaderboard.md").read_text()
     assert "### Teacher vs best student on each user task" in md and sentence in md
-    page = report.write_html(df, out).read_text()
+    page = report.write_html(board, out).read_text()
     assert "Teacher vs best student on each user task" in page and "fine-tune s (one run)" in page
-    assert pd.read_parquet(out / "leaderboard.parquet").attrs["comparison"] == df.attrs["comparison"]
+    assert pd.read_parquet(out / "leaderboard.parquet").attrs["comparison"] == list(board.comparison)
 
 
 def test_headline_ranks_by_the_objective_with_a_tasks_macro_and_a_glue_line(mixed):
-    _, df = mixed
-    head = summary.headline(df).splitlines()
+    _, board = mixed
+    df = board.frame
+    head = summary.headline(board).splitlines()
     assert head[0].startswith("best student `c-good`: tasks_macro ") and "% of teacher [" in head[0]
     assert "vs paper defaults +" in head[0] and "better at 95 %" in head[0]
     assert head[1].startswith("user tasks: tasks_macro ") and "% of teacher [" in head[1]
@@ -169,28 +176,29 @@ def test_headline_ranks_by_the_objective_with_a_tasks_macro_and_a_glue_line(mixe
     assert head[2].startswith("GLUE: macro ") and "% of teacher [" in head[2]
     assert head[3].startswith("gain over random_init +") and head[3].endswith("tasks_macro points")
     assert "(news +" in head[4] and "emo +" in head[4] and "at chance: best student" not in head[4]
-    notes = " ".join(summary.conventions(df))
+    notes = " ".join(summary.conventions(board))
     assert "news (single-label, 4 classes; accuracy, macro_f1)" in notes and "emo (multi-label, 28 labels, threshold 0.5" in notes
     assert "Ranked by tasks_macro" in notes and "emo 16.67 (all-negative" in notes
 
 
 def test_a_sweep_without_glue_ranks_on_tasks_macro_and_hides_the_glue_columns(tmp_path):
-    df = leaderboard.load(_sweep(tmp_path, glue=False, objectives=("macro_score",)), resamples=100)
-    assert df["macro_score"].isna().all() and df.attrs["rank_by"] == "tasks_macro"  # nothing to rank on in the GLUE macro
-    shown = list(summary.formatted(df).columns)
+    board = leaderboard.load(_sweep(tmp_path, glue=False, objectives=("macro_score",)), resamples=100)
+    df = board.frame
+    assert df["macro_score"].isna().all() and board.rank_by == "tasks_macro"  # nothing to rank on in the GLUE macro
+    shown = list(summary.formatted(board).columns)
     assert "tasks_macro" in shown and "news" in shown and not {"macro_score", "sst2", "pct_teacher", "gain_over_random_init"} & set(shown)
-    assert report.score_columns_shown(df) == ["news", "emo"]
-    md = summary.to_markdown(df)
+    assert report.score_columns_shown(board) == ["news", "emo"]
+    md = summary.to_markdown(board)
     assert md.startswith("**best student `c-good`: tasks_macro") and "No GLUE task in this sweep" in md and " nan" not in md
-    best, teacher = export.best_student(df), df[df["kind"] == "teacher"].iloc[0]
-    card = export.model_card(best, teacher, "handmade", "t", df.attrs)
+    card = export.model_card(board, "handmade", "t")
     assert "by tasks_macro:" in card and "| **tasks_macro** |" in card and "| emo |" in card and "| sst2 |" not in card
 
 
 def test_a_single_task_column_can_be_the_ranking_objective(tmp_path):
-    df = leaderboard.load(_sweep(tmp_path, objectives=("emo",)), resamples=100)
-    assert df.attrs["rank_by"] == "emo" and df["emo"].is_monotonic_decreasing
-    first = summary.headline(df).splitlines()[0]
+    board = leaderboard.load(_sweep(tmp_path, objectives=("emo",)), resamples=100)
+    df = board.frame
+    assert board.rank_by == "emo" and df["emo"].is_monotonic_decreasing
+    first = summary.headline(board).splitlines()[0]
     assert first.startswith(f"best student `{df[df['kind'] == 'student'].iloc[0]['model']}`: emo ")
     assert df["p_best"].notna().sum() == 4 and df["p_best"].sum() == pytest.approx(1.0)
 
@@ -241,7 +249,7 @@ def test_every_allowed_objective_is_a_value_of_the_trials_row(tmp_path, task_dir
             {"task": "mnli", "seed": 0, "scores": {"_m": {"accuracy": 60.0}, "_mm": {"accuracy": 62.0}}, "seconds": 1.0},
             {"task": "news", "seed": 0, "scores": {"": {"accuracy": 70.0, "macro_f1": 60.0}}, "seconds": 2.0},
             {"task": "emo", "seed": 0, "scores": {"": {"micro_f1": 30.0, "macro_f1": 10.0, "roc_auc": 80.0}}, "seconds": 3.0}]
-    row = leaderboard.row_from_result({"glue": runs}, tasks=spec.tasks)
+    row = scores.row_from_result({"glue": runs}, tasks=spec.tasks)
     assert {n: row[n] for n in spec.quality_objectives()} == pytest.approx(
         {"macro_score": (80 + 61) / 2, "tasks_macro": (65 + 40) / 2, "sst2": 80, "mnli_m": 60, "mnli_mm": 62, "news": 65, "emo": 40})
 

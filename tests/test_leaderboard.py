@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from distil.evaluation import scores
 from distil.report import leaderboard
 from distil.report import summary
 
@@ -19,22 +20,22 @@ def test_macro_averages_metrics_within_tasks_and_splits_within_mnli():
         _run("mnli", 0, **{"_m": {"accuracy": 60.0}, "_mm": {"accuracy": 64.0}}),  # 62
         _run("wnli", 0, **{"": {"accuracy": 50.0}}),
     ]
-    row = leaderboard.row_from_result({"glue": runs})
+    row = scores.row_from_result({"glue": runs})
     assert row["mrpc"] == 75.0 and row["mnli_m"] == 60.0 and row["mnli_mm"] == 64.0
     assert row["macro_score"] == pytest.approx((75 + 62 + 50) / 3)
-    assert leaderboard.row_from_result({"glue": runs}, include_wnli=False)["macro_score"] == pytest.approx((75 + 62) / 2)
+    assert scores.row_from_result({"glue": runs}, include_wnli=False)["macro_score"] == pytest.approx((75 + 62) / 2)
 
 
 def test_missing_mnli_mismatched_stays_empty_and_is_not_counted():
     runs = [_run("mnli", 0, **{"_m": {"accuracy": 60.0}, "_mm": None}), _run("sst2", 0, **{"": {"accuracy": 80.0}})]
-    row = leaderboard.row_from_result({"glue": runs})
+    row = scores.row_from_result({"glue": runs})
     assert math.isnan(row["mnli_mm"])
     assert row["macro_score"] == pytest.approx(70.0)
 
 
 def test_seeds_give_mean_and_std():
     runs = [_run("rte", s, **{"": {"accuracy": a}}) for s, a in [(0, 50.0), (1, 60.0), (2, 70.0)]]
-    row = leaderboard.row_from_result({"glue": runs})
+    row = scores.row_from_result({"glue": runs})
     assert row["rte"] == 60.0 and row["rte_std"] == pytest.approx(10.0) and row["seeds"] == "0,1,2"
 
 
@@ -46,12 +47,14 @@ def test_load_ranks_by_macro_with_pct_of_teacher_and_keeps_incomplete_trials(tmp
     write(tmp_path / "candidates" / "a" / "result.json", {"params": params, "glue": [_run("sst2", 0, **{"": {"accuracy": 60.0}})], "n_params": 50, "distill": {"loss": 3.0}})
     write(tmp_path / "candidates" / "b" / "result.json", {"params": params, "glue": [_run("sst2", 0, **{"": {"accuracy": 72.0}})], "n_params": 50, "distill": {"loss": 2.0}})
     write(tmp_path / "candidates" / "c" / "config.json", {"params": params})  # killed mid-trial
-    df = leaderboard.load(tmp_path)
+    board = leaderboard.load(tmp_path)
+    df = board.frame
     assert list(df["model"]) == ["teacher", "b", "a", "c"]
     assert list(df["status"]) == ["done", "done", "done", "incomplete"]
     assert df.loc[1, "pct_teacher"] == pytest.approx(90.0)
     assert "mnli_mm" in df.columns and df["mnli_mm"].isna().all()
-    leaderboard.write(df, tmp_path)
+    assert board.rank_by == "macro_score" and board.best_student()["model"] == "b" and board.teacher()["model"] == "teacher"
+    leaderboard.write(board, tmp_path)
     md = (tmp_path / "leaderboard.md").read_text()
     assert "| teacher" in md and "macro_score" in md and "nan" not in md
 
@@ -67,13 +70,13 @@ def test_reference_rows_give_gain_over_random_init_and_task_kd_has_no_macro(tmp_
           {"kind": "task_distill", "params": {"task": "sst2", "alpha_ce": 0.5, "temperature": 2.0, "layer_selection": "every_other"},
            "glue": [_run("sst2", 0, **{"": {"accuracy": 85.0}})]})
     write(tmp_path / "candidates" / "a" / "result.json", {"params": {"alpha_ce": 1.0}, "glue": sst2(80.0)})
-    df = leaderboard.load(tmp_path).set_index("model")
+    df = leaderboard.load(tmp_path).frame.set_index("model")
     assert df.loc["a", "macro_score"] == pytest.approx(65.0)  # (80 + 50) / 2
     assert df.loc["a", "gain_over_random_init"] == pytest.approx(15.0)  # 65 - (50 + 50) / 2
     assert df.loc["random_init", "gain_over_random_init"] == 0 and df.loc["random_init", "kind"] == "reference"
     kd = df.loc["task-kd-sst2"]
     assert kd["kind"] == "task_distill" and kd["sst2"] == 85.0 and pd.isna(kd["macro_score"]) and pd.isna(kd["rte"])
-    assert list(leaderboard.load(tmp_path)["model"])[-1] == "task-kd-sst2"  # no macro: ranked last
+    assert list(leaderboard.load(tmp_path).frame["model"])[-1] == "task-kd-sst2"  # no macro: ranked last
     assert "random_init: the students' architecture" in summary.to_markdown(leaderboard.load(tmp_path))
 
 
@@ -115,8 +118,9 @@ QUALITY = {"teacher": 0.10, "random_init": 0.40, "mlm_only": 0.30, "c-default": 
 
 
 def test_intervals_contain_the_leaderboard_values_and_pair_the_paper_defaults(tmp_path):
-    df = leaderboard.load(_sweep(tmp_path, QUALITY), resamples=300).set_index("model")
-    assert df.attrs["bootstrap"]["excluded"] == {} and df.attrs["bootstrap"]["paper_defaults"] == "c-default"
+    board = leaderboard.load(_sweep(tmp_path, QUALITY), resamples=300)
+    df = board.frame.set_index("model")
+    assert board.bootstrap["excluded"] == {} and board.bootstrap["paper_defaults"] == board.paper_defaults == "c-default"
     assert df["paper_defaults"].tolist().count(True) == 1 and df.loc["c-default", "paper_defaults"]
     for col in ["pct_teacher", "gain_over_random_init", "gain_over_mlm_only", "delta_vs_default"]:
         rows = df[df[col].notna()]
@@ -131,8 +135,8 @@ def test_intervals_contain_the_leaderboard_values_and_pair_the_paper_defaults(tm
 
 
 def test_headline_and_markdown_say_how_sure_the_order_is(tmp_path):
-    df = leaderboard.load(_sweep(tmp_path, QUALITY), resamples=300)
-    head = summary.headline(df)
+    board = leaderboard.load(_sweep(tmp_path, QUALITY), resamples=300)
+    head = summary.headline(board)
     first = head.splitlines()[0]
     assert first.startswith("best student `c-good`: macro") and "% of teacher [" in first
     assert "vs paper defaults +" in first and "— better at 95 %" in first
@@ -140,28 +144,32 @@ def test_headline_and_markdown_say_how_sure_the_order_is(tmp_path):
     assert "3 fine-tuning seeds (0, 1, 2) on cola, stsb, rte, 1 on sst2, mnli" in head
     assert "clears the majority class by ≥ 5 points on 5 of 5 tasks" in head
     assert "300 resamples, seed 0" in head
-    leaderboard.write(df, tmp_path)
+    leaderboard.write(board, tmp_path)
     md = (tmp_path / "leaderboard.md").read_text()
+    assert md == summary.to_markdown(board)
     assert md.startswith("**best student `c-good`") and "c-default (paper defaults)" in md
     assert "| chance (majority class)" in md and "[lo, hi]: 95 % interval, paired percentile bootstrap" in md
     assert "Provenance: spec_sha256: ssssssss; git_commit: abc123; teacher_sha256: tttttttt." in md
     assert "Data sha256 (under /data/glue): rte/train.parquet eeeeeeee; sst2/validation.parquet dddddddd." in md and " nan" not in md
-    back = pd.read_parquet(tmp_path / "leaderboard.parquet")
+    back = pd.read_parquet(tmp_path / "leaderboard.parquet")  # the sweep-wide facts travel in its attrs
     assert back.attrs["bootstrap"]["resamples"] == 300 and set(back.attrs["chance"]) == set(SIZES)
+    assert back.attrs["rank_by"] == "macro_score" and back.attrs["bootstrap"] == board.bootstrap
+    pd.testing.assert_frame_equal(back, board.frame)
 
 
 def test_a_majority_class_model_is_flagged_at_chance(tmp_path):
-    df = leaderboard.load(_sweep(tmp_path, {**QUALITY, "c-majority": 0.0}, majority="c-majority"), resamples=50)
+    board = leaderboard.load(_sweep(tmp_path, {**QUALITY, "c-majority": 0.0}, majority="c-majority"), resamples=50)
+    df = board.frame
     row = df.set_index("model").loc["c-majority"]
     assert sorted(row["at_chance"].split()) == sorted(SIZES)  # every split, the constant stsb (0) and cola MCC (0) included
     for c in SIZES:
-        assert row[c] == pytest.approx(df.attrs["chance"][c])
+        assert row[c] == pytest.approx(board.chance[c])
     assert df.set_index("model").loc["teacher", "at_chance"] == ""
-    table = summary.formatted(df).set_index("model")
+    table = summary.formatted(board).set_index("model")
     assert table.loc["c-majority", "sst2"].endswith(summary.CHANCE_MARK)
     assert not table.loc["teacher", "sst2"].endswith(summary.CHANCE_MARK)
-    assert table.loc["chance (majority class)", "sst2"] == f"{df.attrs['chance']['sst2']:.2f}"
-    assert summary.chance_margins(df, df.set_index("model").loc["c-majority"]) == pytest.approx(
+    assert table.loc["chance (majority class)", "sst2"] == f"{board.chance['sst2']:.2f}"
+    assert summary.chance_margins(board, df.set_index("model").loc["c-majority"]) == pytest.approx(
         {"cola": 0, "sst2": 0, "stsb": 0, "mnli": 0, "rte": 0})
 
 
@@ -171,15 +179,15 @@ def test_best_is_the_paper_defaults_and_rows_without_matching_predictions_get_no
     result["glue"][0]["scores"][""] = {"mcc": 99.0}  # no longer what its predictions score
     write_json(out / "candidates" / "c-other" / "result.json", result)
     write_json(out / "candidates" / "c-stopped" / "status.json", {"status": "stopped", "rung": 1, "proxy_score": 3.5, "reason": "ASHA"})
-    df = leaderboard.load(out, resamples=100)
-    assert "reproduce" in df.attrs["bootstrap"]["excluded"]["c-other"]
-    rows = df.set_index("model")
+    board = leaderboard.load(out, resamples=100)
+    assert "reproduce" in board.bootstrap["excluded"]["c-other"]
+    rows = board.frame.set_index("model")
     assert pd.isna(rows.loc["c-other", "delta_vs_default_lo"]) and pd.notna(rows.loc["c-other", "delta_vs_default"])
     assert rows.loc["c-stopped", "status"] == "stopped" and rows.loc["c-stopped", "rung"] == 1
-    head = summary.headline(df)
+    head = summary.headline(board)
     assert head.startswith("best student `c-default` (paper defaults)") and "vs the next best `c-other` +" in head
     assert "no interval" in head.splitlines()[0]
-    notes = " ".join(summary.conventions(df))
+    notes = " ".join(summary.conventions(board))
     assert "No intervals for c-other (its predictions do not reproduce" in notes and "stopped early" in notes
 
 
@@ -197,3 +205,41 @@ def test_paper_defaults_are_the_labelled_trial_else_the_params_matching_points_t
     # The sweep's own label wins; no points_to_evaluate and no label: none.
     assert leaderboard.paper_default_model({**cands, "x": {**cands["x"], "label": "paper defaults"}}, SPEC) == "x"
     assert leaderboard.paper_default_model(cands, {"search": {**SPEC["search"], "points_to_evaluate": []}}) is None
+
+
+# ---------------------------------------------------------------- the report modules' shape
+REPORT_ORDER = ["board", "summary", "leaderboard", "html", "export"]  # each imports only those before it
+
+
+def _report_imports(name: str) -> tuple[set[str], list]:
+    """(the distil.report modules `name` imports, at any depth of the file; its `.attrs` nodes)."""
+    import ast
+    from pathlib import Path
+
+    import distil.report
+
+    tree = ast.parse((Path(distil.report.__file__).parent / f"{name}.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "distil.report":
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("distil.report."):
+            imported.add(node.module.split(".")[2])
+        elif isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[2] for a in node.names if a.name.startswith("distil.report.")}
+    return imported, [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "attrs"]
+
+
+def test_report_modules_import_one_way_and_read_no_frame_attrs():
+    import ast
+    import pkgutil
+
+    import distil.report
+
+    assert sorted(m.name for m in pkgutil.iter_modules(distil.report.__path__)) == sorted(REPORT_ORDER)
+    for i, name in enumerate(REPORT_ORDER):
+        imported, attrs = _report_imports(name)
+        assert imported <= set(REPORT_ORDER[:i]), f"{name} imports {sorted(imported - set(REPORT_ORDER[:i]))}"
+        # The sweep-wide facts are Board fields; `.attrs` is only set, once, for what the parquet file keeps.
+        assert all(isinstance(n.ctx, ast.Store) for n in attrs), f"{name} reads .attrs"
+    assert sum(len(_report_imports(name)[1]) for name in REPORT_ORDER) == 1  # leaderboard.write

@@ -15,6 +15,7 @@ from matplotlib import image as mpimg
 from matplotlib import pyplot as plt
 
 from distil.report import export
+from distil.evaluation.scores import PROFILE_COLUMNS
 from distil.report import leaderboard
 from distil.report import html as report
 from distil.report import summary
@@ -114,21 +115,22 @@ def test_profile_of_tiny_student(student_dir, measured):
 
 
 def test_load_adds_profile_finetune_and_trial_order(results_dir, student_profile):
-    df = leaderboard.load(results_dir).set_index("model")
+    board = leaderboard.load(results_dir)
+    df = board.frame.set_index("model")
     assert df.loc["a", "latency_ms_b32"] == pytest.approx(student_profile["latency_ms_b32"])
     assert df.loc["teacher", "size_mb"] == 90.0 and df.loc["a", "finetune_seconds"] == 15.0
     assert all(math.isnan(df.loc["b", c]) for c in ["size_mb", "latency_ms_b1", "latency_ms_b32", "finetune_seconds"])
     assert df.loc["c", "trial_index"] == 0 and df.loc["a", "trial_index"] == 1 and df.loc["b", "trial_index"] == 2
     assert pd.isna(df.loc["teacher", "trial_index"])
-    leaderboard.write(df.reset_index(), results_dir)
+    leaderboard.write(board, results_dir)
     back = pd.read_parquet(results_dir / "leaderboard.parquet")
-    assert list(back.columns) == list(df.reset_index().columns) and len(back) == 4
+    assert list(back.columns) == list(board.frame.columns) and len(back) == 4
     assert {"leaderboard.csv", "leaderboard.md"} <= {p.name for p in results_dir.iterdir()}
 
 
 def test_report_html_embeds_three_decodable_plots(results_dir):
-    df = leaderboard.load(results_dir)
-    page = report.write_html(df, results_dir).read_text()
+    board = leaderboard.load(results_dir)
+    page = report.write_html(board, results_dir).read_text()
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(embedded) >= 3
     for data in embedded:
@@ -143,18 +145,18 @@ def test_report_marks_chance_and_paper_defaults(tmp_path):
     from tests.test_leaderboard import QUALITY, _sweep
 
     out = _sweep(tmp_path, {**QUALITY, "c-majority": 0.0}, majority="c-majority")
-    df = leaderboard.load(out, resamples=50)
-    page = report.write_html(df, out).read_text()
+    board = leaderboard.load(out, resamples=50)
+    page = report.write_html(board, out).read_text()
     assert "chance (majority class)" in page and "c-default (paper defaults)" in page
-    assert f"{df.attrs['chance']['sst2']:.2f}{summary.CHANCE_MARK}" in page  # the majority-class model's cell
+    assert f"{board.chance['sst2']:.2f}{summary.CHANCE_MARK}" in page  # the majority-class model's cell
     assert "vs paper defaults" in page and "No intervals" not in page
 
 
 def test_latency_panel_says_so_when_nothing_was_profiled(results_dir):
-    df = leaderboard.load(results_dir)
-    df[leaderboard.PROFILE_COLUMNS] = math.nan  # as in a sweep run before profiling existed
+    board = leaderboard.load(results_dir)
+    board.frame[PROFILE_COLUMNS] = math.nan  # as in a sweep run before profiling existed
     fig, ax = plt.subplots()
-    report._pareto_panel(ax, df, "latency_ms_b32", "latency", "ms")
+    report._pareto_panel(ax, board, "latency_ms_b32", "latency", "ms")
     assert any("no latency data" in t.get_text() for t in ax.texts)
     plt.close(fig)
 
@@ -162,8 +164,8 @@ def test_latency_panel_says_so_when_nothing_was_profiled(results_dir):
 def test_export_best_done_student_loads_offline_with_its_card(results_dir, student_dir):
     from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    df = leaderboard.load(results_dir)  # the teacher has the best macro; the export must be a student
-    out = export.export_best(df, results_dir)
+    board = leaderboard.load(results_dir)  # the teacher has the best macro; the export must be a student
+    out = export.export_best(board, results_dir)
     assert out == results_dir / "best_student"
     mlm = AutoModelForMaskedLM.from_pretrained(out, local_files_only=True)
     clf = AutoModelForSequenceClassification.from_pretrained(out, num_labels=2, local_files_only=True)
@@ -180,8 +182,8 @@ def test_export_best_done_student_loads_offline_with_its_card(results_dir, stude
 
 
 def test_export_swaps_in_only_a_complete_copy(results_dir, tmp_path):
-    df = leaderboard.load(results_dir)
-    out = export.export_best(df, results_dir)
+    board = leaderboard.load(results_dir)
+    out = export.export_best(board, results_dir)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     # The best student's files are gone (e.g. a candidates/ dir cleaned up): the export fails and
     # the previous best_student/ stays as it was.
@@ -189,23 +191,22 @@ def test_export_swaps_in_only_a_complete_copy(results_dir, tmp_path):
     shutil.move(results_dir / "candidates" / "a" / "student", moved)
     try:
         with pytest.raises(FileNotFoundError, match="best_student/ was left as it was"):
-            export.export_best(df, results_dir)
+            export.export_best(board, results_dir)
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     finally:
         shutil.move(moved, results_dir / "candidates" / "a" / "student")
     # A successful export replaces it whole, and leaves no staging dirs behind.
     (out / "stale.txt").write_text("from an older export")
-    export.export_best(df, results_dir)
+    export.export_best(board, results_dir)
     assert not (out / "stale.txt").exists() and (out / "model.safetensors").is_file() and (out / "README.md").is_file()
     assert not list(results_dir.glob(".best_student*"))
 
 
 def test_export_refuses_without_a_finished_student(results_dir):
-    df = leaderboard.load(results_dir)
-    df = df[df["model"].isin(["teacher", "c"])]
-    assert export.best_student(df) is None
+    board = leaderboard.load(results_dir).only(["teacher", "c"])
+    assert board.best_student() is None
     with pytest.raises(ValueError, match="no finished student"):
-        export.export_best(df, results_dir)
+        export.export_best(board, results_dir)
 
 
 def test_report_command_writes_everything(results_dir, capsys):
@@ -236,7 +237,8 @@ def test_real_glue_predictions_reproduce_their_scores_and_give_intervals(tmp_pat
         runs = [finetune_and_evaluate(model, glue_task(str(GLUE), task), settings, seed, str(tmp_path / where / "predictions"))
                 for task in ("stsb", "mrpc") for seed in seeds]
         write_json(tmp_path / where / "result.json", {"kind": kind, "params": params, "glue": runs})
-    df = leaderboard.load(tmp_path, resamples=200)
-    assert df.attrs["bootstrap"]["excluded"] == {} and sorted(df.attrs["bootstrap"]["rows"]) == ["a", "b", "teacher"]
+    board = leaderboard.load(tmp_path, resamples=200)
+    df = board.frame
+    assert board.bootstrap["excluded"] == {} and sorted(board.bootstrap["rows"]) == ["a", "b", "teacher"]
     assert df["pct_teacher_lo"].notna().all() and df["p_best"].notna().sum() == 2
-    assert set(df.attrs["chance"]) == {"stsb", "mrpc"} and df.attrs["chance"]["stsb"] == 0.0
+    assert set(board.chance) == {"stsb", "mrpc"} and board.chance["stsb"] == 0.0

@@ -30,8 +30,7 @@ def test_damaged_files_make_corrupt_rows_and_the_rest_is_reported(tmp_path):
     text = (out / "candidates" / "broken" / "result.json").read_text()
     (out / "candidates" / "broken" / "result.json").write_text(text[: len(text) // 2])  # truncated JSON
     (out / "candidates" / "partial" / "result.json").write_text(json.dumps({"glue": [{"task": "sst2"}]}))  # keys missing
-    df = leaderboard.load(out)
-    by = df.set_index("model")
+    by = leaderboard.load(out).frame.set_index("model")
     assert by.at["broken", "status"] == "corrupt" and "result.json: JSONDecodeError" in by.at["broken", "reason"]
     assert by.at["partial", "status"] == "corrupt" and "result.json: KeyError" in by.at["partial", "reason"]
     assert by.at["good", "status"] == "done" and pd.notna(by.at["good", "sst2"]) and pd.notna(by.at["good", "pct_teacher"])

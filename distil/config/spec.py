@@ -503,7 +503,7 @@ class SweepSpec(_Strict):
     def quality_objectives(self) -> list[str]:
         """What search.objectives[0] may be for this spec: macro_score (with GLUE tasks),
         tasks_macro (with own tasks), and every score column of the GLUE tasks in glue.tasks and
-        of the spec's own tasks (leaderboard columns; distil.report.leaderboard.row_from_result fills
+        of the spec's own tasks (leaderboard columns; distil.evaluation.scores.row_from_result fills
         them, so a trial's result["objectives"] carries the value)."""
         glue = [t for t in TASKS.values() if self.glue.tasks == "all" or t.name in self.glue.tasks]  # GLUE order
         return ((["macro_score"] if glue else []) + (["tasks_macro"] if self.tasks else [])

@@ -9,7 +9,7 @@ Every model is scored on the same seeded validation sample of a split, so for ea
 `resamples` resamples of its N examples with replacement, the same draws for every model; on each
 resample every metric is recomputed (MCC, F1, Pearson, Spearman and ROC AUC are not means over
 examples), a model's split score is the mean over its fine-tuning seeds, its task and macro scores
-follow the leaderboard's conventions (`distil.report.leaderboard.macro_score`, `tasks_macro`), and a
+follow the leaderboard's conventions (`distil.evaluation.scores.macro_score`, `tasks_macro`), and a
 statistic of two models (a difference, a ratio) is taken within each resample. The 95 % interval
 is the 2.5th to 97.5th percentile of that statistic over the resamples. Splits are resampled
 independently of one another, each from its own seeded numpy generator (`seed`, position of the

@@ -1,12 +1,12 @@
 """One self-contained html report of a sweep: plots + the leaderboard + how to read it.
 
-`write_html(df, results_dir)` writes `report.html` (PNGs embedded as base64 data URIs, so the
+`write_html(board, results_dir)` writes `report.html` (PNGs embedded as base64 data URIs, so the
 file can be mailed or attached to a CI run on its own) and the same PNGs under `plots/`:
   * scores.png    models x score columns (the GLUE tasks the sweep runs, then the user's own
                   tasks), coloured within each column (which model is best at each task; tasks
                   have very different scales), values annotated, no data grey, a score at or below
                   chance hatched and marked †, the chance row last;
-  * pareto.png    the ranking metric (df.attrs["rank_by"]: macro_score, tasks_macro or a task's
+  * pareto.png    the ranking metric (board.rank_by: macro_score, tasks_macro or a task's
                   column) against encoder parameters and against batch-32 latency (with its
                   spread over timing rounds), with the Pareto front (higher score at fewer params /
                   lower latency; latencies within each other's spread, or of the same architecture,
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 
 import matplotlib
@@ -31,8 +30,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from distil.report import leaderboard
+from distil.evaluation.scores import TASKS_MACRO, macro_over, macro_score  # noqa: E402
 from distil.report import summary  # noqa: E402
+from distil.report.board import Board  # noqa: E402
+from distil.store.records import ResultsDir, read_json  # noqa: E402
 
 TEACHER_COLOUR, STUDENT_COLOUR, FRONT_COLOUR = "tab:orange", "tab:blue", "tab:red"
 
@@ -62,31 +63,23 @@ def pareto_front(cost, score, lo=None, hi=None, same=None) -> np.ndarray:
     return front
 
 
-def _label(row) -> str:
+def _label(board: Board, row) -> str:
     if row["kind"] == "teacher":
         return "teacher"
-    return str(row["model"]) + (" (paper defaults)" if summary.is_paper_defaults(row) else "")
+    return str(row["model"]) + (" (paper defaults)" if board.is_paper_defaults(row) else "")
 
 
-def rank_by(df: pd.DataFrame) -> str:
-    """The column the leaderboard ranks by (df.attrs["rank_by"], else macro_score)."""
-    metric = df.attrs.get("rank_by", "macro_score")
-    return metric if metric in df else "macro_score"
-
-
-def score_columns_shown(df: pd.DataFrame) -> list[str]:
+def score_columns_shown(board: Board) -> list[str]:
     """The split columns the tables show: GLUE's the sweep runs (or that hold data), then the own tasks'."""
-    hidden = summary.hidden_empty_columns(df)
-    return [c for c in leaderboard.all_columns(leaderboard.own_tasks(df.attrs)) if c in df and c not in hidden]
+    hidden = summary.hidden_empty_columns(board)
+    return [c for c in board.columns if c in board.frame and c not in hidden]
 
 
-def plot_scores(df: pd.DataFrame, path: Path) -> None:
+def plot_scores(board: Board, path: Path) -> None:
     """Heatmap of models (leaderboard order) x score columns (GLUE's, then the user's tasks);
     colour = position between the column's worst and best score (tasks differ too much in scale
     to share one colour scale). Row labels carry the ranking metric."""
-    cols = score_columns_shown(df)
-    metric = rank_by(df)
-    chance = df.attrs.get("chance") or {}
+    df, cols, metric, chance = board.frame, score_columns_shown(board), board.rank_by, board.chance
     values = df[cols].to_numpy(dtype=float)
     at_chance = np.array([[c in str(r.get("at_chance") or "").split() for c in cols] for _, r in df.iterrows()]).reshape(values.shape)
     lo, hi = np.nanmin(values, axis=0, initial=np.inf), np.nanmax(values, axis=0, initial=-np.inf)
@@ -97,17 +90,17 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
     colours = cmap(relative)
     colours[tie] = (1, 1, 1, 1)
     colours[np.isnan(values)] = (0.85, 0.85, 0.85, 1)
-    macro = [f"{_label(r)}  ({r[metric]:.1f})" if pd.notna(r[metric])
-             else f"{_label(r)}  ({r['status'] if r.get('status') not in (None, 'done') else '—'})" for _, r in df.iterrows()]
+    macro = [f"{_label(board, r)}  ({r[metric]:.1f})" if pd.notna(r[metric])
+             else f"{_label(board, r)}  ({r['status'] if r.get('status') not in (None, 'done') else '—'})"
+             for _, r in df.iterrows()]
     if chance:  # the majority-class level as a last, uncoloured row
         level = np.array([chance.get(c, np.nan) for c in cols])
         values = np.vstack([values, level])
         colours = np.vstack([colours, np.tile((0.93, 0.93, 0.93, 1), (1, len(cols), 1))])
         at_chance = np.vstack([at_chance, np.zeros(len(cols), dtype=bool)])
         tie = np.vstack([tie, np.ones(len(cols), dtype=bool)])
-        chance_macro = {"macro_score": leaderboard.macro_score(chance, df.attrs.get("include_wnli", True)),
-                        leaderboard.TASKS_MACRO: leaderboard.macro_over(chance, leaderboard.own_tasks(df.attrs))}.get(
-            metric, chance.get(metric, np.nan))
+        chance_macro = {"macro_score": macro_score(chance, board.include_wnli),
+                        TASKS_MACRO: macro_over(chance, board.tasks)}.get(metric, chance.get(metric, np.nan))
         macro.append(f"chance (majority class)  ({chance_macro:.1f})")
     fig, ax = plt.subplots(figsize=(max(8.0, 1.0 * len(cols) + 3), 0.45 * len(values) + 1.8))  # 2 columns: room for the title
     ax.imshow(colours, aspect="auto")
@@ -130,8 +123,8 @@ def plot_scores(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def _pareto_panel(ax, df: pd.DataFrame, cost: str, what: str, xlabel: str, scale: float = 1.0) -> None:
-    metric = rank_by(df)
+def _pareto_panel(ax, board: Board, cost: str, what: str, xlabel: str, scale: float = 1.0) -> None:
+    df, metric = board.frame, board.rank_by
     done = df[df[metric].notna() & df["kind"].isin(["teacher", "student"])]
     x = pd.to_numeric(done[cost], errors="coerce").to_numpy(dtype=float) / scale
     spread = [pd.to_numeric(done.get(cost + s, pd.Series(np.nan, index=done.index)), errors="coerce").to_numpy(dtype=float) / scale
@@ -157,7 +150,7 @@ def _pareto_panel(ax, df: pd.DataFrame, cost: str, what: str, xlabel: str, scale
                label="Pareto front", zorder=4)
     order = np.argsort(x[front])
     ax.step(x[front][order], y[front][order], where="post", color=FRONT_COLOUR, alpha=0.5)
-    for xi, yi, name in zip(x, y, [_label(r) for _, r in done.iterrows()]):
+    for xi, yi, name in zip(x, y, [_label(board, r) for _, r in done.iterrows()]):
         if not np.isnan(xi):
             ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=8,
                         fontweight="bold" if name == "teacher" else "normal")
@@ -166,23 +159,23 @@ def _pareto_panel(ax, df: pd.DataFrame, cost: str, what: str, xlabel: str, scale
     ax.legend(fontsize=8, loc="best")
 
 
-def plot_pareto(df: pd.DataFrame, path: Path) -> None:
+def plot_pareto(board: Board, path: Path) -> None:
     """The ranking metric vs n_params and vs latency_ms_b32 of the teacher and the students (reference
     rows left out: random_init costs what a student costs), Pareto front circled (see
     `pareto_front`: models of the same size, or with overlapping latency spreads, are one cost),
     teacher labelled."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    _pareto_panel(axes[0], df, "n_params", "parameter", "encoder parameters (millions)", scale=1e6)
-    _pareto_panel(axes[1], df, "latency_ms_b32", "latency", "CPU latency at batch 32 (ms per example, 128 tokens, 1 thread)")
+    _pareto_panel(axes[0], board, "n_params", "parameter", "encoder parameters (millions)", scale=1e6)
+    _pareto_panel(axes[1], board, "latency_ms_b32", "latency", "CPU latency at batch 32 (ms per example, 128 tokens, 1 thread)")
     fig.suptitle("Quality against cost: up and to the left is better", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_progress(df: pd.DataFrame, path: Path) -> None:
+def plot_progress(board: Board, path: Path) -> None:
     """Each trial's ranking metric by start order (trial_index), the running best, the teacher's level."""
-    metric = rank_by(df)
+    df, metric = board.frame, board.rank_by
     trials = df[(df["kind"] == "student") & df["trial_index"].notna()].sort_values("trial_index")
     fig, ax = plt.subplots(figsize=(8, 4.2))
     idx = trials["trial_index"].to_numpy(dtype=float)
@@ -191,7 +184,7 @@ def plot_progress(df: pd.DataFrame, path: Path) -> None:
     ax.step(idx, pd.Series(macro).cummax().ffill().to_numpy(), where="post", color=FRONT_COLOUR, label="best so far")
     for i, m, (_, row) in zip(idx, macro, trials.iterrows()):
         if not np.isnan(m):
-            ax.annotate(_label(row), (i, m), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.annotate(_label(board, row), (i, m), textcoords="offset points", xytext=(5, 4), fontsize=8)
     teacher = df.loc[df["kind"] == "teacher", metric].dropna()
     if len(teacher):
         ax.axhline(teacher.iloc[0], color=TEACHER_COLOUR, linestyle="--", label="teacher")
@@ -227,32 +220,32 @@ def learning_curves(results_dir: str | Path) -> dict:
     [(tokens, proxy_score), ...] with step 0 = the undistilled student of its init}, 'status':
     {model: done/stopped/...}, 'init': {rule: score}, 'teacher': score or None}. Empty without
     early stopping (no proxy was scored)."""
-    results_dir = Path(results_dir)
+    results = ResultsDir(results_dir)
 
     def read(p: Path):  # a damaged file is left out of the plot (the leaderboard marks its row corrupt)
         try:
-            return json.loads(p.read_text()) if p.exists() else None
+            return read_json(p) if p.exists() else None
         except (OSError, ValueError):
             return None
 
-    teacher = read(results_dir / "teacher" / "proxy.json")
-    inits = {p.parent.name.removeprefix("init_only-") + f" ({p.stem.removeprefix('proxy-')})": read(p)["proxy_score"]
-             for p in sorted(results_dir.glob("references/init_only-*/proxy-*L.json"))}
+    teacher = read(results.teacher().proxy_file)
+    inits = {f"{ref.rule} ({n}L)": read(p)["proxy_score"] for ref in results.init_onlys()
+             for n, p in ref.init_proxies().items()}
     curves, status = {}, {}
-    for cand in sorted((results_dir / "candidates").glob("*")):
-        progress, config = read(cand / "progress.json"), read(cand / "config.json")
+    for cand in results.candidates():
+        progress, config = read(cand.progress_file), read(cand.config_file)
         rungs = [r for r in (progress or {}).get("rungs", []) if isinstance(r, dict) and r.get("proxy_score") is not None]
         params = (config or {}).get("params") if isinstance(config, dict) else None
         if not rungs or not isinstance(params, dict) or "layer_selection" not in params:
             continue
-        start = read(results_dir / "references" / f"init_only-{str(params['layer_selection']).replace(',', '-')}"
-                     / f"proxy-{params.get('n_layers')}L.json")
-        curves[cand.name] = ([(0, start["proxy_score"])] if start else []) + [(r.get("tokens", 0), r["proxy_score"]) for r in rungs]
-        status[cand.name] = "done" if (cand / "result.json").exists() else (read(cand / "status.json") or {}).get("status", "running")
+        start = read(results.init_only(str(params["layer_selection"])).init_proxy_file(params.get("n_layers")))
+        curves[cand.name] = (([(0, start["proxy_score"])] if start else [])
+                             + [(r.get("tokens", 0), r["proxy_score"]) for r in rungs])
+        status[cand.name] = "done" if cand.has_result() else (read(cand.status_file) or {}).get("status", "running")
     return {"candidates": curves, "status": status, "init": inits, "teacher": teacher["proxy_score"] if teacher else None}
 
 
-def plot_learning_curves(df: pd.DataFrame, path: Path, results_dir: str | Path) -> None:
+def plot_learning_curves(board: Board, path: Path, results_dir: str | Path) -> None:
     """Each candidate's proxy score against the distillation tokens it has seen (step 0: its
     undistilled init; a stopped candidate's curve ends where it was stopped), with the teacher's
     proxy score and each undistilled init's as horizontal lines."""
@@ -262,7 +255,7 @@ def plot_learning_curves(df: pd.DataFrame, path: Path, results_dir: str | Path) 
         ax.text(0.5, 0.5, "no learning curves\n(the sweep ran without early stopping: no proxy scores)",
                 ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.set_xticks([]), ax.set_yticks([])
-    labels = {r["model"]: _label(r) for _, r in df.iterrows()} if "model" in df else {}
+    labels = {r["model"]: _label(board, r) for _, r in board.frame.iterrows()} if "model" in board.frame else {}
     for model, points in data["candidates"].items():
         x, y = zip(*points)
         stopped = data["status"].get(model) != "done"
@@ -286,7 +279,7 @@ def plot_learning_curves(df: pd.DataFrame, path: Path, results_dir: str | Path) 
 PLOTS = {"scores": plot_scores, "pareto": plot_pareto, "progress": plot_progress, "curves": plot_learning_curves}
 
 
-def write_html(df: pd.DataFrame, results_dir: str | Path) -> Path:
+def write_html(board: Board, results_dir: str | Path) -> Path:
     """Write `results_dir/plots/{scores,pareto,progress,curves}.png` and `results_dir/report.html`
     (the headline first, then the leaderboard table with its chance row, conventions, plots
     embedded); returns the html path."""
@@ -295,21 +288,20 @@ def write_html(df: pd.DataFrame, results_dir: str | Path) -> Path:
     images = []
     for name, plot in PLOTS.items():
         png = results_dir / "plots" / f"{name}.png"
-        plot(df, png, results_dir) if plot is plot_learning_curves else plot(df, png)
+        plot(board, png, results_dir) if plot is plot_learning_curves else plot(board, png)
         data = base64.b64encode(png.read_bytes()).decode()
         images.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
-    table = summary.formatted(df).to_html(index=False, border=0, classes="leaderboard", escape=True)
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary.conventions(df))
-    headline = "".join(f"<p>{html.escape(line)}</p>" for line in summary.headline(df).splitlines())
-    comparison = summary.comparison_table(df)
+    df = board.frame
+    table = summary.formatted(board).to_html(index=False, border=0, classes="leaderboard", escape=True)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary.conventions(board))
+    headline = "".join(f"<p>{html.escape(line)}</p>" for line in summary.headline(board).splitlines())
+    comparison = summary.comparison_table(board)
     compared = "" if comparison.empty else (
         "<h2>Teacher vs best student on each user task</h2><ul>"
-        + "".join(f"<li>{html.escape(s)}</li>" for s in summary.comparison_sentences(df)) + "</ul>"
+        + "".join(f"<li>{html.escape(s)}</li>" for s in summary.comparison_sentences(board)) + "</ul>"
         + f'<div class="scroll">{comparison.to_html(index=False, border=0, classes="leaderboard", escape=True)}</div>'
         + f"<p>{html.escape(summary.COMPARISON_NOTE)}</p>")
-    spec_file = results_dir / "spec.json"
-    sweep = json.loads(spec_file.read_text())["name"] if spec_file.exists() else results_dir.resolve().name
-    title = f"distil-sweep report: {html.escape(sweep)}"
+    title = f"distil-sweep report: {html.escape(ResultsDir(results_dir).sweep_name())}"
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <style>
@@ -329,7 +321,7 @@ def write_html(df: pd.DataFrame, results_dir: str | Path) -> Path:
 <div class="headline">{headline}</div>
 <p>Results in <code>{html.escape(str(results_dir.resolve()))}</code>: {int((df["kind"] == "student").sum())} student
 trials ({_status_phrase(df)}) and
-{"the teacher" if (df["kind"] == "teacher").any() else "no teacher row"}{_reference_phrase(df)}, ranked by {html.escape(rank_by(df))}.</p>
+{"the teacher" if (df["kind"] == "teacher").any() else "no teacher row"}{_reference_phrase(df)}, ranked by {html.escape(board.rank_by)}.</p>
 <h2>Leaderboard</h2>
 <div class="scroll">{table}</div>
 {compared}

@@ -15,16 +15,16 @@ Rows are ranked by the spec's first `search.objectives` (macro_score, tasks_macr
 column). How sure the order is comes from distil.evaluation.confidence: paired bootstrap intervals of
 pct_teacher, the gains over the reference rows and the difference to the paper-default candidate
 (on macro_score, and with a `_tasks` suffix on tasks_macro), p_best, and each split's chance
-(majority-class) score, all from the saved validation predictions. `headline(df)` says it in a
-few lines; `to_markdown(df)` puts it on top of the table, with the teacher-vs-best-student
-comparison on each user task (`comparison_table`): both in distil.report.summary.
+(majority-class) score, all from the saved validation predictions. `load` returns a
+distil.report.board.Board (the table and those sweep-wide facts); distil.report.summary says it
+in words (`headline`, `to_markdown`, the teacher-vs-best-student comparison on each user task);
+`write` writes the files.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +32,14 @@ import pandas as pd
 
 from distil.config.glue import TASKS, score_columns
 from distil.config.tasks import Task
+from distil.config.layers import layer_key
 from distil.evaluation import confidence
-from distil.evaluation.scores import (  # noqa: F401  (CONFIG_COLUMNS ... macro_score: re-exported for report/*)
+from distil.evaluation.scores import (
     CONFIG_COLUMNS, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, all_columns, macro_over, macro_score, own_tasks,
-    row_from_result, split_scores, task_score,
+    row_from_result,
 )
-
-# The two macros and the suffix of the columns derived from each (pct_teacher, gain_over_<ref>,
-# gain_over_init, delta_vs_default): pct_teacher is on macro_score, pct_teacher_tasks on tasks_macro.
-FAMILIES = {"macro_score": "", TASKS_MACRO: "_tasks"}
+from distil.report import summary
+from distil.report.board import FAMILIES, Board, families, init_rows, reference_rows
 
 
 def _read(path: Path) -> dict:
@@ -61,9 +60,9 @@ def _corrupt(model: str, kind: str, path: Path, error: Exception) -> dict:
     return {"model": model, "kind": kind, "status": "corrupt", "reason": f"{path.name}: {type(error).__name__}: {first}"[:300]}
 
 
-def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: int = confidence.SEED) -> pd.DataFrame:
-    """Leaderboard of a sweep's results dir (finished or interrupted), sorted by the first
-    objective (`rank_metric`).
+def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: int = confidence.SEED) -> Board:
+    """Leaderboard of a sweep's results dir (finished or interrupted): a Board whose frame is
+    sorted by the first objective (`rank_metric`); its frame is empty when the dir holds no row.
 
     Rows: `teacher`, one per candidate (the Tune trial id), and the reference rows `random_init`
     (the students' architecture with random weights, not distilled), any other
@@ -94,13 +93,11 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     proxy_score and reason. Columns a result file lacks (e.g. profiles of an older sweep,
     predictions for intervals) are empty.
 
-    Sweep-wide facts are in `df.attrs` (kept in leaderboard.parquet): "chance" {column: score},
-    "chance_rule" {own column: what the chance prediction is}, "bootstrap" (method, resamples,
-    seed, level, paper_defaults, excluded {model: why}), "provenance" {field: {value: [models]}},
-    "include_wnli", "tasks" (the own tasks' fields), "glue_tasks" (GLUE tasks the spec runs),
-    "rank_by" (the ranking metric) and "comparison" (teacher vs best student on each own task,
-    see comparison_table). `resamples`/`seed`: the paired bootstrap's (distil.evaluation.confidence);
-    resamples=0 skips the intervals.
+    The sweep-wide facts are the Board's fields (leaderboard.parquet keeps them as its frame's
+    attrs, Board.metadata): chance, chance_rule, bootstrap, provenance, include_wnli, tasks,
+    glue_tasks, rank_by, paper_defaults, comparison (teacher vs best student on each own task), and
+    the bootstrap's resampled scores. `resamples`/`seed`: the paired bootstrap's
+    (distil.evaluation.confidence); resamples=0 skips the intervals.
     """
     results_dir = Path(results_dir)
     spec_file = results_dir / "spec.json"
@@ -150,27 +147,24 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
                                  "label": (config or {}).get("label"), "started": (config or {}).get("started")}
     df = pd.DataFrame(rows)
     if df.empty:
-        return df
+        return Board(df, spec=spec)
     for c in _order(own):  # keep every column, e.g. an empty mnli_mm offline
         if c not in df.columns:
             df[c] = math.nan
     order = pd.Series(started, dtype=float).rank(method="first") - 1  # 0 = the first trial started
     df["trial_index"] = df["model"].map(order).astype("Int64")
-    df["paper_defaults"] = df["model"] == paper_default_model(candidates, spec)
+    paper_defaults = paper_default_model(candidates, spec)
+    df["paper_defaults"] = df["model"] == paper_defaults
     for metric in families(own):
         _add_relative(df, metric)
-    df.attrs.update(include_wnli=include_wnli, provenance=_provenance(provenance), tasks=[asdict(t) for t in own],
-                    glue_tasks=glue_run, rank_by=rank_metric(df, spec))
+    rank_by = rank_metric(df, spec)
     done = {m: d for m, d in row_dirs.items() if m in set(df.loc[df["status"] == "done", "model"])}
-    resampled = _add_confidence(df, done, own, include_wnli, resamples, seed)
-    df.attrs["comparison"] = _comparison(df, own, resampled)
-    df = df[_columns(df, own)]
-    return df.sort_values(df.attrs["rank_by"], ascending=False, na_position="last").reset_index(drop=True)
-
-
-def families(tasks) -> list[str]:
-    """The macros a leaderboard has: macro_score always (empty without GLUE), tasks_macro with own tasks."""
-    return ["macro_score"] + ([TASKS_MACRO] if tasks else [])
+    resampled, chance, chance_rule, bootstrap = _add_confidence(df, done, own, include_wnli, rank_by, resamples, seed)
+    comparison = _comparison(df, own, resampled)
+    df = df[_columns(df, own)].sort_values(rank_by, ascending=False, na_position="last").reset_index(drop=True)
+    return Board(df, tasks=tuple(own), include_wnli=include_wnli, glue_tasks=tuple(glue_run), rank_by=rank_by,
+                 paper_defaults=paper_defaults, chance=chance, chance_rule=chance_rule, bootstrap=bootstrap,
+                 resampled=resampled, comparison=tuple(comparison), provenance=_provenance(provenance), spec=spec)
 
 
 def rank_metric(df: pd.DataFrame, spec: dict) -> str:
@@ -228,30 +222,6 @@ def _columns(df: pd.DataFrame, tasks=()) -> list[str]:
     return out + [c for c in df.columns if c not in out]
 
 
-def reference_rows(df: pd.DataFrame, metric: str = "macro_score") -> list[str]:
-    """Names of the reference rows with a `metric` (macro_score or tasks_macro) that every row is
-    compared with (random_init, mlm_only, ...; not task-kd, not init_only-<rule>: see init_rows)."""
-    if metric not in df:
-        return []
-    refs = df[(df["kind"] == "reference") & df[metric].notna() & ~df["model"].astype(str).str.startswith(INIT_PREFIX)]
-    return sorted(refs["model"].astype(str), key=lambda m: (m != "random_init", m))
-
-
-INIT_PREFIX = "init_only-"
-
-
-def init_rows(df: pd.DataFrame, metric: str = "macro_score") -> dict[str, str]:
-    """{model: its init_only-<rule> row} for every row whose layer rule has an init_only row with
-    a `metric`: gain_over_init compares a student with the undistilled student of its own init."""
-    inits = set(df.loc[df["model"].astype(str).str.startswith(INIT_PREFIX) & df[metric].notna(), "model"])
-    out = {}
-    for _, r in df.iterrows():
-        name = f"{INIT_PREFIX}{str(r.get('layer_selection')).replace(',', '-')}"
-        if name in inits and r["model"] != name and r["kind"] in ("student", "reference"):
-            out[r["model"]] = name
-    return out
-
-
 def paper_default_model(candidates: dict[str, dict], spec: dict) -> str | None:
     """The candidate run with the paper's defaults, or None.
 
@@ -261,8 +231,6 @@ def paper_default_model(candidates: dict[str, dict], spec: dict) -> str | None:
     matched on their params against spec.json's points_to_evaluate[0] and fixed search values
     (numbers with isclose, the layer selection by its canonical key). Several: the done one that
     started first."""
-    from distil.config.spec import layer_key  # late: keeps pydantic out of a plain `import distil.report.leaderboard`
-
     search = spec.get("search", {})
     points = search.get("points_to_evaluate") or []
     point = {**{k: v for k, v in search.items() if k in CONFIG_COLUMNS and not isinstance(v, dict)}, **(points[0] if points else {})}
@@ -296,13 +264,13 @@ def _provenance(per_row: list[tuple[str, dict | None]]) -> dict:
     return out
 
 
-def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], tasks: list[Task], include_wnli: bool, resamples: int,
-                    seed: int) -> dict[str, dict[str, np.ndarray]]:
-    """Add the interval columns, p_best and at_chance to df (in place) and attrs "chance",
-    "chance_rule" and "bootstrap". Rows whose predictions are missing, or do not reproduce the
-    scores in their result.json (within 0.01 points), get no intervals; attrs["bootstrap"]
-    ["excluded"] says why. Returns the resampled split scores {model: {column: (B,)}} of the rows
-    with intervals ({} with resamples=0)."""
+def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], tasks: list[Task], include_wnli: bool, rank_by: str,
+                    resamples: int, seed: int) -> tuple[dict[str, dict[str, np.ndarray]], dict, dict, dict]:
+    """Add the interval columns, p_best (on `rank_by`) and at_chance to df (in place). Rows whose
+    predictions are missing, or do not reproduce the scores in their result.json (within 0.01
+    points), get no intervals; bootstrap["excluded"] says why. Returns (the resampled split scores
+    {model: {column: (B,)}} of the rows with intervals, {} with resamples=0; chance; chance_rule;
+    bootstrap), the Board's fields of those names."""
     columns = all_columns(tasks)
     splits, excluded = confidence.load_splits(row_dirs, tasks)
     chance = confidence.chance_scores(splits)
@@ -319,7 +287,6 @@ def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], tasks: list[Tas
                                 s.position)
             for c, s in splits.items()}
     resampled, values = {}, {}  # values: metric -> {model: (B,) resampled metric}
-    rank_by = df.attrs.get("rank_by", "macro_score")
     if resamples > 0:
         resampled = {m: v for m, v in confidence.resampled_columns(kept, resamples, seed).items() if m not in excluded}
         of = {"macro_score": lambda cols: macro_score(cols, include_wnli), TASKS_MACRO: lambda cols: macro_over(cols, tasks)}
@@ -357,14 +324,13 @@ def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], tasks: list[Tas
     df["at_chance"] = [" ".join(c for c in columns if c in chance and pd.notna(r[c]) and r[c] <= chance[c] + 1e-6)
                        for _, r in df.iterrows()]
     own = set(all_columns(tasks)) - set(score_columns())
-    df.attrs["chance"] = chance
-    df.attrs["chance_rule"] = {c: confidence.chance_rule(splits[c]) for c in columns if c in own and c in splits}
-    df.attrs["bootstrap"] = {
+    chance_rule = {c: confidence.chance_rule(splits[c]) for c in columns if c in own and c in splits}
+    bootstrap = {
         "method": "paired percentile bootstrap over validation examples", "resamples": resamples, "seed": seed,
         "level": confidence.LEVEL, "rows": sorted({m for v in values.values() for m in v}), "students": len(students),
         "excluded": excluded, "paper_defaults": default.iloc[0] if len(default) else None,
     }
-    return resampled
+    return resampled, chance, chance_rule, bootstrap
 
 
 def _comparison(df: pd.DataFrame, tasks: list[Task], resampled: dict) -> list[dict]:
@@ -408,21 +374,13 @@ def _comparison(df: pd.DataFrame, tasks: list[Task], resampled: dict) -> list[di
     return out
 
 
-def best_student(df: pd.DataFrame) -> pd.Series | None:
-    """The leaderboard row of the done student with the highest ranking metric
-    (df.attrs["rank_by"], macro_score by default), or None."""
-    metric = df.attrs.get("rank_by", "macro_score")
-    metric = metric if metric in df else "macro_score"
-    done = df[(df["kind"] == "student") & (df["status"] == "done") & df[metric].notna()]
-    return None if done.empty else done.loc[done[metric].idxmax()]
-
-
-def write(df: pd.DataFrame, results_dir: str | Path) -> None:
-    """Write leaderboard.csv and leaderboard.parquet (full precision; the parquet keeps df.attrs)
-    and leaderboard.md (headline, rounded table, chance row, notes)."""
+def write(board: Board, results_dir: str | Path) -> None:
+    """Write leaderboard.csv and leaderboard.parquet (full precision; the parquet keeps
+    Board.metadata() as its frame's attrs) and leaderboard.md (summary.to_markdown: headline,
+    rounded table, chance row, notes)."""
     results_dir = Path(results_dir)
-    df.to_csv(results_dir / "leaderboard.csv", index=False)
-    df.to_parquet(results_dir / "leaderboard.parquet", index=False)
-    from distil.report.summary import to_markdown  # the words about the table live there
-
-    (results_dir / "leaderboard.md").write_text(to_markdown(df))
+    board.frame.to_csv(results_dir / "leaderboard.csv", index=False)
+    frame = board.frame.copy()
+    frame.attrs = board.metadata()  # what a user gets back from pd.read_parquet(...).attrs
+    frame.to_parquet(results_dir / "leaderboard.parquet", index=False)
+    (results_dir / "leaderboard.md").write_text(summary.to_markdown(board))

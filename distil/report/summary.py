@@ -1,7 +1,7 @@
 """The leaderboard in words: the headline a person reads first, the notes that say how to read
 the numbers, the display table (2 decimals, intervals beside their values, chance marks) and the
-teacher-vs-best-student comparison on each user task. distil.report.leaderboard builds the DataFrame;
-this module only reads it (its columns and `df.attrs`)."""
+teacher-vs-best-student comparison on each user task. distil.report.leaderboard builds the Board
+(distil.report.board); this module only reads it."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import os
 import numpy as np
 import pandas as pd
 
-from distil.evaluation import confidence
 from distil.config.glue import TASKS, score_columns
-from distil.report.leaderboard import FAMILIES, INIT_PREFIX, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, all_columns, best_student, macro_over, macro_score, own_tasks, reference_rows
 from distil.config.tasks import MULTI, Task
+from distil.evaluation import confidence
+from distil.evaluation.scores import LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, macro_over, macro_score
+from distil.report.board import FAMILIES, Board, reference_rows
+from distil.store.records import INIT_ONLY_PREFIX
 
 REFERENCE_NOTES = {
     "random_init": "the students' architecture with random weights, no distillation",
@@ -27,20 +29,6 @@ INIT_NOTE = ("init_only-<rule>: the candidates' architecture initialised from th
              "layer rule (points): what the distillation steps added to the copied layers.")
 CHANCE_MARK = "†"
 CLEAR_MARGIN = 5.0  # points above the majority class for "the teacher clears chance" on a task
-
-
-def _column_tasks(df: pd.DataFrame) -> dict[str, Task]:
-    """Split column -> Task, GLUE's and the own tasks in df.attrs["tasks"]."""
-    return confidence.task_columns(own_tasks(df.attrs))
-
-
-def _columns_of(df: pd.DataFrame) -> list[str]:
-    return all_columns(own_tasks(df.attrs))
-
-
-def is_paper_defaults(row) -> bool:
-    """Whether a row is the paper-default candidate (False when the column is missing or empty)."""
-    return bool(row.get("paper_defaults")) if pd.notna(row.get("paper_defaults")) else False
 
 
 def interval_text(row, column: str, digits: int = 2) -> str:
@@ -63,41 +51,41 @@ def _task_scores(row, columns: list[str], tasks: dict[str, Task]) -> dict[str, f
     return {t: float(np.mean(v)) for t, v in by_task.items()}
 
 
-def chance_margins(df: pd.DataFrame, row: pd.Series) -> dict[str, float]:
+def chance_margins(board: Board, row: pd.Series) -> dict[str, float]:
     """{task: the row's task score minus the majority-class score} over the GLUE tasks in the
-    macro (WNLI only with include_wnli) and the own tasks that have both; empty without
-    df.attrs["chance"]."""
-    chance, tasks = df.attrs.get("chance") or {}, _column_tasks(df)
+    macro (WNLI only with include_wnli) and the own tasks that have both; empty without a chance
+    level (board.chance)."""
+    chance, tasks = board.chance, board.column_tasks
     level, scores = _task_scores(chance, list(chance), tasks), _task_scores(row, list(chance), tasks)
-    keep = lambda t: t in scores and (t != "wnli" or df.attrs.get("include_wnli", True))  # noqa: E731
+    keep = lambda t: t in scores and (t != "wnli" or board.include_wnli)  # noqa: E731
     return {t: scores[t] - level[t] for t in level if keep(t)}
 
 
-def chance_summary(df: pd.DataFrame) -> str:
+def chance_summary(board: Board) -> str:
     """'the teacher clears the majority class by >= 5 points on k of n tasks (own task +margin,
     ...); at chance: ...' (tasks in the macros); empty without a chance level (no saved predictions)."""
-    if not df.attrs.get("chance"):
+    if not board.chance:
         return ""
-    teacher, best = df[df["kind"] == "teacher"], best_student(df)
+    teacher, best = board.teacher(), board.best_student()
     parts, at = [], []
-    own = [t.name for t in own_tasks(df.attrs)]
-    if len(teacher):
-        margins = chance_margins(df, teacher.iloc[0])
+    own = [t.name for t in board.tasks]
+    if teacher is not None:
+        margins = chance_margins(board, teacher)
         clears = [t for t, m in margins.items() if m >= CLEAR_MARGIN]
         named = ", ".join(f"{t} {margins[t]:+.1f}" for t in own if t in margins)
         parts.append(f"the teacher clears the majority class by ≥ {CLEAR_MARGIN:.0f} points on {len(clears)} of "
                      f"{len(margins)} tasks" + (f" ({named})" if named else ""))
         at.append(("teacher", [t for t, m in margins.items() if m <= 1e-6]))
     if best is not None:
-        at.append(("best student", [t for t, m in chance_margins(df, best).items() if m <= 1e-6]))
+        at.append(("best student", [t for t, m in chance_margins(board, best).items() if m <= 1e-6]))
     named = [f"{who} on {', '.join(ts)}" for who, ts in at if ts]
     parts.append(f"at chance: {'; '.join(named)}" if named else "no task at chance for the teacher or the best student")
     return "; ".join(parts)
 
 
-def _seeds_phrase(row, df: pd.DataFrame) -> str:
+def _seeds_phrase(row, board: Board) -> str:
     seeds = [s for s in str(row.get("seeds") or "").split(",") if s]
-    tasks, columns = _column_tasks(df), _columns_of(df)
+    tasks, columns = board.column_tasks, board.columns
     multi = list(dict.fromkeys(tasks[c].name for c in columns if pd.notna(row.get(c + "_std"))))
     if len(seeds) <= 1 or not multi:
         return f"1 fine-tuning seed ({seeds[0] if seeds else '?'})"
@@ -106,67 +94,68 @@ def _seeds_phrase(row, df: pd.DataFrame) -> str:
             + (f", 1 on {', '.join(single)}" if single else ""))
 
 
-def _family(df: pd.DataFrame, metric: str) -> str:
+def _family(board: Board, metric: str) -> str:
     """The derived-column suffix that goes with a ranking metric: a macro's own, else that of
     the macro its column belongs to ("_tasks" for an own task's column)."""
     if metric in FAMILIES:
         return FAMILIES[metric]
-    return "_tasks" if metric in _columns_of(df) and metric not in score_columns() else ""
+    return "_tasks" if metric in board.columns and metric not in score_columns() else ""
 
 
 def _name(metric: str) -> str:
     return "macro" if metric == "macro_score" else metric
 
 
-def _macro_line(df: pd.DataFrame, row, metric: str) -> str:
+def _macro_line(board: Board, row, metric: str) -> str:
     """'<metric> 55.20, 97.0 % of teacher [95.1, 98.9]' of one row; for tasks_macro followed by
     ': <task> <score> (teacher <score>), ...'."""
-    sfx, teacher = FAMILIES[metric], df[df["kind"] == "teacher"]
+    sfx, teacher = FAMILIES[metric], board.teacher()
     text = f"{_name(metric)} {row[metric]:.2f}"
     if pd.notna(row.get("pct_teacher" + sfx)):
         text += f", {row['pct_teacher' + sfx]:.1f} % of teacher{interval_text(row, 'pct_teacher' + sfx, 1)}"
     if metric == TASKS_MACRO:
-        t = teacher.iloc[0] if len(teacher) else {}
-        scores = _task_scores(row, _columns_of(df), _column_tasks(df))
-        theirs = _task_scores(t, _columns_of(df), _column_tasks(df)) if len(teacher) else {}
-        text += ": " + ", ".join(f"{task.name} {scores[task.name]:.2f}" + (f" (teacher {theirs[task.name]:.2f})" if task.name in theirs else "")
-                                 for task in own_tasks(df.attrs) if task.name in scores)
+        scores = _task_scores(row, board.columns, board.column_tasks)
+        theirs = _task_scores(teacher, board.columns, board.column_tasks) if teacher is not None else {}
+        text += ": " + ", ".join(f"{task.name} {scores[task.name]:.2f}"
+                                 + (f" (teacher {theirs[task.name]:.2f})" if task.name in theirs else "")
+                                 for task in board.tasks if task.name in scores)
     return text
 
 
-def headline(df: pd.DataFrame) -> str:
+def headline(board: Board) -> str:
     """What a person reads first (a few lines, plain text; top of leaderboard.md and report.html):
-    the best student by the ranking metric (df.attrs["rank_by"]: the first search objective),
+    the best student by the ranking metric (board.rank_by: the first search objective),
     its % of teacher and its difference to the paper defaults with 95 % intervals and a verdict
     (better / not distinguishable / worse); a line for tasks_macro (own tasks) and for the GLUE
     macro when they are not the ranking metric; its gain over each reference row (over mlm_only:
     the value of distillation), the seeds, how many tasks the teacher clears chance on and which
     tasks sit at chance, and how the intervals were made."""
-    best = best_student(df)
+    df, best = board.frame, board.best_student()
     if best is None:
         return "No student has finished yet: nothing to rank."
-    rank = df.attrs.get("rank_by", "macro_score")
-    rank = rank if rank in df else "macro_score"
-    sfx, is_macro = _family(df, rank), rank in FAMILIES
-    teacher = df[df["kind"] == "teacher"]
+    rank = board.rank_by
+    sfx, is_macro = _family(board, rank), rank in FAMILIES
+    teacher = board.teacher()
     lines = []
-    first = f"best student `{best['model']}`{' (paper defaults)' if is_paper_defaults(best) else ''}: {_name(rank)} {best[rank]:.2f}"
+    paper = " (paper defaults)" if board.is_paper_defaults(best) else ""
+    first = f"best student `{best['model']}`{paper}: {_name(rank)} {best[rank]:.2f}"
     extra = []
     if is_macro and pd.notna(best.get("pct_teacher" + sfx)):
         extra.append(f"{best['pct_teacher' + sfx]:.1f} % of teacher{interval_text(best, 'pct_teacher' + sfx, 1)}")
-    elif not is_macro and len(teacher) and pd.notna(teacher.iloc[0][rank]) and teacher.iloc[0][rank] > 0:
-        extra.append(f"{100 * best[rank] / teacher.iloc[0][rank]:.1f} % of teacher")
+    elif not is_macro and teacher is not None and pd.notna(teacher[rank]) and teacher[rank] > 0:
+        extra.append(f"{100 * best[rank] / teacher[rank]:.1f} % of teacher")
     if pd.notna(best.get("p_best")):
         extra.append(f"first in {100 * best['p_best']:.0f} % of resamples")
     first += f" ({'; '.join(extra)})" if extra else ""
     delta = "delta_vs_default" + sfx if is_macro else None
-    default = df[[is_paper_defaults(r) and r["kind"] == "student" for _, r in df.iterrows()]]
+    default = df[(df["model"] == board.paper_defaults) & (df["kind"] == "student")]
     if default.empty:
         first += "; no candidate ran the paper defaults (search.points_to_evaluate[0])"
     elif default.iloc[0]["status"] != "done":
         first += f"; the paper defaults `{default.iloc[0]['model']}` did not finish ({default.iloc[0]['status']})"
     elif default.iloc[0]["model"] == best["model"]:
-        others = df[(df["kind"] == "student") & (df["status"] == "done") & df[rank].notna() & (df["model"] != best["model"])]
+        others = df[(df["kind"] == "student") & (df["status"] == "done") & df[rank].notna()
+                    & (df["model"] != best["model"])]
         if others.empty:
             first += "; it is the only finished student"
         elif delta is None:
@@ -183,10 +172,10 @@ def headline(df: pd.DataFrame) -> str:
         first += (f"; vs paper defaults {best[delta]:+.2f}{interval_text(best, delta)} — "
                   f"{_verdict(best.get(delta + '_lo'), best.get(delta + '_hi'))}")
     lines.append(first)
-    if TASKS_MACRO in df and (rank != TASKS_MACRO or len(own_tasks(df.attrs)) > 1) and pd.notna(best.get(TASKS_MACRO)):
-        lines.append("user tasks: " + _macro_line(df, best, TASKS_MACRO))
+    if TASKS_MACRO in df and (rank != TASKS_MACRO or len(board.tasks) > 1) and pd.notna(best.get(TASKS_MACRO)):
+        lines.append("user tasks: " + _macro_line(board, best, TASKS_MACRO))
     if rank != "macro_score" and pd.notna(best.get("macro_score")):
-        lines.append("GLUE: " + _macro_line(df, best, "macro_score"))
+        lines.append("GLUE: " + _macro_line(board, best, "macro_score"))
     gains = []
     for ref in sorted(reference_rows(df, TASKS_MACRO if sfx else "macro_score"), key=lambda r: r != "mlm_only"):
         g = best.get(f"gain_over_{ref}{sfx}")
@@ -195,10 +184,12 @@ def headline(df: pd.DataFrame) -> str:
             gains.append(f"{ref}{what} {g:+.2f}{interval_text(best, f'gain_over_{ref}{sfx}')}")
     if gains:
         lines.append("gain over " + "; over ".join(gains) + f" {_name(TASKS_MACRO if sfx else 'macro_score')} points")
-    lines.append(f"{_seeds_phrase(best, df)}" + (f"; {chance_summary(df)}" if chance_summary(df) else ""))
-    boot = df.attrs.get("bootstrap") or {}
+    chance = chance_summary(board)
+    lines.append(f"{_seeds_phrase(best, board)}" + (f"; {chance}" if chance else ""))
+    boot = board.bootstrap
     if boot.get("rows"):
-        lines.append(f"[lo, hi]: {100 * boot['level']:.0f} % {boot['method']}, {boot['resamples']} resamples, seed {boot['seed']}")
+        lines.append(f"[lo, hi]: {100 * boot['level']:.0f} % {boot['method']}, {boot['resamples']} resamples, "
+                     f"seed {boot['seed']}")
     else:
         lines.append("no intervals: no saved predictions to resample")
     return "\n".join(lines)
@@ -210,18 +201,20 @@ def _task_note(task: Task) -> str:
     return f"{task.name} ({kind}; {', '.join(task.metrics)})"
 
 
-def conventions(df: pd.DataFrame) -> list[str]:
+def conventions(board: Board) -> list[str]:
     """The notes printed under the leaderboard (markdown, html report): how to read its numbers."""
+    df = board.frame
     subsets = sorted({s for v in df.get("subset_data", pd.Series(dtype=str)).dropna() for s in str(v).split()})
     profiled = any(c in df and df[c].notna().any() for c in PROFILE_COLUMNS)
     spread = any(c in df and df[c].notna().any() for c in LATENCY_SPREAD_COLUMNS)
-    boot, chance = df.attrs.get("bootstrap") or {}, df.attrs.get("chance") or {}
-    default = df[[is_paper_defaults(r) for _, r in df.iterrows()]]
-    refs = [m for m in df.loc[df["kind"] == "reference", "model"].astype(str) if not m.startswith(INIT_PREFIX)]  # INIT_NOTE
-    own = own_tasks(df.attrs)
+    boot, chance = board.bootstrap, board.chance
+    default = df[df["model"] == board.paper_defaults]
+    refs = [m for m in df.loc[df["kind"] == "reference", "model"].astype(str)
+            if not m.startswith(INIT_ONLY_PREFIX)]  # those have INIT_NOTE
+    own = board.tasks
     glue = "macro_score" in df and df["macro_score"].notna().any()
-    rank = df.attrs.get("rank_by", "macro_score")
-    rules = df.attrs.get("chance_rule") or {}
+    rank = board.rank_by
+    rules = board.chance_rule
     notes = [
         "Scores ×100 on GLUE validation splits; macro_score = mean of task scores (mnli = mean of its splits present)."
         if glue else "No GLUE task in this sweep: macro_score (the GLUE macro) and the columns derived from it are empty.",
@@ -234,7 +227,7 @@ def conventions(df: pd.DataFrame) -> list[str]:
         if rank != "macro_score" or own else "",
         *[f"{r}: {REFERENCE_NOTES.get(r, 'a reference row')}; gain_over_{r} = macro_score minus its macro_score (points)."
           for r in refs],
-        INIT_NOTE if df["model"].astype(str).str.startswith(INIT_PREFIX).any() else "",
+        INIT_NOTE if df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX).any() else "",
         "task-kd-<task>: task-specific distillation, scored on that task only (no macro_score)."
         if (df["kind"] == "task_distill").any() else "",
         f"paper defaults: candidate `{default.iloc[0]['model']}`, run with the spec's search.points_to_evaluate[0] "
@@ -264,7 +257,7 @@ def conventions(df: pd.DataFrame) -> list[str]:
         "finetune_seconds_<task>: one run of that task (mean over its seeds)." if own else "",
         "status stopped/failed: the trial was stopped early (rung, proxy_score) or failed (reason); it has no scores."
         if df["status"].isin(["stopped", "failed"]).any() else "",
-        *provenance_notes(df.attrs.get("provenance") or {}),
+        *provenance_notes(board.provenance),
         "Empty cells: no data for that split (e.g. mnli_mm offline), the trial did not finish, "
         "or the result predates that column.",
     ]
@@ -287,10 +280,10 @@ def provenance_notes(provenance: dict) -> list[str]:
     return ([f"Provenance: {'; '.join(plain)}."] if plain else []) + ([f"Data sha256{under}: {'; '.join(data)}."] if data else [])
 
 
-def hidden_empty_columns(df: pd.DataFrame) -> set[str]:
+def hidden_empty_columns(board: Board) -> set[str]:
     """Columns a sweep cannot fill, left out of the displayed tables when empty: GLUE tasks the
     spec does not run, and without any GLUE task the macro_score family (csv/parquet keep them)."""
-    run = df.attrs.get("glue_tasks", list(TASKS))
+    df, run = board.frame, board.glue_tasks
     out = {c + x for t in TASKS.values() if t.name not in run for c in t.columns() for x in ("", "_std")}
     if not run:
         out |= {c for c in df.columns if c in ("macro_score", "pct_teacher", "delta_vs_default")
@@ -298,7 +291,7 @@ def hidden_empty_columns(df: pd.DataFrame) -> set[str]:
     return {c for c in out if c in df and df[c].isna().all()}
 
 
-def formatted(df: pd.DataFrame) -> pd.DataFrame:
+def formatted(board: Board) -> pd.DataFrame:
     """The leaderboard as display strings (2 decimals, n_params in millions, empty for missing):
     the paper-default candidate's model shown as `<id> (paper defaults)`, each interval beside
     its value (`+1.20 [-0.40, 2.80]`), a latency's round spread likewise, a score at or below
@@ -314,11 +307,12 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
             return f"{int(v)}"
         return f"{v:.2f}" if isinstance(v, float) else str(v)
 
+    df = board.frame
     pairs = {c: (c + lo, c + hi) for c in df.columns for lo, hi in (("_lo", "_hi"), ("_min", "_max"))
              if c + lo in df.columns and c + hi in df.columns}
     hidden = {"subset_data", "seeds", "at_chance", "paper_defaults", *(x for p in pairs.values() for x in p),
               *(c for c in df.columns if c.startswith("finetune_seconds_"))}
-    empty = hidden_empty_columns(df)
+    empty = hidden_empty_columns(board)
     hidden |= empty | {x for c in empty if c in pairs for x in pairs[c]}
     shown = [c for c in df.columns if c not in hidden]
     out = {}
@@ -326,7 +320,7 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
         values = []
         for _, r in df.iterrows():
             text = cell(r[c], c)
-            if c == "model" and is_paper_defaults(r):
+            if c == "model" and board.is_paper_defaults(r):
                 text += " (paper defaults)"
             if c in pairs and text and pd.notna(r[pairs[c][0]]) and pd.notna(r[pairs[c][1]]):
                 text += f" [{cell(r[pairs[c][0]], c)}, {cell(r[pairs[c][1]], c)}]"
@@ -335,23 +329,23 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
             values.append(text)
         out[c] = values
     table = pd.DataFrame(out)
-    chance = df.attrs.get("chance") or {}
+    chance = board.chance
     if chance:
         row = {c: "" for c in shown} | {"model": "chance (majority class)"}
         row |= {c: f"{v:.2f}" for c, v in chance.items() if c in row}
         if "macro_score" in row:
-            row["macro_score"] = cell(macro_score(chance, df.attrs.get("include_wnli", True)), "macro_score")
+            row["macro_score"] = cell(macro_score(chance, board.include_wnli), "macro_score")
         if TASKS_MACRO in row:
-            row[TASKS_MACRO] = cell(macro_over(chance, own_tasks(df.attrs)), TASKS_MACRO)
+            row[TASKS_MACRO] = cell(macro_over(chance, board.tasks), TASKS_MACRO)
         table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
     return table
 
 
-def comparison_sentences(df: pd.DataFrame) -> list[str]:
+def comparison_sentences(board: Board) -> list[str]:
     """One line per own task: 'uci_news: best student `x` reaches 96.4 % [95.0, 97.9] of the
     teacher's score (84.10 vs 87.20) at 2.0× the speed (batch 32; 1.9× at batch 1), with 2.0×
-    fewer parameters, fine-tuned in 0.52× the teacher's time' (from df.attrs["comparison"])."""
-    rows = df.attrs.get("comparison") or []
+    fewer parameters, fine-tuned in 0.52× the teacher's time' (from board.comparison)."""
+    rows = board.comparison
     lines = []
     for task in dict.fromkeys(r["task"] for r in rows):
         by_role = {r["role"]: r for r in rows if r["task"] == task}
@@ -377,7 +371,7 @@ def comparison_sentences(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
+def comparison_table(board: Board) -> pd.DataFrame:
     """Teacher vs best student on each own task, as display strings: task, model, score, % of
     teacher [95 % interval], fine-tune s (one run), latency ms/example at batch 1 and 32, speed-up
     (teacher latency / row latency, batch 32), parameters (M). Empty without own tasks."""
@@ -385,7 +379,7 @@ def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
         return "" if v is None else format(v, fmt)
 
     rows = []
-    for r in df.attrs.get("comparison") or []:
+    for r in board.comparison:
         ci = f" [{r['pct_teacher_lo']:.1f}, {r['pct_teacher_hi']:.1f}]" if r["pct_teacher_lo"] is not None and r["role"] != "teacher" else ""
         rows.append({"task": r["task"], "model": f"{r['model']}" + (" (best student)" if r["role"] != "teacher" else ""),
                      "score": f(r["score"], ".2f"), "% of teacher": f(r["pct_teacher"], ".1f") + ci,
@@ -404,14 +398,14 @@ COMPARISON_NOTE = ("Per user task: the teacher and the done student with the bes
                    "paired bootstrap interval on that task's score.")
 
 
-def to_markdown(df: pd.DataFrame) -> str:
+def to_markdown(board: Board) -> str:
     """The headline, the leaderboard as a markdown table (chance row last), the teacher-vs-best-
     student comparison on each own task, and the conventions as a bullet list."""
-    table = formatted(df).to_markdown(index=False, disable_numparse=True)
-    head = "\n".join(f"**{line}**  " if i == 0 else f"{line}  " for i, line in enumerate(headline(df).splitlines()))
-    comparison = comparison_table(df)
+    table = formatted(board).to_markdown(index=False, disable_numparse=True)
+    head = "\n".join(f"**{line}**  " if i == 0 else f"{line}  " for i, line in enumerate(headline(board).splitlines()))
+    comparison = comparison_table(board)
     extra = ""
     if not comparison.empty:
-        extra = ("\n\n### Teacher vs best student on each user task\n\n" + "\n".join(f"- {s}" for s in comparison_sentences(df))
+        extra = ("\n\n### Teacher vs best student on each user task\n\n" + "\n".join(f"- {s}" for s in comparison_sentences(board))
                  + "\n\n" + comparison.to_markdown(index=False, disable_numparse=True) + "\n\n" + COMPARISON_NOTE)
-    return head + "\n\n" + table + extra + "\n\n" + "\n".join(f"- {n}" for n in conventions(df)) + "\n"
+    return head + "\n\n" + table + extra + "\n\n" + "\n".join(f"- {n}" for n in conventions(board)) + "\n"

@@ -1,0 +1,129 @@
+"""The leaderboard as one typed object: the table and the sweep-wide facts read with it.
+
+A `Board` is built once by distil.report.leaderboard.load from a results dir; distil.report.summary,
+.html and .export only read it. Everything derived from the spec (the user's tasks, the ranking
+metric, the paper-default candidate) is resolved there, once, and carried here.
+
+Also here: the names of the columns derived from a macro (FAMILIES) and of the reference rows a
+row is compared with (reference_rows, init_rows), which both the builder and the readers need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from distil.config.glue import TASKS
+from distil.config.tasks import Task
+from distil.evaluation.confidence import task_columns
+from distil.evaluation.scores import TASKS_MACRO, all_columns
+from distil.store.records import INIT_ONLY_PREFIX, init_only_name
+
+# The two macros and the suffix of the columns derived from each (pct_teacher, gain_over_<ref>,
+# gain_over_init, delta_vs_default): pct_teacher is on macro_score, pct_teacher_tasks on tasks_macro.
+FAMILIES = {"macro_score": "", TASKS_MACRO: "_tasks"}
+
+
+@dataclass(frozen=True)
+class Board:
+    """A sweep's leaderboard (distil.report.leaderboard.load documents the columns of `frame`).
+
+    frame: one row per model, sorted by `rank_by` (best first, empty scores last); empty when the
+        results dir holds no row.
+    tasks: the spec's own tasks, in declaration order.
+    include_wnli: whether WNLI counts in macro_score; glue_tasks: the GLUE tasks the spec runs.
+    rank_by: the column rows are ranked by and the best student is chosen on (always a column of a
+        non-empty frame): the spec's first search.objectives, or a fallback (leaderboard.rank_metric).
+    paper_defaults: model name of the candidate run with search.points_to_evaluate[0] (any status),
+        or None.
+    chance: {split column: majority-class score x100}; chance_rule: {own column: what that
+        prediction is}.
+    bootstrap: method, resamples, seed, level, rows (models with intervals), students, excluded
+        ({model: why no interval}), paper_defaults (the done paper-default model or None).
+    resampled: {model: {split column: (B,) resampled scores}} of the rows with intervals ({} with
+        resamples=0).
+    comparison: teacher vs best student on each own task (JSON-ready dicts, teacher first per task;
+        leaderboard._comparison).
+    provenance: {field: {value: [models]}} over the rows' result.json "provenance".
+    spec: spec.json as read ({} when missing or damaged).
+    """
+
+    frame: pd.DataFrame
+    tasks: tuple[Task, ...] = ()
+    include_wnli: bool = True
+    glue_tasks: tuple[str, ...] = tuple(TASKS)
+    rank_by: str = "macro_score"
+    paper_defaults: str | None = None
+    chance: dict[str, float] = field(default_factory=dict)
+    chance_rule: dict[str, str] = field(default_factory=dict)
+    bootstrap: dict = field(default_factory=dict)
+    resampled: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    comparison: tuple[dict, ...] = ()
+    provenance: dict = field(default_factory=dict)
+    spec: dict = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        """Every split score column: GLUE's in GLUE order, then the own tasks'."""
+        return all_columns(self.tasks)
+
+    @property
+    def column_tasks(self) -> dict[str, Task]:
+        """Split column -> its Task (GLUE's and the own tasks')."""
+        return task_columns(self.tasks)
+
+    def is_paper_defaults(self, row) -> bool:
+        """Whether a row (a frame row or a dict with "model") is the paper-default candidate."""
+        return self.paper_defaults is not None and row.get("model") == self.paper_defaults
+
+    def teacher(self) -> pd.Series | None:
+        """The teacher's row, or None."""
+        rows = self.frame[self.frame["kind"] == "teacher"]
+        return rows.iloc[0] if len(rows) else None
+
+    def best_student(self) -> pd.Series | None:
+        """The row of the done student with the highest `rank_by`, or None."""
+        df, metric = self.frame, self.rank_by
+        done = df[(df["kind"] == "student") & (df["status"] == "done") & df[metric].notna()]
+        return None if done.empty else done.loc[done[metric].idxmax()]
+
+    def only(self, models) -> Board:
+        """The same board over the rows of `models` only (e.g. the model card speaks of the exported
+        student and the teacher): the table shrinks, the sweep-wide facts stay."""
+        return replace(self, frame=self.frame[self.frame["model"].isin(list(models))])
+
+    def metadata(self) -> dict:
+        """The sweep-wide facts that leaderboard.parquet keeps (pandas stores them as the frame's
+        attrs: `pd.read_parquet(...).attrs`): include_wnli, provenance, tasks (Task fields),
+        glue_tasks, rank_by, chance, chance_rule, bootstrap, comparison."""
+        return {"include_wnli": self.include_wnli, "provenance": self.provenance, "tasks": [asdict(t) for t in self.tasks],
+                "glue_tasks": list(self.glue_tasks), "rank_by": self.rank_by, "chance": self.chance,
+                "chance_rule": self.chance_rule, "bootstrap": self.bootstrap, "comparison": list(self.comparison)}
+
+
+def families(tasks) -> list[str]:
+    """The macros a leaderboard has: macro_score always (empty without GLUE), tasks_macro with own tasks."""
+    return ["macro_score"] + ([TASKS_MACRO] if tasks else [])
+
+
+def reference_rows(df: pd.DataFrame, metric: str = "macro_score") -> list[str]:
+    """Names of the reference rows with a `metric` (macro_score or tasks_macro) that every row is
+    compared with (random_init, mlm_only, ...; not task-kd, not init_only-<rule>: see init_rows)."""
+    if metric not in df:
+        return []
+    refs = df[(df["kind"] == "reference") & df[metric].notna() & ~df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX)]
+    return sorted(refs["model"].astype(str), key=lambda m: (m != "random_init", m))
+
+
+def init_rows(df: pd.DataFrame, metric: str = "macro_score") -> dict[str, str]:
+    """{model: its init_only-<rule> row} for every row whose layer rule has an init_only row with
+    a `metric`: gain_over_init compares a student with the undistilled student of its own init."""
+    inits = set(df.loc[df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX) & df[metric].notna(), "model"])
+    out = {}
+    for _, r in df.iterrows():
+        name = init_only_name(str(r.get("layer_selection")))
+        if name in inits and r["model"] != name and r["kind"] in ("student", "reference"):
+            out[r["model"]] = name
+    return out
