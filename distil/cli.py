@@ -25,7 +25,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # before Ray is imported,
 from distil import preflight  # noqa: E402
 from distil.config import rules  # noqa: E402
 from distil.config.spec import SpecError, SweepSpec, load_spec  # noqa: E402
-from distil.store import storage  # noqa: E402
+from distil.store import provenance, storage  # noqa: E402
+from distil.store.logs import quiet_libraries  # noqa: E402
 from distil.store.records import RUN_FILE, TRAIN_DIR, TUNE_DIR, ResultsDir, RunState, read_json  # noqa: E402
 
 COMMANDS = ("run", "resume", "report")
@@ -75,8 +76,6 @@ def run(args: argparse.Namespace, how: str) -> int:
     from distil.search.trial import run_candidate
     from distil.search.train import DistillJob
     from distil.search.tuner import build_tuner, ended_early, restore_tuner
-    from distil.store import provenance
-    from distil.store.logs import quiet_libraries
 
     if not args.verbose:
         quiet_libraries()
