@@ -557,9 +557,9 @@ def _one_line(err: ValidationError, source: str) -> str:
     field = ".".join(loc) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        msg = "unknown key; remove it or check the spelling against README's spec reference"
+        msg = "unknown key; remove it or check the spelling against docs/spec-reference.md"
     elif first["type"] == "missing":
-        msg = "required; add it (see README's spec reference)"
+        msg = "required; add it (see docs/spec-reference.md)"
     got = first.get("input")
     quiet = ("extra_forbidden", "unexpected_keyword_argument", "missing", "missing_argument", "value_error")
     tail = f" (got {got!r})" if first["type"] not in quiet and not isinstance(got, dict) else ""
