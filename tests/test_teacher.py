@@ -10,7 +10,8 @@ from tests.conftest import CORPUS
 
 @pytest.mark.slow
 def test_head_fit_improves_accuracy_is_cached_and_skipped_when_present(tmp_path, teacher_source, tokenizer):
-    corpus_dir = prepare_corpus(CorpusSpec(path=str(CORPUS), max_seq_len=32, max_sequences=512), tokenizer, tmp_path, 64)
+    corpus = CorpusSpec(path=str(CORPUS), max_seq_len=32, max_sequences=512)
+    corpus_dir = prepare_corpus(corpus, tokenizer, tmp_path, 64)
     fit = HeadFitSpec(steps=25, batch_size=32, lr=5e-3, eval_sequences=64)
     fitted_dir, report = prepare_teacher(teacher_source, corpus_dir, fit, tmp_path)
     assert report["fitted_head"] and report["masked_token_acc_after"] > report["masked_token_acc_before"]
@@ -18,7 +19,8 @@ def test_head_fit_improves_accuracy_is_cached_and_skipped_when_present(tmp_path,
     again_dir, again = prepare_teacher(teacher_source, corpus_dir, fit, tmp_path)
     assert again_dir == fitted_dir and again == report
     # Other settings -> another cache entry.
-    other_dir, _ = prepare_teacher(teacher_source, corpus_dir, HeadFitSpec(steps=1, batch_size=8, eval_sequences=8), tmp_path)
+    other = HeadFitSpec(steps=1, batch_size=8, eval_sequences=8)
+    other_dir, _ = prepare_teacher(teacher_source, corpus_dir, other, tmp_path)
     assert other_dir != fitted_dir
     # A checkpoint that has its MLM head is used as is.
     used_dir, used = prepare_teacher(fitted_dir, corpus_dir, fit, tmp_path)

@@ -40,7 +40,8 @@ def check_selection(selection) -> None:
     """Raise ValueError unless `selection` is a known rule name or a list of distinct non-negative ints."""
     if isinstance(selection, str):
         if selection not in RULES:
-            raise ValueError(f"unknown layer selection {selection!r}; use one of {', '.join(RULES)} or a list of layer indices")
+            raise ValueError(f"unknown layer selection {selection!r}; use one of {', '.join(RULES)} or a list of "
+                             "layer indices")
     elif isinstance(selection, list) and all(isinstance(i, int) for i in selection):
         if any(i < 0 for i in selection) or len(set(selection)) != len(selection):
             raise ValueError(f"layer list {selection} must hold distinct non-negative teacher layer indices")
@@ -59,8 +60,10 @@ def select_layers(selection: LayerSelection, n_teacher: int, n_student: int) -> 
     if not 1 <= n_student <= n_teacher:
         raise ValueError(f"student.n_layers={n_student} must be between 1 and the teacher's {n_teacher} layers")
     if isinstance(selection, list):
-        if len(selection) != n_student or len(set(selection)) != n_student or not all(0 <= i < n_teacher for i in selection):
-            raise ValueError(f"layer_selection {selection}: need {n_student} distinct teacher layer indices in [0, {n_teacher - 1}]")
+        fits = all(0 <= i < n_teacher for i in selection)
+        if len(selection) != n_student or len(set(selection)) != n_student or not fits:
+            raise ValueError(f"layer_selection {selection}: need {n_student} distinct teacher layer indices in "
+                             f"[0, {n_teacher - 1}]")
         return list(selection)
     check_selection(selection)
     return RULES[selection](n_teacher, n_student)

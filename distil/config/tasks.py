@@ -136,7 +136,8 @@ def find_split(task: Task, split: str) -> tuple[str, bool] | None:
 
 def available(task: Task) -> bool:
     """The task has its train split and at least one eval split (hub data: assumed present)."""
-    return find_split(task, task.train_split) is not None and any(find_split(task, s) for s in task.eval_splits.values())
+    return (find_split(task, task.train_split) is not None
+            and any(find_split(task, s) for s in task.eval_splits.values()))
 
 
 def load_split(task: Task, split: str, limit: int | None = None):
@@ -203,7 +204,8 @@ def check_split(task: Task, split: str, ds) -> None:
     listed = pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
     if task.problem_type == REGRESSION:
         if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-            raise ValueError(f"label_field: {task.label_field!r} is {col.type} in split {split!r}; a regression label is a number")
+            raise ValueError(f"label_field: {task.label_field!r} is {col.type} in split {split!r}; a regression "
+                             "label is a number")
         return
     if task.problem_type == SINGLE and listed:
         raise ValueError(f"label_field: {task.label_field!r} holds lists in split {split!r} but problem_type is "
@@ -213,13 +215,14 @@ def check_split(task: Task, split: str, ds) -> None:
                          "list of class ids (parquet or jsonl)")
     ids = pc.list_flatten(col) if listed else col
     if not pa.types.is_integer(ids.type):
-        raise ValueError(f"label_field: {task.label_field!r} holds {ids.type} in split {split!r}; labels must be integer class ids")
+        raise ValueError(f"label_field: {task.label_field!r} holds {ids.type} in split {split!r}; labels must be "
+                         "integer class ids")
     if len(ids):
         lo, hi = pc.min_max(ids).values()
         if lo.as_py() < 0 or hi.as_py() >= task.num_labels:
             bad = hi.as_py() if hi.as_py() >= task.num_labels else lo.as_py()
-            raise ValueError(f"label_field: label id {bad} in split {split!r} is outside [0, num_labels={task.num_labels}); "
-                             "fix the data or num_labels / labels.json")
+            raise ValueError(f"label_field: label id {bad} in split {split!r} is outside "
+                             f"[0, num_labels={task.num_labels}); fix the data or num_labels / labels.json")
 
 
 def resolve_task(task: Task) -> Task:
@@ -236,7 +239,8 @@ def resolve_task(task: Task) -> Task:
 
     if not os.path.isdir(task.data):
         if task.num_labels is None:
-            raise ValueError(f"num_labels: {task.data!r} is a hub dataset id; give num_labels (or a local dir with labels.json)")
+            raise ValueError(f"num_labels: {task.data!r} is a hub dataset id; give num_labels (or a local dir with "
+                             "labels.json)")
         return task
     quiet = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # a spec error is one line on stderr, without the bars of reading the data
@@ -264,13 +268,15 @@ def _resolve_local(task: Task) -> Task:
     if task.problem_type == REGRESSION:
         n, names = 1, None
     elif n is None and task.num_labels is None:
-        raise ValueError(f"num_labels: not given and {task.data} has no labels.json or ClassLabel column; give num_labels")
+        raise ValueError(f"num_labels: not given and {task.data} has no labels.json or ClassLabel column; give "
+                         "num_labels")
     elif n is not None and task.num_labels is not None and n != task.num_labels:
         raise ValueError(f"num_labels: {task.num_labels} given but the data has {n} labels; fix or drop num_labels")
     try:
         resolved = replace(task, num_labels=task.num_labels if n is None else n, label_names=names or task.label_names)
     except ValidationError as e:  # e.g. an empty labels.json
-        raise ValueError(f"num_labels: {e.errors()[0]['msg'].removeprefix('Value error, ')} (read from {task.data})") from None
+        why = e.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ValueError(f"num_labels: {why} (read from {task.data})") from None
     for split, ds in loaded.items():
         check_split(resolved, split, ds)
     return resolved

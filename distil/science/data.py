@@ -137,7 +137,8 @@ def _key(corpus: CorpusSpec, tokenizer, eval_sequences: int) -> str:
     return hashlib.sha256(f"{corpus.model_dump_json()}|{vocab}|eval={eval_sequences}|v2".encode()).hexdigest()[:16]
 
 
-def prepare_corpus(corpus: CorpusSpec, tokenizer, cache_dir: Path, eval_sequences: int = 512, num_proc: int | None = None) -> Path:
+def prepare_corpus(corpus: CorpusSpec, tokenizer, cache_dir: Path, eval_sequences: int = 512,
+                   num_proc: int | None = None) -> Path:
     """Tokenise the train and eval splits and count tokens; returns the corpus dir (reused if present).
 
     Writes `train/` and `eval/` (`Dataset.save_to_disk`, column `input_ids`: list<int32>, at most
@@ -158,12 +159,15 @@ def prepare_corpus(corpus: CorpusSpec, tokenizer, cache_dir: Path, eval_sequence
     bars_were_off = are_progress_bars_disabled()
     disable_progress_bars()  # one bar per shard and process would flood the sweep's console
     try:
+        work = out / "work"
         splits = {
-            "train": _tokenize_split(corpus, corpus.train_split, tokenizer, corpus.max_sequences, out / "work" / "train", num_proc),
-            "eval": _tokenize_split(corpus, corpus.eval_split, tokenizer, eval_sequences, out / "work" / "eval", num_proc),
+            "train": _tokenize_split(corpus, corpus.train_split, tokenizer, corpus.max_sequences, work / "train",
+                                     num_proc),
+            "eval": _tokenize_split(corpus, corpus.eval_split, tokenizer, eval_sequences, work / "eval", num_proc),
         }
         if len(splits["train"]) < MIN_TRAIN_SEQUENCES:
-            raise ValueError(f"corpus.path: only {len(splits['train'])} sequences of >= {corpus.min_tokens} tokens in split {corpus.train_split!r}")
+            raise ValueError(f"corpus.path: only {len(splits['train'])} sequences of >= {corpus.min_tokens} tokens in "
+                             f"split {corpus.train_split!r}")
         for name, ds in splits.items():
             shutil.rmtree(out / name, ignore_errors=True)
             ds.save_to_disk(str(out / name))
@@ -238,7 +242,8 @@ def length_grouped_batches(lengths, batch_size: int, seed: int, bucket: int = 50
     """
     lengths = np.asarray(lengths)
     if len(lengths) < batch_size:
-        raise ValueError(f"{len(lengths)} sequences do not fill one batch of {batch_size}; lower the batch size or raise corpus.max_sequences")
+        raise ValueError(f"{len(lengths)} sequences do not fill one batch of {batch_size}; lower the batch size or "
+                         "raise corpus.max_sequences")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(lengths))[: len(lengths) // batch_size * batch_size]
     window = np.arange(len(order)) // (bucket * batch_size)
