@@ -335,16 +335,19 @@ def test_a_prepared_cache_reproduces_the_in_memory_run_and_serves_smaller_budget
         load_task_data(cache, task, replace(SETTINGS, max_eval_examples=200))
 
 
-def test_cli_rejects_a_bad_task_with_exit_2_and_one_line_before_any_work(tmp_path, dirs):
-    import subprocess
-    import sys
+def test_cli_rejects_a_bad_task_with_exit_2_and_one_line_before_any_work(tmp_path, dirs, monkeypatch, capsys):
+    """The CLI's main in this process (tests/test_spec.py and test_bad_inputs.py run the CLI as a process)."""
+    import run_sweep
 
     fresh = _copy(tmp_path, "fresh", "uci_news")  # never read before: no cached Arrow copy
     spec = _spec(tmp_path, [_news(fresh, text_fields=["headline"])])
-    r = subprocess.run([sys.executable, str(ROOT / "run_sweep.py"), str(spec), "--dry-run", "--output", str(tmp_path / "o")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
-    assert "tasks.news.text_fields: no column 'headline'" in r.stderr and not (tmp_path / "o").exists()
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    capsys.readouterr()
+    rc = run_sweep.main([str(spec), "--dry-run", "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip().count("\n") == 0, err
+    assert "tasks.news.text_fields: no column 'headline'" in err and not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow
