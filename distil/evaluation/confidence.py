@@ -35,9 +35,10 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from distil.evaluation import metrics as glue_metrics
 from distil.config.glue import TASKS
 from distil.config.tasks import MULTI, REGRESSION, Task
+from distil.evaluation import metrics as glue_metrics
+from distil.store.records import RowDir
 
 RESAMPLES = 1000
 SEED = 0
@@ -105,7 +106,7 @@ def load_splits(row_dirs: dict[str, Path], tasks=()) -> tuple[dict[str, Split], 
     splits: dict[str, Split] = {}
     problems: dict[str, str] = {}
     for model, row_dir in row_dirs.items():
-        files = sorted(Path(row_dir, "predictions").glob("*.parquet"))
+        files = sorted(RowDir(row_dir, "row").predictions_dir.glob("*.parquet"))
         parsed = [(m["column"], int(m["seed"]), f) for f in files if (m := _FILE.match(f.name)) and m["column"] in cols]
         if not parsed:
             problems[model] = "no saved predictions"

@@ -23,7 +23,6 @@ in words (`headline`, `to_markdown`, the teacher-vs-best-student comparison on e
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -40,16 +39,13 @@ from distil.evaluation.scores import (
 )
 from distil.report import summary
 from distil.report.board import FAMILIES, Board, families, init_rows, reference_rows
-
-
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text())
+from distil.store.records import ResultsDir, read_json
 
 
 def _unreadable(path: Path) -> bool:
     """Whether `path` exists but is not a JSON object."""
     try:
-        return path.exists() and not isinstance(_read(path), dict)
+        return path.exists() and not isinstance(read_json(path), dict)
     except (OSError, ValueError):
         return True
 
@@ -99,42 +95,43 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     the bootstrap's resampled scores. `resamples`/`seed`: the paired bootstrap's
     (distil.evaluation.confidence); resamples=0 skips the intervals.
     """
-    results_dir = Path(results_dir)
-    spec_file = results_dir / "spec.json"
-    spec = _read(spec_file) if spec_file.exists() and not _unreadable(spec_file) else {}  # damaged: GLUE defaults
+    # The files are read as the dicts they hold (row_from_result's input), through records' paths; a
+    # record's to_json() would drop the keys an older file has as null, and change the table.
+    results = ResultsDir(results_dir)
+    spec = results.read_spec() or {}  # missing or damaged: GLUE's defaults
     include_wnli = spec.get("glue", {}).get("include_wnli", True)
     own = own_tasks(spec)
     wanted = spec.get("glue", {}).get("tasks", "all")
     glue_run = list(TASKS) if wanted == "all" else [t for t in TASKS if t in wanted]
     rows, row_dirs, provenance = [], {}, []
-    for path in [results_dir / "teacher" / "result.json", *sorted(results_dir.glob("references/*/result.json"))]:
-        if path.exists():
+    for ref in [results.teacher(), *results.references()]:
+        if ref.has_result():
             try:
-                result = _read(path)
+                result = read_json(ref.result_file)
                 row = row_from_result(result, include_wnli, own)
             except Exception as e:  # a damaged file makes its own row corrupt, never the report
-                rows.append(_corrupt(path.parent.name, "teacher" if path.parent.name == "teacher" else "reference", path, e))
+                rows.append(_corrupt(ref.name, ref.kind, ref.result_file, e))
                 continue
-            rows.append({"model": path.parent.name, "kind": result.get("kind", "teacher"), "status": "done", **row})
-            row_dirs[path.parent.name] = path.parent
-            provenance.append((path.parent.name, result.get("provenance")))
+            rows.append({"model": ref.name, "kind": result.get("kind", "teacher"), "status": "done", **row})
+            row_dirs[ref.name] = ref.path
+            provenance.append((ref.name, result.get("provenance")))
     started, candidates = {}, {}
-    for cand in sorted((results_dir / "candidates").glob("*")):
+    for cand in results.candidates():
         try:
-            config = _read(cand / "config.json") if (cand / "config.json").exists() else None
-            status = _read(cand / "status.json") if (cand / "status.json").exists() else {}
-            result = _read(cand / "result.json") if (cand / "result.json").exists() else None
+            config = read_json(cand.config_file) if cand.has_config() else None
+            status = read_json(cand.status_file) if cand.has_status() else {}
+            result = read_json(cand.result_file) if cand.has_result() else None
             row = row_from_result(result, include_wnli, own) if result is not None else None
         except Exception as e:
-            bad = next((f for f in ("result.json", "config.json", "status.json") if _unreadable(cand / f)), "result.json")
-            rows.append(_corrupt(cand.name, "student", cand / bad, e))
+            files = (cand.result_file, cand.config_file, cand.status_file)
+            rows.append(_corrupt(cand.name, "student", next((f for f in files if _unreadable(f)), cand.result_file), e))
             continue
         extra = {k: status[k] for k in ("rung", "proxy_score", "reason") if k in status}
         if config:
             started[cand.name] = config.get("started", math.nan)
         if result is not None:
             rows.append({"model": cand.name, "kind": "student", "status": "done", **row, **extra})
-            row_dirs[cand.name] = cand
+            row_dirs[cand.name] = cand.path
             provenance.append((cand.name, result.get("provenance")))
         elif config or status:
             result = {}
