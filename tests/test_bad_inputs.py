@@ -558,3 +558,19 @@ def test_the_address_of_a_running_cluster_passes():
         check_address(ray.get_runtime_context().gcs_address)
     finally:
         ray.shutdown()
+
+
+def test_a_spec_that_fails_against_the_teacher_loads_no_heavy_library(tmp_path):
+    """The deepest check before Ray (the layer list against the teacher's depth, read from its config.json)
+    fails without importing torch, transformers, Ray, datasets or pandas: bad input costs a second, not ten."""
+    env = Env(tmp_path)
+    spec = env.spec(student__n_layers=3, search__layer_selection=[0, 3, 6])
+    code = ("import sys; from distil import cli; rc = cli.main(['run', sys.argv[1], '--dry-run']); "
+            "print(rc, sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'ray', 'datasets', "
+            "'pandas'}))")
+    proc_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code, spec], cwd=tmp_path, env=proc_env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.stdout.splitlines() == ["2 []"], r.stdout + r.stderr[-2000:]
+    assert "search.layer_selection: layer_selection [0, 3, 6]: need 3 distinct teacher layer indices in [0, 5]" \
+        in r.stderr
