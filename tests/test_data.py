@@ -38,6 +38,16 @@ def expected(tokenizer):
 
 
 @pytest.fixture(scope="module")
+def corpus_slice(tmp_path_factory):
+    """A corpus dir holding the first 300 rows of the real splits: for the checks that need a
+    prepared corpus but not its size (cache keys, errors), tokenised in a fraction of the time."""
+    out = tmp_path_factory.mktemp("corpus-slice")
+    for split in ("validation", "test"):
+        pq.write_table(pq.read_table(CORPUS / f"{split}.parquet").slice(0, 300), out / f"{split}.parquet")
+    return out
+
+
+@pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory, tokenizer):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(distil.science.data, "ROWS_PER_SHARD", 1000)  # several shards, as on a large corpus
@@ -72,8 +82,8 @@ def test_sequence_view_indexes_like_a_list(corpus_dir, expected):
         train[len(train)]
 
 
-def test_cache_key_includes_eval_sequences(tmp_path, tokenizer):
-    spec = SPEC.model_copy(update={"max_sequences": 32})
+def test_cache_key_includes_eval_sequences(tmp_path, tokenizer, corpus_slice):
+    spec = SPEC.model_copy(update={"path": str(corpus_slice), "max_sequences": 32})
     small = prepare_corpus(spec, tokenizer, tmp_path, 8)
     large = prepare_corpus(spec, tokenizer, tmp_path, 24)
     assert len(load_sequences(small, "eval")) == 8 and len(load_sequences(large, "eval")) == 24
@@ -103,11 +113,12 @@ def test_interrupted_preparation_reuses_the_shards_already_tokenised(tmp_path, t
     assert as_lists(load_sequences(corpus_dir)) == expected[0]
 
 
-def test_too_few_sequences_is_a_clear_error(tmp_path, tokenizer):
+def test_too_few_sequences_is_a_clear_error(tmp_path, tokenizer, corpus_slice):
+    spec = SPEC.model_copy(update={"path": str(corpus_slice)})  # a whole split read: a short one
     with pytest.raises(ValueError, match="corpus.path: only"):
-        prepare_corpus(SPEC.model_copy(update={"min_tokens": 31}), tokenizer, tmp_path, 8)
+        prepare_corpus(spec.model_copy(update={"min_tokens": 31}), tokenizer, tmp_path, 8)
     with pytest.raises(FileNotFoundError, match="corpus.path"):
-        prepare_corpus(SPEC.model_copy(update={"train_split": "nope"}), tokenizer, tmp_path, 8)
+        prepare_corpus(spec.model_copy(update={"train_split": "nope"}), tokenizer, tmp_path, 8)
 
 
 def test_length_grouped_batches_cover_the_corpus_once_with_little_padding():
