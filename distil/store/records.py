@@ -15,11 +15,17 @@ resumed (Tune's own tables can drop resumed trials):
     <out>/candidates/<trial_id>/status.json   `stopped` (by ASHA) or `failed` (with the reason) (TrialStatus)
     <out>/candidates/<trial_id>/student/      the distilled student (HF dir; pruned for most: student.pruned says why)
     <out>/**/predictions/<task><split>-seed<s>.parquet
+    <out>/logs/workers.log, logs/live/<run>.json   the workers' output; a Train run's last step, loss, tokens/s
+    <out>/optuna.db                           the Optuna study (unless search.storage names another)
+    <out>/tune/, <out>/train/                 Tune's experiment state, Ray Train's checkpoints (written by Ray)
+    <out>/leaderboard.*, report.html, plots/, best_student/   the report (distil.report), rebuilt at will
 
-The records are frozen dataclasses; `to_json()` gives the dict written (keys in the order the
-sweep has always written them, absent optional fields left out) and `from_json(d)` reads one
-back, tolerating files of older sweeps (a missing optional key reads as None). A file that is not
-JSON raises ValueError (json.JSONDecodeError); the leaderboard turns that into a `corrupt` row.
+The records are frozen dataclasses; `to_json()` gives the dict written (the keys and values sweeps
+have always written, absent optional fields left out; a candidate's result.json, config.json,
+progress.json, status.json and run.json byte for byte as before, a reference row's result.json
+with the same keys in the candidates' order) and `from_json(d)` reads one back, tolerating files
+of older sweeps (a missing optional key reads as None). A file that is not JSON raises ValueError
+(json.JSONDecodeError); the leaderboard turns that into a `corrupt` row.
 """
 
 from __future__ import annotations
