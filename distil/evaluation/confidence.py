@@ -117,7 +117,8 @@ def load_splits(row_dirs: dict[str, Path], tasks=()) -> tuple[dict[str, Split], 
         for column, files in per_column.items():
             split = splits.get(column)
             if split is None:
-                split = splits[column] = Split(column, files[0][0], files[0][1], task=cols[column], position=position[column])
+                split = splits[column] = Split(column, files[0][0], files[0][1], task=cols[column],
+                                               position=position[column])
             if not all(np.array_equal(idx, split.idx) and np.array_equal(y, split.labels) for idx, y, _ in files):
                 problems[model] = f"its {column} predictions cover other examples or labels than the other rows'"
                 continue
@@ -162,7 +163,8 @@ def _ranks(W: np.ndarray, x: np.ndarray, keep: np.ndarray | None = None) -> tupl
     new = np.r_[True, x[order][1:] != x[order][:-1]]
     group = np.empty(len(x), dtype=int)
     group[order] = np.cumsum(new) - 1
-    counts = W[:, order] if new.all() else np.add.reduceat(W[:, order], np.flatnonzero(new), axis=1)  # no ties: as drawn
+    # No ties: the counts as drawn.
+    counts = W[:, order] if new.all() else np.add.reduceat(W[:, order], np.flatnonzero(new), axis=1)
     at = group if keep is None else group[keep]
     return np.cumsum(counts, axis=1)[:, at] - (counts[:, at] - 1) / 2, counts
 
@@ -182,7 +184,8 @@ def _spearman(W: np.ndarray, x: np.ndarray, P: np.ndarray) -> np.ndarray:
         vp = (n**3 - n - (cp**3 - cp).sum(1)) / 12
         constant = cp.max(1) == n
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, m] = np.where(constant, 0.0, np.einsum("bn,bn->b", wdx, rp) / np.sqrt(vx * np.where(constant, 1, vp)))
+            out[:, m] = np.where(constant, 0.0,
+                                 np.einsum("bn,bn->b", wdx, rp) / np.sqrt(vx * np.where(constant, 1, vp)))
     return out
 
 
@@ -248,7 +251,8 @@ def _one_hot(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return (np.asarray(y)[..., None] == classes).astype(float)
 
 
-def resampled_metric(metric: str, W: np.ndarray, labels: np.ndarray, preds: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def resampled_metric(metric: str, W: np.ndarray, labels: np.ndarray, preds: np.ndarray,
+                     threshold: float = 0.5) -> np.ndarray:
     """One metric ×100 of M prediction sets on B resamples: (B, M).
 
     W: (B, N) draw counts (`resample_counts`; all ones = the full sample); labels: (N,), or (N, L)
@@ -307,7 +311,8 @@ def split_scores(split: Split, W: np.ndarray) -> dict[str, np.ndarray]:
     """{model: (B,) split score}: mean of the task's metrics, then mean over the model's seeds."""
     models = list(split.preds)
     P = np.concatenate([split.preds[m] for m in models])
-    score = np.mean([resampled_metric(name, W, split.labels, P, split.task.threshold) for name in split.task.metrics], axis=0)
+    score = np.mean([resampled_metric(name, W, split.labels, P, split.task.threshold) for name in split.task.metrics],
+                    axis=0)
     out, at = {}, 0
     for m in models:
         s = len(split.preds[m])
@@ -316,7 +321,8 @@ def split_scores(split: Split, W: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def resampled_columns(splits: dict[str, Split], resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, dict[str, np.ndarray]]:
+def resampled_columns(splits: dict[str, Split], resamples: int = RESAMPLES,
+                      seed: int = SEED) -> dict[str, dict[str, np.ndarray]]:
     """{model: {column: (resamples,) split score}}; resamples=0 gives the full sample, (1,) each.
 
     Each split draws from numpy's default_rng([seed, split.position]) (its column's place among

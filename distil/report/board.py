@@ -98,8 +98,9 @@ class Board:
         """The sweep-wide facts that leaderboard.parquet keeps (pandas stores them as the frame's
         attrs: `pd.read_parquet(...).attrs`): include_wnli, provenance, tasks (Task fields),
         glue_tasks, rank_by, chance, chance_rule, bootstrap, comparison."""
-        return {"include_wnli": self.include_wnli, "provenance": self.provenance, "tasks": [asdict(t) for t in self.tasks],
-                "glue_tasks": list(self.glue_tasks), "rank_by": self.rank_by, "chance": self.chance,
+        return {"include_wnli": self.include_wnli, "provenance": self.provenance,
+                "tasks": [asdict(t) for t in self.tasks], "glue_tasks": list(self.glue_tasks), "rank_by": self.rank_by,
+                "chance": self.chance,
                 "chance_rule": self.chance_rule, "bootstrap": self.bootstrap, "comparison": list(self.comparison)}
 
 
@@ -113,7 +114,8 @@ def reference_rows(df: pd.DataFrame, metric: str = "macro_score") -> list[str]:
     compared with (random_init, mlm_only, ...; not task-kd, not init_only-<rule>: see init_rows)."""
     if metric not in df:
         return []
-    refs = df[(df["kind"] == "reference") & df[metric].notna() & ~df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX)]
+    init_only = df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX)
+    refs = df[(df["kind"] == "reference") & df[metric].notna() & ~init_only]
     return sorted(refs["model"].astype(str), key=lambda m: (m != "random_init", m))
 
 

@@ -45,8 +45,8 @@ def model_card(board: Board, sweep: str, teacher_source: str) -> str:
     sfx = "_tasks" if rank == TASKS_MACRO else ""
     interval = summary.interval_text(best, f"pct_teacher{sfx}", 1) if rank in FAMILIES else ""
     g = best.get(f"gain_over_random_init{sfx}")
-    gain = (f", {g:+.2f}{summary.interval_text(best, f'gain_over_random_init{sfx}')} points over the same architecture with "
-            "random weights (random_init)") if pd.notna(g) else ""
+    gain = (f", {g:+.2f}{summary.interval_text(best, f'gain_over_random_init{sfx}')} points over the same "
+            "architecture with random weights (random_init)") if pd.notna(g) else ""
     pct = best.get(f"pct_teacher{sfx}") if rank in FAMILIES else (
         100 * best[rank] / teacher[rank] if teacher is not None and pd.notna(teacher.get(rank)) and teacher[rank] > 0
         else None)

@@ -81,7 +81,8 @@ def plot_scores(board: Board, path: Path) -> None:
     to share one colour scale). Row labels carry the ranking metric."""
     df, cols, metric, chance = board.frame, score_columns_shown(board), board.rank_by, board.chance
     values = df[cols].to_numpy(dtype=float)
-    at_chance = np.array([[c in str(r.get("at_chance") or "").split() for c in cols] for _, r in df.iterrows()]).reshape(values.shape)
+    at_chance = np.array([[c in str(r.get("at_chance") or "").split() for c in cols]
+                          for _, r in df.iterrows()]).reshape(values.shape)
     lo, hi = np.nanmin(values, axis=0, initial=np.inf), np.nanmax(values, axis=0, initial=-np.inf)
     tie = np.broadcast_to(~(hi > lo), values.shape)  # one model, or all equal: no best to colour
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -102,7 +103,8 @@ def plot_scores(board: Board, path: Path) -> None:
         chance_macro = {"macro_score": macro_score(chance, board.include_wnli),
                         TASKS_MACRO: macro_over(chance, board.tasks)}.get(metric, chance.get(metric, np.nan))
         macro.append(f"chance (majority class)  ({chance_macro:.1f})")
-    fig, ax = plt.subplots(figsize=(max(8.0, 1.0 * len(cols) + 3), 0.45 * len(values) + 1.8))  # 2 columns: room for the title
+    # max(8, ...): with 2 columns there is still room for the title
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.0 * len(cols) + 3), 0.45 * len(values) + 1.8))
     ax.imshow(colours, aspect="auto")
     for (i, j), v in np.ndenumerate(values):
         if not np.isnan(v):
@@ -127,8 +129,8 @@ def _pareto_panel(ax, board: Board, cost: str, what: str, xlabel: str, scale: fl
     df, metric = board.frame, board.rank_by
     done = df[df[metric].notna() & df["kind"].isin(["teacher", "student"])]
     x = pd.to_numeric(done[cost], errors="coerce").to_numpy(dtype=float) / scale
-    spread = [pd.to_numeric(done.get(cost + s, pd.Series(np.nan, index=done.index)), errors="coerce").to_numpy(dtype=float) / scale
-              for s in ("_min", "_max")]
+    spread = [pd.to_numeric(done.get(cost + s, pd.Series(np.nan, index=done.index)), errors="coerce")
+              .to_numpy(dtype=float) / scale for s in ("_min", "_max")]
     y = done[metric].to_numpy(dtype=float)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(metric)
@@ -142,8 +144,9 @@ def _pareto_panel(ax, board: Board, cost: str, what: str, xlabel: str, scale: fl
     teacher = (done["kind"] == "teacher").to_numpy()
     has_spread = ~np.isnan(spread[0]) & ~np.isnan(spread[1])
     if has_spread.any():
-        ax.errorbar(x[has_spread], y[has_spread], xerr=[x[has_spread] - spread[0][has_spread], spread[1][has_spread] - x[has_spread]],
-                    fmt="none", ecolor="grey", elinewidth=1, capsize=3, zorder=2, label="min–max over timing rounds")
+        xerr = [x[has_spread] - spread[0][has_spread], spread[1][has_spread] - x[has_spread]]
+        ax.errorbar(x[has_spread], y[has_spread], xerr=xerr, fmt="none", ecolor="grey", elinewidth=1, capsize=3,
+                    zorder=2, label="min–max over timing rounds")
     ax.scatter(x[~teacher], y[~teacher], color=STUDENT_COLOUR, label="student", zorder=3)
     ax.scatter(x[teacher], y[teacher], color=TEACHER_COLOUR, marker="*", s=180, label="teacher", zorder=3)
     ax.scatter(x[front], y[front], facecolors="none", edgecolors=FRONT_COLOUR, s=220, linewidths=1.6,
@@ -166,7 +169,8 @@ def plot_pareto(board: Board, path: Path) -> None:
     teacher labelled."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     _pareto_panel(axes[0], board, "n_params", "parameter", "encoder parameters (millions)", scale=1e6)
-    _pareto_panel(axes[1], board, "latency_ms_b32", "latency", "CPU latency at batch 32 (ms per example, 128 tokens, 1 thread)")
+    _pareto_panel(axes[1], board, "latency_ms_b32", "latency",
+                  "CPU latency at batch 32 (ms per example, 128 tokens, 1 thread)")
     fig.suptitle("Quality against cost: up and to the left is better", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -234,7 +238,8 @@ def learning_curves(results_dir: str | Path) -> dict:
     curves, status = {}, {}
     for cand in results.candidates():
         progress, config = read(cand.progress_file), read(cand.config_file)
-        rungs = [r for r in (progress or {}).get("rungs", []) if isinstance(r, dict) and r.get("proxy_score") is not None]
+        rungs = [r for r in (progress or {}).get("rungs", [])
+                 if isinstance(r, dict) and r.get("proxy_score") is not None]
         params = (config or {}).get("params") if isinstance(config, dict) else None
         if not rungs or not isinstance(params, dict) or "layer_selection" not in params:
             continue
@@ -242,7 +247,8 @@ def learning_curves(results_dir: str | Path) -> dict:
         curves[cand.name] = (([(0, start["proxy_score"])] if start else [])
                              + [(r.get("tokens", 0), r["proxy_score"]) for r in rungs])
         status[cand.name] = "done" if cand.has_result() else (read(cand.status_file) or {}).get("status", "running")
-    return {"candidates": curves, "status": status, "init": inits, "teacher": teacher["proxy_score"] if teacher else None}
+    return {"candidates": curves, "status": status, "init": inits,
+            "teacher": teacher["proxy_score"] if teacher else None}
 
 
 def plot_learning_curves(board: Board, path: Path, results_dir: str | Path) -> None:
@@ -302,6 +308,7 @@ def write_html(board: Board, results_dir: str | Path) -> Path:
         + f'<div class="scroll">{comparison.to_html(index=False, border=0, classes="leaderboard", escape=True)}</div>'
         + f"<p>{html.escape(summary.COMPARISON_NOTE)}</p>")
     title = f"distil-sweep report: {html.escape(ResultsDir(results_dir).sweep_name())}"
+    teacher = "the teacher" if (df["kind"] == "teacher").any() else "no teacher row"
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <style>
@@ -321,7 +328,7 @@ def write_html(board: Board, results_dir: str | Path) -> Path:
 <div class="headline">{headline}</div>
 <p>Results in <code>{html.escape(str(results_dir.resolve()))}</code>: {int((df["kind"] == "student").sum())} student
 trials ({_status_phrase(df)}) and
-{"the teacher" if (df["kind"] == "teacher").any() else "no teacher row"}{_reference_phrase(df)}, ranked by {html.escape(board.rank_by)}.</p>
+{teacher}{_reference_phrase(df)}, ranked by {html.escape(board.rank_by)}.</p>
 <h2>Leaderboard</h2>
 <div class="scroll">{table}</div>
 {compared}

@@ -30,12 +30,12 @@ import numpy as np
 import pandas as pd
 
 from distil.config.glue import TASKS, score_columns
-from distil.config.tasks import Task
 from distil.config.layers import layer_key
+from distil.config.tasks import Task
 from distil.evaluation import confidence
 from distil.evaluation.scores import (
-    CONFIG_COLUMNS, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, all_columns, macro_over, macro_score, own_tasks,
-    row_from_result,
+    CONFIG_COLUMNS, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, all_columns, macro_over, macro_score,
+    own_tasks, row_from_result,
 )
 from distil.report import summary
 from distil.report.board import FAMILIES, Board, families, init_rows, reference_rows
@@ -53,7 +53,8 @@ def _unreadable(path: Path) -> bool:
 def _corrupt(model: str, kind: str, path: Path, error: Exception) -> dict:
     """The row of a model whose files cannot be read: status `corrupt`, the reason in one line."""
     first = next((ln for ln in str(error).splitlines() if ln.strip()), type(error).__name__)
-    return {"model": model, "kind": kind, "status": "corrupt", "reason": f"{path.name}: {type(error).__name__}: {first}"[:300]}
+    reason = f"{path.name}: {type(error).__name__}: {first}"[:300]
+    return {"model": model, "kind": kind, "status": "corrupt", "reason": reason}
 
 
 def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: int = confidence.SEED) -> Board:
@@ -140,8 +141,9 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
                          **{k: params.get(k) for k in CONFIG_COLUMNS}, **extra})
         else:
             continue
-        candidates[cand.name] = {"params": result.get("params") or (config or {}).get("params", {}), "done": bool(result),
-                                 "label": (config or {}).get("label"), "started": (config or {}).get("started")}
+        candidates[cand.name] = {"params": result.get("params") or (config or {}).get("params", {}),
+                                 "done": bool(result), "label": (config or {}).get("label"),
+                                 "started": (config or {}).get("started")}
     df = pd.DataFrame(rows)
     if df.empty:
         return Board(df, spec=spec)
@@ -194,7 +196,8 @@ def _add_relative(df: pd.DataFrame, metric: str) -> None:
 
 
 def _order(tasks=()) -> list[str]:
-    tasks_block = [TASKS_MACRO, "pct_teacher_tasks", "gain_over_random_init_tasks", "delta_vs_default_tasks"] if tasks else []
+    tasks_block = ([TASKS_MACRO, "pct_teacher_tasks", "gain_over_random_init_tasks", "delta_vs_default_tasks"]
+                   if tasks else [])
     return ["model", "kind", "status", *CONFIG_COLUMNS, "macro_score", "pct_teacher", "gain_over_random_init",
             "delta_vs_default", *tasks_block, "p_best", *all_columns(tasks), "n_params", *PROFILE_COLUMNS,
             *LATENCY_SPREAD_COLUMNS, "distill_loss", "finetune_seconds", *(f"finetune_seconds_{t.name}" for t in tasks),
@@ -230,7 +233,8 @@ def paper_default_model(candidates: dict[str, dict], spec: dict) -> str | None:
     started first."""
     search = spec.get("search", {})
     points = search.get("points_to_evaluate") or []
-    point = {**{k: v for k, v in search.items() if k in CONFIG_COLUMNS and not isinstance(v, dict)}, **(points[0] if points else {})}
+    fixed = {k: v for k, v in search.items() if k in CONFIG_COLUMNS and not isinstance(v, dict)}
+    point = {**fixed, **(points[0] if points else {})}
     point = {k: layer_key(v) if k == "layer_selection" else v for k, v in point.items()}
 
     def same(params: dict) -> bool:
@@ -238,14 +242,18 @@ def paper_default_model(candidates: dict[str, dict], spec: dict) -> str | None:
             got = params.get(k)
             if got is None and k not in points[0]:
                 continue  # a fixed value the params do not record
-            if got is None or not (math.isclose(float(got), float(v)) if isinstance(v, (int, float)) else str(got) == str(v)):
+            if got is None:
+                return False
+            if not (math.isclose(float(got), float(v)) if isinstance(v, (int, float)) else str(got) == str(v)):
                 return False
         return True
 
     labelled = [m for m, c in candidates.items() if c.get("label") == "paper defaults"]
     matches = labelled or ([m for m, c in candidates.items() if same(c.get("params") or {})] if points else [])
-    key = lambda m: (not candidates[m].get("done"), candidates[m].get("started") or math.inf)
-    return min(matches, key=key) if matches else None
+    def done_then_first(m: str) -> tuple:
+        return not candidates[m].get("done"), candidates[m].get("started") or math.inf
+
+    return min(matches, key=done_then_first) if matches else None
 
 
 def _provenance(per_row: list[tuple[str, dict | None]]) -> dict:
@@ -280,13 +288,14 @@ def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], tasks: list[Tas
                if c not in got or c not in expected or abs(got[c][0] - by_model.at[model, c]) > 0.01]
         if off:
             excluded[model] = f"its predictions do not reproduce its result.json scores on {', '.join(off)}"
-    kept = {c: confidence.Split(s.column, s.idx, s.labels, {m: p for m, p in s.preds.items() if m not in excluded}, s.task,
-                                s.position)
+    kept = {c: confidence.Split(s.column, s.idx, s.labels, {m: p for m, p in s.preds.items() if m not in excluded},
+                                s.task, s.position)
             for c, s in splits.items()}
     resampled, values = {}, {}  # values: metric -> {model: (B,) resampled metric}
     if resamples > 0:
         resampled = {m: v for m, v in confidence.resampled_columns(kept, resamples, seed).items() if m not in excluded}
-        of = {"macro_score": lambda cols: macro_score(cols, include_wnli), TASKS_MACRO: lambda cols: macro_over(cols, tasks)}
+        of = {"macro_score": lambda cols: macro_score(cols, include_wnli),
+              TASKS_MACRO: lambda cols: macro_over(cols, tasks)}
         for metric in {*families(tasks), rank_by}:
             get = of.get(metric, lambda cols, c=metric: cols.get(c, math.nan))  # a single split column
             values[metric] = {m: v for m, cols in resampled.items() if isinstance(v := get(cols), np.ndarray)
@@ -317,7 +326,8 @@ def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], tasks: list[Tas
     ranked = values.get(rank_by, {})
     students = [m for m in df.loc[df["kind"] == "student", "model"] if m in ranked]
     if students:
-        df["p_best"] = df["model"].map(dict(zip(students, confidence.p_best(np.stack([ranked[m] for m in students], 1)))))
+        p_best = confidence.p_best(np.stack([ranked[m] for m in students], 1))
+        df["p_best"] = df["model"].map(dict(zip(students, p_best)))
     df["at_chance"] = [" ".join(c for c in columns if c in chance and pd.notna(r[c]) and r[c] <= chance[c] + 1e-6)
                        for _, r in df.iterrows()]
     own = set(all_columns(tasks)) - set(score_columns())
@@ -345,8 +355,12 @@ def _comparison(df: pd.DataFrame, tasks: list[Task], resampled: dict) -> list[di
 
     for task in tasks:
         cols = [c for c in task.columns() if c in df]
-        score = lambda r: np.nanmean([r[c] for c in cols]) if any(pd.notna(r[c]) for c in cols) else math.nan  # noqa: E731
-        resampled_score = lambda m: macro_over(resampled.get(m, {}), [task])  # noqa: E731
+        def score(r, cols=cols):
+            return np.nanmean([r[c] for c in cols]) if any(pd.notna(r[c]) for c in cols) else math.nan
+
+        def resampled_score(m, task=task):
+            return macro_over(resampled.get(m, {}), [task])
+
         scored = done.assign(_score=[score(r) for _, r in done.iterrows()]).dropna(subset=["_score"])
         t = teacher.iloc[0] if len(teacher) else None
         best = scored.loc[scored["_score"].idxmax()] if len(scored) else None
@@ -358,14 +372,16 @@ def _comparison(df: pd.DataFrame, tasks: list[Task], resampled: dict) -> list[di
             entry = {"task": task.name, "role": role, "model": str(row["model"]), "score": num(s),
                      "pct_teacher": num(100 * s / t_score) if t_score and pd.notna(t_score) else None,
                      "pct_teacher_lo": None, "pct_teacher_hi": None,
-                     "finetune_seconds": num(row.get(f"finetune_seconds_{task.name}")), "n_params": num(row.get("n_params")),
+                     "finetune_seconds": num(row.get(f"finetune_seconds_{task.name}")),
+                     "n_params": num(row.get("n_params")),
                      **{k: num(row.get(k)) for k in ("latency_ms_b1", "latency_ms_b32")}}
             a, b = resampled_score(entry["model"]), resampled_score(str(t["model"])) if t is not None else math.nan
             if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
                 entry["pct_teacher_lo"], entry["pct_teacher_hi"] = confidence.paired_interval(a, b, "percent")
             for key, name in (("latency_ms_b1", "speedup_b1"), ("latency_ms_b32", "speedup_b32"),
                               ("finetune_seconds", "finetune_speedup"), ("n_params", "params_ratio")):
-                theirs = num(t.get(key) if key != "finetune_seconds" else t.get(f"finetune_seconds_{task.name}")) if t is not None else None
+                field = key if key != "finetune_seconds" else f"finetune_seconds_{task.name}"
+                theirs = num(t.get(field)) if t is not None else None
                 entry[name] = theirs / entry[key] if theirs and entry[key] else None
             out.append(entry)
     return out

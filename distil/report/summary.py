@@ -25,8 +25,8 @@ REFERENCE_NOTES = {
     "init_only": "the student initialised from the teacher's layers, not distilled",
 }
 INIT_NOTE = ("init_only-<rule>: the candidates' architecture initialised from the teacher's layers by <rule>, with no "
-             "distillation step; gain_over_init = macro_score minus the macro_score of the init_only row of the row's own "
-             "layer rule (points): what the distillation steps added to the copied layers.")
+             "distillation step; gain_over_init = macro_score minus the macro_score of the init_only row of the row's "
+             "own layer rule (points): what the distillation steps added to the copied layers.")
 CHANCE_MARK = "†"
 CLEAR_MARGIN = 5.0  # points above the majority class for "the teacher clears chance" on a task
 
@@ -160,7 +160,8 @@ def headline(board: Board) -> str:
             first += "; it is the only finished student"
         elif delta is None:
             nxt = others.loc[others[rank].idxmax()]
-            first += f"; vs the next best `{nxt['model']}` {best[rank] - nxt[rank]:+.2f} (no interval on a single column)"
+            first += (f"; vs the next best `{nxt['model']}` {best[rank] - nxt[rank]:+.2f} "
+                      "(no interval on a single column)")
         else:
             nxt = others.loc[others[rank].idxmax()]
             d, lo, hi = -nxt[delta], -nxt.get(delta + "_hi", math.nan), -nxt.get(delta + "_lo", math.nan)
@@ -197,7 +198,8 @@ def headline(board: Board) -> str:
 
 def _task_note(task: Task) -> str:
     kind = (f"multi-label, {task.num_labels} labels, threshold {task.threshold:g}" if task.problem_type == MULTI
-            else f"single-label, {task.num_labels} classes" if task.num_labels and task.num_labels > 1 else "regression")
+            else f"single-label, {task.num_labels} classes" if task.num_labels and task.num_labels > 1
+            else "regression")
     return f"{task.name} ({kind}; {', '.join(task.metrics)})"
 
 
@@ -217,26 +219,29 @@ def conventions(board: Board) -> list[str]:
     rules = board.chance_rule
     notes = [
         "Scores ×100 on GLUE validation splits; macro_score = mean of task scores (mnli = mean of its splits present)."
-        if glue else "No GLUE task in this sweep: macro_score (the GLUE macro) and the columns derived from it are empty.",
-        f"User tasks (the spec's `tasks:`), ×100 on their eval split: {'; '.join(_task_note(t) for t in own)}; a task's score "
-        "is the mean of its metrics (roc_auc: mean per-label ROC AUC on the probabilities; multi-label F1s on the "
-        "probabilities thresholded); tasks_macro = mean of the user tasks' scores; pct_teacher_tasks, gain_over_<ref>_tasks, "
-        "gain_over_init_tasks and delta_vs_default_tasks are pct_teacher, gain_over_<ref>, gain_over_init and "
-        "delta_vs_default on tasks_macro instead of macro_score." if own else "",
+        if glue else
+        "No GLUE task in this sweep: macro_score (the GLUE macro) and the columns derived from it are empty.",
+        f"User tasks (the spec's `tasks:`), ×100 on their eval split: {'; '.join(_task_note(t) for t in own)}; "
+        "a task's score is the mean of its metrics (roc_auc: mean per-label ROC AUC on the probabilities; multi-label "
+        "F1s on the probabilities thresholded); tasks_macro = mean of the user tasks' scores; pct_teacher_tasks, "
+        "gain_over_<ref>_tasks, gain_over_init_tasks and delta_vs_default_tasks are pct_teacher, gain_over_<ref>, "
+        "gain_over_init and delta_vs_default on tasks_macro instead of macro_score." if own else "",
         f"Ranked by {rank} (the spec's first search.objectives; the best student is the best by it)."
         if rank != "macro_score" or own else "",
-        *[f"{r}: {REFERENCE_NOTES.get(r, 'a reference row')}; gain_over_{r} = macro_score minus its macro_score (points)."
-          for r in refs],
+        *[f"{r}: {REFERENCE_NOTES.get(r, 'a reference row')}; gain_over_{r} = macro_score minus its macro_score "
+          "(points)." for r in refs],
         INIT_NOTE if df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX).any() else "",
         "task-kd-<task>: task-specific distillation, scored on that task only (no macro_score)."
         if (df["kind"] == "task_distill").any() else "",
         f"paper defaults: candidate `{default.iloc[0]['model']}`, run with the spec's search.points_to_evaluate[0] "
-        "(the paper's settings); delta_vs_default = macro_score minus its macro_score (points)." if len(default) else "",
-        f"[lo, hi]: {100 * boot['level']:.0f} % interval, {boot['method']}: {boot['resamples']} resamples of each split's "
-        f"examples (numpy default_rng([{boot['seed']}, split position]); the same examples for every model), every metric "
-        "recomputed on each resample, seeds averaged within a resample, then tasks and macros as above; intervals of "
-        "differences and ratios are paired (taken within each resample). p_best = share of resamples in which the "
-        f"student has the highest {rank} of the {boot.get('students', 0)} done students with intervals (ties share)."
+        "(the paper's settings); delta_vs_default = macro_score minus its macro_score (points)."
+        if len(default) else "",
+        f"[lo, hi]: {100 * boot['level']:.0f} % interval, {boot['method']}: {boot['resamples']} resamples of each "
+        f"split's examples (numpy default_rng([{boot['seed']}, split position]); the same examples for every model), "
+        "every metric recomputed on each resample, seeds averaged within a resample, then tasks and macros as above; "
+        "intervals of differences and ratios are paired (taken within each resample). p_best = share of resamples in "
+        f"which the student has the highest {rank} of the {boot.get('students', 0)} done students with intervals "
+        "(ties share)."
         if boot.get("rows") else "",
         ("No intervals for " + "; ".join(f"{m} ({why})" for m, why in sorted(boot.get("excluded", {}).items())) + ".")
         if boot.get("excluded") else "",
@@ -245,13 +250,14 @@ def conventions(board: Board) -> list[str]:
                                     "ROC AUC 50" if any(t.problem_type == MULTI for t in own) else "") + "): "
         + ", ".join(f"{c} {v:.2f}" + (f" ({rules[c]})" if c in rules else "") for c, v in chance.items())
         + f"; {CHANCE_MARK} marks a score at or below it." if chance else "",
-        f"Seeds: {', '.join(sorted(set(df['seeds'].dropna()) - {''}))}; a score with a matching _std column is the mean "
-        "over seeds (sample std in that column), the others come from the first seed." if "seeds" in df else "",
+        f"Seeds: {', '.join(sorted(set(df['seeds'].dropna()) - {''}))}; a score with a matching _std column is the "
+        "mean over seeds (sample std in that column), the others come from the first seed." if "seeds" in df else "",
         f"Only available as subsets (task:split): {', '.join(subsets)}." if subsets else "",
         "size_mb: weight files on disk (1e6 bytes); latency_ms_b1/_b32: CPU forward pass of 128 tokens, "
         "1 torch thread, milliseconds per example at batch 1/32"
         + (" (median over timing rounds, [min, max] of the rounds' medians); the Pareto front treats two latencies "
-           "as equal when these ranges overlap or the models have the same n_params (same architecture)." if spread else ".")
+           "as equal when these ranges overlap or the models have the same n_params (same architecture)."
+           if spread else ".")
         if profiled else "",
         "finetune_seconds: fine-tuning + evaluation summed over tasks and seeds (compute: the runs share the machine); "
         "finetune_seconds_<task>: one run of that task (mean over its seeds)." if own else "",
@@ -277,7 +283,8 @@ def provenance_notes(provenance: dict) -> list[str]:
     root = os.path.commonpath(list(files)) if len(files) > 1 else os.path.dirname(next(iter(files), ""))
     data = [f"{os.path.relpath(f, root) if root else f} {show(v)}" for f, v in files.items()]
     under = f" (under {root})" if root else ""
-    return ([f"Provenance: {'; '.join(plain)}."] if plain else []) + ([f"Data sha256{under}: {'; '.join(data)}."] if data else [])
+    return (([f"Provenance: {'; '.join(plain)}."] if plain else [])
+            + ([f"Data sha256{under}: {'; '.join(data)}."] if data else []))
 
 
 def hidden_empty_columns(board: Board) -> set[str]:
@@ -355,7 +362,8 @@ def comparison_sentences(board: Board) -> list[str]:
         text = f"{task}: best student `{s['model']}` "
         if s["pct_teacher"] is not None:
             ci = f" [{s['pct_teacher_lo']:.1f}, {s['pct_teacher_hi']:.1f}]" if s["pct_teacher_lo"] is not None else ""
-            text += f"reaches {s['pct_teacher']:.1f} %{ci} of the teacher's score ({s['score']:.2f} vs {t['score']:.2f})"
+            text += (f"reaches {s['pct_teacher']:.1f} %{ci} of the teacher's score "
+                     f"({s['score']:.2f} vs {t['score']:.2f})")
         else:
             text += f"scores {s['score']:.2f} (the teacher has no score)"
         if s["speedup_b32"] is not None:
@@ -380,22 +388,26 @@ def comparison_table(board: Board) -> pd.DataFrame:
 
     rows = []
     for r in board.comparison:
-        ci = f" [{r['pct_teacher_lo']:.1f}, {r['pct_teacher_hi']:.1f}]" if r["pct_teacher_lo"] is not None and r["role"] != "teacher" else ""
-        rows.append({"task": r["task"], "model": f"{r['model']}" + (" (best student)" if r["role"] != "teacher" else ""),
+        student = r["role"] != "teacher"
+        ci = (f" [{r['pct_teacher_lo']:.1f}, {r['pct_teacher_hi']:.1f}]" if r["pct_teacher_lo"] is not None and student
+              else "")
+        rows.append({"task": r["task"], "model": f"{r['model']}" + (" (best student)" if student else ""),
                      "score": f(r["score"], ".2f"), "% of teacher": f(r["pct_teacher"], ".1f") + ci,
                      "fine-tune s (one run)": f(r["finetune_seconds"], ".1f"),
                      "latency ms b1": f(r["latency_ms_b1"], ".2f"), "latency ms b32": f(r["latency_ms_b32"], ".2f"),
                      "speed-up b32": f(r["speedup_b32"], ".2f") + ("×" if r["speedup_b32"] is not None else ""),
-                     "params": f(r["n_params"] / 1e6 if r["n_params"] is not None else None, ".1f") + ("M" if r["n_params"] else "")})
+                     "params": f(r["n_params"] / 1e6 if r["n_params"] is not None else None, ".1f")
+                     + ("M" if r["n_params"] else "")})
     return pd.DataFrame(rows)
 
 
-COMPARISON_NOTE = ("Per user task: the teacher and the done student with the best score on that task. Fine-tune s: one "
-                   "fine-tuning + evaluation run of that task (result.json runs' seconds, mean over seeds; runs share the "
-                   "machine with the sweep's other work, so read it as a rough cost). Latency: the profile measured alone on "
-                   "the machine before the sweep (distil.evaluation.profile: CPU, 1 thread, 128 tokens, ms per example; the same for "
-                   "every student of one depth). Speed-up = the teacher's latency / the row's. % of teacher with its 95 % "
-                   "paired bootstrap interval on that task's score.")
+COMPARISON_NOTE = (
+    "Per user task: the teacher and the done student with the best score on that task. Fine-tune s: one fine-tuning "
+    "+ evaluation run of that task (result.json runs' seconds, mean over seeds; runs share the machine with the "
+    "sweep's other work, so read it as a rough cost). Latency: the profile measured alone on the machine before the "
+    "sweep (distil.evaluation.profile: CPU, 1 thread, 128 tokens, ms per example; the same for every student of one "
+    "depth). Speed-up = the teacher's latency / the row's. % of teacher with its 95 % paired bootstrap interval on "
+    "that task's score.")
 
 
 def to_markdown(board: Board) -> str:
@@ -406,6 +418,7 @@ def to_markdown(board: Board) -> str:
     comparison = comparison_table(board)
     extra = ""
     if not comparison.empty:
-        extra = ("\n\n### Teacher vs best student on each user task\n\n" + "\n".join(f"- {s}" for s in comparison_sentences(board))
-                 + "\n\n" + comparison.to_markdown(index=False, disable_numparse=True) + "\n\n" + COMPARISON_NOTE)
+        extra = ("\n\n### Teacher vs best student on each user task\n\n"
+                 + "\n".join(f"- {s}" for s in comparison_sentences(board)) + "\n\n"
+                 + comparison.to_markdown(index=False, disable_numparse=True) + "\n\n" + COMPARISON_NOTE)
     return head + "\n\n" + table + extra + "\n\n" + "\n".join(f"- {n}" for n in conventions(board)) + "\n"
