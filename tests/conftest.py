@@ -1,4 +1,5 @@
-"""Shared fixtures: the real assets in ../shared (override with DISTIL_SHARED) and the real teacher."""
+"""Shared fixtures: the real assets in ../shared (override with DISTIL_SHARED), the real teacher, and
+one cache dir for every sweep of a test session."""
 
 import os
 from pathlib import Path
@@ -30,3 +31,33 @@ def tokenizer(teacher_source):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(teacher_source)
+
+
+@pytest.fixture(scope="session")
+def sweep_cache(tmp_path_factory):
+    """The `--cache-dir` of every sweep a test session runs, as a user's default cache serves all
+    their runs: the tiny specs share corpus, teacher and GLUE settings, so the corpus is tokenised,
+    the teacher's MLM head fitted, the GLUE splits tokenised and the data files hashed once, by
+    the first sweep, and each later sweep takes the cache-hit path."""
+    return tmp_path_factory.mktemp("sweep-cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, sweep_cache):
+    """One real tiny sweep (tests/tiny_spec.py, full protocol: two GLUE tasks, every reference row,
+    task-specific distillation, early stopping, the paper defaults first) run as a user runs it:
+    `python run_sweep.py run SPEC --output DIR` on a local Ray. Tests that only read a sweep's
+    results share it (never write into it). Returns (results dir, the finished process)."""
+    import subprocess
+    import sys
+
+    from tests.tiny_spec import TINY_EARLY_STOPPING, write_tiny_spec
+
+    work = tmp_path_factory.mktemp("tiny-sweep")
+    spec = write_tiny_spec(work / "tiny.yaml", num_candidates=2, early_stopping=TINY_EARLY_STOPPING, keep_students=1,
+                           points_to_evaluate=[{"alpha_ce": 5.0, "layer_selection": "last"}])
+    out = work / "results"
+    r = subprocess.run([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out),
+                        "--cache-dir", str(sweep_cache)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out, r

@@ -94,8 +94,9 @@ class LocalCluster:
         # cleaner, the State API) otherwise find every Ray instance on the machine and give up.
         self.env["RAY_ADDRESS"] = self.gcs
         self.nodes: list[Node] = []
-        self.head = self._start(["bash", str(ROOT / "cluster" / "local_head.sh"), f"--port={gcs}", f"--dashboard-port={dash}",
-                                 f"--ray-client-server-port={free_port()}", *head_args], "head")
+        self.head = self._start(["bash", str(ROOT / "cluster" / "local_head.sh"), f"--port={gcs}",
+                                 f"--dashboard-port={dash}", f"--ray-client-server-port={free_port()}", *head_args],
+                                "head")
         self._token = None
 
     def _start(self, cmd: list[str], name: str) -> Node:
@@ -107,7 +108,8 @@ class LocalCluster:
 
     def add_worker(self, *args: str) -> Node:
         """Join a worker node started with `ray start` flags `args` (returns at once; see wait_for_nodes)."""
-        return self._start([str(BIN / "ray"), "start", f"--address={self.gcs}", "--disable-usage-stats", *args], "worker")
+        return self._start([str(BIN / "ray"), "start", f"--address={self.gcs}", "--disable-usage-stats", *args],
+                           "worker")
 
     def alive_nodes(self) -> list[dict]:
         """The nodes the GCS reports ALIVE (State API through the dashboard, with the token)."""
@@ -132,7 +134,8 @@ class LocalCluster:
         while len(self.alive_nodes()) != n:
             for node in (self.head, joining):  # a node that exited will never come up
                 assert node is None or node.alive(), node.tail()
-            assert time.monotonic() - t0 < timeout, f"{len(self.alive_nodes())} nodes alive, want {n}\n" + self.head.tail()
+            assert time.monotonic() - t0 < timeout, \
+                f"{len(self.alive_nodes())} nodes alive, want {n}\n" + self.head.tail()
             time.sleep(1)
         return time.monotonic() - t0
 

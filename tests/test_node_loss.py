@@ -2,8 +2,11 @@
 
 A 2-node cluster on this machine: the head as README starts it (cluster/local_head.sh, token auth)
 with 0 CPUs, so every Train worker and GLUE task must run on the worker node (3 CPUs: a trial's 2
-Train workers plus one GLUE task). The sweep runs as a user runs it against a cluster
-(`run_sweep.py run SPEC --address`). Once the first trial's Train run has registered a checkpoint,
+Train workers plus one GLUE task). The sweep is submitted with the README's client command
+(`RAY_AUTH_MODE=token ray job submit --working-dir . --runtime-env cluster/job_runtime_env.yaml --
+python run_sweep.py run SPEC ...`): the job must succeed and its leaderboard hold the teacher and
+every student, done (the end of tests/test_auth.py's story: the token head runs a submitted
+sweep). Once the first trial's Train run has registered a checkpoint,
 the worker node is SIGKILLed (its session and every process under its temp dir: a lost machine,
 no clean-up), and a fresh worker node joins once the GCS has marked the old one dead.
 
@@ -30,11 +33,13 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+import psutil
 import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.local_cluster import LocalCluster
+from tests.local_cluster import BIN, LocalCluster
 from tests.tiny_spec import write_tiny_spec
 
 STEPS, CHECKPOINT_EVERY = 30, 5  # enough steps after the first checkpoint to kill the node mid-run
@@ -59,7 +64,8 @@ def _kept_files(out: Path) -> dict[str, str]:
     hashes = {}
     for p in out.rglob("*"):
         rel = p.relative_to(out)
-        if not p.is_file() or rel.parts[0] in ("tune", "train", "logs") or p.name.startswith("optuna.db") or p.suffix == ".tmp":
+        if (not p.is_file() or rel.parts[0] in ("tune", "train", "logs") or p.name.startswith("optuna.db")
+                or p.suffix == ".tmp"):
             continue
         try:
             hashes[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
@@ -71,7 +77,8 @@ def _kept_files(out: Path) -> dict[str, str]:
 def _wait(what: str, cond, sweep, log: Path, poll: float = 0.5):
     t0 = time.monotonic()
     while not (value := cond()):
-        assert sweep.poll() is None, f"the sweep exited ({sweep.returncode}) while waiting for {what}\n" + log.read_text()[-5000:]
+        assert sweep.poll() is None, \
+            f"the sweep exited ({sweep.returncode}) while waiting for {what}\n" + log.read_text()[-5000:]
         assert time.monotonic() - t0 < TIMEOUT, f"no {what} after {TIMEOUT} s\n" + log.read_text()[-5000:]
         time.sleep(poll)
     return value
@@ -82,11 +89,10 @@ def _wait(what: str, cond, sweep, log: Path, poll: float = 0.5):
 # run by name) covers Ray Train's own worker restart too; "head" is that alone (-k head to run it).
 @pytest.mark.parametrize("trial_actor_on", ["worker", pytest.param("head", marks=pytest.mark.skipif(
     "not config.getoption('-k')", reason="covered by the worker case; select it with -k head"))])
-def test_sweep_survives_losing_the_worker_node(trial_actor_on, tmp_path, capsys):
-    spec_path = write_tiny_spec(tmp_path / "tiny.yaml", name="tiny-node-loss", lean=True)
+def test_submitted_sweep_survives_losing_the_worker_node(trial_actor_on, tmp_path, sweep_cache, capsys):
+    spec_path = write_tiny_spec(tmp_path / "tiny.yaml", name="tiny-node-loss", lean=True,
+                                distill={"steps": STEPS, "checkpoint_every": CHECKPOINT_EVERY})
     spec = yaml.safe_load(spec_path.read_text())
-    spec["distill"] |= {"steps": STEPS, "checkpoint_every": CHECKPOINT_EVERY}
-    spec_path.write_text(yaml.safe_dump(spec))
     out, log = tmp_path / "results", tmp_path / "sweep.log"
     no_memory = ["--memory=0"]  # this node cannot hold the trial's actor
     worker_args = ["--num-cpus=3", *(no_memory if trial_actor_on == "head" else [])]
@@ -97,11 +103,14 @@ def test_sweep_survives_losing_the_worker_node(trial_actor_on, tmp_path, capsys)
         worker = cluster.add_worker(*worker_args)
         cluster.wait_for_nodes(2, joining=worker)
         t_start = time.monotonic()
+        # The README's client command (cluster.env: RAY_AUTH_MODE=token, the token in HOME); it
+        # prints the job's output and exits when the job ends.
         sweep = subprocess.Popen(
-            [sys.executable, "run_sweep.py", "run", str(spec_path), "--address", cluster.gcs, "--output", str(out),
-             "--cache-dir", str(tmp_path / "cache")],
-            cwd=ROOT, env={**cluster.env, "PYTHONPATH": str(ROOT)}, start_new_session=True,
-            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+            [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--working-dir", ".",
+             "--runtime-env", "cluster/job_runtime_env.yaml", "--",
+             sys.executable, "run_sweep.py", "run", str(spec_path), "--output", str(out),
+             "--cache-dir", str(sweep_cache)],
+            cwd=ROOT, env=cluster.env, start_new_session=True, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
         # 1. A trial distils on the worker node and Ray Train has registered a checkpoint.
         def checkpointed_run():
@@ -130,9 +139,15 @@ def test_sweep_survives_losing_the_worker_node(trial_actor_on, tmp_path, capsys)
         if sweep is not None and sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
             sweep.wait()
+        for p in psutil.process_iter(["cmdline"]):  # a job driver still running (its own session): a failed test
+            if str(spec_path) in (p.info["cmdline"] or []):
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
         cluster.shutdown()
 
-    assert rc == 0, log.read_text()[-5000:]
+    assert rc == 0 and "succeeded" in log.read_text(), log.read_text()[-5000:]
     # Every candidate has a result.
     cands = sorted((out / "candidates").iterdir())
     assert len(cands) == spec["search"]["num_candidates"], [c.name for c in cands]
@@ -150,7 +165,9 @@ def test_sweep_survives_losing_the_worker_node(trial_actor_on, tmp_path, capsys)
     # Nothing written before the loss is lost or changed.
     after = _kept_files(out)
     assert {f: after.get(f) for f in kept} == kept
-    assert (out / "leaderboard.csv").exists()
+    # The submitted job's leaderboard: the teacher and every student, done.
+    df = pd.read_csv(out / "leaderboard.csv")
+    assert len(df) == 1 + len(cands) and (df["status"] == "done").all() and df["macro_score"].notna().all()
 
     with capsys.disabled():  # the figures go in the closing note
         print(f"\nnode loss (trial actor on the {trial_actor_on}): trial {trial} lost its node after {before}; "
