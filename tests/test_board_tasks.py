@@ -45,8 +45,9 @@ def _sweep(out, glue=True, objectives=("tasks_macro",)):
         if name == "c-majority":
             news_logits = np.tile(np.eye(4, dtype=np.float32)[2], (len(news[1]), 1))  # always class 2
         t = 2.0 if kind == "teacher" else 1.0  # the teacher takes twice as long to fine-tune
+        emo_logits = task_logits(EMO, emo[1], quality, seed=10 * i + 1)
         runs = (write_task_runs(where, NEWS, news, {0: news_logits}, seconds=50.0 * t)
-                + write_task_runs(where, EMO, emo, {0: task_logits(EMO, emo[1], quality, seed=10 * i + 1)}, seconds=100.0 * t))
+                + write_task_runs(where, EMO, emo, {0: emo_logits}, seconds=100.0 * t))
         params = DEFAULT_PARAMS if name == "c-default" else {**DEFAULT_PARAMS, "alpha_ce": 1.0 + i}
         preds = {"sst2": {0: noisy(sst2["sst2"][1], wrong, seed=i)}} if glue else {}
         result = write_row(where, kind, preds, sst2, params if kind == "student" else
@@ -71,17 +72,21 @@ def test_own_task_columns_follow_glue_and_tasks_macro_is_their_mean(mixed):
     df = board.frame
     cols = list(df.columns)
     assert cols.index("mnli_mm") < cols.index("wnli") < cols.index("news") < cols.index("emo") < cols.index("n_params")
-    assert cols.index("delta_vs_default") < cols.index("tasks_macro") < cols.index("pct_teacher_tasks") < cols.index("p_best")
+    assert (cols.index("delta_vs_default") < cols.index("tasks_macro") < cols.index("pct_teacher_tasks")
+            < cols.index("p_best"))
     rows = df.set_index("model")
     for model, where in [("teacher", out / "teacher"), ("c-good", out / "candidates" / "c-good")]:
-        news = np.mean(list(score_predictions(NEWS, pd.read_parquet(where / "predictions" / "news-seed0.parquet")).values()))
+        news = np.mean(list(score_predictions(NEWS, pd.read_parquet(where / "predictions" / "news-seed0.parquet"))
+                            .values()))
         emo = score_predictions(EMO, pd.read_parquet(where / "predictions" / "emo-seed0.parquet"))
         assert set(emo) == {"micro_f1", "macro_f1", "roc_auc"}
-        assert rows.loc[model, "news"] == pytest.approx(news) and rows.loc[model, "emo"] == pytest.approx(np.mean(list(emo.values())))
+        assert rows.loc[model, "news"] == pytest.approx(news)
+        assert rows.loc[model, "emo"] == pytest.approx(np.mean(list(emo.values())))
         assert rows.loc[model, "tasks_macro"] == pytest.approx((news + np.mean(list(emo.values()))) / 2)
         assert rows.loc[model, "macro_score"] == pytest.approx(rows.loc[model, "sst2"])  # the GLUE macro: GLUE only
-    assert rows.loc["c-good", "pct_teacher_tasks"] == pytest.approx(100 * rows.loc["c-good", "tasks_macro"] / rows.loc["teacher", "tasks_macro"])
-    assert rows.loc["c-good", "gain_over_random_init_tasks"] == pytest.approx(rows.loc["c-good", "tasks_macro"] - rows.loc["random_init", "tasks_macro"])
+    macro = rows["tasks_macro"]
+    assert rows.loc["c-good", "pct_teacher_tasks"] == pytest.approx(100 * macro["c-good"] / macro["teacher"])
+    assert rows.loc["c-good", "gain_over_random_init_tasks"] == pytest.approx(macro["c-good"] - macro["random_init"])
     assert rows.loc["c-good", "finetune_seconds_emo"] == 100.0 and rows.loc["teacher", "finetune_seconds_news"] == 100.0
     # Ranked by the first objective, tasks_macro; the best student is the best by it.
     assert board.rank_by == "tasks_macro" and df["tasks_macro"].is_monotonic_decreasing
@@ -93,7 +98,8 @@ def test_tasks_macro_intervals_contain_their_values_and_p_best_ranks_on_it(mixed
     _, board = mixed
     assert board.bootstrap["excluded"] == {}  # every row's predictions reproduce its result.json, emo included
     rows = board.frame.set_index("model")
-    for col in ["pct_teacher_tasks", "gain_over_random_init_tasks", "delta_vs_default_tasks", "pct_teacher", "delta_vs_default"]:
+    for col in ["pct_teacher_tasks", "gain_over_random_init_tasks", "delta_vs_default_tasks", "pct_teacher",
+                "delta_vs_default"]:
         done = rows[rows[col].notna()]
         assert len(done) == 6, col
         assert (done[col + "_lo"] <= done[col] + 1e-9).all() and (done[col] <= done[col + "_hi"] + 1e-9).all(), col
@@ -109,14 +115,17 @@ def test_full_sample_bootstrap_reproduces_score_predictions(mixed):
     """With W = all ones the vectorised metrics are score_predictions' (scikit-learn) on every
     row and both own tasks; the multi-label one recomputed from the saved probabilities."""
     out, _ = mixed
-    dirs = {"teacher": out / "teacher", "c-bad": out / "candidates" / "c-bad", "c-majority": out / "candidates" / "c-majority"}
+    dirs = {"teacher": out / "teacher", "c-bad": out / "candidates" / "c-bad",
+            "c-majority": out / "candidates" / "c-majority"}
     splits, problems = confidence.load_splits(dirs, [NEWS, EMO])
-    assert problems == {} and splits["emo"].labels.shape == (300, 28) and splits["emo"].preds["teacher"].shape == (1, 300, 28)
+    assert problems == {} and splits["emo"].labels.shape == (300, 28)
+    assert splits["emo"].preds["teacher"].shape == (1, 300, 28)
     assert splits["emo"].position == splits["news"].position + 1 == len(score_columns()) + 1
     full = confidence.resampled_columns(splits, resamples=0)
     for model, where in dirs.items():
         for task in (NEWS, EMO):
-            want = np.mean(list(score_predictions(task, pd.read_parquet(where / "predictions" / f"{task.name}-seed0.parquet")).values()))
+            saved = pd.read_parquet(where / "predictions" / f"{task.name}-seed0.parquet")
+            want = np.mean(list(score_predictions(task, saved).values()))
             assert full[model][task.name][0] == pytest.approx(want, abs=1e-9)
 
 
@@ -136,7 +145,8 @@ def test_chance_on_own_tasks_is_the_majority_class_and_all_negative(mixed):
     assert table.loc["c-majority", "emo"].endswith(summary.CHANCE_MARK)
     assert table.loc["chance (majority class)", "tasks_macro"] == f"{(chance['news'] + chance['emo']) / 2:.2f}"
     margins = summary.chance_margins(board, rows.loc["teacher"])
-    assert set(margins) == {"sst2", "news", "emo"} and margins["emo"] == pytest.approx(rows.loc["teacher", "emo"] - 50 / 3)
+    assert set(margins) == {"sst2", "news", "emo"}
+    assert margins["emo"] == pytest.approx(rows.loc["teacher", "emo"] - 50 / 3)
 
 
 def test_comparison_teacher_vs_best_student_per_task(mixed):
@@ -154,7 +164,8 @@ def test_comparison_teacher_vs_best_student_per_task(mixed):
     assert best["params_ratio"] == pytest.approx(2.0) and best["finetune_speedup"] == pytest.approx(2.0)
     sentence = next(s for s in summary.comparison_sentences(board) if s.startswith("emo:"))
     assert f"`{best['model']}` reaches {best['pct_teacher']:.1f} % [" in sentence
-    assert "at 2.0× the speed (batch 32; 1.9× at batch 1), with 2.0× fewer parameters, fine-tuned in 0.50× the teacher's time" in sentence
+    assert ("at 2.0× the speed (batch 32; 1.9× at batch 1), with 2.0× fewer parameters, fine-tuned in 0.50× the "
+            "teacher's time") in sentence
     table = summary.comparison_table(board)
     assert list(table["task"]) == ["news", "news", "emo", "emo"] and table.loc[1, "speed-up b32"] == "2.00×"
     leaderboard.write(board, out)
@@ -172,12 +183,14 @@ def test_headline_ranks_by_the_objective_with_a_tasks_macro_and_a_glue_line(mixe
     assert head[0].startswith("best student `c-good`: tasks_macro ") and "% of teacher [" in head[0]
     assert "vs paper defaults +" in head[0] and "better at 95 %" in head[0]
     assert head[1].startswith("user tasks: tasks_macro ") and "% of teacher [" in head[1]
-    assert f"news {df.set_index('model').loc['c-good', 'news']:.2f} (teacher {df.set_index('model').loc['teacher', 'news']:.2f}), emo " in head[1]
+    news = df.set_index("model")["news"]
+    assert f"news {news['c-good']:.2f} (teacher {news['teacher']:.2f}), emo " in head[1]
     assert head[2].startswith("GLUE: macro ") and "% of teacher [" in head[2]
     assert head[3].startswith("gain over random_init +") and head[3].endswith("tasks_macro points")
     assert "(news +" in head[4] and "emo +" in head[4] and "at chance: best student" not in head[4]
     notes = " ".join(summary.conventions(board))
-    assert "news (single-label, 4 classes; accuracy, macro_f1)" in notes and "emo (multi-label, 28 labels, threshold 0.5" in notes
+    assert "news (single-label, 4 classes; accuracy, macro_f1)" in notes
+    assert "emo (multi-label, 28 labels, threshold 0.5" in notes
     assert "Ranked by tasks_macro" in notes and "emo 16.67 (all-negative" in notes
 
 
@@ -186,10 +199,12 @@ def test_a_sweep_without_glue_ranks_on_tasks_macro_and_hides_the_glue_columns(tm
     df = board.frame
     assert df["macro_score"].isna().all() and board.rank_by == "tasks_macro"  # nothing to rank on in the GLUE macro
     shown = list(summary.formatted(board).columns)
-    assert "tasks_macro" in shown and "news" in shown and not {"macro_score", "sst2", "pct_teacher", "gain_over_random_init"} & set(shown)
+    assert "tasks_macro" in shown and "news" in shown
+    assert not {"macro_score", "sst2", "pct_teacher", "gain_over_random_init"} & set(shown)
     assert report.score_columns_shown(board) == ["news", "emo"]
     md = summary.to_markdown(board)
-    assert md.startswith("**best student `c-good`: tasks_macro") and "No GLUE task in this sweep" in md and " nan" not in md
+    assert md.startswith("**best student `c-good`: tasks_macro") and "No GLUE task in this sweep" in md
+    assert " nan" not in md
     card = export.model_card(board, "handmade", "t")
     assert "by tasks_macro:" in card and "| **tasks_macro** |" in card and "| emo |" in card and "| sst2 |" not in card
 
@@ -227,10 +242,13 @@ def _load(tmp_path, task_dirs, objectives=None, glue_tasks=(), own=True):
 
 
 @pytest.mark.parametrize("objectives, glue_tasks, own, message", [
-    (["tasks_macro"], ["rte"], False, r"search.objectives: .*tasks_macro is the macro over the spec's own tasks and it has none"),
+    (["tasks_macro"], ["rte"], False,
+     r"search.objectives: .*tasks_macro is the macro over the spec's own tasks and it has none"),
     (["macro_score"], [], True, r"search.objectives: .*macro_score is the GLUE macro and glue.tasks is empty"),
-    (["sst2"], ["rte"], True, r"search.objectives: the first must be a score to maximise: use one of \['macro_score', 'tasks_macro', 'rte', 'news', 'emo'\]; got 'sst2'"),
-    (["n_params"], [], True, r"objectives: the first must be a score to maximise .* not the cost 'n_params'; put the cost second"),
+    (["sst2"], ["rte"], True, r"search.objectives: the first must be a score to maximise: use one of "
+                              r"\['macro_score', 'tasks_macro', 'rte', 'news', 'emo'\]; got 'sst2'"),
+    (["n_params"], [], True,
+     r"objectives: the first must be a score to maximise .* not the cost 'n_params'; put the cost second"),
 ])
 def test_objectives_name_a_score_of_the_spec(tmp_path, task_dirs, objectives, glue_tasks, own, message):
     from distil.config.spec import SpecError
@@ -246,12 +264,15 @@ def test_every_allowed_objective_is_a_value_of_the_trials_row(tmp_path, task_dir
     spec = _load(tmp_path, task_dirs, ["mnli_m", "latency_ms_b1"], glue_tasks=["mnli", "sst2"])
     assert spec.quality_objectives() == ["macro_score", "tasks_macro", "sst2", "mnli_m", "mnli_mm", "news", "emo"]
     runs = [{"task": "sst2", "seed": 0, "scores": {"": {"accuracy": 80.0}}, "seconds": 1.0},
-            {"task": "mnli", "seed": 0, "scores": {"_m": {"accuracy": 60.0}, "_mm": {"accuracy": 62.0}}, "seconds": 1.0},
+            {"task": "mnli", "seed": 0, "scores": {"_m": {"accuracy": 60.0}, "_mm": {"accuracy": 62.0}},
+             "seconds": 1.0},
             {"task": "news", "seed": 0, "scores": {"": {"accuracy": 70.0, "macro_f1": 60.0}}, "seconds": 2.0},
-            {"task": "emo", "seed": 0, "scores": {"": {"micro_f1": 30.0, "macro_f1": 10.0, "roc_auc": 80.0}}, "seconds": 3.0}]
+            {"task": "emo", "seed": 0, "scores": {"": {"micro_f1": 30.0, "macro_f1": 10.0, "roc_auc": 80.0}},
+             "seconds": 3.0}]
     row = scores.row_from_result({"glue": runs}, tasks=spec.tasks)
     assert {n: row[n] for n in spec.quality_objectives()} == pytest.approx(
-        {"macro_score": (80 + 61) / 2, "tasks_macro": (65 + 40) / 2, "sst2": 80, "mnli_m": 60, "mnli_mm": 62, "news": 65, "emo": 40})
+        {"macro_score": (80 + 61) / 2, "tasks_macro": (65 + 40) / 2, "sst2": 80, "mnli_m": 60, "mnli_mm": 62,
+         "news": 65, "emo": 40})
 
 
 def test_a_proxy_run_on_an_own_task_has_a_task_score():

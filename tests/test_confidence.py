@@ -15,7 +15,8 @@ def _cases():
     y2 = (rng.random(n) < 0.4).astype(float)
     y3 = rng.integers(0, 3, n).astype(float)
     ys = np.round(rng.uniform(0, 5, n) * 5) / 5  # stsb-like: many ties
-    binary = np.stack([y2, 1 - y2, np.zeros(n), np.where(rng.random(n) < 0.3, 1 - y2, y2)])  # perfect-inverse, constant, noisy
+    # Perfect, inverse, constant, noisy.
+    binary = np.stack([y2, 1 - y2, np.zeros(n), np.where(rng.random(n) < 0.3, 1 - y2, y2)])
     multi = np.stack([y3, np.zeros(n), (y3 + (rng.random(n) < 0.3)) % 3])
     floats = np.stack([ys + rng.normal(0, 1, n), np.full(n, 2.5), np.round(ys + rng.normal(0, 1, n)), -ys])
     return [("accuracy", y2, binary), ("f1", y2, binary), ("f1", np.zeros(n), np.zeros((1, n))), ("mcc", y2, binary),
@@ -91,8 +92,10 @@ def test_spearman_interval_agrees_with_scipy_bootstrap():
 
     def spearman(y, p, axis):  # stsb's score: (Pearson + Spearman) / 2, batched over resamples
         ry, rp = stats.rankdata(y, axis=axis), stats.rankdata(p, axis=axis)
-        corr = lambda a, b: ((a - a.mean(axis, keepdims=True)) * (b - b.mean(axis, keepdims=True))).sum(axis) / np.sqrt(
-            ((a - a.mean(axis, keepdims=True)) ** 2).sum(axis) * ((b - b.mean(axis, keepdims=True)) ** 2).sum(axis))
+        def corr(a, b):
+            da, db = a - a.mean(axis, keepdims=True), b - b.mean(axis, keepdims=True)
+            return (da * db).sum(axis) / np.sqrt((da ** 2).sum(axis) * (db ** 2).sum(axis))
+
         return 50 * (corr(y, p) + corr(ry, rp))
 
     ref = stats.bootstrap((y, p), spearman, paired=True, vectorized=True, n_resamples=4000, method="percentile",
@@ -154,7 +157,8 @@ def test_vectorised_multi_label_metrics_equal_sklearn(metric):
     got = confidence.resampled_metric(metric, W, y, scores, threshold=0.5)
     for b, w in enumerate(W.astype(int)):
         take = np.repeat(np.arange(n), w)
-        want = [compute(metric, y[take], s[take] if metric == "roc_auc" else (s[take] >= 0.5).astype(int)) for s in scores]
+        want = [compute(metric, y[take], s[take] if metric == "roc_auc" else (s[take] >= 0.5).astype(int))
+                for s in scores]
         np.testing.assert_allclose(got[b], want, atol=1e-9)  # NaN for ROC AUC on one example: no label has both classes
 
 
@@ -180,7 +184,8 @@ def test_multi_label_micro_f1_interval_matches_the_binomial_answer():
     from distil.config.tasks import Task
 
     n, k, labels = 1000, 100, 28
-    task = Task(name="emo", data="x", problem_type="multi_label_classification", num_labels=labels, metrics=("micro_f1",))
+    task = Task(name="emo", data="x", problem_type="multi_label_classification", num_labels=labels,
+                metrics=("micro_f1",))
     y = np.eye(labels)[np.arange(n) % labels]
     a = 0.9 * y + 0.05
     b = a.copy()

@@ -42,10 +42,15 @@ def test_seeds_give_mean_and_std():
 def test_load_ranks_by_macro_with_pct_of_teacher_and_keeps_incomplete_trials(tmp_path):
     from tests.handmade import write_json as write  # through distil.store.records, as the sweep writes
 
-    write(tmp_path / "teacher" / "result.json", {"kind": "teacher", "params": {}, "glue": [_run("sst2", 0, **{"": {"accuracy": 80.0}})], "n_params": 100})
+    def sst2(acc):
+        return [_run("sst2", 0, **{"": {"accuracy": acc}})]
+
+    write(tmp_path / "teacher" / "result.json", {"kind": "teacher", "params": {}, "glue": sst2(80.0), "n_params": 100})
     params = {"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "temperature": 2.0, "layer_selection": "every_other"}
-    write(tmp_path / "candidates" / "a" / "result.json", {"params": params, "glue": [_run("sst2", 0, **{"": {"accuracy": 60.0}})], "n_params": 50, "distill": {"loss": 3.0}})
-    write(tmp_path / "candidates" / "b" / "result.json", {"params": params, "glue": [_run("sst2", 0, **{"": {"accuracy": 72.0}})], "n_params": 50, "distill": {"loss": 2.0}})
+    write(tmp_path / "candidates" / "a" / "result.json",
+          {"params": params, "glue": sst2(60.0), "n_params": 50, "distill": {"loss": 3.0}})
+    write(tmp_path / "candidates" / "b" / "result.json",
+          {"params": params, "glue": sst2(72.0), "n_params": 50, "distill": {"loss": 2.0}})
     write(tmp_path / "candidates" / "c" / "config.json", {"params": params})  # killed mid-trial
     board = leaderboard.load(tmp_path)
     df = board.frame
@@ -53,7 +58,8 @@ def test_load_ranks_by_macro_with_pct_of_teacher_and_keeps_incomplete_trials(tmp
     assert list(df["status"]) == ["done", "done", "done", "incomplete"]
     assert df.loc[1, "pct_teacher"] == pytest.approx(90.0)
     assert "mnli_mm" in df.columns and df["mnli_mm"].isna().all()
-    assert board.rank_by == "macro_score" and board.best_student()["model"] == "b" and board.teacher()["model"] == "teacher"
+    assert board.rank_by == "macro_score" and board.best_student()["model"] == "b"
+    assert board.teacher()["model"] == "teacher"
     leaderboard.write(board, tmp_path)
     md = (tmp_path / "leaderboard.md").read_text()
     assert "| teacher" in md and "macro_score" in md and "nan" not in md
@@ -62,12 +68,15 @@ def test_load_ranks_by_macro_with_pct_of_teacher_and_keeps_incomplete_trials(tmp
 def test_reference_rows_give_gain_over_random_init_and_task_kd_has_no_macro(tmp_path):
     from tests.handmade import write_json as write  # through distil.store.records, as the sweep writes
 
-    sst2 = lambda acc: [_run("sst2", 0, **{"": {"accuracy": acc}}), _run("rte", 0, **{"": {"accuracy": 50.0}})]
+    def sst2(acc):
+        return [_run("sst2", 0, **{"": {"accuracy": acc}}), _run("rte", 0, **{"": {"accuracy": 50.0}})]
+
     write(tmp_path / "teacher" / "result.json", {"kind": "teacher", "params": {}, "glue": sst2(90.0)})
     write(tmp_path / "references" / "random_init" / "result.json",
           {"kind": "reference", "params": {"layer_selection": "random_init"}, "glue": sst2(50.0)})
     write(tmp_path / "references" / "task-kd-sst2" / "result.json",
-          {"kind": "task_distill", "params": {"task": "sst2", "alpha_ce": 0.5, "temperature": 2.0, "layer_selection": "every_other"},
+          {"kind": "task_distill",
+           "params": {"task": "sst2", "alpha_ce": 0.5, "temperature": 2.0, "layer_selection": "every_other"},
            "glue": [_run("sst2", 0, **{"": {"accuracy": 85.0}})]})
     write(tmp_path / "candidates" / "a" / "result.json", {"params": {"alpha_ce": 1.0}, "glue": sst2(80.0)})
     df = leaderboard.load(tmp_path).frame.set_index("model")
@@ -106,10 +115,12 @@ def _sweep(tmp_path, quality: dict[str, float], majority: str | None = None):
         elif name in ("random_init", "mlm_only"):
             write_row(tmp_path / "references" / name, "reference", preds, data, {"layer_selection": name})
         else:
-            params = DEFAULT_PARAMS if name == "c-default" else {**DEFAULT_PARAMS, "alpha_ce": 1.0 + i, "temperature": 3.0}
+            params = (DEFAULT_PARAMS if name == "c-default"
+                      else {**DEFAULT_PARAMS, "alpha_ce": 1.0 + i, "temperature": 3.0})
             write_row(tmp_path / "candidates" / name, "student", preds, data, params,
                       provenance={"spec_sha256": "s" * 8, "git_commit": "abc123", "teacher_sha256": "t" * 8,
-                                  "data_sha256": {"/data/glue/sst2/validation.parquet": "d" * 8, "/data/glue/rte/train.parquet": "e" * 8}})
+                                  "data_sha256": {"/data/glue/sst2/validation.parquet": "d" * 8,
+                                                  "/data/glue/rte/train.parquet": "e" * 8}})
             write_json(tmp_path / "candidates" / name / "config.json", {"params": params, "started": float(i)})
     return tmp_path
 
@@ -120,14 +131,17 @@ QUALITY = {"teacher": 0.10, "random_init": 0.40, "mlm_only": 0.30, "c-default": 
 def test_intervals_contain_the_leaderboard_values_and_pair_the_paper_defaults(tmp_path):
     board = leaderboard.load(_sweep(tmp_path, QUALITY), resamples=300)
     df = board.frame.set_index("model")
-    assert board.bootstrap["excluded"] == {} and board.bootstrap["paper_defaults"] == board.paper_defaults == "c-default"
+    assert board.bootstrap["excluded"] == {}
+    assert board.bootstrap["paper_defaults"] == board.paper_defaults == "c-default"
     assert df["paper_defaults"].tolist().count(True) == 1 and df.loc["c-default", "paper_defaults"]
     for col in ["pct_teacher", "gain_over_random_init", "gain_over_mlm_only", "delta_vs_default"]:
         rows = df[df[col].notna()]
-        assert len(rows) == 6 and (rows[col + "_lo"] <= rows[col] + 1e-9).all() and (rows[col] <= rows[col + "_hi"] + 1e-9).all()
+        assert len(rows) == 6 and (rows[col + "_lo"] <= rows[col] + 1e-9).all()
+        assert (rows[col] <= rows[col + "_hi"] + 1e-9).all()
     # Against itself the difference is 0 on every resample; the teacher is 100 % of itself.
     assert (df.loc["c-default", ["delta_vs_default", "delta_vs_default_lo", "delta_vs_default_hi"]] == 0).all()
-    assert df.loc["teacher", "pct_teacher_lo"] == pytest.approx(100.0) and df.loc["mlm_only", "gain_over_mlm_only_hi"] == 0
+    assert df.loc["teacher", "pct_teacher_lo"] == pytest.approx(100.0)
+    assert df.loc["mlm_only", "gain_over_mlm_only_hi"] == 0
     # 15 % vs 20 % wrong on ~1,500 examples: clearly better; p_best only for students, summing to 1.
     assert df.loc["c-good", "delta_vs_default_lo"] > 0 and df.loc["c-good", "p_best"] > 0.9
     assert df["p_best"].sum() == pytest.approx(1.0) and df.loc[["teacher", "mlm_only"], "p_best"].isna().all()
@@ -150,7 +164,8 @@ def test_headline_and_markdown_say_how_sure_the_order_is(tmp_path):
     assert md.startswith("**best student `c-good`") and "c-default (paper defaults)" in md
     assert "| chance (majority class)" in md and "[lo, hi]: 95 % interval, paired percentile bootstrap" in md
     assert "Provenance: spec_sha256: ssssssss; git_commit: abc123; teacher_sha256: tttttttt." in md
-    assert "Data sha256 (under /data/glue): rte/train.parquet eeeeeeee; sst2/validation.parquet dddddddd." in md and " nan" not in md
+    assert "Data sha256 (under /data/glue): rte/train.parquet eeeeeeee; sst2/validation.parquet dddddddd." in md
+    assert " nan" not in md
     back = pd.read_parquet(tmp_path / "leaderboard.parquet")  # the sweep-wide facts travel in its attrs
     assert back.attrs["bootstrap"]["resamples"] == 300 and set(back.attrs["chance"]) == set(SIZES)
     assert back.attrs["rank_by"] == "macro_score" and back.attrs["bootstrap"] == board.bootstrap
@@ -161,7 +176,8 @@ def test_a_majority_class_model_is_flagged_at_chance(tmp_path):
     board = leaderboard.load(_sweep(tmp_path, {**QUALITY, "c-majority": 0.0}, majority="c-majority"), resamples=50)
     df = board.frame
     row = df.set_index("model").loc["c-majority"]
-    assert sorted(row["at_chance"].split()) == sorted(SIZES)  # every split, the constant stsb (0) and cola MCC (0) included
+    # Every split, the constant stsb (0) and cola MCC (0) included.
+    assert sorted(row["at_chance"].split()) == sorted(SIZES)
     for c in SIZES:
         assert row[c] == pytest.approx(board.chance[c])
     assert df.set_index("model").loc["teacher", "at_chance"] == ""
@@ -178,7 +194,8 @@ def test_best_is_the_paper_defaults_and_rows_without_matching_predictions_get_no
     result = json.loads((out / "candidates" / "c-other" / "result.json").read_text())
     result["glue"][0]["scores"][""] = {"mcc": 99.0}  # no longer what its predictions score
     write_json(out / "candidates" / "c-other" / "result.json", result)
-    write_json(out / "candidates" / "c-stopped" / "status.json", {"status": "stopped", "rung": 1, "proxy_score": 3.5, "reason": "ASHA"})
+    write_json(out / "candidates" / "c-stopped" / "status.json",
+               {"status": "stopped", "rung": 1, "proxy_score": 3.5, "reason": "ASHA"})
     board = leaderboard.load(out, resamples=100)
     assert "reproduce" in board.bootstrap["excluded"]["c-other"]
     rows = board.frame.set_index("model")
@@ -194,14 +211,17 @@ def test_best_is_the_paper_defaults_and_rows_without_matching_predictions_get_no
 def test_paper_defaults_are_the_labelled_trial_else_the_params_matching_points_to_evaluate():
     paper = {**DEFAULT_PARAMS, "n_layers": 3}
     other = {**paper, "alpha_ce": 1.0}
-    cands = {"x": {"params": other, "done": True, "started": 1.0}, "y": {"params": paper, "done": False, "started": 0.0},
+    cands = {"x": {"params": other, "done": True, "started": 1.0},
+             "y": {"params": paper, "done": False, "started": 0.0},
              "z": {"params": {**paper, "layer_selection": "every_other"}, "done": True, "started": 2.0}}
     # Matched on params (an older sweep without labels): the done match first, then the earliest start.
     assert leaderboard.paper_default_model(cands, SPEC) == "z"
     # A list layer selection in the spec matches its canonical key; a different fixed value does not match.
-    spec = {"search": {**SPEC["search"], "points_to_evaluate": [{"alpha_ce": 1.0, "temperature": 2.0, "layer_selection": [0, 2, 4]}]}}
+    point = {"alpha_ce": 1.0, "temperature": 2.0, "layer_selection": [0, 2, 4]}
+    spec = {"search": {**SPEC["search"], "points_to_evaluate": [point]}}
     assert leaderboard.paper_default_model({"w": {"params": {**other, "layer_selection": "0,2,4"}}}, spec) == "w"
-    assert leaderboard.paper_default_model({"w": {"params": {**other, "layer_selection": "0,2,4", "alpha_mlm": 9.0}}}, spec) is None
+    fixed_differs = {**other, "layer_selection": "0,2,4", "alpha_mlm": 9.0}
+    assert leaderboard.paper_default_model({"w": {"params": fixed_differs}}, spec) is None
     # The sweep's own label wins; no points_to_evaluate and no label: none.
     assert leaderboard.paper_default_model({**cands, "x": {**cands["x"], "label": "paper defaults"}}, SPEC) == "x"
     assert leaderboard.paper_default_model(cands, {"search": {**SPEC["search"], "points_to_evaluate": []}}) is None

@@ -29,7 +29,8 @@ PARAMS = {"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "temperature": 2.
 def _glue(sst2, seconds=10.0):
     """Two GLUE runs: sst2 at `sst2`, mnli matched only (mismatched missing, as offline)."""
     return [{"task": "sst2", "seed": 0, "scores": {"": {"accuracy": sst2}}, "subset_splits": [], "seconds": seconds},
-            {"task": "mnli", "seed": 0, "scores": {"_m": {"accuracy": 40.0}, "_mm": None}, "subset_splits": [], "seconds": 5.0}]
+            {"task": "mnli", "seed": 0, "scores": {"_m": {"accuracy": 40.0}, "_mm": None}, "subset_splits": [],
+             "seconds": 5.0}]
 
 
 def _write(path, obj):
@@ -65,13 +66,14 @@ def results_dir(tmp_path_factory, student_dir, student_profile):
     """teacher (best macro, hand profile), done students a (real student + profile) and b (no
     profile: an older result), c killed mid-trial. Start order: c, a, b."""
     out = tmp_path_factory.mktemp("results")
-    _write(out / "teacher" / "result.json", {"kind": "teacher", "params": {"model": "the-teacher"}, "glue": _glue(80.0),
-                                             "n_params": 22_000_000, "finetune_seconds": 15.0,
-                                             "profile": {"size_mb": 90.0, "latency_ms_b1": 40.0, "latency_ms_b32": 30.0}})
-    _write(out / "candidates" / "a" / "result.json", {"kind": "student", "params": PARAMS, "glue": _glue(70.0), "n_params": 11_000_000,
-                                                      "distill": {"loss": 2.0}, "profile": student_profile, "finetune_seconds": 15.0})
-    _write(out / "candidates" / "b" / "result.json", {"kind": "student", "params": PARAMS, "glue": _glue(60.0), "n_params": 11_000_000,
-                                                      "distill": {"loss": 3.0}})
+    _write(out / "teacher" / "result.json",
+           {"kind": "teacher", "params": {"model": "the-teacher"}, "glue": _glue(80.0), "n_params": 22_000_000,
+            "finetune_seconds": 15.0, "profile": {"size_mb": 90.0, "latency_ms_b1": 40.0, "latency_ms_b32": 30.0}})
+    _write(out / "candidates" / "a" / "result.json",
+           {"kind": "student", "params": PARAMS, "glue": _glue(70.0), "n_params": 11_000_000, "distill": {"loss": 2.0},
+            "profile": student_profile, "finetune_seconds": 15.0})
+    _write(out / "candidates" / "b" / "result.json",
+           {"kind": "student", "params": PARAMS, "glue": _glue(60.0), "n_params": 11_000_000, "distill": {"loss": 3.0}})
     for name, started in [("c", 100.0), ("a", 200.0), ("b", 300.0)]:
         _write(out / "candidates" / name / "config.json", {"params": PARAMS, "started": started})
     shutil.copytree(student_dir, out / "candidates" / "a" / "student")
@@ -137,7 +139,8 @@ def test_report_html_embeds_three_decodable_plots(results_dir):
         assert min(mpimg.imread(io.BytesIO(base64.b64decode(data)), format="png").shape[:2]) > 100
     for name in ["scores", "pareto", "progress"]:
         assert min(mpimg.imread(results_dir / "plots" / f"{name}.png").shape[:2]) > 100
-    assert "<table" in page and ">teacher<" in page and "mnli_mm" in page and "macro_score = mean of task scores" in page
+    assert "<table" in page and ">teacher<" in page and "mnli_mm" in page
+    assert "macro_score = mean of task scores" in page
     assert page.index('<div class="headline"><p>best student `a`: macro 55.00') < page.index("<table")
 
 
@@ -172,7 +175,8 @@ def test_export_best_done_student_loads_offline_with_its_card(results_dir, stude
     assert clf.config.num_labels == 2
     AutoTokenizer.from_pretrained(out, local_files_only=True)
     saved = AutoModelForMaskedLM.from_pretrained(student_dir, local_files_only=True)
-    assert torch.equal(mlm.distilbert.transformer.layer[0].ffn.lin1.weight, saved.distilbert.transformer.layer[0].ffn.lin1.weight)
+    assert torch.equal(mlm.distilbert.transformer.layer[0].ffn.lin1.weight,
+                       saved.distilbert.transformer.layer[0].ffn.lin1.weight)
     card = (out / "README.md").read_text()
     assert "`a`" in card and "| alpha_ce | 5.0 |" in card and "| layer_selection | first |" in card
     # sst2 70 vs the teacher's 80: 87.5 %; macro (70+40)/2 = 55 vs (80+40)/2 = 60: 91.7 %
@@ -230,11 +234,13 @@ def test_real_glue_predictions_reproduce_their_scores_and_give_intervals(tmp_pat
 
     settings = FinetuneSettings(lr=5e-5, epochs=1, batch_size=8, max_seq_len=64, max_train_examples=16,
                                 max_eval_examples=48, use_gpu=False)
-    rows = {"teacher": (str(teacher_source), "teacher", {"model": "t"}), "candidates/a": (str(student_dir), "student", PARAMS),
+    rows = {"teacher": (str(teacher_source), "teacher", {"model": "t"}),
+            "candidates/a": (str(student_dir), "student", PARAMS),
             "candidates/b": (str(student_dir), "student", {**PARAMS, "alpha_ce": 1.0})}
     for where, (model, kind, params) in rows.items():
         seeds = [0, 1] if where != "candidates/a" else [0]
-        runs = [finetune_and_evaluate(model, glue_task(str(GLUE), task), settings, seed, str(tmp_path / where / "predictions"))
+        runs = [finetune_and_evaluate(model, glue_task(str(GLUE), task), settings, seed,
+                                      str(tmp_path / where / "predictions"))
                 for task in ("stsb", "mrpc") for seed in seeds]
         write_json(tmp_path / where / "result.json", {"kind": kind, "params": params, "glue": runs})
     board = leaderboard.load(tmp_path, resamples=200)
