@@ -26,7 +26,8 @@ from distil.report import leaderboard  # noqa: E402
 from distil.evaluation.metrics import compute  # noqa: E402
 from tests.handmade import DEFAULT_PARAMS, SPEC, labels_for, noisy, write_json, write_row  # noqa: E402
 
-FULL = {"cola": 1043, "sst2": 872, "mrpc": 408, "stsb": 1500, "qqp": 7600, "mnli_m": 7469, "qnli": 5463, "rte": 277, "wnli": 71}
+FULL = {"cola": 1043, "sst2": 872, "mrpc": 408, "stsb": 1500, "qqp": 7600, "mnli_m": 7469, "qnli": 5463, "rte": 277,
+        "wnli": 71}
 SMALL = {"cola", "mrpc", "stsb", "rte", "wnli"}
 
 
@@ -80,7 +81,8 @@ def main() -> None:
         few = 5
         t_naive = naive_seconds(splits, few) * args.resamples / few
     n_preds = sum(len(p) for s in splits.values() for p in s.preds.values())
-    print(f"16 rows x {len(sizes)} tasks ({sum(sizes.values())} examples, {n_preds} prediction sets), {args.resamples} resamples")
+    print(f"16 rows x {len(sizes)} tasks ({sum(sizes.values())} examples, {n_preds} prediction sets), "
+          f"{args.resamples} resamples")
     print(f"leaderboard.load: {t_boot:.1f} s (of which reading and the full-sample check {t_read:.1f} s)")
     print(f"loop over distil.evaluation.metrics.compute (extrapolated from {few} resamples): {t_naive:.0f} s")
     print(f"speed-up: {t_naive / (t_boot - t_read):.0f}x on the bootstrap itself")

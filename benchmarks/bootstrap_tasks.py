@@ -27,13 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bootstrap import timed_load  # noqa: E402
 from distil.evaluation.finetune import score_predictions  # noqa: E402
-from tests.handmade import DEFAULT_PARAMS, SPEC, own_task, task_labels, task_logits, write_json, write_task_runs  # noqa: E402
+from tests.handmade import (  # noqa: E402
+    DEFAULT_PARAMS, SPEC, own_task, task_labels, task_logits, write_json, write_task_runs,
+)
 
 NEWS, EMO = own_task("uci_news", 4), own_task("goemotions", 28, multi=True)
 
 
 def build(out: Path, rows: int, n: int) -> list[Path]:
-    write_json(out / "spec.json", {**SPEC, "glue": {"tasks": []}, "search": {**SPEC["search"], "objectives": ["tasks_macro"]},
+    write_json(out / "spec.json", {**SPEC, "glue": {"tasks": []},
+                                   "search": {**SPEC["search"], "objectives": ["tasks_macro"]},
                                    "tasks": [asdict(NEWS), asdict(EMO)]})
     data = {NEWS.name: task_labels(NEWS, n), EMO.name: task_labels(EMO, n)}
     dirs = []
@@ -41,8 +44,10 @@ def build(out: Path, rows: int, n: int) -> list[Path]:
         kind = "teacher" if i == 0 else "reference" if i < 4 else "student"
         where = out / "teacher" if i == 0 else out / ("references" if i < 4 else "candidates") / f"r{i:02d}"
         runs = [r for t in (NEWS, EMO) for r in
-                write_task_runs(where, t, data[t.name], {0: task_logits(t, data[t.name][1], 0.95 - 0.05 * i, seed=i)}, 1.0)]
-        write_json(where / "result.json", {"kind": kind, "params": {**DEFAULT_PARAMS, "alpha_ce": 0.1 * i}, "glue": runs})
+                write_task_runs(where, t, data[t.name], {0: task_logits(t, data[t.name][1], 0.95 - 0.05 * i, seed=i)},
+                                1.0)]
+        write_json(where / "result.json",
+                   {"kind": kind, "params": {**DEFAULT_PARAMS, "alpha_ce": 0.1 * i}, "glue": runs})
         dirs.append(where)
     return dirs
 
@@ -57,7 +62,8 @@ def main() -> None:
         dirs = build(Path(tmp), args.rows, args.examples)
         board, t_read, t_boot = timed_load(tmp, args.resamples)
         assert board.frame["pct_teacher_tasks_lo"].notna().sum() == args.rows, board.bootstrap["excluded"]
-        frames = {t.name: [pd.read_parquet(d / "predictions" / f"{t.name}-seed0.parquet") for d in dirs] for t in (NEWS, EMO)}
+        frames = {t.name: [pd.read_parquet(d / "predictions" / f"{t.name}-seed0.parquet") for d in dirs]
+                  for t in (NEWS, EMO)}
         few, rng = 5, np.random.default_rng(0)
         t0 = time.perf_counter()
         for _ in range(few):

@@ -32,7 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from distil.evaluation import confidence
+from distil.evaluation import confidence, scores  # noqa: E402
 from distil.report import leaderboard  # noqa: E402
 
 
@@ -83,8 +83,8 @@ def winners_difference(es: Path, full: Path, include_wnli: bool) -> tuple[float,
     if excluded:
         raise RuntimeError(f"cannot pair the winners' predictions: {excluded}")
     cols = confidence.resampled_columns(splits)
-    macro = {m: leaderboard.macro_score(c, include_wnli) for m, c in cols.items()}
-    full_sample = {m: leaderboard.macro_score(c, include_wnli) for m, c in confidence.resampled_columns(splits, 0).items()}
+    macro = {m: scores.macro_score(c, include_wnli) for m, c in cols.items()}
+    full_sample = {m: scores.macro_score(c, include_wnli) for m, c in confidence.resampled_columns(splits, 0).items()}
     lo, hi = confidence.paired_interval(macro["es"], macro["full"])
     return float(np.asarray(full_sample["es"] - full_sample["full"]).item()), lo, hi  # (1,): the full sample
 
@@ -109,7 +109,8 @@ def main() -> None:
             walls[name] = run({**s, "name": out.name}, out, args.cache_dir)
     workers = spec.get("distill", {}).get("num_workers", 2)
     costs = {name: compute(out, workers) for name, out in runs.items()}
-    print(f"\nspec {args.spec}: {spec['search']['num_candidates']} candidates, search seed {spec['search'].get('seed', 0)}")
+    print(f"\nspec {args.spec}: {spec['search']['num_candidates']} candidates, "
+          f"search seed {spec['search'].get('seed', 0)}")
     print(f"{'run':24} {'distill':>9} {'proxy':>8} {'GLUE':>9} {'total':>9} {'best macro':>11}  wall   outcomes")
     for name, out in runs.items():
         c = costs[name]
@@ -121,7 +122,8 @@ def main() -> None:
     print(f"compute saved = 1 - with/without = 1 - {w:.0f}/{wo:.0f} = {100 * (1 - w / wo):.1f} %  (target >= 40 %)")
     bw, bwo = costs["with early stopping"]["busy_total"], costs["without (full search)"]["busy_total"]
     if bw and bwo:  # distillation counted from the worker groups' own time, without waiting for CPUs
-        print(f"  with distillation as the worker groups' busy time: 1 - {bw:.0f}/{bwo:.0f} = {100 * (1 - bw / bwo):.1f} %")
+        print(f"  with distillation as the worker groups' busy time: 1 - {bw:.0f}/{bwo:.0f} = "
+              f"{100 * (1 - bw / bwo):.1f} %")
     include_wnli = spec.get("glue", {}).get("include_wnli", True)
     d, lo, hi = winners_difference(runs["with early stopping"], runs["without (full search)"], include_wnli)
     verdict = "within noise" if lo <= 0 <= hi else ("better" if lo > 0 else "worse")

@@ -85,4 +85,5 @@ def test_tiny_sweep_end_to_end(tmp_path):
     rebuilt = subprocess.run([sys.executable, "run_sweep.py", "report", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert rebuilt.returncode == 0 and "| teacher" in rebuilt.stdout
     pd.testing.assert_frame_equal(pd.read_csv(out / "leaderboard.csv"), df)
-    assert set(leaderboard.load(out).frame["model"]) >= {"teacher", "random_init", "mlm_only", "init_only-last", "task-kd-wnli"}
+    rebuilt = leaderboard.load(out).frame
+    assert set(rebuilt["model"]) >= {"teacher", "random_init", "mlm_only", "init_only-last", "task-kd-wnli"}
