@@ -27,8 +27,8 @@ TASKS_MACRO = "tasks_macro"
 
 
 def own_tasks(source) -> list[Task]:
-    """The spec's own tasks (distil.config.tasks.Task) from a spec.json dict's "tasks" or df.attrs["tasks"]
-    (lists of Task fields), or an iterable of Task / dicts."""
+    """The spec's own tasks (distil.config.tasks.Task) from a spec.json dict's "tasks" (a list of Task
+    fields, as leaderboard.parquet's attrs hold them too), or an iterable of Task / dicts."""
     items = source.get("tasks") or [] if isinstance(source, dict) else source or []
     return [t if isinstance(t, Task) else Task(**t) for t in items]
 
