@@ -1,36 +1,36 @@
 """A real tiny sweep: real Ray (local cluster), real teacher, real Wikipedia and GLUE parquet,
-early stopping on, the Optuna study in SQLite."""
+early stopping on, the Optuna study in SQLite. One sweep (the session's `tiny_sweep`, conftest.py),
+read by each test below."""
 
 import json
-import subprocess
-import sys
+import shutil
 
 import optuna
 import pandas as pd
 import pytest
 
 from distil.report import leaderboard
-from tests.conftest import ROOT
-from tests.tiny_spec import TINY_EARLY_STOPPING, write_tiny_spec
 
 pytestmark = pytest.mark.slow
 
 
-def test_tiny_sweep_end_to_end(tmp_path):
-    spec = write_tiny_spec(tmp_path / "tiny.yaml", num_candidates=2, early_stopping=TINY_EARLY_STOPPING, keep_students=1,
-                           points_to_evaluate=[{"alpha_ce": 5.0, "layer_selection": "last"}])
-    out = tmp_path / "results"
-    r = subprocess.run([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out), "--cache-dir", str(tmp_path / "cache")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    df = pd.read_csv(out / "leaderboard.csv")
+@pytest.fixture(scope="module")
+def board(tiny_sweep):
+    out, _ = tiny_sweep
+    return pd.read_csv(out / "leaderboard.csv")
+
+
+def test_every_row_kind_is_on_the_leaderboard(tiny_sweep, board, sweep_cache):
+    out, _ = tiny_sweep
+    df = board
     kinds = df.set_index("model")["kind"]
     assert list(kinds).count("student") == 2 and kinds["teacher"] == "teacher"
     assert kinds["random_init"] == "reference" and kinds["task-kd-wnli"] == "task_distill"
     # mlm_only (no teacher) and init_only-<rule> (no distillation step, the paper-default rule) rows.
     assert kinds["mlm_only"] == "reference" and kinds["init_only-last"] == "reference"
     mlm_only = json.loads((out / "references" / "mlm_only" / "result.json").read_text())
-    assert mlm_only["distill"]["step"] == 4 and mlm_only["params"]["alpha_ce"] == 0 and mlm_only["params"]["alpha_mlm"] == 1
+    assert mlm_only["distill"]["step"] == 4
+    assert mlm_only["params"]["alpha_ce"] == 0 and mlm_only["params"]["alpha_mlm"] == 1
     students = df[df.kind == "student"]
     assert set(students["status"]) <= {"done", "stopped"} and (students["status"] == "done").any()
     done = df[(df.status == "done") & (df.kind != "task_distill")]
@@ -42,12 +42,17 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert df["mnli_m"].isna().all()  # not asked for: empty, never invented
     assert set(students["layer_selection"]) <= {"first", "last"}
     teacher = json.loads((out / "teacher" / "result.json").read_text())
-    assert teacher["head_fit"]["fitted_head"] and list((tmp_path / "cache").glob("teacher-*/model.safetensors"))
+    assert teacher["head_fit"]["fitted_head"] and list(sweep_cache.glob("teacher-*/model.safetensors"))
 
+
+def test_trials_distil_in_rungs_scored_on_the_proxy(tiny_sweep, board):
+    out, _ = tiny_sweep
+    df = board
     # Every trial distilled in rungs and was scored on the proxy after each rung it reached.
     for cand in (out / "candidates").iterdir():
         rungs = json.loads((cand / "progress.json").read_text())["rungs"]
-        assert [rg["rung"] for rg in rungs] == list(range(len(rungs))) and all(rg["proxy_score"] is not None for rg in rungs)
+        assert [rg["rung"] for rg in rungs] == list(range(len(rungs)))
+        assert all(rg["proxy_score"] is not None for rg in rungs)
         assert rungs[0]["step"] == 2 and rungs[0]["distill"]["resumed_from_step"] == 0  # 1/3 of 4 steps, rounded up
         if len(rungs) == 2:
             assert rungs[1]["step"] == 4 and rungs[1]["distill"]["resumed_from_step"] == 2  # continued, not restarted
@@ -55,8 +60,14 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert done_students["gain_over_mlm_only"].notna().all()
     assert done_students.loc[done_students["layer_selection"] == "last", "gain_over_init"].notna().all()
     # Learning curves: step 0 from the undistilled init, the teacher's proxy as the ceiling.
-    assert (out / "references" / "init_only-last" / "proxy-2L.json").exists() and (out / "teacher" / "proxy.json").exists()
+    assert (out / "references" / "init_only-last" / "proxy-2L.json").exists()
+    assert (out / "teacher" / "proxy.json").exists()
     assert (out / "plots" / "curves.png").stat().st_size > 0
+
+
+def test_the_study_has_one_row_per_trial_paper_defaults_first(tiny_sweep, board):
+    out, _ = tiny_sweep
+    students = board[board.kind == "student"]
     # The study: one row per trial, the paper defaults first, finished trials complete or pruned.
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'optuna.db'}")
     trials = study.get_trials()
@@ -71,19 +82,31 @@ def test_tiny_sweep_end_to_end(tmp_path):
             assert t.state == optuna.trial.TrialState.PRUNED
             stopped = json.loads((out / "candidates" / row["model"] / "status.json").read_text())
             assert t.intermediate_values[max(t.intermediate_values)] == pytest.approx(stopped["proxy_score"])
+
+
+def test_disk_budget_and_a_quiet_console(tiny_sweep, board):
+    out, r = tiny_sweep
+    df = board
     # Disk budget: no Train checkpoints left; only the best finished student keeps its weights.
     assert not any((out / "train").glob("*/checkpoint_*"))
     kept = [c.name for c in (out / "candidates").iterdir() if (c / "student" / "model.safetensors").exists()]
-    best = done[done.kind == "student"].sort_values("macro_score").iloc[-1]["model"]
+    best = df[(df.status == "done") & (df.kind == "student")].sort_values("macro_score").iloc[-1]["model"]
     assert kept == [best] and (out / "best_student" / "model.safetensors").exists()
     # The console: no library chatter (it went to the log file).
     assert "LOAD REPORT" not in r.stdout + r.stderr and (out / "logs" / "workers.log").stat().st_size > 0
     assert r.stdout.count("started (") == 2
 
-    # The report rebuilds the same leaderboard from the stored files.
+
+def test_report_rebuilds_the_same_leaderboard(tiny_sweep, board, tmp_path, capsys):
+    """`report` (distil's CLI in this process: tests/test_resume.py and test_storage.py run it as a
+    process) on a copy of the results, its leaderboard.csv deleted: the same frame back."""
+    import run_sweep
+
+    out = shutil.copytree(tiny_sweep[0], tmp_path / "results", symlinks=True)
     (out / "leaderboard.csv").unlink()
-    rebuilt = subprocess.run([sys.executable, "run_sweep.py", "report", str(out)], cwd=ROOT, capture_output=True, text=True)
-    assert rebuilt.returncode == 0 and "| teacher" in rebuilt.stdout
-    pd.testing.assert_frame_equal(pd.read_csv(out / "leaderboard.csv"), df)
-    rebuilt = leaderboard.load(out).frame
-    assert set(rebuilt["model"]) >= {"teacher", "random_init", "mlm_only", "init_only-last", "task-kd-wnli"}
+    capsys.readouterr()
+    assert run_sweep.main(["report", str(out)]) == 0
+    assert "| teacher" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(out / "leaderboard.csv"), board)
+    references = {"teacher", "random_init", "mlm_only", "init_only-last", "task-kd-wnli"}
+    assert set(leaderboard.load(out).frame["model"]) >= references
