@@ -42,7 +42,7 @@ from tests.conftest import ROOT
 from tests.local_cluster import BIN, LocalCluster
 from tests.tiny_spec import write_tiny_spec
 
-STEPS, CHECKPOINT_EVERY = 30, 5  # enough steps after the first checkpoint to kill the node mid-run
+STEPS, CHECKPOINT_EVERY = 20, 5  # 15 steps after the first checkpoint: time to kill the node mid-run
 TIMEOUT = 1500  # s per wait; a 2-core machine shared with other work can be very slow
 
 
