@@ -44,7 +44,8 @@ def _news(data, **kw):
 
 
 def _emo(data, **kw):
-    return {"name": "emo", "data": str(data), "label_field": "labels", "problem_type": "multi_label_classification", **kw}
+    return {"name": "emo", "data": str(data), "label_field": "labels", "problem_type": "multi_label_classification",
+            **kw}
 
 
 def _spec(tmp_path, own_tasks, **glue):
@@ -108,7 +109,8 @@ def test_spec_tasks_inline_or_from_a_file_read_num_labels_and_names(tmp_path):
     from_file = load_spec(_spec(tmp_path, str(tmp_path / "tasks.yaml")))
     assert inline.tasks == from_file.tasks
     news_t, emo_t = inline.tasks
-    assert news_t.num_labels == 4 and news_t.label_names[2] == "entertainment" and news_t.metrics == ("accuracy", "macro_f1")
+    assert news_t.num_labels == 4 and news_t.label_names[2] == "entertainment"
+    assert news_t.metrics == ("accuracy", "macro_f1")
     assert emo_t.num_labels == 28 and emo_t.label_names[-1] == "neutral"
     assert emo_t.metrics == ("micro_f1", "macro_f1", "roc_auc") and emo_t.threshold == 0.5
     assert inline.finetune_tasks() == [news_t, emo_t]  # glue.tasks: [] -> no GLUE
@@ -139,22 +141,26 @@ def test_shipped_task_specs_validate(name):
 
 CASES = [
     # (tasks, regex); "{news}" etc. name the dirs of the `dirs` fixture (real rows, some edited)
-    ([_news("{news}", eval_splits={"": "test"})], r"tasks\.news\.eval_splits: no test\.parquet, test\.csv or test\.jsonl"),
+    ([_news("{news}", eval_splits={"": "test"})],
+     r"tasks\.news\.eval_splits: no test\.parquet, test\.csv or test\.jsonl"),
     ([_news("{news}", train_split="training")], r"tasks\.news\.train_split: no training\.parquet"),
     ([_news("{news}", text_fields=["headline"])], r"tasks\.news\.text_fields: no column 'headline' in split 'train'"),
     ([_news("{news}", label_field="topic")], r"tasks\.news\.label_field: no column 'topic'"),
     ([_news("{bad_id}")], r"tasks\.news\.label_field: label id 4 in split 'train' is outside \[0, num_labels=4\)"),
     ([_news("{news}", problem_type="regression", label_field="text")],
      r"tasks\.news\.label_field: 'text' is string in split 'train'; a regression label is a number"),
-    ([_news("{emo}", label_field="labels")], r"tasks\.news\.label_field: 'labels' holds lists .* use multi_label_classification"),
+    ([_news("{emo}", label_field="labels")],
+     r"tasks\.news\.label_field: 'labels' holds lists .* use multi_label_classification"),
     ([_emo("{news}", label_field="label")], r"tasks\.emo\.label_field: 'label' is int64 .* list of class ids"),
     ([_emo("{emo_empty}")], r"tasks\.emo\.num_labels: a multi-label task needs at least one label"),
     ([_emo("{emo}", num_labels=0)], r"tasks\.0\.num_labels: a multi-label task needs at least one label"),
     ([_news("{news}"), _news("{news}")], r"tasks: duplicate task name\(s\) or column\(s\) \['news'\]"),
     ([_news("{news}", name="sst2")], r"tasks: duplicate task name\(s\) or column\(s\) \['sst2'\]"),
     ([_news("{news}", name="mnli", eval_splits={"_m": "validation"})], r"duplicate .*\['mnli', 'mnli_m'\]"),
-    ([_emo("{emo}", metrics=["accuracy"])], r"tasks\.0\.metrics: unknown metric\(s\) \['accuracy'\] for multi_label_classification"),
-    ([_news("{news}", metrics=["roc_auc"])], r"tasks\.0\.metrics: unknown metric\(s\) \['roc_auc'\] for single_label_classification"),
+    ([_emo("{emo}", metrics=["accuracy"])],
+     r"tasks\.0\.metrics: unknown metric\(s\) \['accuracy'\] for multi_label_classification"),
+    ([_news("{news}", metrics=["roc_auc"])],
+     r"tasks\.0\.metrics: unknown metric\(s\) \['roc_auc'\] for single_label_classification"),
     ([_news("{news}", num_labels=4, metrics=["f1"])], r"tasks\.0\.metrics: f1 is binary F1"),
     ([_news("{news}", num_labels=5)], r"tasks\.news\.num_labels: 5 given but the data has 4 labels"),
     ([_news("{no_labels}")], r"tasks\.news\.num_labels: not given and .* has no labels\.json or ClassLabel"),
@@ -184,7 +190,9 @@ def dirs(tmp_path_factory):
 
 @pytest.mark.parametrize("tasks, message", CASES)
 def test_bad_task_definitions_fail_at_spec_time_with_one_line_naming_the_field(tmp_path, dirs, tasks, message):
-    fill = lambda v: v.format(**dirs) if isinstance(v, str) else v
+    def fill(v):
+        return v.format(**dirs) if isinstance(v, str) else v
+
     tasks = fill(tasks) if isinstance(tasks, str) else [{k: fill(v) for k, v in t.items()} for t in tasks]
     with pytest.raises(SpecError, match=message) as e:
         load_spec(_spec(tmp_path, tasks))
@@ -209,8 +217,12 @@ def test_multi_label_task_kd_loss_is_per_label_soft_target_bce():
     from distil.evaluation.task_distill import task_kd_loss
 
     s, t, y, T, a = torch.tensor([[2.0, -1.0]]), torch.tensor([[0.5, 1.0]]), torch.tensor([[1.0, 0.0]]), 2.0, 0.3
-    sig = lambda x: 1 / (1 + math.exp(-x))
-    bce = lambda p, q: -(q * math.log(p) + (1 - q) * math.log(1 - p))
+    def sig(x):
+        return 1 / (1 + math.exp(-x))
+
+    def bce(p, q):
+        return -(q * math.log(p) + (1 - q) * math.log(1 - p))
+
     soft = sum(bce(sig(si / T), sig(ti / T)) for si, ti in zip([2.0, -1.0], [0.5, 1.0])) / 2 * T**2
     hard = (bce(sig(2.0), 1.0) + bce(sig(-1.0), 0.0)) / 2
     assert task_kd_loss(s, t, y, a, T).item() == pytest.approx(a * soft + (1 - a) * hard, rel=1e-6)
@@ -272,7 +284,8 @@ def runs(student_dir, real_tasks, tmp_path_factory):
 def _truth(task, idx):
     """The real labels of rows `idx` of the task's validation file."""
     table = pq.read_table(DATA / task / "validation.parquet").to_pandas().set_index("idx")
-    return [v.tolist() if isinstance(v, np.ndarray) else v for v in table.loc[idx, "label" if task == "uci_news" else "labels"]]
+    column = "label" if task == "uci_news" else "labels"
+    return [v.tolist() if isinstance(v, np.ndarray) else v for v in table.loc[idx, column]]
 
 
 @pytest.mark.slow
@@ -315,7 +328,8 @@ def test_multi_label_run_scores_match_a_hand_computation_from_its_saved_predicti
         {"micro_f1": micro, "macro_f1": macro, "roc_auc": _hand_auc(y, probs)})
     rows = np.arange(0, 48, 2)
     sub = score_predictions(replace(task, threshold=cut), df.iloc[rows])
-    assert sub == pytest.approx(dict(zip(("micro_f1", "macro_f1"), _hand_f1s(y[rows], (probs[rows] >= cut).astype(int))))
+    hand = _hand_f1s(y[rows], (probs[rows] >= cut).astype(int))
+    assert sub == pytest.approx(dict(zip(("micro_f1", "macro_f1"), hand))
                                 | {"roc_auc": _hand_auc(y[rows], probs[rows])})
 
 
