@@ -105,7 +105,7 @@ def test_bad_remote_outputs_are_one_line_and_change_nothing(tmp_path, s3, capsys
 
 
 @pytest.mark.slow
-def test_a_sweep_writes_its_results_checkpoints_and_study_to_s3(tmp_path, s3):
+def test_a_sweep_writes_its_results_checkpoints_and_study_to_s3(tmp_path, s3, sweep_cache):
     """`--output s3://…`: Tune's experiment and the Train runs on S3, the results mirrored there;
     `report` rebuilds from the URI alone; `resume` continues from the URI alone."""
     import optuna
@@ -114,7 +114,7 @@ def test_a_sweep_writes_its_results_checkpoints_and_study_to_s3(tmp_path, s3):
     uri = f"s3://{BUCKET}/tiny"
     # Early stopping: a trial's second rung continues its Ray Train run from the first rung's checkpoint.
     spec = write_tiny_spec(tmp_path / "tiny.yaml", lean=True, early_stopping=TINY_EARLY_STOPPING)
-    cache = tmp_path / "cache"
+    cache = sweep_cache  # the working copy lands in it; `report` below uses a fresh one
     env = {**os.environ, **s3}
     cmd = [sys.executable, "run_sweep.py"]
     r = subprocess.run([*cmd, "run", str(spec), "--output", uri, "--cache-dir", str(cache)], cwd=ROOT, env=env,
@@ -124,10 +124,12 @@ def test_a_sweep_writes_its_results_checkpoints_and_study_to_s3(tmp_path, s3):
     remote = _remote(uri)
     trials = sorted({k.split("/")[1] for k in remote if k.startswith("candidates/")})
     finished = sorted(t for t in trials if f"candidates/{t}/result.json" in remote)
-    assert len(trials) == 2 and finished and all(f"candidates/{t}/status.json" in remote for t in set(trials) - set(finished))
+    assert len(trials) == 2 and finished
+    assert all(f"candidates/{t}/status.json" in remote for t in set(trials) - set(finished))
     for t in finished:  # Ray Train continued from its checkpoint, which only S3 held (no local train/ dir)
         rungs = json.loads(remote[f"candidates/{t}/result.json"])["rungs"]
-        assert rungs[0]["distill"]["resumed_from_step"] == 0 and rungs[1]["distill"]["resumed_from_step"] == rungs[0]["step"] > 0
+        assert rungs[0]["distill"]["resumed_from_step"] == 0
+        assert rungs[1]["distill"]["resumed_from_step"] == rungs[0]["step"] > 0
     for name in ("spec.json", "run.json", "optuna.db", "leaderboard.csv", "leaderboard.md", "report.html",
                  "teacher/result.json", "best_student/model.safetensors"):
         assert name in remote, name
