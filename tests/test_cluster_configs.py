@@ -102,10 +102,12 @@ def test_rayjob_names_the_documented_entrypoint_and_image_with_token_auth(rayjob
     # token auth from a Kubernetes Secret the README creates from the CLI's token
     auth = cluster["authOptions"]
     assert auth["mode"] == "token"
-    assert any(c.startswith(f"kubectl create secret generic {auth['secretName']} --from-literal=auth_token=") for c in commands)
+    secret = f"kubectl create secret generic {auth['secretName']} --from-literal=auth_token="
+    assert any(c.startswith(secret) for c in commands)
     runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
     assert runtime_env["working_dir"] and "/shared/" in runtime_env["env_vars"]["HF_HOME"]
-    gpu = [g for g in cluster["workerGroupSpecs"] if "nvidia.com/gpu" in g["template"]["spec"]["containers"][0]["resources"]["limits"]]
+    gpu = [g for g in cluster["workerGroupSpecs"]
+           if "nvidia.com/gpu" in g["template"]["spec"]["containers"][0]["resources"]["limits"]]
     assert gpu and all(g["minReplicas"] == 0 and g["maxReplicas"] >= 1 for g in gpu)
 
 
