@@ -59,9 +59,16 @@ def test_an_interrupted_then_killed_sweep_reports_then_resumes_without_rerunning
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def second_trial_checkpointed():  # and the teacher's row written (when its runs end, not at the sweep's end)
+        # Ray Train writes the checkpoint dir before it registers it in the run's snapshot; only a
+        # registered checkpoint is one a restarted run continues from (a kill in between restarts at step 0).
         trials = _trials_in_start_order(out)
-        return (len(trials) >= 2 and any((out / "train" / f"distill-{trials[1].name}").glob("checkpoint_*"))
-                and (out / "teacher" / "result.json").exists())
+        if len(trials) < 2 or not (out / "teacher" / "result.json").exists():
+            return False
+        snapshot = out / "train" / f"distill-{trials[1].name}" / "checkpoint_manager_snapshot.json"
+        try:
+            return json.loads(snapshot.read_text()).get("latest_checkpoint_result") is not None
+        except (OSError, ValueError):  # not written yet, or read mid-write
+            return False
 
     deadline = time.time() + 900
     try:  # kill the driver and every Ray process it started once the second trial has a Train checkpoint
