@@ -150,7 +150,8 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=2, help="tokenisation rounds; the best time of each count is kept")
     p.add_argument("--sizes", default="10000,100000,1000000", help="train sequences per worker-RSS point")
     p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--steps", type=int, default=8, help="distillation steps per worker (enough to meet a full-length batch)")  # noqa: E501
+    p.add_argument("--steps", type=int, default=8,
+                   help="distillation steps per worker (enough to meet a full-length batch)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--cache-dir", default="~/.cache/distil-sweep")
     p.add_argument("--legacy-at", type=int, default=100_000,
@@ -165,7 +166,8 @@ def main() -> int:
     print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs")
     times = throughput(args.rows, args.seq_len, [1, 2], args.repeats)
     (t1, cpu1, tokens), (t2, cpu2, _) = times[1], times[2]
-    print(f"(a) tokenise {args.rows:,} rows, best of {args.repeats} ({tokens / 1e6:.1f} M tokens): 1 process {t1:.1f} s "  # noqa: E501
+    print(f"(a) tokenise {args.rows:,} rows, best of {args.repeats} ({tokens / 1e6:.1f} M tokens): "
+          f"1 process {t1:.1f} s "
           f"({args.rows / t1:,.0f} rows/s, {tokens / t1:,.0f} tokens/s); 2 processes {t2:.1f} s")
     print(f"    speed-up with 2 processes: {t1 / t2:.2f}x   (target >= 1.7)")
     # On a shared machine the wall-clock ratio shows the CPU share this session got; CPU time shows
@@ -188,12 +190,17 @@ def main() -> int:
             out = subprocess.run(cmd, check=True, capture_output=True, text=True)
             rows.append({**json.loads(out.stdout.splitlines()[-1]), "prepare_s": prep_s, "legacy": legacy})
     base = rows[0]
-    print(f"(b) worker: open corpus + build stream + {args.steps} distill steps (batch {args.batch_size} × ≤{args.seq_len}), fresh process each")  # noqa: E501
-    print("    corpus MiB: RSS added by opening the corpus and building the stream; longest: longest batch met (tokens)")  # noqa: E501
-    print(f"    {'sequences':>10} {'tokens':>12} {'prepare s':>10} {'open s':>7} {'corpus MiB':>11} {'longest':>8} {'RSS MiB':>8} {'peak RSS MiB':>13} {'ratio':>6}")  # noqa: E501
+    print(f"(b) worker: open corpus + build stream + {args.steps} distill steps "
+          f"(batch {args.batch_size} × ≤{args.seq_len}), fresh process each")
+    print("    corpus MiB: RSS added by opening the corpus and building the stream; "
+          "longest: longest batch met (tokens)")
+    print(f"    {'sequences':>10} {'tokens':>12} {'prepare s':>10} {'open s':>7} {'corpus MiB':>11} "
+          f"{'longest':>8} {'RSS MiB':>8} {'peak RSS MiB':>13} {'ratio':>6}")
     for r in rows:
-        print(f"    {r['sequences']:>10,}{'*' if r['legacy'] else ' '}{r['tokens']:>12,} {r['prepare_s']:>10.1f} {r['open_s']:>7.2f} {r['corpus_mib']:>11.1f} "  # noqa: E501
-              f"{r['longest']:>8} {r['rss_mib']:>8.0f} {r['peak_rss_mib']:>13.0f} {r['peak_rss_mib'] / base['peak_rss_mib']:>5.2f}x")  # noqa: E501
+        print(f"    {r['sequences']:>10,}{'*' if r['legacy'] else ' '}{r['tokens']:>12,} "
+              f"{r['prepare_s']:>10.1f} {r['open_s']:>7.2f} {r['corpus_mib']:>11.1f} "
+              f"{r['longest']:>8} {r['rss_mib']:>8.0f} {r['peak_rss_mib']:>13.0f} "
+              f"{r['peak_rss_mib'] / base['peak_rss_mib']:>5.2f}x")
     if any(r["legacy"] for r in rows):
         print("    * the previous loader (a tensor per sequence), for comparison")
     new = [r for r in rows if not r["legacy"]]

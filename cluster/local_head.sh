@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start a Ray head on this machine with token authentication on and the dashboard/job server on
-# 127.0.0.1 only. README "Run on a cluster" and tests/test_auth.py both run this file, so the
+# 127.0.0.1 only. docs/cluster.md#a-head-on-this-machine and tests/test_auth.py both run this file, so the
 # documented commands are the tested ones.
 #
 #   cluster/local_head.sh                      # then: export RAY_AUTH_MODE=token; ray job submit ...

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None, prog: str = "distil-sweep") -> int:
 
 
 def run(args: argparse.Namespace, how: str) -> int:
-    """`run SPEC` and `resume DIR`: the pipeline, one step a block (README "Pipeline"); main's exit codes.
+    """`run SPEC` and `resume DIR`: the pipeline, one step a block (docs/pipeline.md); main's exit codes.
 
     how: the command the user typed (`distil-sweep`, `python run_sweep.py`), for the resume line."""
     t0 = time.time()
@@ -231,7 +231,7 @@ def claim_output_dir(location: str, cache_dir: str | None, dry_run: bool) -> tup
             mirror.fs.delete_file(probe)
         except OSError as e:
             raise SpecError(f"--output: cannot write to {location} ({str(e).splitlines()[0][:200]}); check the bucket, "
-                            "your credentials and AWS_ENDPOINT_URL (README \"Results on S3\")") from None
+                            "your credentials and AWS_ENDPOINT_URL (docs/cluster.md#results-on-s3)") from None
         if held:
             raise SpecError(f"--output: {location} already holds results; pass --output NEW_URI, or "
                             f"`resume {location}` to continue that sweep (nothing was changed)")

@@ -195,7 +195,10 @@ def test_multi_label_micro_f1_interval_matches_the_binomial_answer():
     assert confidence.resampled_metric("micro_f1", W_full, y, b[None])[0, 0] == pytest.approx(100 * 2 * 900 / 1900)
     scores = confidence.resampled_columns({"emo": split}, resamples=4000, seed=0)
     lo, hi = confidence.paired_interval(scores["a"]["emo"], scores["b"]["emo"])
-    f = lambda K: 100 * K / (2 * n - K)  # noqa: E731
+
+    def f(K):
+        return 100 * K / (2 * n - K)
+
     want_lo, want_hi = f(stats.binom.ppf([0.025, 0.975], n, k / n))
     assert lo == pytest.approx(want_lo, abs=0.15) and hi == pytest.approx(want_hi, abs=0.15)
 

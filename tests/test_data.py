@@ -129,7 +129,10 @@ def test_length_grouped_batches_cover_the_corpus_once_with_little_padding():
     assert np.array_equal(batches, length_grouped_batches(lengths, 16, seed=0))
     assert not np.array_equal(batches, length_grouped_batches(lengths, 16, seed=1))
     random_batches = np.random.default_rng(0).permutation(10_000).reshape(625, 16)
-    padding = lambda b: (lengths[b].max(1, keepdims=True) - lengths[b]).mean()  # noqa: E731
+
+    def padding(b):
+        return (lengths[b].max(1, keepdims=True) - lengths[b]).mean()
+
     assert padding(batches) < 0.1 * padding(random_batches)
     with pytest.raises(ValueError, match="one batch"):
         length_grouped_batches(lengths[:8], 16, seed=0)

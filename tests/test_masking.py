@@ -7,10 +7,10 @@ from distil.science.masking import mask_tokens, token_probs
 V, MASK, PAD, CLS, SEP = 50, 3, 0, 1, 2
 
 
-def _batch(generator, b=64, l=40):  # noqa: E741
-    ids = torch.randint(4, V, (b, l), generator=generator)
+def _batch(generator, b=64, length=40):
+    ids = torch.randint(4, V, (b, length), generator=generator)
     ids[:, 0], ids[:, -1] = CLS, SEP
-    ids[: b // 2, l - 10 :] = PAD  # half the rows padded
+    ids[: b // 2, length - 10 :] = PAD  # half the rows padded
     return ids
 
 

@@ -15,7 +15,10 @@ from tests.handmade import SPEC, labels_for, noisy, write_json, write_row
 
 def _results(tmp_path):
     data = {"sst2": labels_for("sst2", 200)}
-    preds = lambda q, s: {"sst2": {0: noisy(data["sst2"][1], q, s)}}  # noqa: E731
+
+    def preds(q, s):
+        return {"sst2": {0: noisy(data["sst2"][1], q, s)}}
+
     write_json(tmp_path / "spec.json", SPEC)
     write_row(tmp_path / "teacher", "teacher", preds(0.1, 1), data, {"model": "t"})
     for i, name in enumerate(["good", "broken", "partial"]):

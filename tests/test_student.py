@@ -70,4 +70,6 @@ def test_student_has_no_token_types_or_pooler_and_ties_decoder(teacher):
 def test_random_init_shares_no_teacher_weights(teacher):
     torch.manual_seed(0)
     student = build_student(teacher, 3, "random_init")
-    assert not torch.equal(student.distilbert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)  # noqa: E501
+    assert not torch.equal(
+        student.distilbert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight
+    )

@@ -31,7 +31,10 @@ TASKS: dict[str, Task] = {
         _row("mrpc", ("sentence1", "sentence2"), 2, ("f1", "accuracy"), small=True),
         _row("stsb", ("sentence1", "sentence2"), 1, ("pearson", "spearmanr"), small=True),
         _row("qqp", ("question1", "question2"), 2, ("accuracy", "f1")),
-        _row("mnli", ("premise", "hypothesis"), 3, ("accuracy",), {"_m": "validation_matched", "_mm": "validation_mismatched"}),  # noqa: E501
+        _row(
+            "mnli", ("premise", "hypothesis"), 3, ("accuracy",),
+            {"_m": "validation_matched", "_mm": "validation_mismatched"},
+        ),
         _row("qnli", ("question", "sentence"), 2, ("accuracy",)),
         _row("rte", ("sentence1", "sentence2"), 2, ("accuracy",), small=True),
         _row("wnli", ("sentence1", "sentence2"), 2, ("accuracy",), small=True),

@@ -197,7 +197,11 @@ def _f1_per_label(W: np.ndarray, Y: np.ndarray, P: np.ndarray) -> tuple[np.ndarr
     both are 0 (scikit-learn's zero_division=0)."""
     M, N, L = P.shape
     true = W @ Y
-    flat = lambda X: X.transpose(1, 0, 2).reshape(N, M * L)  # noqa: E731  (N, M·L) for one product
+
+    def flat(X: np.ndarray) -> np.ndarray:
+        """(M, N, L) -> (N, M·L), for one product."""
+        return X.transpose(1, 0, 2).reshape(N, M * L)
+
     tp = (W @ flat(P * Y[None])).reshape(len(W), M, L)
     predicted = (W @ flat(P)).reshape(len(W), M, L)
     den = predicted + true[:, None, :]

@@ -57,7 +57,10 @@ def chance_margins(board: Board, row: pd.Series) -> dict[str, float]:
     level (board.chance)."""
     chance, tasks = board.chance, board.column_tasks
     level, scores = _task_scores(chance, list(chance), tasks), _task_scores(row, list(chance), tasks)
-    keep = lambda t: t in scores and (t != "wnli" or board.include_wnli)  # noqa: E731
+
+    def keep(t: str) -> bool:
+        return t in scores and (t != "wnli" or board.include_wnli)
+
     return {t: scores[t] - level[t] for t in level if keep(t)}
 
 

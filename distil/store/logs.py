@@ -37,7 +37,8 @@ def quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()  # "LOAD REPORT" tables, "newly initialized" notes
     datasets.utils.logging.set_verbosity_error()
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)  # "unresolved search space": by design  # noqa: E501
+    # "unresolved search space": by design
+    logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=Warning, module="optuna")  # ExperimentalWarning for TPE's `group`
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray")
 

@@ -42,7 +42,9 @@ def sha256_file(path: str | Path, cache_dir: str | Path | None = None) -> str:
 def git_commit() -> str:
     """`git describe --always --dirty` of the project, or `unknown` (no git, or not a checkout)."""
     try:
-        r = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, timeout=10)  # noqa: E501
+        r = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
         return r.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
