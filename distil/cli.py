@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, how: str) -> int:
     # 3. Profiles (size, CPU latency) of the teacher and each student depth, timed while nothing else runs.
     if state is None:
         profiles = profile_architectures(source, teacher_dir, spec.student.depths() or [n_layers], spec.seed,
-                                         spec.glue.data)
+                                         spec.glue.data, spec.profile)
         spec_json = spec.model_dump_json(indent=2)
         state = {"n_layers": n_layers, "cache_dir": str(cache), "profiles": profiles,
                  "provenance": provenance.collect(spec, spec_json, teacher_dir, cache)}

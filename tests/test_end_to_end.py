@@ -95,6 +95,10 @@ def test_disk_budget_and_a_quiet_console(tiny_sweep, board):
     # The console: no library chatter (it went to the log file).
     assert "LOAD REPORT" not in r.stdout + r.stderr and (out / "logs" / "workers.log").stat().st_size > 0
     assert r.stdout.count("started (") == 2
+    # Latency timed as the spec's `profile:` says (tests/tiny_spec.py), and the notes say so.
+    teacher = json.loads((out / "run.json").read_text())["profiles"]["teacher"]
+    assert (teacher["seq_len"], teacher["rounds"], teacher["repeats_b1"], teacher["repeats_b32"]) == (32, 2, 3, 1)
+    assert "CPU forward pass of 32 tokens" in (out / "leaderboard.md").read_text()
 
 
 def test_report_rebuilds_the_same_leaderboard(tiny_sweep, board, tmp_path, capsys):

@@ -50,9 +50,10 @@ def student_dir(tmp_path_factory, teacher, tokenizer):
 
 @pytest.fixture(scope="module")
 def measured(student_dir):
-    """(profile, torch threads before, torch threads after) of one `measure` call."""
+    """(profile, torch threads before, torch threads after) of one `measure` call, with a spec's
+    `profile:` settings shorter than the defaults (what a tiny sweep sets)."""
     before = torch.get_num_threads()
-    profile = measure(str(student_dir), "student", data=str(GLUE))
+    profile = measure(str(student_dir), "student", data=str(GLUE), seq_len=64, rounds=3, repeats_b1=4, repeats_b32=2)
     return profile, before, torch.get_num_threads()
 
 
@@ -109,10 +110,10 @@ def test_profile_of_tiny_student(student_dir, measured):
     assert p["latency_ms_b1"] > 0 and p["latency_ms_b32"] > 0
     assert p["latency_ms_b32"] < 4 * p["latency_ms_b1"]  # per example: batching must not be much worse
     assert p["size_mb"] == pytest.approx((student_dir / "model.safetensors").stat().st_size / 1e6)
-    assert p["torch_threads"] == 1 and p["seq_len"] == 128 and p["kind"] == "student"
-    for b in ("b1", "b32"):  # the spread over the 5 timing rounds brackets the median
+    assert p["torch_threads"] == 1 and p["seq_len"] == 64 and p["kind"] == "student"
+    for b in ("b1", "b32"):  # the spread over the 3 timing rounds brackets the median
         assert 0 < p[f"latency_ms_{b}_min"] <= p[f"latency_ms_{b}"] <= p[f"latency_ms_{b}_max"]
-    assert p["rounds"] == 5
+    assert p["rounds"] == 3 and p["repeats_b1"] == 4 and p["repeats_b32"] == 2
     assert threads_after == threads_before  # the measurement's 1 thread is not left behind
 
 

@@ -326,6 +326,18 @@ class DistillSpec(_Strict):
         return data
 
 
+class ProfileSpec(_Strict):
+    """How the teacher's and each student depth's CPU latency is timed before the search
+    (distil.evaluation.profile.measure): inputs of `seq_len` tokens, `rounds` rounds of
+    `repeats_b1` passes at batch 1 and `repeats_b32` at batch 32. The defaults take ~30 s for a
+    6-layer 384-wide teacher on one core; a laptop or test sweep can time shorter inputs."""
+
+    seq_len: int = Field(128, ge=8, le=512)
+    rounds: int = Field(5, ge=1)
+    repeats_b1: int = Field(10, ge=1)
+    repeats_b32: int = Field(3, ge=1)
+
+
 class GlueTaskOverride(_Strict):
     """Per-task fine-tuning settings that replace the glue section's defaults (None = keep them),
     for a GLUE task or one of the spec's own `tasks`."""
@@ -424,6 +436,7 @@ class SweepSpec(_Strict):
     # The user's own tasks (distil.config.tasks.Task fields), or the path of a YAML list of them.
     tasks: list[Task] = Field(default_factory=list)
     task_distill: TaskDistillSpec | None = None  # off unless given
+    profile: ProfileSpec = ProfileSpec()
     seed: int = 0
 
     @field_validator("name")

@@ -74,6 +74,12 @@ class Board:
         """Split column -> its Task (GLUE's and the own tasks')."""
         return task_columns(self.tasks)
 
+    @property
+    def latency_tokens(self) -> int:
+        """The input length (tokens) the latency columns were timed at: the spec's profile.seq_len
+        (128 for sweeps whose spec.json predates that section)."""
+        return int((self.spec.get("profile") or {}).get("seq_len", 128))
+
     def is_paper_defaults(self, row) -> bool:
         """Whether a row (a frame row or a dict with "model") is the paper-default candidate."""
         return self.paper_defaults is not None and row.get("model") == self.paper_defaults

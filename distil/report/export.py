@@ -54,7 +54,7 @@ def model_card(board: Board, sweep: str, teacher_source: str) -> str:
     notes = "\n".join(f"- {n}" for n in summary.conventions(shown_rows))
     compared = [c for c in summary.comparison_sentences(board) if f"`{best['model']}`" in c]  # where it is the best
     compared = ("\n## On each user task, against the teacher\n\n" + "\n".join(f"- {c}" for c in compared)
-                + f"\n\n{summary.COMPARISON_NOTE}\n") if compared else ""
+                + f"\n\n{summary.comparison_note(board)}\n") if compared else ""
     return f"""---
 library_name: transformers
 tags: [distillation, distilbert]

@@ -170,7 +170,7 @@ def plot_pareto(board: Board, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     _pareto_panel(axes[0], board, "n_params", "parameter", "encoder parameters (millions)", scale=1e6)
     _pareto_panel(axes[1], board, "latency_ms_b32", "latency",
-                  "CPU latency at batch 32 (ms per example, 128 tokens, 1 thread)")
+                  f"CPU latency at batch 32 (ms per example, {board.latency_tokens} tokens, 1 thread)")
     fig.suptitle("Quality against cost: up and to the left is better", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -306,7 +306,7 @@ def write_html(board: Board, results_dir: str | Path) -> Path:
         "<h2>Teacher vs best student on each user task</h2><ul>"
         + "".join(f"<li>{html.escape(s)}</li>" for s in summary.comparison_sentences(board)) + "</ul>"
         + f'<div class="scroll">{comparison.to_html(index=False, border=0, classes="leaderboard", escape=True)}</div>'
-        + f"<p>{html.escape(summary.COMPARISON_NOTE)}</p>")
+        + f"<p>{html.escape(summary.comparison_note(board))}</p>")
     title = f"distil-sweep report: {html.escape(ResultsDir(results_dir).sweep_name())}"
     teacher = "the teacher" if (df["kind"] == "teacher").any() else "no teacher row"
     page = f"""<!doctype html>

@@ -79,7 +79,8 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     column per GLUE split (cola ... wnli, mnli_m and mnli_mm), then one per split of each own
     task (`<task><suffix>`), <col>_std with several seeds, n_params (encoder parameters),
     size_mb (weight files on disk, MB = 1e6 bytes), latency_ms_b1 / latency_ms_b32 (CPU forward
-    pass at 128 tokens, milliseconds per example at batch 1 / 32; see distil.evaluation.profile) with the
+    pass at the spec's profile.seq_len tokens, default 128, milliseconds per example at batch 1 / 32;
+    see distil.evaluation.profile) with the
     spread over timing rounds in latency_ms_b1_min/_max and latency_ms_b32_min/_max,
     distill_loss, finetune_seconds (fine-tuning + evaluation, seconds summed over tasks and
     seeds), finetune_seconds_<task> per own task (one run, mean over seeds), trial_index (0, 1,

@@ -256,8 +256,8 @@ def conventions(board: Board) -> list[str]:
         f"Seeds: {', '.join(sorted(set(df['seeds'].dropna()) - {''}))}; a score with a matching _std column is the "
         "mean over seeds (sample std in that column), the others come from the first seed." if "seeds" in df else "",
         f"Only available as subsets (task:split): {', '.join(subsets)}." if subsets else "",
-        "size_mb: weight files on disk (1e6 bytes); latency_ms_b1/_b32: CPU forward pass of 128 tokens, "
-        "1 torch thread, milliseconds per example at batch 1/32"
+        "size_mb: weight files on disk (1e6 bytes); latency_ms_b1/_b32: CPU forward pass of "
+        f"{board.latency_tokens} tokens, 1 torch thread, milliseconds per example at batch 1/32"
         + (" (median over timing rounds, [min, max] of the rounds' medians); the Pareto front treats two latencies "
            "as equal when these ranges overlap or the models have the same n_params (same architecture)."
            if spread else ".")
@@ -404,6 +404,11 @@ def comparison_table(board: Board) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def comparison_note(board: Board) -> str:
+    """The note under the teacher-vs-best-student table of the user's tasks."""
+    return COMPARISON_NOTE.replace("128 tokens", f"{board.latency_tokens} tokens")
+
+
 COMPARISON_NOTE = (
     "Per user task: the teacher and the done student with the best score on that task. Fine-tune s: one fine-tuning "
     "+ evaluation run of that task (result.json runs' seconds, mean over seeds; runs share the machine with the "
@@ -423,5 +428,5 @@ def to_markdown(board: Board) -> str:
     if not comparison.empty:
         extra = ("\n\n### Teacher vs best student on each user task\n\n"
                  + "\n".join(f"- {s}" for s in comparison_sentences(board)) + "\n\n"
-                 + comparison.to_markdown(index=False, disable_numparse=True) + "\n\n" + COMPARISON_NOTE)
+                 + comparison.to_markdown(index=False, disable_numparse=True) + "\n\n" + comparison_note(board))
     return head + "\n\n" + table + extra + "\n\n" + "\n".join(f"- {n}" for n in conventions(board)) + "\n"

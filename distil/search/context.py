@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from transformers import AutoConfig, AutoModel
 
 from distil.config.layers import layer_key
-from distil.config.spec import SweepSpec
+from distil.config.spec import ProfileSpec, SweepSpec
 from distil.config.tasks import Task
 from distil.evaluation.profile import measure
 from distil.science.student import count_parameters, save_student
@@ -53,16 +53,19 @@ def student_arch(n_layers: int) -> str:
     return f"student-{n_layers}L"
 
 
-def profile_architectures(teacher_source: str, teacher_dir: str, depths: list[int], seed: int, data: str) -> dict:
+def profile_architectures(teacher_source: str, teacher_dir: str, depths: list[int], seed: int, data: str,
+                          timing: ProfileSpec = ProfileSpec()) -> dict:
     """Size and CPU latency of the teacher and of one student per depth, timed one after another
     before anything else is submitted to the cluster, so that nothing shares the cores. Every
     student of a depth has this profile: same shape, same cost (weights do not change latency).
+    `timing`: the spec's `profile` section (input length, rounds, repeats).
     Returns {"teacher": measure(), student_arch(n): measure(), ...} (distil.evaluation.profile)."""
-    out = {"teacher": measure(teacher_source, "teacher", data=data)}
+    settings = timing.model_dump()
+    out = {"teacher": measure(teacher_source, "teacher", data=data, **settings)}
     with tempfile.TemporaryDirectory() as tmp:
         for n in sorted(set(depths)):
             save_student(teacher_dir, n, "first", seed, f"{tmp}/{n}")
-            out[student_arch(n)] = measure(f"{tmp}/{n}", "student", data=data)
+            out[student_arch(n)] = measure(f"{tmp}/{n}", "student", data=data, **settings)
     return out
 
 
