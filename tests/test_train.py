@@ -53,15 +53,29 @@ def ray_cluster():
     ray.shutdown()
 
 
-@pytest.mark.slow
-def test_worker_failure_resumes_to_the_same_student(tmp_path, assets, ray_cluster):
+# One distillation setting for the uninterrupted run and its interrupted twins: checkpoints every
+# 2 steps, two micro-batches per step (the resumed state includes the accumulation position).
+SETTING = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=2, max_failures=1, grad_accumulation=2)
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, assets, ray_cluster):
+    """(metrics, student dir) of one uninterrupted run of SETTING: what the failed and the
+    rung-by-rung runs below must end with (each Ray Train run costs ~20 s of start-up here)."""
     from distil.search.train import distill_student
 
-    d = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=2, max_failures=1, grad_accumulation=2)
-    job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)
-    clean = distill_student("clean", PARAMS, job, tmp_path / "clean")
+    tmp = tmp_path_factory.mktemp("clean")
+    job = DistillJob(**assets, distill=SETTING, storage=str(tmp / "train"), seed=0)
+    return distill_student("clean", PARAMS, job, tmp / "student"), tmp / "student"
+
+
+@pytest.mark.slow
+def test_worker_failure_resumes_to_the_same_student(tmp_path, assets, clean_run):
+    from distil.search.train import distill_student
+
+    clean, clean_dir = clean_run
     marker = tmp_path / "failed-once"
-    failing = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0, fail_once_at_step=3,
+    failing = DistillJob(**assets, distill=SETTING, storage=str(tmp_path / "train"), seed=0, fail_once_at_step=3,
                          fail_once_marker=str(marker))
     failed = distill_student("failed", PARAMS, failing, tmp_path / "failed")
     assert marker.exists()  # the failure really happened, and the run still finished
@@ -69,24 +83,24 @@ def test_worker_failure_resumes_to_the_same_student(tmp_path, assets, ray_cluste
     # It resumed from the checkpoint at step 2 (redoing at most one interval), not from scratch.
     assert clean["resumed_from_step"] == 0 and failed["resumed_from_step"] == 2
     assert failed["loss"] == pytest.approx(clean["loss"], rel=1e-5)  # same loss over steps 4-6
-    _assert_same_weights(tmp_path / "clean", tmp_path / "failed")
+    _assert_same_weights(clean_dir, tmp_path / "failed")
 
 
 @pytest.mark.slow
-def test_rungs_continue_one_train_run_to_the_same_student(tmp_path, assets, ray_cluster):
-    """Early stopping's rungs: the run stopped at 1/3 and called again by name continues from its
-    checkpoint (not from step 0) and ends with the student of an uninterrupted run."""
+def test_rungs_continue_one_train_run_to_the_same_student(tmp_path, assets, clean_run):
+    """Early stopping's rungs: the run stopped at half its steps and called again by name continues
+    from its checkpoint (not from step 0) and ends with the student of an uninterrupted run."""
     from distil.search.train import distill_student
 
-    d = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=4)
-    job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)
-    whole = distill_student("whole", PARAMS, job, tmp_path / "whole")
-    first = distill_student("rungs", PARAMS, job, tmp_path / "rung0", stop_at_fraction=1 / 3)
+    whole, whole_dir = clean_run
+    job = DistillJob(**assets, distill=SETTING, storage=str(tmp_path / "train"), seed=0)
+    first = distill_student("rungs", PARAMS, job, tmp_path / "rung0", stop_at_fraction=1 / 2)
     last = distill_student("rungs", PARAMS, job, tmp_path / "rung1", stop_at_fraction=1.0)
-    assert first["step"] == 2 and first["total_steps"] == 6  # a rung boundary gets its own checkpoint
-    assert last["step"] == 6 and last["resumed_from_step"] == 2
+    # Step 3 is no multiple of checkpoint_every (2): a rung boundary gets its own checkpoint.
+    assert first["step"] == 3 and first["total_steps"] == 6
+    assert last["step"] == 6 and last["resumed_from_step"] == 3
     assert last["tokens"] == whole["tokens"]  # tokens seen are counted across the calls
-    _assert_same_weights(tmp_path / "whole", tmp_path / "rung1")
+    _assert_same_weights(whole_dir, tmp_path / "rung1")
 
 
 @pytest.mark.slow
