@@ -1,7 +1,8 @@
-"""A sweep stopped twice: by Ctrl-C (SIGINT) while its first trial distilled, which exits 130
-with the `resume` command; then, resumed, its driver SIGKILLed (no clean-up) while the second
-trial distilled: `report` rebuilds a leaderboard from what was written, and a second `resume`
-finishes the sweep."""
+"""A sweep stopped twice: by Ctrl-C (SIGINT) just after its first trial wrote its result, before
+Tune recorded the trial's end, which exits 130 with the `resume` command (resumed, that trial is
+reported from disk, not run again); then, resumed, its driver SIGKILLed (no clean-up) while the
+second trial distilled: `report` rebuilds a leaderboard from what was written, and a second
+`resume` finishes the sweep."""
 
 import hashlib
 import json
@@ -38,22 +39,28 @@ def test_an_interrupted_then_killed_sweep_reports_then_resumes_without_rerunning
                            distill={"steps": 12, "checkpoint_every": 2}, num_candidates=2,
                            early_stopping=TINY_EARLY_STOPPING)
     out, cache = tmp_path / "results", sweep_cache
-    # Ctrl-C once the first trial distils: Tune saves its state, the run says how to resume, exit 130 (not 0).
+    # Ctrl-C once the first trial has written its result.json, while it holds before telling Tune
+    # (a test hook in distil.search.trial): Tune saves its state with that trial still running, the
+    # run says how to resume, exit 130 (not 0).
     stdout, stderr = tmp_path / "run.out", tmp_path / "run.err"  # files, not pipes: nobody reads them until the end
     with stdout.open("w") as o, stderr.open("w") as e:
         proc = subprocess.Popen([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out), "--cache-dir",
-                                 str(cache)], cwd=ROOT, stdout=o, stderr=e, start_new_session=True)
-    deadline = time.time() + 600
-    while not any(out.glob("candidates/*/config.json")) and proc.poll() is None and time.time() < deadline:
+                                 str(cache)], cwd=ROOT, stdout=o, stderr=e, start_new_session=True,
+                                env={**os.environ, "DISTIL_TEST_PAUSE_AFTER_RESULT_S": "900"})
+    deadline = time.time() + 900
+    while not any(out.glob("candidates/*/result.json")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    assert proc.poll() is None, "the sweep ended before its first trial started"
+    assert proc.poll() is None, "the sweep ended before its first trial wrote its result"
+    time.sleep(1)  # result.json is written atomically; let the trial reach its hold
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends the driver
     proc.wait(timeout=300)
     assert proc.returncode == 130, stdout.read_text()[-2000:] + stderr.read_text()[-2000:]
     assert stderr.read_text().strip().splitlines()[-1] == (
         "interrupted: the sweep stopped before its last trial ended; continue it with "
         f"`python run_sweep.py resume {out}` (`report` shows what has finished)")
-    assert not list(out.glob("candidates/*/result.json"))
+    [first] = _trials_in_start_order(out)
+    assert (first / "result.json").exists() and not (first / "status.json").exists()
+    first_files = _hashes(first)  # from here on never rewritten: not by the restarted trial, nor by `report`
 
     proc = subprocess.Popen([sys.executable, "run_sweep.py", "resume", str(out)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -78,11 +85,11 @@ def test_an_interrupted_then_killed_sweep_reports_then_resumes_without_rerunning
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert second_trial_checkpointed(), "the second trial never wrote a Train checkpoint"
-    first, second = _trials_in_start_order(out)[:2]
-    assert (first / "result.json").exists() or (first / "status.json").exists()  # the first trial had ended
+    assert _trials_in_start_order(out)[0] == first
+    second = _trials_in_start_order(out)[1]
     assert not (second / "result.json").exists()
     assert not (out / "leaderboard.csv").exists()  # interrupted, then killed, before the sweep's own report
-    first_files = _hashes(first)
+    assert _hashes(first) == first_files  # restarted by Tune on resume, reported from disk: nothing re-run
 
     # `report` on the killed sweep: the rows written so far, the teacher's included (distil's CLI in
     # this process: tests/test_storage.py runs `report` as a process).
@@ -115,5 +122,9 @@ def test_an_interrupted_then_killed_sweep_reports_then_resumes_without_rerunning
     study = optuna.load_study(study_name="tiny-resume", storage=f"sqlite:///{out / 'optuna.db'}")
     finished = [t for t in study.get_trials() if t.state.is_finished()]
     assert sorted(t.user_attrs["tune_trial_id"] for t in finished) == sorted(t.name for t in trials)
+    # The first trial's end reached the study from the replayed result: complete, with its score.
+    [replayed] = [t for t in finished if t.user_attrs["tune_trial_id"] == first.name]
+    macro = json.loads((first / "result.json").read_text())["objectives"]["macro_score"]
+    assert replayed.state == optuna.trial.TrialState.COMPLETE and replayed.value == pytest.approx(macro)
     df = pd.read_csv(out / "leaderboard.csv")
     assert (df["kind"] == "student").sum() == 2 and (df["kind"] == "teacher").sum() == 1

@@ -10,6 +10,7 @@ task per task and seed) and reports the objectives. What it writes, where: disti
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import replace
 
@@ -35,12 +36,15 @@ def run_candidate(config: dict, ctx: SweepContext) -> None:
     """Tune function trainable: distil in rungs (proxy score after each) -> full GLUE -> report.
 
     Restarted after a crash (`resume`), it skips the rungs in progress.json and its distillation
-    continues from the Train run's last checkpoint. A failure writes status.json (`failed`, first
-    line of the reason) before Tune records the error."""
+    continues from the Train run's last checkpoint; a trial that had already ended (result.json, or
+    status.json `stopped`, for this config) is reported from disk and not run again. A failure
+    writes status.json (`failed`, first line of the reason) before Tune records the error."""
     to_log_file(*ctx.log)
     trial_id = tune.get_context().get_trial_id()
     cand = ctx.results.candidate(trial_id)
     params = candidate_params(ctx, config)
+    if _replay_ended(cand, params, ctx):
+        return
     cand.clear_status()  # a retried trial is not failed (yet)
     if not cand.has_config():  # a resumed trial keeps its first start time
         label = "paper defaults" if is_paper_default(ctx.spec, params.to_json()) else None
@@ -72,9 +76,7 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
         cand.write_rungs(rungs)
         # The status table shows each rung (with early stopping, ASHA decides here: the report
         # blocks until Tune has, and a stopped trial ends inside it).
-        tune.report({**({PROXY: rung.proxy_score, BUDGET: rung.rung_budget} if es else {}), "rung": k,
-                     "step": rung.step, "tokens": rung.tokens, "loss": metrics.get("loss"),
-                     "tokens_per_s": metrics.get("tokens_per_s")})
+        tune.report(_rung_report(rung, es is not None))
     runs = ray.get(list(submit_glue(str(cand.student_dir), spec.glue, ctx.tasks, ctx.caches, cand, ctx.log).values()))
     result = Result(
         kind="student", params=params.to_json(), distill=rungs[-1].distill, rungs=tuple(rungs), glue=tuple(runs),
@@ -88,7 +90,43 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
     names, _ = objectives(spec)
     result = replace(result, objectives={n: _finite_or_none(row.get(n)) for n in names})
     cand.write_result(result)
+    # Test hook (tests/test_resume.py): hold the trial between its result on disk and Tune's
+    # record of it, the window in which a dying driver leaves Tune a trial to restart.
+    time.sleep(float(os.environ.get("DISTIL_TEST_PAUSE_AFTER_RESULT_S", "0")))
+    _report_result(result, ctx)
+
+
+def _report_result(result: Result, ctx: SweepContext) -> None:
+    """The trial's last report to Tune: its objectives and its leaderboard row's scores."""
+    row = scores.row_from_result(result.to_json(), include_wnli=ctx.spec.glue.include_wnli, tasks=ctx.spec.tasks)
+    names, _ = objectives(ctx.spec)
     tune.report({**result.objectives, **{k: v for k, v in row.items() if isinstance(v, float) and k not in names}})
+
+
+def _rung_report(rung: Rung, early_stopping: bool) -> dict:
+    """What Tune hears after a rung (with early stopping, ASHA decides on it)."""
+    return {**({PROXY: rung.proxy_score, BUDGET: rung.rung_budget} if early_stopping else {}), "rung": rung.rung,
+            "step": rung.step, "tokens": rung.tokens, "loss": rung.distill.get("loss"),
+            "tokens_per_s": rung.distill.get("tokens_per_s")}
+
+
+def _replay_ended(cand: CandidateDir, params: CandidateParams, ctx: SweepContext) -> bool:
+    """A trial Tune starts again although it had ended: the driver died after the trial wrote its
+    result.json (or the janitor its `stopped` status.json) and before Tune recorded the end. Report
+    what is on disk (the result; or the rungs, on which the trial stops again) instead of
+    distilling and fine-tuning again. Returns whether it did (False: nothing ended for this config)."""
+    recorded = cand.read_config()
+    if recorded is None or recorded.params != params.to_json():
+        return False
+    status = cand.read_status()
+    if cand.has_result():
+        _report_result(cand.read_result(), ctx)
+        return True
+    if status is not None and status.status == "stopped":
+        for rung in cand.read_rungs():
+            tune.report(_rung_report(rung, ctx.spec.search.early_stopping is not None))
+        return True
+    return False
 
 
 def _finite_or_none(v):
