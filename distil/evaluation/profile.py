@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from distil.config.glue import TASKS, load_split
+from distil.config.spec import ProfileSpec
 
 # Where the sentences come from when no GLUE data dir is given: the shared assets next to the repo.
 DEFAULT_GLUE = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "glue")
@@ -74,8 +75,12 @@ def round_medians_ms(model, batch: dict, warmup: int, repeats: int, rounds: int)
     return medians
 
 
-def measure(model_dir: str, kind: str, data: str | None = None, seq_len: int = 128, threads: int = 1,
-            repeats_b1: int = 10, repeats_b32: int = 3, rounds: int = 5) -> dict:
+_DEFAULT = ProfileSpec()  # the spec's `profile:` section holds the defaults
+
+
+def measure(model_dir: str, kind: str, data: str | None = None, seq_len: int = _DEFAULT.seq_len, threads: int = 1,
+            repeats_b1: int = _DEFAULT.repeats_b1, repeats_b32: int = _DEFAULT.repeats_b32,
+            rounds: int = _DEFAULT.rounds) -> dict:
     """Size and CPU latency of the HF model in `model_dir` (a local dir or a hub id).
 
     The model is loaded with `AutoModelForSequenceClassification(num_labels=2)` (a fresh head:

@@ -406,16 +406,16 @@ def comparison_table(board: Board) -> pd.DataFrame:
 
 def comparison_note(board: Board) -> str:
     """The note under the teacher-vs-best-student table of the user's tasks."""
-    return COMPARISON_NOTE.replace("128 tokens", f"{board.latency_tokens} tokens")
+    return COMPARISON_NOTE.format(tokens=board.latency_tokens)
 
 
 COMPARISON_NOTE = (
     "Per user task: the teacher and the done student with the best score on that task. Fine-tune s: one fine-tuning "
     "+ evaluation run of that task (result.json runs' seconds, mean over seeds; runs share the machine with the "
     "sweep's other work, so read it as a rough cost). Latency: the profile measured alone on the machine before the "
-    "sweep (distil.evaluation.profile: CPU, 1 thread, 128 tokens, ms per example; the same for every student of one "
-    "depth). Speed-up = the teacher's latency / the row's. % of teacher with its 95 % paired bootstrap interval on "
-    "that task's score.")
+    "sweep (distil.evaluation.profile: CPU, 1 thread, {tokens} tokens, ms per example; the same for every student "
+    "of one depth). Speed-up = the teacher's latency / the row's. % of teacher with its 95 % paired bootstrap "
+    "interval on that task's score.")
 
 
 def to_markdown(board: Board) -> str:

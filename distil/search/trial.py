@@ -86,19 +86,23 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
         finetune_seconds=finetune_seconds(runs), provenance=ctx.provenance,
     )
     # The leaderboard's row of this result: its own tasks' columns, tasks_macro, the objectives.
-    row = scores.row_from_result(result.to_json(), include_wnli=spec.glue.include_wnli, tasks=spec.tasks)
+    row = _row(result, ctx)
     names, _ = objectives(spec)
     result = replace(result, objectives={n: _finite_or_none(row.get(n)) for n in names})
     cand.write_result(result)
     # Test hook (tests/test_resume.py): hold the trial between its result on disk and Tune's
     # record of it, the window in which a dying driver leaves Tune a trial to restart.
     time.sleep(float(os.environ.get("DISTIL_TEST_PAUSE_AFTER_RESULT_S", "0")))
-    _report_result(result, ctx)
+    _report_result(result, row, ctx)
 
 
-def _report_result(result: Result, ctx: SweepContext) -> None:
-    """The trial's last report to Tune: its objectives and its leaderboard row's scores."""
-    row = scores.row_from_result(result.to_json(), include_wnli=ctx.spec.glue.include_wnli, tasks=ctx.spec.tasks)
+def _row(result: Result, ctx: SweepContext) -> dict:
+    """The leaderboard row of a result (distil.evaluation.scores)."""
+    return scores.row_from_result(result.to_json(), include_wnli=ctx.spec.glue.include_wnli, tasks=ctx.spec.tasks)
+
+
+def _report_result(result: Result, row: dict, ctx: SweepContext) -> None:
+    """The trial's last report to Tune: its objectives and its leaderboard row's (`_row`) scores."""
     names, _ = objectives(ctx.spec)
     tune.report({**result.objectives, **{k: v for k, v in row.items() if isinstance(v, float) and k not in names}})
 
@@ -118,10 +122,11 @@ def _replay_ended(cand: CandidateDir, params: CandidateParams, ctx: SweepContext
     recorded = cand.read_config()
     if recorded is None or recorded.params != params.to_json():
         return False
-    status = cand.read_status()
     if cand.has_result():
-        _report_result(cand.read_result(), ctx)
+        result = cand.read_result()
+        _report_result(result, _row(result, ctx), ctx)
         return True
+    status = cand.read_status()
     if status is not None and status.status == "stopped":
         for rung in cand.read_rungs():
             tune.report(_rung_report(rung, ctx.spec.search.early_stopping is not None))
