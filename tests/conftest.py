@@ -2,6 +2,7 @@
 one cache dir for every sweep of a test session."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DISTIL_SHARED", ROOT.parent / "shared"))
 GLUE = SHARED / "data" / "glue"
 CORPUS = SHARED / "data" / "corpus" / "enwiki-2015-extract"
+
+
+def registered_checkpoint(run_dir: Path) -> str | None:
+    """The latest checkpoint Ray Train has registered for a run (its checkpoint manager snapshot
+    names it), or None. Ray Train writes a checkpoint dir before it registers it, and a restarted
+    run continues only from a registered one: tests that kill a run mid-distillation wait for this."""
+    try:
+        names = re.findall(r"checkpoint_\d{4}-[\d_.-]+\d", (run_dir / "checkpoint_manager_snapshot.json").read_text())
+    except FileNotFoundError:
+        return None
+    return max(names, default=None)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,6 @@ for byte.
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -38,22 +37,12 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, registered_checkpoint
 from tests.local_cluster import BIN, LocalCluster
 from tests.tiny_spec import write_tiny_spec
 
 STEPS, CHECKPOINT_EVERY = 20, 5  # 15 steps after the first checkpoint: time to kill the node mid-run
 TIMEOUT = 1500  # s per wait; a 2-core machine shared with other work can be very slow
-
-
-def _registered_checkpoint(run_dir: Path) -> str | None:
-    """The latest checkpoint Ray Train has registered for a run (its checkpoint manager snapshot
-    names it), or None. A checkpoint dir alone may not be registered yet."""
-    try:
-        names = re.findall(r"checkpoint_\d{4}-[\d_.-]+\d", (run_dir / "checkpoint_manager_snapshot.json").read_text())
-    except FileNotFoundError:
-        return None
-    return max(names, default=None)
 
 
 def _kept_files(out: Path) -> dict[str, str]:
@@ -114,9 +103,9 @@ def test_submitted_sweep_survives_losing_the_worker_node(trial_actor_on, tmp_pat
 
         # 1. A trial distils on the worker node and Ray Train has registered a checkpoint.
         def checkpointed_run():
-            return next((r for r in (out / "train").glob("distill-*") if _registered_checkpoint(r)), None)
+            return next((r for r in (out / "train").glob("distill-*") if registered_checkpoint(r)), None)
         run_dir = _wait("registered Train checkpoint", checkpointed_run, sweep, log, poll=0.2)
-        trial, before = run_dir.name.removeprefix("distill-"), _registered_checkpoint(run_dir)
+        trial, before = run_dir.name.removeprefix("distill-"), registered_checkpoint(run_dir)
         kept = _kept_files(out)
 
         # 2. The node is lost: SIGKILL of all its processes, nothing drained.
@@ -128,7 +117,7 @@ def test_submitted_sweep_survives_losing_the_worker_node(trial_actor_on, tmp_pat
         # 3. A node comes back (as an autoscaler would replace it).
         worker = cluster.add_worker(*worker_args)
         join_s = cluster.wait_for_nodes(2, joining=worker)
-        _wait("checkpoint after the restart", lambda: _registered_checkpoint(run_dir) not in (None, before)
+        _wait("checkpoint after the restart", lambda: registered_checkpoint(run_dir) not in (None, before)
               or (out / "candidates" / trial / "result.json").exists(), sweep, log)
         resume_s = time.monotonic() - t_kill
         _wait(f"result of trial {trial}", lambda: (out / "candidates" / trial / "result.json").exists(), sweep, log)

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import run_sweep
-from tests.conftest import ROOT
+from tests.conftest import ROOT, registered_checkpoint
 from tests.tiny_spec import TINY_EARLY_STOPPING, write_tiny_spec
 
 pytestmark = pytest.mark.slow
@@ -66,16 +66,9 @@ def test_an_interrupted_then_killed_sweep_reports_then_resumes_without_rerunning
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def second_trial_checkpointed():  # and the teacher's row written (when its runs end, not at the sweep's end)
-        # Ray Train writes the checkpoint dir before it registers it in the run's snapshot; only a
-        # registered checkpoint is one a restarted run continues from (a kill in between restarts at step 0).
         trials = _trials_in_start_order(out)
-        if len(trials) < 2 or not (out / "teacher" / "result.json").exists():
-            return False
-        snapshot = out / "train" / f"distill-{trials[1].name}" / "checkpoint_manager_snapshot.json"
-        try:
-            return json.loads(snapshot.read_text()).get("latest_checkpoint_result") is not None
-        except (OSError, ValueError):  # not written yet, or read mid-write
-            return False
+        return (len(trials) >= 2 and registered_checkpoint(out / "train" / f"distill-{trials[1].name}") is not None
+                and (out / "teacher" / "result.json").exists())
 
     deadline = time.time() + 900
     try:  # kill the driver and every Ray process it started once the second trial has a Train checkpoint
