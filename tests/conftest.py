@@ -1,6 +1,7 @@
 """Shared fixtures: the real assets in ../shared (override with DISTIL_SHARED), the real teacher, and
 one cache dir for every sweep of a test session."""
 
+import json
 import os
 import re
 from pathlib import Path
@@ -22,6 +23,17 @@ def registered_checkpoint(run_dir: Path) -> str | None:
     except FileNotFoundError:
         return None
     return max(names, default=None)
+
+
+def registered_checkpoint_metrics(run_dir: Path) -> dict | None:
+    """The metrics Ray Train recorded with a run's latest registered checkpoint (its `step` among
+    them), or None before the first."""
+    try:
+        snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):  # none yet, or caught mid-write
+        return None
+    latest = snapshot.get("latest_checkpoint_result")
+    return latest["metrics"] if latest else None
 
 
 @pytest.fixture(scope="session")
