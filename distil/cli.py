@@ -112,7 +112,8 @@ def run(args: argparse.Namespace, how: str) -> int:
             mirror.push()
         references = submit_references(ctx, source, head_fit, skip=done)
         # 5-6. Search: each trial distils a student in rungs (Ray Train), is scored on the proxy after
-        #      each rung (ASHA may stop it), and the survivors are fine-tuned on GLUE (Ray tasks).
+        #      each rung (successive halving may pause or stop it), and the survivors are fine-tuned on
+        #      GLUE (Ray tasks).
         trainable = tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), {"CPU": 0, "memory": 1})
         tuner = (restore_tuner(storage.join(remote or str(out), TUNE_DIR), trainable) if args.command == "resume"
                  else build_tuner(spec, trainable, str(out), job.storage, remote))

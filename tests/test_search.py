@@ -1,5 +1,5 @@
 """The search without a cluster: sampler settings, the searcher's study (real Optuna, real SQLite),
-and the early-stopping scheduler's rung logic (real Ray Tune ASHA)."""
+and the early-stopping scheduler built from the spec (distil.search.halving)."""
 
 from types import SimpleNamespace
 
@@ -8,9 +8,10 @@ import pytest
 import yaml
 from ray.tune.schedulers import TrialScheduler
 
-from distil.search.tuner import BUDGET, PROXY, RungScheduler, make_sampler, make_scheduler, make_searcher, tune_space
 from distil.config.spec import load_spec
-from distil.store.records import ProxyPoint, ResultsDir, Rung
+from distil.search.halving import SuccessiveHalving
+from distil.search.tuner import make_sampler, make_scheduler, make_searcher, tune_space
+from distil.store.records import BUDGET, PROXY, ProxyPoint, ResultsDir, Rung
 from tests.conftest import ROOT
 
 
@@ -75,27 +76,36 @@ def test_study_records_who_proposed_each_trial_and_each_trial_once(tmp_path):
     assert [t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE] == [30.0, 31.0, 32.0, 34.0, 35.0]
 
 
-def _trial(tid):
-    return SimpleNamespace(trial_id=tid, config={}, evaluated_params={})
+def _trial(tid, status="RUNNING"):
+    return SimpleNamespace(trial_id=tid, status=status, config={}, evaluated_params={})
 
 
-def test_asha_stops_a_trial_below_the_rung_cutoff_and_relearns_rungs_after_a_restart(tmp_path):
-    spec = _spec(tmp_path, early_stopping={"rungs": 3, "reduction_factor": 3})
+def test_scheduler_stops_below_the_rung_cutoff_once_the_rung_is_full_and_relearns_rungs_after_a_restart(tmp_path):
+    """The spec's early stopping builds successive halving over all num_candidates trials
+    (tests/test_halving.py drives it through whole sweeps); after a driver restart a fresh
+    scheduler learns the rung scores recorded before from progress.json."""
+    spec = _spec(tmp_path, num_candidates=3, early_stopping={"rungs": 3, "reduction_factor": 3, "tolerance": 0.5})
     assert spec.search.early_stopping.fractions() == pytest.approx([1 / 9, 1 / 3, 1])
     sched = make_scheduler(spec, str(tmp_path))
+    assert isinstance(sched, SuccessiveHalving)
+    assert (sched.num_trials, sched.rungs, sched.rf, sched.tolerance) == (3, 3, 3, 0.5)
     for tid in ("a", "b", "c"):
         sched.on_trial_add(None, _trial(tid))
-    assert sched.on_trial_result(None, _trial("a"), {PROXY: 60.0, BUDGET: 1}) == TrialScheduler.CONTINUE
-    assert sched.on_trial_result(None, _trial("b"), {PROXY: 50.0, BUDGET: 1}) == TrialScheduler.STOP
+    # The first two wait (paused) for the third: a rung is decided on all of its trials.
+    assert sched.on_trial_result(None, _trial("a"), {PROXY: 60.0, BUDGET: 1, "rung": 0}) == TrialScheduler.PAUSE
+    assert sched.on_trial_result(None, _trial("b"), {PROXY: 50.0, BUDGET: 1, "rung": 0}) == TrialScheduler.PAUSE
+    assert sched.on_trial_result(None, _trial("c"), {PROXY: 59.6, BUDGET: 1, "rung": 0}) == TrialScheduler.CONTINUE
+    assert sched.decided[0] == {"a", "c"}  # c is 0.4 below the cutoff 60.0, within the tolerance
     # The final report (full GLUE) has no rung budget: never stopped for it.
     assert sched.on_trial_result(None, _trial("a"), {"macro_score": 40.0}) == TrialScheduler.CONTINUE
 
     # After a restart, a fresh scheduler learns the scores recorded before from progress.json.
-    rung = Rung(rung=0, fraction=1 / 3, step=2, tokens=100, distill={}, distill_seconds=1.0, rung_budget=1,
-                proxy=ProxyPoint({"sst2": 60.0}, proxy_score=60.0, proxy_seconds=1.0))
-    ResultsDir(tmp_path).candidate("a").write_rungs([rung])
-    fresh = make_scheduler(spec, str(tmp_path))
-    assert isinstance(fresh, RungScheduler)
+    for tid, score in (("a", 60.0), ("b", 50.0)):
+        rung = Rung(rung=0, fraction=1 / 9, step=2, tokens=100, distill={}, distill_seconds=1.0, rung_budget=1,
+                    proxy=ProxyPoint({"sst2": score}, proxy_score=score, proxy_seconds=1.0))
+        ResultsDir(tmp_path).candidate(tid).write_rungs([rung])
+    fresh = make_scheduler(_spec(tmp_path, num_candidates=3, early_stopping={"rungs": 3}), str(tmp_path))
     fresh.on_trial_add(None, _trial("c"))
-    assert fresh.on_trial_result(None, _trial("c"), {PROXY: 55.0, BUDGET: 1}) == TrialScheduler.STOP
+    assert fresh.on_trial_result(None, _trial("c"), {PROXY: 55.0, BUDGET: 1, "rung": 0}) == TrialScheduler.STOP
+    assert fresh.decided[0] == {"a"}
     assert make_scheduler(_spec(tmp_path), str(tmp_path)) is None  # no early stopping: no scheduler

@@ -72,7 +72,7 @@ NOTES = {
     "SearchSpec.points_to_evaluate": "configurations tried first, each giving every searched parameter; the "
                                      "first is the `(paper defaults)` candidate that delta_vs_default compares with",
     "EarlyStoppingSpec.rungs": "distillation cut at rf^-(rungs-1), ..., 1/rf, 1 of its steps",
-    "EarlyStoppingSpec.reduction_factor": "rf: ASHA keeps the top 1/rf at each rung",
+    "EarlyStoppingSpec.reduction_factor": "rf: each rung keeps the best max(1, floor(n / rf)) of its n trials",
     "EarlyStoppingSpec.proxy": "the proxy tasks a rung is scored on",
     "ProxySpec.tasks": "GLUE tasks of the proxy",
     "DistillSpec.num_workers": "DDP workers of a candidate's Ray Train run",

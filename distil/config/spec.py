@@ -150,12 +150,17 @@ class ProxySpec(_Strict):
 class EarlyStoppingSpec(_Strict):
     """Multi-fidelity search: each candidate's distillation is cut into `rungs` (fractions
     rf^-(rungs-1), ..., 1/rf, 1 of its steps; rf = `reduction_factor`). After each rung the student
-    is scored on the proxy, and Ray Tune's ASHA scheduler (Li et al. 2020, "A System for Massively
-    Parallel Hyperparameter Tuning", Alg. 2) stops a trial whose proxy score is below the top 1/rf
-    of the scores recorded at that rung. Survivors get the full GLUE protocol."""
+    is scored on the proxy; synchronous successive halving (Jamieson & Talwalkar 2016;
+    distil.search.halving) waits until every trial that can reach the rung has its score there, then
+    keeps the best max(1, floor(n / rf)) of them (and any trial less than `tolerance` below the last
+    kept) and stops the rest. Trials past the last rung get the full GLUE protocol."""
 
     rungs: int = Field(3, ge=2, le=6)
     reduction_factor: int = Field(3, ge=2)
+    # Proxy score points (the proxy is x100): a trial less than this below a rung's cutoff is kept,
+    # not stopped. Set it to the proxy's noise (its spread between reruns of one student), so that
+    # a difference the proxy cannot resolve stops nobody. 0: the cutoff alone decides.
+    tolerance: float = Field(0.0, ge=0)
     proxy: ProxySpec = ProxySpec()
 
     def fractions(self) -> list[float]:
@@ -537,6 +542,9 @@ class SweepSpec(_Strict):
                 raise ValueError(f"search.layer_selection: list {sel} has {len(sel)} layers but student.n_layers is "
                                  f"{self.student.n_layers}; make them agree (a searched depth needs rule names)")
         space = self.space()
+        if self.search.early_stopping and not space:
+            raise ValueError("search.early_stopping: nothing is searched, so every candidate is the same configuration "
+                             "and early stopping would rank noise; search a parameter or drop early_stopping")
         for i, point in enumerate(self.search.points_to_evaluate):
             unknown, missing = sorted(set(point) - set(space)), sorted(set(space) - set(point))
             if unknown:

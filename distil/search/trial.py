@@ -1,10 +1,11 @@
 """One Tune trial per candidate: distil its student in rungs, score it, fine-tune it, report.
 
 A trial distils its student with Ray Train in rungs (one rung without early stopping), scores
-the student on the cheap proxy after each rung and reports `proxy_score` to Tune (whose ASHA
-scheduler may stop it there), then fine-tunes the survivor on the full GLUE protocol (one Ray
-task per task and seed) and reports the objectives. What it writes, where: distil.store.records
-(candidates/<trial_id>/config.json, progress.json, result.json, status.json, student/).
+the student on the cheap proxy after each rung and reports `proxy_score` to Tune (whose
+successive-halving scheduler, distil.search.halving, may pause or stop it there), then fine-tunes
+the survivor on the full GLUE protocol (one Ray task per task and seed) and reports the objectives.
+What it writes, where: distil.store.records (candidates/<trial_id>/config.json, progress.json,
+result.json, status.json, student/).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import replace
 import ray
 from ray import tune
 
+from distil.config.spec import COST_OBJECTIVES
 from distil.evaluation import scores
 from distil.search.context import SweepContext, encoder_parameters, is_paper_default
 from distil.search.finetune_runs import finetune_seconds, proxy_point, submit_glue
@@ -35,10 +37,11 @@ def candidate_params(ctx: SweepContext, config: dict) -> CandidateParams:
 def run_candidate(config: dict, ctx: SweepContext) -> None:
     """Tune function trainable: distil in rungs (proxy score after each) -> full GLUE -> report.
 
-    Restarted after a crash (`resume`), it skips the rungs in progress.json and its distillation
-    continues from the Train run's last checkpoint; a trial that had already ended (result.json, or
-    status.json `stopped`, for this config) is reported from disk and not run again. A failure
-    writes status.json (`failed`, first line of the reason) before Tune records the error."""
+    Restarted (after a pause for its rung's decision, or after a crash and `resume`), it reports
+    its last rung in progress.json again, for the scheduler to decide on, skips the rungs done and
+    continues its distillation from the Train run's last checkpoint; a trial that had already ended
+    (result.json, or status.json `stopped`, for this config) is reported from disk and not run again.
+    A failure writes status.json (`failed`, first line of the reason) before Tune records the error."""
     to_log_file(*ctx.log)
     trial_id = tune.get_context().get_trial_id()
     cand = ctx.results.candidate(trial_id)
@@ -63,6 +66,10 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
     rungs = cand.read_rungs()
     if es:  # step 0 of the learning curve: the undistilled student of this init (shared per rule)
         init_proxy(ctx, params.layer_selection, params.n_layers)
+    if es and rungs:
+        # A restarted trial: Tune keeps no decision across a pause or a driver restart, so the
+        # scheduler hears the last rung again and pauses, stops or continues the trial on it.
+        tune.report(_rung_report(rungs[-1], True))
     for k, fraction in enumerate(fractions):
         if k < len(rungs):
             continue  # done before a restart
@@ -74,8 +81,8 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
                     proxy=proxy_point(str(cand.student_dir), ctx) if es else None)
         rungs.append(rung)
         cand.write_rungs(rungs)
-        # The status table shows each rung (with early stopping, ASHA decides here: the report
-        # blocks until Tune has, and a stopped trial ends inside it).
+        # The status table shows each rung (with early stopping, the scheduler decides here: the
+        # report blocks until Tune has, and a paused or stopped trial ends inside it).
         tune.report(_rung_report(rung, es is not None))
     runs = ray.get(list(submit_glue(str(cand.student_dir), spec.glue, ctx.tasks, ctx.caches, cand, ctx.log).values()))
     result = Result(
@@ -85,10 +92,13 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
         proxy_seconds=round(sum(r.proxy.proxy_seconds if r.proxy else 0.0 for r in rungs), 1),
         finetune_seconds=finetune_seconds(runs), provenance=ctx.provenance,
     )
-    # The leaderboard's row of this result: its own tasks' columns, tasks_macro, the objectives.
+    # The leaderboard's row of this result (validation splits: what is reported), and the
+    # objectives the search ranks by: scores on the held-out selection slices, costs from the row.
     row = _row(result, ctx)
+    selection = scores.selection_row(result.to_json(), include_wnli=spec.glue.include_wnli, tasks=spec.tasks)
     names, _ = objectives(spec)
-    result = replace(result, objectives={n: _finite_or_none(row.get(n)) for n in names})
+    result = replace(result, objectives={n: _finite_or_none((row if n in COST_OBJECTIVES else selection).get(n))
+                                         for n in names})
     cand.write_result(result)
     # Test hook (tests/test_resume.py): hold the trial between its result on disk and Tune's
     # record of it, the window in which a dying driver leaves Tune a trial to restart.
@@ -102,13 +112,14 @@ def _row(result: Result, ctx: SweepContext) -> dict:
 
 
 def _report_result(result: Result, row: dict, ctx: SweepContext) -> None:
-    """The trial's last report to Tune: its objectives and its leaderboard row's (`_row`) scores."""
+    """The trial's last report to Tune: its objectives (what the searcher learns from: selection
+    scores) and, for Tune's table, its leaderboard row's (`_row`) validation scores."""
     names, _ = objectives(ctx.spec)
     tune.report({**result.objectives, **{k: v for k, v in row.items() if isinstance(v, float) and k not in names}})
 
 
 def _rung_report(rung: Rung, early_stopping: bool) -> dict:
-    """What Tune hears after a rung (with early stopping, ASHA decides on it)."""
+    """What Tune hears after a rung (with early stopping, the scheduler decides on it)."""
     return {**({PROXY: rung.proxy_score, BUDGET: rung.rung_budget} if early_stopping else {}), "rung": rung.rung,
             "step": rung.step, "tokens": rung.tokens, "loss": rung.distill.get("loss"),
             "tokens_per_s": rung.distill.get("tokens_per_s")}

@@ -1,4 +1,4 @@
-"""The search: Optuna proposes candidates through Ray Tune, ASHA stops weak ones early, and the
+"""The search: Optuna proposes candidates through Ray Tune, successive halving stops weak ones early, and the
 study lives in a database so that a killed sweep resumes.
 
 * Sampler (spec `search.sampler`): TPE by default. Its first `n_startup_trials` trials (the
@@ -8,8 +8,9 @@ study lives in a database so that a killed sweep resumes.
   `optuna-dashboard sqlite:///results/<sweep>/optuna.db` shows it. A trial stopped early is
   told to the study as PRUNED, with its proxy scores as intermediate values (step = rung).
 * Early stopping (`search.early_stopping`): each trial reports `proxy_score` at the end of every
-  rung with `rung_budget` = rf^k (1, 3, 9, ...); Tune's ASHA scheduler on that budget stops
-  a trial below the top 1/rf of the scores recorded at its rung.
+  rung with `rung_budget` = rf^k (1, 3, 9, ...); synchronous successive halving
+  (distil.search.halving) pauses it until every trial that can reach that rung has a score there,
+  then keeps the best max(1, floor(n / rf)) and stops the rest, whatever order they ran in.
 * Files, not Tune's tables, are the record (candidates/<trial>/...; see distil.store.records). The
   `Janitor` callback marks stopped and failed trials there and keeps the disk budget.
 """
@@ -19,17 +20,16 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from types import SimpleNamespace
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from distil.config.layers import layer_key
 from distil.config.spec import COST_OBJECTIVES, Choice, FloatRange, SweepSpec
+from distil.search.halving import SuccessiveHalving
 from distil.store import storage
-from distil.store.records import (BUDGET, PROXY, TUNE_DIR, CandidateDir, ResultsDir, TrialStatus, read_json,
+from distil.store.records import (PROXY, TUNE_DIR, CandidateDir, ResultsDir, TrialStatus, read_json,
                                   train_run_name)
 
 # Tune checks that every result carries the searcher's and the scheduler's metrics; a rung result
@@ -84,9 +84,33 @@ class Searcher(OptunaSearch):
     def __init__(self, *args, n_startup_trials: int, sampler_name: str, **kwargs):
         super().__init__(*args, **kwargs)
         self._n_startup, self._sampler_name = n_startup_trials, sampler_name
+        self._max_concurrent: int | None = None
+        self._paused: set[str] = set()
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        # Tune's ConcurrencyLimiter (TuneConfig.max_concurrent_trials) would count a PAUSED trial as
+        # live and propose nothing while one waits for its rung's decision: with one trial at a
+        # time the sweep would hang. Returning True makes it hand the limit to us (below).
+        self._max_concurrent = max_concurrent
+        return True
+
+    def on_pause(self, trial_id: str) -> None:
+        """The scheduler paused the trial (distil.search.halving): its slot is free for a proposal."""
+        self._paused.add(trial_id)
+
+    def on_unpause(self, trial_id: str) -> None:
+        """The scheduler resumes the trial: it holds a slot again."""
+        self._paused.discard(trial_id)
+
+    def restore(self, checkpoint_path: str):
+        super().restore(checkpoint_path)
+        self._paused = set()  # Tune restarts every unfinished trial on resume: none is paused
 
     def suggest(self, trial_id: str):
         known = trial_id in self._ot_trials
+        live = len(set(self._ot_trials) - self._completed_trials - self._paused)
+        if not known and self._max_concurrent is not None and live >= self._max_concurrent:
+            return None  # every slot is taken by a running trial; Tune asks again later
         config = super().suggest(trial_id)
         if config is not None and not known:
             ot_trial = self._ot_trials[trial_id]
@@ -107,47 +131,30 @@ class Searcher(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict):
         if PROXY in result and not isinstance(self.metric, list) and trial_id in self._ot_trials:
-            self._ot_trials[trial_id].report(float(result[PROXY]), step=int(result["rung"]))
+            ot_trial, rung = self._ot_trials[trial_id], int(result["rung"])
+            # A resumed trial reports its last rung again (distil.search.trial): recorded once.
+            if rung not in self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values:
+                ot_trial.report(float(result[PROXY]), step=rung)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        # A trial that ASHA stops on a rung's result reaches the searcher only here (Tune calls
+        # A trial that the scheduler stops on a rung's result reaches the searcher only here (Tune calls
         # on_trial_complete with that result, not on_trial_result): record its last rung first, so
         # the pruned trial carries the score it was stopped on (TPE ranks pruned trials by it).
         if result and not error and result.get(self.metric if isinstance(self.metric, str) else None) is None:
             self.on_trial_result(trial_id, result)
+        self._paused.discard(trial_id)
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
-class RungScheduler(ASHAScheduler):
-    """ASHA on `rung_budget`, which after a restart re-learns the rung scores recorded before the
-    crash from the trials' progress files (Tune does not save a scheduler's state)."""
-
-    def __init__(self, results_dir: str, **kwargs):
-        super().__init__(**kwargs)
-        self._results, self._seeded = ResultsDir(results_dir), False
-
-    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        if not self._seeded:
-            self._seeded = True
-            for cand in self._results.candidates():
-                for rung in cand.read_rungs():
-                    if rung.proxy_score is not None:
-                        # Records the score at its rung; a score already recorded is left as is.
-                        self._brackets[0].on_result(SimpleNamespace(trial_id=cand.name),
-                                                    rung.rung_budget, self._metric_op * rung.proxy_score)
-        return super().on_trial_result(tune_controller, trial, result)
-
-
-def make_scheduler(spec: SweepSpec, results_dir: str):
-    """ASHA over the rungs of `search.early_stopping`, or None without early stopping."""
+def make_scheduler(spec: SweepSpec, results_dir: str) -> SuccessiveHalving | None:
+    """Synchronous successive halving over the rungs of `search.early_stopping` for the sweep's
+    `num_candidates` trials (distil.search.halving), or None without early stopping."""
     es = spec.search.early_stopping
     if es is None:
         return None
-    rf = es.reduction_factor
-    # Rung k reports rung_budget rf^k; max_t above the last rung, so that the final (full GLUE)
-    # report is never stopped for reaching max_t.
-    return RungScheduler(results_dir, time_attr=BUDGET, metric=PROXY, mode="max", grace_period=1,
-                         reduction_factor=rf, max_t=rf ** es.rungs, brackets=1)
+    return SuccessiveHalving(results_dir, num_trials=spec.search.num_candidates, rungs=es.rungs,
+                             reduction_factor=es.reduction_factor, tolerance=es.tolerance,
+                             max_concurrent=spec.search.max_concurrent)
 
 
 def make_searcher(spec: SweepSpec, storage_url: str) -> Searcher | None:
@@ -189,8 +196,9 @@ class Janitor(tune.Callback):
         if not cand.has_result():
             rungs = cand.read_rungs()
             last = rungs[-1] if rungs else None
-            cand.write_status(TrialStatus("stopped", "stopped early by ASHA on proxy_score", rung=last and last.rung,
-                                          proxy_score=last and last.proxy_score, step=last and last.step))
+            cand.write_status(TrialStatus("stopped", "stopped early by successive halving on proxy_score",
+                                          rung=last and last.rung, proxy_score=last and last.proxy_score,
+                                          step=last and last.step))
             _prune_student(cand, "stopped early")
         self._drop_checkpoints(trial.trial_id)
         self._keep_best_students()

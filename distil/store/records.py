@@ -12,7 +12,7 @@ resumed (Tune's own tables can drop resumed trials):
     <out>/candidates/<trial_id>/config.json   written when the trial starts (TrialConfig)
     <out>/candidates/<trial_id>/progress.json one entry per finished rung (Rung)
     <out>/candidates/<trial_id>/result.json   written when it ends (Result: scores, objectives, params)
-    <out>/candidates/<trial_id>/status.json   `stopped` (by ASHA) or `failed` (with the reason) (TrialStatus)
+    <out>/candidates/<trial_id>/status.json   `stopped` (early stopping) or `failed` (with the reason) (TrialStatus)
     <out>/candidates/<trial_id>/student/      the distilled student (HF dir; pruned for most: student.pruned says why)
     <out>/**/predictions/<task><split>-seed<s>.parquet
     <out>/logs/workers.log, logs/live/<run>.json   the workers' output; a Train run's last step, loss, tokens/s
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROXY = "proxy_score"  # the early-stopping proxy's score (Tune metric and the rung files' key)
-BUDGET = "rung_budget"  # rf^k at rung k: the time attribute of ASHA
+BUDGET = "rung_budget"  # rf^k at rung k: the rung's budget (distil.search.halving)
 INIT_ONLY_PREFIX = "init_only-"
 TASK_KD_PREFIX = "task-kd-"
 SPEC_FILE = "spec.json"
@@ -157,7 +157,7 @@ class TrialConfig:
 
 @dataclass(frozen=True)
 class TrialStatus:
-    """status.json of a trial without result.json: `stopped` by ASHA (with its last rung, proxy
+    """status.json of a trial without result.json: `stopped` early (with its last rung, proxy
     score and step) or `failed` (with the first line of the error)."""
 
     status: str  # "stopped" | "failed"
