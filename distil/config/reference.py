@@ -87,8 +87,12 @@ NOTES = {
     "GlueSpec.tasks": "`all`, or a list: `[cola, sst2, ...]`; `[]` = no GLUE (own tasks only)",
     "GlueSpec.max_train_examples": "a fixed seeded sample when set (the same for every model)",
     "GlueSpec.max_eval_examples": "a fixed seeded sample when set (the same for every model)",
+    "GlueSpec.selection_examples": "rows of each train split held out after the training rows and scored: the "
+                                   "search ranks by them, the leaderboard reports the validation splits (null: "
+                                   "max_eval_examples, else 500)",
     "GlueSpec.seeds": "fine-tuning seeds",
-    "GlueSpec.overrides": "per task (GLUE's or own): lr, epochs, batch_size, max_train_examples, max_eval_examples",
+    "GlueSpec.overrides": "per task (GLUE's or own): lr, epochs, batch_size, max_train_examples, max_eval_examples, "
+                         "selection_examples",
     "Task.config": "hub dataset config (with a hub id as `data`)",
     "Task.problem_type": "single-label (integer labels), multi-label (lists of label ids) or regression",
     "Task.label_names": "label names in id order (else read from labels.json or the data)",
@@ -117,8 +121,9 @@ NOTES = {
     "GlueTaskOverride.batch_size": "replaces glue.batch_size for this task (null keeps it)",
     "GlueTaskOverride.max_train_examples": "replaces glue.max_train_examples for this task (null keeps it)",
     "GlueTaskOverride.max_eval_examples": "replaces glue.max_eval_examples for this task (null keeps it)",
+    "GlueTaskOverride.selection_examples": "replaces glue.selection_examples for this task (null keeps it)",
     "ProxySpec.max_train_examples": "training examples per proxy task",
-    "ProxySpec.max_eval_examples": "evaluation examples per proxy task",
+    "ProxySpec.max_eval_examples": "held-out train rows each proxy task is scored on (and validation rows)",
     "ProxySpec.epochs": "fine-tuning epochs on the proxy",
     "TaskDistillSpec.temperature": "T of the KL term",
     "TaskDistillSpec.tasks": "tasks that get a `task-kd-<task>` row",

@@ -54,9 +54,32 @@ class FinetuneSettings:
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     use_gpu: bool = False
+    selection_examples: int = 0  # the held-out slice of the train split (see train_and_selection)
 
     def limit(self, budget: str) -> int | None:
-        """`max_train_examples` or `max_eval_examples`, by name (a split's budget)."""
-        if budget not in ("max_train_examples", "max_eval_examples"):
-            raise ValueError(f"unknown budget {budget!r}")
-        return getattr(self, budget)
+        """Rows of a split to load, by its budget's name: `max_eval_examples`, or for the train split
+        (`max_train_examples`) the training rows plus the selection slice after them (None: all)."""
+        if budget == "max_train_examples":
+            t = self.max_train_examples
+            return None if t is None else t + self.selection_examples
+        if budget == "max_eval_examples":
+            return self.max_eval_examples
+        raise ValueError(f"unknown budget {budget!r}")
+
+    def train_and_selection(self, n: int) -> tuple[range, range]:
+        """(training rows, selection rows): positions in the seeded order of a train split of which
+        `n` rows were loaded (`limit('max_train_examples')` of them, or all).
+
+        The selection slice is held out: never trained on, scored after fine-tuning, and what the
+        search ranks candidates by (the early-stopping proxy and the trials' objectives), while the
+        reported numbers come from the validation splits (issue 21: the proxy never sees the rows
+        that rank). It is the `selection_examples` rows right after the first `max_train_examples`,
+        so training is unchanged. When the split is too short for both (or `max_train_examples` is
+        unset: the whole split), the slice is its last min(selection_examples, n // 10) rows and
+        comes out of training."""
+        t, s = self.max_train_examples, self.selection_examples
+        if t is not None and t + s <= n:
+            return range(t), range(t, t + s)
+        s = min(s, n // 10)
+        train = n - s if t is None else min(t, n - s)
+        return range(train), range(train, train + s)

@@ -85,6 +85,7 @@ SEARCHABLE = (*ALPHAS, "temperature", "layer_selection")
 # second one, if any, a cost (min): Optuna's multi-objective search.
 QUALITY_OBJECTIVES = ("macro_score", "tasks_macro")
 COST_OBJECTIVES = ("latency_ms_b1", "latency_ms_b32", "n_params", "size_mb")
+DEFAULT_SELECTION_EXAMPLES = 500  # glue.selection_examples when neither it nor max_eval_examples is set
 
 
 def _max_value(p) -> float:
@@ -352,6 +353,7 @@ class GlueTaskOverride(_Strict):
     batch_size: int | None = Field(None, ge=1)
     max_train_examples: int | None = Field(None, ge=1)
     max_eval_examples: int | None = Field(None, ge=1)
+    selection_examples: int | None = Field(None, ge=1)
 
 
 class GlueSpec(_Strict):
@@ -367,6 +369,9 @@ class GlueSpec(_Strict):
     batch_size: int = Field(32, ge=1)
     max_train_examples: int | None = Field(None, ge=1)
     max_eval_examples: int | None = Field(None, ge=1)
+    # The held-out slice of each train split that the search ranks by (FinetuneSettings.
+    # train_and_selection); None: as many rows as max_eval_examples, or 500 when that is unset.
+    selection_examples: int | None = Field(None, ge=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     # Which tasks run every seed: `small` ones (cola, mrpc, stsb, rte, wnli: a few hundred to a few
     # thousand dev examples, scores swing by points between seeds) with the large ones on the
@@ -404,7 +409,11 @@ class GlueSpec(_Strict):
         `overrides[task]` applied (distil.evaluation.finetune.finetune_and_evaluate takes them)."""
         base = FinetuneSettings(**{f: getattr(self, f) for f in FinetuneSettings.__dataclass_fields__})
         override = self.overrides.get(task)
-        return replace(base, **{k: v for k, v in override.model_dump().items() if v is not None}) if override else base
+        if override:
+            base = replace(base, **{k: v for k, v in override.model_dump().items() if v is not None})
+        if base.selection_examples is None:
+            base = replace(base, selection_examples=base.max_eval_examples or DEFAULT_SELECTION_EXAMPLES)
+        return base
 
 
 class TaskDistillSpec(_Strict):

@@ -4,7 +4,9 @@ Data path of one run, as in transformers' `run_glue.py`:
   load split -> one seeded order (shuffle seed 0) -> first `max_*_examples` rows -> tokenise
   -> `Trainer` (dynamic padding) -> logits -> predictions DataFrame -> `score_predictions`.
 Every split is put in the same seeded order for every model and seed, so a budget of k examples
-is always the same k rows and a smaller budget is a prefix of a larger one. `prepare_task_data`
+is always the same k rows and a smaller budget is a prefix of a larger one. The train split also
+yields the held-out selection slice (FinetuneSettings.train_and_selection): scored like an eval
+split after training, it is what the search ranks by; the eval splits are what is reported. `prepare_task_data`
 writes the tokenised splits once per sweep (memory-mapped Arrow, `datasets.save_to_disk`) for
 every fine-tuning run to reuse: every student shares the teacher's tokenizer.
 """
@@ -62,9 +64,9 @@ def _splits(task: Task) -> dict[str, str]:
     return {task.train_split: "max_train_examples", **{s: "max_eval_examples" for s in task.eval_splits.values()}}
 
 
-def build_task_data(task: Task, settings: FinetuneSettings, tokenizer) -> dict:
-    """In memory: {'splits': {split: tokenised Dataset | None (absent)}, 'subset_splits': [...]}.
-    Reads settings.max_seq_len, max_train_examples, max_eval_examples (None = the whole split)."""
+def _load_all(task: Task, settings: FinetuneSettings, tokenizer) -> dict:
+    """{split: tokenised Dataset | None (absent)} of every split, each cut to settings.limit, and
+    the splits that are subsets."""
     splits, subsets = {}, []
     for split, limit_key in _splits(task).items():
         found = load_split(task, split, settings.limit(limit_key))
@@ -76,6 +78,23 @@ def build_task_data(task: Task, settings: FinetuneSettings, tokenizer) -> dict:
         splits[split] = _encode(task, ds, tokenizer, settings.max_seq_len)
         subsets += [split] if subset else []
     return {"splits": splits, "subset_splits": subsets}
+
+
+def _hold_out(task: Task, settings: FinetuneSettings, data: dict) -> dict:
+    """Cut the loaded train split into the training rows and the held-out `selection` slice."""
+    loaded = data["splits"][task.train_split]
+    train, selection = settings.train_and_selection(len(loaded))
+    data["splits"][task.train_split] = loaded.select(train)
+    data["selection"] = loaded.select(selection) if len(selection) else None
+    return data
+
+
+def build_task_data(task: Task, settings: FinetuneSettings, tokenizer) -> dict:
+    """In memory: {'splits': {split: tokenised Dataset | None (absent)}, 'selection': the held-out
+    slice of the train split (a Dataset, or None when empty), 'subset_splits': [...]}.
+    Reads settings.max_seq_len, max_train_examples, max_eval_examples, selection_examples (None = the
+    whole split)."""
+    return _hold_out(task, settings, _load_all(task, settings, tokenizer))
 
 
 def _fingerprint(task: Task, settings: FinetuneSettings, tokenizer) -> str:
@@ -93,7 +112,7 @@ def _fingerprint(task: Task, settings: FinetuneSettings, tokenizer) -> str:
             st = os.stat(found[0])
             files.append((found[0], st.st_size, st.st_mtime_ns))
     key = {"task": asdict(task), "max_seq_len": settings.max_seq_len, "files": files, "v": 1,
-           "limits": [settings.max_train_examples, settings.max_eval_examples],
+           "limits": [settings.limit("max_train_examples"), settings.limit("max_eval_examples")],
            "tokenizer": hashlib.sha256(vocab.encode()).hexdigest()}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -104,14 +123,15 @@ def prepare_task_data(task: Task, settings: FinetuneSettings, tokenizer, cache_d
     hashes the task, the tokenizer, max_seq_len, the budgets and the data files' size and mtime.
     Pass the dir as `finetune_and_evaluate(..., data_cache=dir)`: runs then only load it.
 
-    Reads settings.max_seq_len, max_train_examples, max_eval_examples. A run may ask for fewer examples
-    than were prepared (it takes the prefix: the same rows a smaller preparation gives).
+    Reads settings.max_seq_len and the rows settings.limit asks of each split (the train split's
+    with its selection slice). A run may ask for fewer examples than were prepared (it takes the
+    prefix: the same rows a smaller preparation gives).
     Safe when several processes prepare the same task: each writes a temporary dir, one rename wins.
     """
     out = Path(cache_dir) / f"task-{task.name}-{_fingerprint(task, settings, tokenizer)}"
     if (out / "meta.json").is_file():
         return str(out)
-    data = build_task_data(task, settings, tokenizer)
+    data = _load_all(task, settings, tokenizer)  # the train split whole: runs cut their own slice
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     meta = {"task": task.name, "max_seq_len": settings.max_seq_len, "subset_splits": data["subset_splits"],
@@ -131,8 +151,8 @@ def prepare_task_data(task: Task, settings: FinetuneSettings, tokenizer, cache_d
 
 
 def load_task_data(data_cache: str, task: Task, settings: FinetuneSettings) -> dict:
-    """prepare_task_data's splits (memory-mapped), each cut to the run's budget (a prefix), in
-    build_task_data's form.
+    """prepare_task_data's splits (memory-mapped), each cut to the run's budget (a prefix), the
+    train split's selection slice held out: build_task_data's form.
 
     Raises:
         ValueError: the cache was prepared for another max_seq_len or with fewer rows than asked.
@@ -155,7 +175,7 @@ def load_task_data(data_cache: str, task: Task, settings: FinetuneSettings) -> d
                              "prepare more")
         ds = load_from_disk(str(Path(data_cache) / split))
         splits[split] = ds.select(range(limit)) if limit is not None and limit < len(ds) else ds
-    return {"splits": splits, "subset_splits": meta["subset_splits"]}
+    return _hold_out(task, settings, {"splits": splits, "subset_splits": meta["subset_splits"]})
 
 
 # ---------------------------------------------------------------- predictions and scores
@@ -222,12 +242,14 @@ def finetune_and_evaluate(model_dir: str, task: Task, settings: FinetuneSettings
     The model gets a fresh head with `num_labels` outputs and transformers' `problem_type` (its
     loss: cross-entropy, BCE-with-logits over multi-hot labels, or MSE), initialised after
     `set_seed(seed)`. `data_cache`: a prepare_task_data dir (else the splits are tokenised here).
-    Writes `<pred_dir>/<task><suffix>-seed<seed>.parquet` per split (predictions_frame's columns)
-    and the fine-tuned model to `save_dir` if given. `trainer_cls` replaces transformers' `Trainer`
+    Writes `<pred_dir>/<task><suffix>-seed<seed>.parquet` per split (predictions_frame's columns),
+    `<pred_dir>/selection/<task>-seed<seed>.parquet` for the held-out selection slice of the train
+    split, and the fine-tuned model to `save_dir` if given. `trainer_cls` replaces transformers' `Trainer`
     (task-specific distillation passes a Trainer with a distillation loss) and `train_transform`
     maps the tokenised training set before training (it adds the teacher's logits).
-    Returns {'task', 'seed', 'scores': {suffix: {metric: value ×100} | None}, 'subset_splits',
-    'n_train', 'n_eval', 'seconds'} (seconds: fine-tuning + evaluation, not tokenising a cache).
+    Returns {'task', 'seed', 'scores': {suffix: {metric: value ×100} | None}, 'selection': {metric:
+    value ×100} | None (the selection slice), 'subset_splits', 'n_train', 'n_eval', 'n_selection',
+    'seconds'} (seconds: fine-tuning + evaluation, not tokenising a cache).
     """
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
                               Trainer, TrainingArguments, set_seed)
@@ -256,17 +278,22 @@ def finetune_and_evaluate(model_dir: str, task: Task, settings: FinetuneSettings
         trainer.train()
         if save_dir:
             trainer.save_model(save_dir)
+        def score(ds, pred_file: Path | None) -> dict[str, float]:
+            df = predictions_frame(task, ds, trainer.predict(ds).predictions)
+            if pred_file:
+                pred_file.parent.mkdir(parents=True, exist_ok=True)
+                df.to_parquet(pred_file, index=False)
+            return score_predictions(task, df)
+
         scores, n_eval = {}, 0
         for suffix, split in task.eval_splits.items():
             ds = data["splits"][split]
-            if ds is None:
-                scores[suffix] = None
-                continue
-            df = predictions_frame(task, ds, trainer.predict(ds).predictions)
-            scores[suffix] = score_predictions(task, df)
-            n_eval += len(ds)
-            if pred_dir:
-                Path(pred_dir).mkdir(parents=True, exist_ok=True)
-                df.to_parquet(Path(pred_dir) / f"{task.name}{suffix}-seed{seed}.parquet", index=False)
-    return {"task": task.name, "seed": seed, "scores": scores, "subset_splits": data["subset_splits"],
-            "n_train": len(train), "n_eval": n_eval, "seconds": round(time.time() - t0, 1)}
+            scores[suffix] = None if ds is None else score(
+                ds, pred_dir and Path(pred_dir) / f"{task.name}{suffix}-seed{seed}.parquet")
+            n_eval += len(ds) if ds is not None else 0
+        held_out = data["selection"]
+        selection = None if held_out is None else score(
+            held_out, pred_dir and Path(pred_dir) / "selection" / f"{task.name}-seed{seed}.parquet")
+    return {"task": task.name, "seed": seed, "scores": scores, "selection": selection,
+            "subset_splits": data["subset_splits"], "n_train": len(train), "n_eval": n_eval,
+            "n_selection": 0 if held_out is None else len(held_out), "seconds": round(time.time() - t0, 1)}

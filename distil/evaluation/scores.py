@@ -75,6 +75,34 @@ def task_score(run: dict) -> float:
     return float(np.mean([v[0] for v in columns.values()])) if columns else math.nan
 
 
+def selection_score(run: dict) -> float:
+    """One fine-tuning run's score on its held-out selection slice of the train split (the mean of
+    its metrics); NaN without one (a run written before the slice existed, or an empty slice)."""
+    metrics = run.get("selection")
+    return float(np.mean(list(metrics.values()))) if metrics else math.nan
+
+
+def selection_row(result: dict, include_wnli: bool = True, tasks=()) -> dict:
+    """The scores the search ranks a result by: row_from_result's split columns, task macro and
+    macro_score computed from each run's held-out selection slice instead of the validation splits
+    (every split column of a task holds the task's selection score, mean over seeds), so the
+    selection never reads a row the leaderboard reports (issue 21, point 2)."""
+    tasks = own_tasks(tasks)
+    per_task: dict[str, list[float]] = {}
+    for run in result.get("glue", []):
+        if not math.isnan(score := selection_score(run)):
+            per_task.setdefault(run["task"], []).append(score)
+    row = {c: math.nan for c in all_columns(tasks)}
+    for task in [*TASKS.values(), *tasks]:
+        if task.name in per_task:
+            row.update({c: float(np.mean(per_task[task.name])) for c in task.columns()})
+    kd = result.get("kind") == "task_distill"
+    row["macro_score"] = math.nan if kd else macro_score(row, include_wnli)
+    if tasks:
+        row[TASKS_MACRO] = math.nan if kd else macro_over(row, tasks)
+    return row
+
+
 def macro_score(columns: dict, include_wnli: bool = True):
     """The GLUE macro (macro_over GLUE's tasks; WNLI only with include_wnli)."""
     return macro_over(columns, [t for t in TASKS.values() if include_wnli or t.name != "wnli"])

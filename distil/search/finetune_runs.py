@@ -50,7 +50,8 @@ def prepare_task_caches(spec: SweepSpec, tasks, tokenizer, cache_dir) -> dict:
         settings = [spec.glue.settings(t.name)] + ([proxy.settings(t.name)] if proxy and t.name in proxy.tasks else [])
         widest = {k: None if any(s.limit(k) is None for s in settings) else max(s.limit(k) for s in settings)
                   for k in ("max_train_examples", "max_eval_examples")}
-        out[t.name] = prepare_task_data(t, replace(settings[0], **widest), tokenizer, cache_dir)
+        # The rows to load are given whole (training rows and selection slice): no slice on top.
+        out[t.name] = prepare_task_data(t, replace(settings[0], **widest, selection_examples=0), tokenizer, cache_dir)
     return out
 
 
@@ -81,7 +82,8 @@ def proxy_glue(spec: SweepSpec) -> GlueSpec:
     """The early-stopping proxy as a GLUE protocol: its tasks, small samples, the first seed."""
     p, g = spec.search.early_stopping.proxy, spec.glue
     return g.model_copy(update={"tasks": p.tasks, "max_train_examples": p.max_train_examples,
-                                "max_eval_examples": p.max_eval_examples, "epochs": p.epochs,
+                                "max_eval_examples": p.max_eval_examples,
+                                "selection_examples": p.max_eval_examples, "epochs": p.epochs,
                                 "lr": p.lr or g.lr, "batch_size": p.batch_size or g.batch_size,
                                 "seeds": g.seeds[:1], "overrides": {}})
 
@@ -94,11 +96,11 @@ def finetune_seconds(runs: list[dict]) -> float:
 
 
 def proxy_point(model_dir: str, ctx: SweepContext) -> ProxyPoint:
-    """A model's score on the early-stopping proxy: each proxy task's score (a run's task score: the
-    mean over its splits of the mean of each split's metrics; GLUE's or an own task's), their mean,
-    and the seconds its runs took."""
+    """A model's score on the early-stopping proxy: each proxy task's score on its held-out
+    selection slice of the train split (the mean of its metrics; GLUE's or an own task's; never the
+    validation rows the leaderboard reports), their mean, and the seconds its runs took."""
     runs = ray.get(list(submit_glue(model_dir, proxy_glue(ctx.spec), proxy_tasks(ctx.spec), ctx.caches, None,
                                     ctx.log).values()))
-    proxy = {r["task"]: scores.task_score(r) for r in runs}
+    proxy = {r["task"]: scores.selection_score(r) for r in runs}
     return ProxyPoint(proxy=proxy, proxy_score=float(np.mean(list(proxy.values()))),
                       proxy_seconds=finetune_seconds(runs))
