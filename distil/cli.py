@@ -79,6 +79,11 @@ def run(args: argparse.Namespace, how: str) -> int:
 
     if not args.verbose:
         quiet_libraries()
+    # A local Ray keeps an idle worker process for a minute instead of Ray's 1 s (beyond one per
+    # CPU; a sweep's Train and Tune actors always exceed that): the GLUE runs of a sweep then reuse
+    # warm processes instead of importing torch and transformers anew, ~7 s of CPU each (the tiny
+    # test sweep started 47 worker processes instead of 55). A cluster's raylets read their own env.
+    os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", "60000")
     # Workers' output goes to <out>/logs/workers.log (distil.store.logs) unless --verbose.
     ray.init(address=args.address or os.environ.get("RAY_ADDRESS", "local"), log_to_driver=args.verbose)
     cache_dir = args.cache_dir or (state["cache_dir"] if state else preflight.DEFAULT_CACHE_DIR)

@@ -79,7 +79,8 @@ def _wait(what: str, cond, sweep, log: Path, poll: float = 0.5):
 @pytest.mark.parametrize("trial_actor_on", ["worker", pytest.param("head", marks=pytest.mark.skipif(
     "not config.getoption('-k')", reason="covered by the worker case; select it with -k head"))])
 def test_submitted_sweep_survives_losing_the_worker_node(trial_actor_on, tmp_path, sweep_cache, capsys):
-    spec_path = write_tiny_spec(tmp_path / "tiny.yaml", name="tiny-node-loss", lean=True,
+    # One candidate: the node is lost under the first trial; a second would only add a normal trial.
+    spec_path = write_tiny_spec(tmp_path / "tiny.yaml", name="tiny-node-loss", lean=True, num_candidates=1,
                                 distill={"steps": STEPS, "checkpoint_every": CHECKPOINT_EVERY})
     spec = yaml.safe_load(spec_path.read_text())
     out, log = tmp_path / "results", tmp_path / "sweep.log"
