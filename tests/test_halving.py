@@ -53,19 +53,26 @@ class Controller:
         trial.status = Trial.TERMINATED
 
 
-def run_sweep(scheduler, scores: list[list[float]], rf: int = 3, max_concurrent: int = 1) -> dict:
-    """Run trials 0, 1, ... (proposed in that order) whose score at rung k is scores[i][k].
-    Returns per trial the rungs it reported at and whether it reached the full protocol (its
-    final report), plus the order of events."""
+def run_sweep(scheduler, scores, rf: int = 3, max_concurrent: int = 1, n: int | None = None,
+              on_report=None) -> dict:
+    """Run trials 0, 1, ... (proposed in that order, each when a slot is free) whose score at rung k
+    is scores[i][k]; `scores` may be a function of i, called when trial i is proposed (n trials).
+    `on_report(i, k, score)` hears every rung report, as the searcher does. Returns per trial the
+    rungs it reported at, the trials that reached the full protocol (their final report) and how
+    many times a paused trial was started again."""
+    n = len(scores) if n is None else n
+    table = {} if callable(scores) else dict(enumerate(scores))  # trial -> its score per rung
     ctl = Controller(scheduler)
-    done = {i: [] for i in range(len(scores))}  # rungs reported, as progress.json would hold them
+    done = {i: [] for i in range(n)}  # rungs reported, as progress.json would hold them
     full, restarts = set(), 0
     while True:
         active = [t for t in ctl.trials if t.status in (Trial.RUNNING, Trial.PENDING)
                   and t.trial_id not in ctl.gate.paused]
-        if len(ctl.trials) < len(scores) and len(active) < max_concurrent:
+        if len(ctl.trials) < n and len(active) < max_concurrent:
             trial = SimpleNamespace(trial_id=str(len(ctl.trials)), status=Trial.PENDING, config={},
                                     evaluated_params={})
+            if callable(scores):
+                table[len(ctl.trials)] = scores(len(ctl.trials))  # the searcher proposes it now
             ctl.trials.append(trial)
             scheduler.on_trial_add(ctl, trial)
         chosen = scheduler.choose_trial_to_run(ctl)
@@ -75,15 +82,15 @@ def run_sweep(scheduler, scores: list[list[float]], rf: int = 3, max_concurrent:
             chosen.status = Trial.RUNNING
         running = [t for t in ctl.trials if t.status == Trial.RUNNING]
         if not running:
-            if all(t.status == Trial.TERMINATED for t in ctl.trials) and len(ctl.trials) == len(scores):
+            if all(t.status == Trial.TERMINATED for t in ctl.trials) and len(ctl.trials) == n:
                 break
-            assert chosen is not None or len(ctl.trials) < len(scores), "the sweep hangs: nothing can run"
+            assert chosen is not None or len(ctl.trials) < n, "the sweep hangs: nothing can run"
             continue
         trial = running[0]
         i = int(trial.trial_id)
         # A restarted trial reports its last rung again (distil.search.trial), then goes on.
         k = done[i][-1] if done[i] and trial.__dict__.pop("resumed", False) else len(done[i])
-        if k == len(scores[i]):  # past the last rung: the final report, never stopped
+        if k == len(table[i]):  # past the last rung: the final report, never stopped
             assert scheduler.on_trial_result(ctl, trial, {"macro_score": 1.0}) == TrialScheduler.CONTINUE
             full.add(i)
             scheduler.on_trial_complete(ctl, trial, {})
@@ -91,7 +98,9 @@ def run_sweep(scheduler, scores: list[list[float]], rf: int = 3, max_concurrent:
             continue
         if k == len(done[i]):
             done[i].append(k)
-        decision = scheduler.on_trial_result(ctl, trial, {PROXY: scores[i][k], BUDGET: rf ** k, "rung": k,
+        if on_report is not None:
+            on_report(i, k, table[i][k])
+        decision = scheduler.on_trial_result(ctl, trial, {PROXY: table[i][k], BUDGET: rf ** k, "rung": k,
                                                           "training_iteration": len(done[i])})
         if decision == TrialScheduler.STOP:
             scheduler.on_trial_complete(ctl, trial, {})

@@ -10,6 +10,7 @@ from ray.tune.schedulers import TrialScheduler
 
 from distil.config.spec import load_spec
 from distil.search.halving import SuccessiveHalving
+from distil.search.sampler import RungTPESampler
 from distil.search.tuner import make_sampler, make_scheduler, make_searcher, tune_space
 from distil.store.records import BUDGET, PROXY, ProxyPoint, ResultsDir, Rung
 from tests.conftest import ROOT
@@ -24,12 +25,16 @@ def _spec(tmp_path, **search):
     return load_spec(path)
 
 
-def test_default_startup_leaves_most_of_a_12_candidate_sweep_to_tpe(tmp_path):
-    spec = _spec(tmp_path, num_candidates=12)
+def test_default_startup_tries_every_layer_rule_and_leaves_the_rest_to_tpe(tmp_path):
+    spec = _spec(tmp_path, num_candidates=12)  # smoke.yaml searches 4 layer rules
     sampler = make_sampler(spec)
-    assert isinstance(sampler, optuna.samplers.TPESampler)
-    assert spec.search.n_startup_trials() == 3 and sampler._n_startup_trials == 3  # 9 of 12 from TPE
-    assert _spec(tmp_path, num_candidates=4).search.n_startup_trials() == 2
+    assert isinstance(sampler, RungTPESampler)
+    assert spec.search.n_startup_trials() == 4 and sampler._n_startup == 4  # 8 of 12 from TPE
+    assert _spec(tmp_path, num_candidates=4).search.n_startup_trials() == 4  # never more than the sweep
+    assert _spec(tmp_path, num_candidates=40).search.n_startup_trials() == 10  # num_candidates // 4
+    assert _spec(tmp_path, num_candidates=12, layer_selection="first", points_to_evaluate=[]).search \
+        .n_startup_trials() == 3  # no choice list: 3, the least a model is built on
+    assert load_spec(ROOT / "sweeps" / "cpu.yaml").search.n_startup_trials() == 5  # 5 rules: 3 of 8 from TPE
     assert _spec(tmp_path, sampler={"n_startup_trials": 5}).search.n_startup_trials() == 5
     assert isinstance(make_sampler(_spec(tmp_path, sampler={"name": "random"})), optuna.samplers.RandomSampler)
     assert isinstance(make_sampler(_spec(tmp_path, sampler={"name": "gp"})), optuna.samplers.GPSampler)
@@ -51,8 +56,9 @@ def test_searched_depth_is_a_dimension_of_the_space(tmp_path):
 
 
 def test_study_records_who_proposed_each_trial_and_each_trial_once(tmp_path):
-    """Trial 0 is the paper defaults (enqueued), the next n_startup-1 are random, the rest TPE's;
-    a trial stopped early is PRUNED with its rung scores; the stored study lists each trial once."""
+    """Trial 0 is the paper defaults (enqueued), the next n_startup-1 (3) are quasi-random, then
+    more while fewer than n_startup trials have a score at one fidelity, then TPE's; a trial
+    stopped early is PRUNED with its rung scores; the stored study lists each trial once."""
     spec = _spec(tmp_path, num_candidates=6)
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     searcher = make_searcher(spec, url)
@@ -68,8 +74,10 @@ def test_study_records_who_proposed_each_trial_and_each_trial_once(tmp_path):
     study = optuna.load_study(study_name=spec.name, storage=url)
     trials = study.get_trials()
     assert [t.number for t in trials] == list(range(6))
-    assert [t.user_attrs["proposed_by"] for t in trials] == ["points_to_evaluate", "random (startup)",
-                                                             "tpe", "tpe", "tpe", "tpe"]
+    # Trial 4: three finished and one pruned, so no fidelity has 4 scores yet; trial 5: four finished.
+    assert [t.user_attrs["proposed_by"] for t in trials] == ["points_to_evaluate", "qmc (startup)", "qmc (startup)",
+                                                             "qmc (startup)", "qmc (few scores)", "tpe (final)"]
+    assert {t.params["layer_selection"] for t in trials[:4]} == {"every_other", "distilbert", "first", "last"}
     assert [t.user_attrs["tune_trial_id"] for t in trials] == [f"t{i}" for i in range(6)]
     assert trials[0].params["alpha_ce"] == 5.0 and trials[0].params["layer_selection"] == "every_other"
     assert trials[3].state == optuna.trial.TrialState.PRUNED and trials[3].intermediate_values == {0: 40.0, 1: 38.0}

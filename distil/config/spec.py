@@ -123,14 +123,19 @@ def _check_task_names(names, what: str) -> None:
 class SamplerSpec(_Strict):
     """The Optuna sampler that proposes candidates.
 
-    `tpe` (default; Bergstra et al. 2011, multivariate as in Falkner et al. 2018): the first
-    `n_startup_trials` trials (points_to_evaluate included) are random, TPE proposes the rest;
+    `tpe` (default; Bergstra et al. 2011, multivariate as in Falkner et al. 2018; distil.search.sampler):
+    the first `n_startup_trials` trials (points_to_evaluate included) are quasi-random (a scrambled
+    Halton sequence, each categorical choice tried before any is tried twice); then TPE proposes,
+    modelling the highest fidelity with enough scores (the final objective, else the proxy score
+    at a rung: stopped trials count there like the others), with a good set of at least 2;
     `random`; `gp` (Optuna's GPSampler, random for its first n_startup_trials too); `cmaes`
     (CmaEsSampler, one objective; categorical parameters are drawn at random).
     """
 
     name: Literal["tpe", "random", "gp", "cmaes"] = "tpe"
-    n_startup_trials: int | None = Field(None, ge=0)  # None: max(2, num_candidates // 4)
+    # None: enough to try every choice of the largest searched choice list (every layer rule) and at
+    # least 3 and num_candidates // 4, at most num_candidates (SearchSpec.n_startup_trials).
+    n_startup_trials: int | None = Field(None, ge=0)
     multivariate: bool = True  # tpe: model the parameters jointly
     group: bool = True  # tpe + multivariate: also with conditional parameters
 
@@ -244,9 +249,14 @@ class SearchSpec(_Strict):
         return out
 
     def n_startup_trials(self) -> int:
-        """Trials drawn before the sampler models results: the spec's, else max(2, num_candidates // 4)."""
+        """Trials drawn before the sampler models results: the spec's; else as many as the largest
+        searched choice list has choices (so that every layer rule is tried), at least 3 (a model
+        needs a good set of 2 and a bad one) and num_candidates // 4, at most num_candidates."""
         given = self.sampler.n_startup_trials
-        return given if given is not None else max(2, self.num_candidates // 4)
+        if given is not None:
+            return given
+        choices = [len(p.choices) for p in self.searched().values() if isinstance(p, Choice)]
+        return min(self.num_candidates, max(3, self.num_candidates // 4, *choices))
 
 
 # ---------------------------------------------------------------- stages

@@ -1,9 +1,11 @@
 """The search: Optuna proposes candidates through Ray Tune, successive halving stops weak ones early, and the
 study lives in a database so that a killed sweep resumes.
 
-* Sampler (spec `search.sampler`): TPE by default. Its first `n_startup_trials` trials (the
-  paper-default points_to_evaluate included) are random; TPE proposes every later one. Each
-  Optuna trial records who proposed it in the user attr `proposed_by`.
+* Sampler (spec `search.sampler`): by default distil.search.sampler.RungTPESampler: its first
+  `n_startup_trials` trials (the paper-default points_to_evaluate included) are quasi-random and
+  try every layer rule; then TPE proposes, modelling the proxy scores at the highest rung with
+  enough of them (stopped trials included). Each Optuna trial records who proposed it in the user
+  attr `proposed_by`.
 * Study: Optuna RDB storage, by default `sqlite:///<results>/optuna.db`, named after the sweep;
   `optuna-dashboard sqlite:///results/<sweep>/optuna.db` shows it. A trial stopped early is
   told to the study as PRUNED, with its proxy scores as intermediate values (step = rung).
@@ -28,6 +30,7 @@ from ray.tune.search.optuna import OptunaSearch
 from distil.config.layers import layer_key
 from distil.config.spec import COST_OBJECTIVES, Choice, FloatRange, SweepSpec
 from distil.search.halving import SuccessiveHalving
+from distil.search.sampler import RungTPESampler
 from distil.store import storage
 from distil.store.records import (PROXY, TUNE_DIR, CandidateDir, ResultsDir, TrialStatus, read_json,
                                   train_run_name)
@@ -47,11 +50,13 @@ def objectives(spec: SweepSpec) -> tuple[list[str], list[str]]:
 
 
 def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler of `search.sampler`, seeded with `search.seed`."""
+    """The Optuna sampler of `search.sampler`, seeded with `search.seed`: for `tpe` the
+    RungTPESampler (distil.search.sampler: quasi-random startup, then TPE on the highest rung with
+    enough scores), else Optuna's own."""
     s, seed, startup = spec.search.sampler, spec.search.seed, spec.search.n_startup_trials()
     if s.name == "tpe":
-        return optuna.samplers.TPESampler(n_startup_trials=startup, multivariate=s.multivariate,
-                                          group=s.multivariate and s.group, seed=seed)
+        return RungTPESampler(OptunaSearch.convert_search_space(tune_space(spec)), n_startup_trials=startup,
+                              seed=seed, multivariate=s.multivariate, group=s.multivariate and s.group)
     if s.name == "gp":
         return optuna.samplers.GPSampler(n_startup_trials=startup, seed=seed)
     if s.name == "cmaes":
@@ -114,13 +119,16 @@ class Searcher(OptunaSearch):
         config = super().suggest(trial_id)
         if config is not None and not known:
             ot_trial = self._ot_trials[trial_id]
-            # TPE/GP/CMA-ES sample at random until n_startup_trials trials are COMPLETE or PRUNED
+            # GP/CMA-ES sample at random until n_startup_trials trials are COMPLETE or PRUNED
             # (optuna.samplers.TPESampler._sample_relative); enqueued points are fixed params.
             trials = self._ot_study.get_trials(deepcopy=False)
             ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
             finished = sum(t.state in ended for t in trials)
+            proposals = getattr(self._sampler, "proposals", {})  # RungTPESampler says who proposed what
             if "fixed_params" in trials[ot_trial.number].system_attrs:
                 who = "points_to_evaluate"
+            elif ot_trial.number in proposals:
+                who = proposals[ot_trial.number]
             elif self._sampler_name == "random" or finished < self._n_startup:
                 who = "random (startup)" if self._sampler_name != "random" else "random"
             else:
