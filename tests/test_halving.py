@@ -8,6 +8,7 @@ position test below can fail: under ASHA the first trial of a sweep always reach
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,7 +20,7 @@ from scipy import stats
 from distil.config.spec import load_spec
 from distil.search.halving import SuccessiveHalving, promoted
 from distil.search.tuner import make_scheduler
-from distil.store.records import BUDGET, PROXY, ProxyPoint, ResultsDir, Rung, TrialStatus
+from distil.store.records import BUDGET, GAIN, PROXY, ProxyPoint, ResultsDir, Rung, TrialStatus
 from tests.conftest import ROOT
 
 CPU = dict(rungs=3, reduction_factor=3)  # sweeps/cpu.yaml's early_stopping
@@ -251,6 +252,27 @@ def test_a_restarted_scheduler_relearns_scores_and_ended_trials_from_the_results
     replay.on_trial_add(Controller(replay), d)
     assert replay.decided[0] == {"a"}  # every rung-0 score (a, b, c, d) and e's failure are on disk
     assert replay.on_trial_result(Controller(replay), d, {PROXY: 40.0, BUDGET: 1, "rung": 0}) == TrialScheduler.STOP
+
+
+def test_a_rung_decides_on_the_gain_over_the_trials_own_init_live_and_after_a_restart(tmp_path):
+    """Issue 21, point 3: a rule that starts low is judged on what distillation added. `first`
+    starts at 20 and reaches 30 (+10); `every_other` starts at 33 and reaches 35 (+2): on the raw
+    proxy the second would win, on the gain the first does, and a restarted scheduler agrees."""
+    out = ResultsDir(tmp_path)
+    sched = SuccessiveHalving(str(tmp_path), num_trials=2, rungs=2, reduction_factor=3)
+    ctl = Controller(sched)
+    for tid, raw, gain in (("low", 30.0, 10.0), ("high", 35.0, 2.0)):
+        trial = SimpleNamespace(trial_id=tid, status=Trial.RUNNING)
+        ctl.trials.append(trial)
+        sched.on_trial_add(ctl, trial)
+        decision = sched.on_trial_result(ctl, trial, {PROXY: raw, GAIN: gain, BUDGET: 1, "rung": 0})
+        trial.status = Trial.PAUSED if decision == TrialScheduler.PAUSE else trial.status
+        out.candidate(tid).write_rungs([replace(_rung(0, raw), init_proxy_score=raw - gain)])
+    assert sched.decided[0] == {"low"} and decision == TrialScheduler.STOP  # "high" reported last: stopped
+    restarted = SuccessiveHalving(str(tmp_path), num_trials=2, rungs=2, reduction_factor=3)
+    restarted.on_trial_add(Controller(restarted), SimpleNamespace(trial_id="low", status=Trial.PENDING))
+    assert restarted.scores[0] == {"low": 10.0, "high": 2.0} and restarted.decided[0] == {"low"}
+    assert Rung.from_json(_rung(0, 30.0).to_json()).gain_over_init is None  # older rungs: the raw score
 
 
 def test_cpu_yaml_sends_one_candidate_of_eight_to_the_full_protocol(tmp_path):

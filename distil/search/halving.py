@@ -1,13 +1,15 @@
 """Early stopping that does not favour early trials: synchronous successive halving on Ray Tune.
 
 Each trial reports its proxy score after every rung (`proxy_score`, `rung_budget` = rf^k, `rung` =
-k; distil.search.trial). A rung is *decided* once every trial that can reach it has reported there
-or ended: rung 0 waits for all `num_trials` candidates of the sweep, rung k+1 for the trials rung k
-promoted. The decision keeps the best max(1, floor(n / rf)) of the n scores at the rung (Jamieson &
-Talwalkar 2016, "Non-stochastic Best Arm Identification and Hyperparameter Optimization"; the
-successive-halving step of Li et al. 2018, "Hyperband"), plus every trial less than `tolerance`
-points below the last of them; the others are stopped. Until its rung is decided a trial is PAUSED
-(its actor ends; it holds no CPU), and the trials that rung promotes are resumed one slot at a time.
+k; distil.search.trial) and its gain over the undistilled student of its own layer rule
+(`proxy_gain_over_init`), which is what a rung decides on (`rung_score`). A rung is *decided* once
+every trial that can reach it has reported there or ended: rung 0 waits for all `num_trials`
+candidates of the sweep, rung k+1 for the trials rung k promoted. The decision keeps the best max(1,
+floor(n / rf)) of the n scores at the rung (Jamieson & Talwalkar 2016, "Non-stochastic Best Arm
+Identification and Hyperparameter Optimization"; the successive-halving step of Li et al. 2018,
+"Hyperband"), plus every trial less than `tolerance` points below the last of them; the others are
+stopped. Until its rung is decided a trial is PAUSED (its actor ends; it holds no CPU), and the
+trials that rung promotes are resumed one slot at a time.
 
 Why this and not ASHA (Li et al. 2020) with a deferred decision: ASHA decides each trial against
 the scores recorded *so far* at its rung. With trials run one at a time the first trial at a rung
@@ -38,7 +40,14 @@ import math
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from distil.store.records import BUDGET, PROXY, ResultsDir
+from distil.store.records import BUDGET, GAIN, PROXY, ResultsDir
+
+
+def rung_score(proxy_score: float, gain_over_init: float | None) -> float:
+    """What a rung decides on: the proxy score's gain over the undistilled student of the trial's
+    own layer rule, so that a rule is not stopped for where it starts (issue 21, point 3: at rung 0
+    the raw proxy mostly ranks the inits); the raw proxy score where the gain is unknown."""
+    return proxy_score if gain_over_init is None else gain_over_init
 
 
 def promoted(scores: dict[str, float], reduction_factor: int, tolerance: float = 0.0) -> set[str]:
@@ -137,7 +146,7 @@ class SuccessiveHalving(TrialScheduler):
         for cand in ResultsDir(self._results).candidates():
             for rung in cand.read_rungs():
                 if rung.proxy_score is not None and rung.rung < self.rungs:
-                    self.record(cand.name, rung.rung, rung.proxy_score)
+                    self.record(cand.name, rung.rung, rung_score(rung.proxy_score, rung.gain_over_init))
             status = cand.read_status()
             if cand.has_result() or (status is not None and status.status in ("stopped", "failed")):
                 self.ended.add(cand.name)
@@ -153,7 +162,7 @@ class SuccessiveHalving(TrialScheduler):
         if BUDGET not in result or result.get(PROXY) is None:
             return TrialScheduler.CONTINUE  # the final report (full protocol) or no early-stopping report
         rung = int(result["rung"])
-        self.record(trial.trial_id, rung, float(result[PROXY]))
+        self.record(trial.trial_id, rung, float(rung_score(result.get(PROXY), result.get(GAIN))))
         self.settle(controller, current=trial)
         fate = self.fate(trial.trial_id)  # a replayed trial (distil.search.trial) may report a rung it passed
         if fate is False:

@@ -26,7 +26,8 @@ from distil.search.references import init_proxy
 from distil.search.train import CandidateParams, distill_student
 from distil.search.tuner import objectives
 from distil.store.logs import to_log_file
-from distil.store.records import BUDGET, PROXY, CandidateDir, Result, Rung, TrialConfig, TrialStatus, train_run_name
+from distil.store.records import (BUDGET, GAIN, PROXY, CandidateDir, Result, Rung, TrialConfig, TrialStatus,
+                                  train_run_name)
 
 
 def candidate_params(ctx: SweepContext, config: dict) -> CandidateParams:
@@ -64,8 +65,9 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
     spec, es = ctx.spec, ctx.spec.search.early_stopping
     fractions = es.fractions() if es else [1.0]
     rungs = cand.read_rungs()
-    if es:  # step 0 of the learning curve: the undistilled student of this init (shared per rule)
-        init_proxy(ctx, params.layer_selection, params.n_layers)
+    # Step 0 of the learning curve: the undistilled student of this init (shared per rule); a rung
+    # is judged on what distillation added to it.
+    init = init_proxy(ctx, params.layer_selection, params.n_layers).proxy_score if es else None
     if es and rungs:
         # A restarted trial: Tune keeps no decision across a pause or a driver restart, so the
         # scheduler hears the last rung again and pauses, stops or continues the trial on it.
@@ -78,7 +80,7 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
                                   stop_at_fraction=fraction)
         rung = Rung(rung=k, fraction=fraction, step=metrics.get("step"), tokens=metrics.get("tokens"), distill=metrics,
                     distill_seconds=round(time.time() - t0, 1), rung_budget=es.reduction_factor ** k if es else None,
-                    proxy=proxy_point(str(cand.student_dir), ctx) if es else None)
+                    proxy=proxy_point(str(cand.student_dir), ctx) if es else None, init_proxy_score=init)
         rungs.append(rung)
         cand.write_rungs(rungs)
         # The status table shows each rung (with early stopping, the scheduler decides here: the
@@ -120,7 +122,8 @@ def _report_result(result: Result, row: dict, ctx: SweepContext) -> None:
 
 def _rung_report(rung: Rung, early_stopping: bool) -> dict:
     """What Tune hears after a rung (with early stopping, the scheduler decides on it)."""
-    return {**({PROXY: rung.proxy_score, BUDGET: rung.rung_budget} if early_stopping else {}), "rung": rung.rung,
+    scored = {PROXY: rung.proxy_score, GAIN: rung.gain_over_init, BUDGET: rung.rung_budget} if early_stopping else {}
+    return {**scored, "rung": rung.rung,
             "step": rung.step, "tokens": rung.tokens, "loss": rung.distill.get("loss"),
             "tokens_per_s": rung.distill.get("tokens_per_s")}
 

@@ -38,6 +38,9 @@ from pathlib import Path
 
 PROXY = "proxy_score"  # the early-stopping proxy's score (Tune metric and the rung files' key)
 BUDGET = "rung_budget"  # rf^k at rung k: the rung's budget (distil.search.halving)
+# proxy_score minus the proxy score of the undistilled student of the trial's layer rule: what the
+# distillation added, the score successive halving decides on (fair to rules that start lower).
+GAIN = "proxy_gain_over_init"
 INIT_ONLY_PREFIX = "init_only-"
 TASK_KD_PREFIX = "task-kd-"
 SPEC_FILE = "spec.json"
@@ -117,10 +120,18 @@ class Rung:
     distill_seconds: float
     rung_budget: float | None = None  # with early stopping: rf^k
     proxy: ProxyPoint | None = None  # with early stopping: the student's proxy score after this rung
+    init_proxy_score: float | None = None  # the undistilled student of the same layer rule (step 0)
 
     @property
     def proxy_score(self) -> float | None:
         return self.proxy.proxy_score if self.proxy else None
+
+    @property
+    def gain_over_init(self) -> float | None:
+        """proxy_score minus init_proxy_score (None without either; rungs of older sweeps)."""
+        if self.proxy_score is None or self.init_proxy_score is None:
+            return None
+        return self.proxy_score - self.init_proxy_score
 
     def to_json(self) -> dict:
         out = {"rung": self.rung, "fraction": self.fraction, "step": self.step, "tokens": self.tokens,
@@ -129,13 +140,16 @@ class Rung:
             out[BUDGET] = self.rung_budget
         if self.proxy is not None:
             out.update(self.proxy.to_json())
+        if self.init_proxy_score is not None:
+            out["init_proxy_score"] = self.init_proxy_score
         return out
 
     @classmethod
     def from_json(cls, d: dict) -> Rung:
         return cls(rung=d.get("rung"), fraction=d.get("fraction"), step=d.get("step"), tokens=d.get("tokens"),
                    distill=d.get("distill", {}), distill_seconds=d.get("distill_seconds", 0.0),
-                   rung_budget=d.get(BUDGET), proxy=ProxyPoint.from_json(d) if d.get(PROXY) is not None else None)
+                   rung_budget=d.get(BUDGET), proxy=ProxyPoint.from_json(d) if d.get(PROXY) is not None else None,
+                   init_proxy_score=d.get("init_proxy_score"))
 
 
 @dataclass(frozen=True)
