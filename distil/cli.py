@@ -122,7 +122,8 @@ def run(args: argparse.Namespace, how: str) -> int:
         trainable = tune.with_resources(tune.with_parameters(run_candidate, ctx=ctx), {"CPU": 0, "memory": 1})
         tuner = (restore_tuner(storage.join(remote or str(out), TUNE_DIR), trainable) if args.command == "resume"
                  else build_tuner(spec, trainable, str(out), job.storage, remote))
-        if ended_early(tuner.fit(), spec.search.num_candidates):  # Ctrl-C: Tune saved its state and returned
+        tuner.fit()
+        if ended_early(storage.join(remote or str(out), TUNE_DIR), spec.search.num_candidates):  # Ctrl-C
             # Reference rows still running are not waited for: resume redoes them.
             print(f"interrupted: the sweep stopped before its last trial ended; continue it with `{how} "
                   f"resume {remote or out}` (`report` shows what has finished)", file=sys.stderr)

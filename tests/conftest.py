@@ -25,6 +25,22 @@ def registered_checkpoint(run_dir: Path) -> str | None:
     return max(names, default=None)
 
 
+def kill_process_tree(pid: int) -> None:
+    """SIGKILL a process and every process under it at once, as a crash of its machine would: a
+    driver, the Ray it started, and Ray's workers, which sit in process groups of their own (so a
+    killpg of the driver's group leaves them running, still writing to the results dir)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    procs = [root, *root.children(recursive=True)]
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=30)
+
+
 def registered_checkpoint_metrics(run_dir: Path) -> dict | None:
     """The metrics Ray Train recorded with a run's latest registered checkpoint (its `step` among
     them), or None before the first."""

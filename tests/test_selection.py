@@ -82,7 +82,8 @@ def test_a_cached_task_gives_the_same_slice_and_the_whole_split_holds_out_its_en
 
 def test_the_search_scores_a_result_on_its_selection_slices():
     def run(task, seed, validation, selection):
-        return {"task": task, "seed": seed, "scores": {"": {"accuracy": validation}}, "selection": {"accuracy": selection}}
+        return {"task": task, "seed": seed, "scores": {"": {"accuracy": validation}},
+                "selection": {"accuracy": selection}}
 
     result = {"kind": "student", "glue": [run("rte", 0, 60.0, 50.0), run("rte", 1, 62.0, 54.0),
                                           run("sst2", 0, 80.0, 70.0), run("wnli", 0, 40.0, 30.0)]}

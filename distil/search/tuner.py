@@ -256,6 +256,7 @@ class EventLog(tune.Callback):
 
     def __init__(self, results_dir: str, every_s: float = 60.0):
         self.out, self.every_s, self._last_poll, self._shown = ResultsDir(results_dir), every_s, 0.0, {}
+        self._rungs_said: dict[str, set] = {}
 
     def on_step_begin(self, iteration, trials, **info):
         """Every `every_s` seconds: each running trial's distillation step, loss and tokens/s, from
@@ -280,11 +281,18 @@ class EventLog(tune.Callback):
         print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id}: {what}", flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        rungs = self.out.candidate(trial.trial_id).read_rungs()
+        if rungs:  # resumed after its rung's decision (or a restart): it goes on from there
+            self._say(trial, f"resumed after rung {rungs[-1].rung}")
+            return
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(trial.config.items()))
         self._say(trial, f"started ({params})")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if PROXY in result:
+        # A resumed trial reports its last rung again (for the scheduler): said once.
+        said = self._rungs_said.setdefault(trial.trial_id, set())
+        if PROXY in result and result["rung"] not in said:
+            said.add(result["rung"])
             self._say(trial, f"rung {int(result['rung'])} at step {result.get('step')}: "
                              f"proxy_score {result[PROXY]:.2f}")
 
@@ -365,8 +373,17 @@ def restore_tuner(experiment: str, trainable) -> tune.Tuner:
                               resume_errored=False, restart_errored=False)
 
 
-def ended_early(grid, num_candidates: int) -> bool:
-    """Whether `Tuner.fit()` returned before the sweep ended: on Ctrl-C (SIGINT) Tune saves its
-    experiment state and returns a ResultGrid whose trials are not all done (terminated, stopped
-    early or errored), or that holds fewer than `num_candidates` trials. `resume` continues it."""
-    return len(grid) < num_candidates or grid.num_terminated + grid.num_errors < len(grid)
+def ended_early(tune_dir: str, num_candidates: int) -> bool:
+    """Whether `Tuner.fit()` returned before the sweep ended (Ctrl-C): the experiment state Tune
+    saved at `tune_dir` (a path or URI) holds fewer than `num_candidates` trials, or one that is not
+    done (terminated, stopped early or errored). `resume` continues it.
+
+    Read from the saved state, not from the ResultGrid fit() returns: on SIGINT Tune's controller
+    marks every running trial TERMINATED in memory as it stops its actor (TuneController.
+    _cleanup_trials, Ray 2.60) although the trial never ended; the state it saved first says RUNNING."""
+    from ray.tune import ExperimentAnalysis
+    from ray.tune.experiment import Trial
+
+    fs, path = storage.filesystem(tune_dir)
+    trials = ExperimentAnalysis(path, storage_filesystem=fs).trials
+    return len(trials) < num_candidates or any(t.status not in (Trial.TERMINATED, Trial.ERROR) for t in trials)
