@@ -276,10 +276,17 @@ def test_a_rung_decides_on_the_gain_over_the_trials_own_init_live_and_after_a_re
 
 
 def test_cpu_yaml_sends_one_candidate_of_eight_to_the_full_protocol(tmp_path):
-    """sweeps/cpu.yaml (8 candidates, 3 rungs, rf 3, tolerance 0): 8 at rung 0 -> 2 at rung 1 ->
-    1 at rung 2 -> 1 fine-tuned on GLUE, whatever the scores."""
+    """sweeps/cpu.yaml (8 candidates, 3 rungs, rf 3, tolerance 5.4: its proxy's noise): with scores
+    further apart than the tolerance, 8 at rung 0 -> 2 at rung 1 -> 1 at rung 2 -> 1 fine-tuned on
+    GLUE; trials within the tolerance of a rung's cutoff go on with it."""
     spec = load_spec(ROOT / "sweeps" / "cpu.yaml")
     sched = make_scheduler(spec, str(tmp_path))
-    assert (sched.num_trials, sched.rungs, sched.rf, sched.tolerance) == (8, 3, 3, 0.0)
-    out = run_sweep(sched, np.random.default_rng(4).normal(size=(8, 3)).tolist())
+    assert (sched.num_trials, sched.rungs, sched.rf, sched.tolerance) == (8, 3, 3, 5.4)
+    rng = np.random.default_rng(4)
+    apart = np.stack([rng.permutation(8) * 10.0 for _ in range(3)], axis=1)  # 10 points apart at each rung
+    out = run_sweep(sched, apart.tolist())
     assert sorted(out["reached"].values()) == [1] * 6 + [2, 3] and len(out["full"]) == 1
+    close = apart.copy()
+    close[:, 0] = [50, 51, 52, 53, 54, 55, 56, 60]  # rung 0: the cutoff is 56; 51-55 are within 5.4 of it
+    out = run_sweep(make_scheduler(spec, str(tmp_path / "close")), close.tolist())
+    assert sum(r >= 2 for r in out["reached"].values()) == 7 and len(out["full"]) >= 1
