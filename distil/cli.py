@@ -123,7 +123,7 @@ def run(args: argparse.Namespace, how: str) -> int:
         tuner = (restore_tuner(storage.join(remote or str(out), TUNE_DIR), trainable) if args.command == "resume"
                  else build_tuner(spec, trainable, str(out), job.storage, remote))
         tuner.fit()
-        if ended_early(storage.join(remote or str(out), TUNE_DIR), spec.search.num_candidates):  # Ctrl-C
+        if ended_early(spec, str(out)):  # Ctrl-C
             # Reference rows still running are not waited for: resume redoes them.
             print(f"interrupted: the sweep stopped before its last trial ended; continue it with `{how} "
                   f"resume {remote or out}` (`report` shows what has finished)", file=sys.stderr)

@@ -87,7 +87,10 @@ class LocalCluster:
         base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         self.env = {**base, "HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
                     "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
-                    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # nothing to drain at teardown
+                    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # nothing to drain at teardown
+                    # A lost node is marked dead after 3 missed 1 s health checks, not Ray's 5 of 3 s
+                    # (15 s): the node-loss test waits for it, and nothing else here depends on it.
+                    "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
         dash, gcs = free_port(), free_port()
         self.gcs, self.dashboard = f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}"
         # Ray processes that look their cluster up without an address (Train's placement-group

@@ -1,5 +1,7 @@
 """Ray Train distillation on real Ray: token budget, and exact resume after a worker failure."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -60,8 +62,8 @@ SETTING = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=2, 
 
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory, assets, ray_cluster):
-    """(metrics, student dir) of one uninterrupted run of SETTING: what the failed and the
-    rung-by-rung runs below must end with (each Ray Train run costs ~20 s of start-up here)."""
+    """(metrics, student dir) of one uninterrupted run of SETTING: what the rung-by-rung run below,
+    with its worker failure, must end with (each Ray Train run costs ~20 s of start-up here)."""
     from distil.search.train import distill_student
 
     tmp = tmp_path_factory.mktemp("clean")
@@ -70,36 +72,27 @@ def clean_run(tmp_path_factory, assets, ray_cluster):
 
 
 @pytest.mark.slow
-def test_worker_failure_resumes_to_the_same_student(tmp_path, assets, clean_run):
-    from distil.search.train import distill_student
-
-    clean, clean_dir = clean_run
-    marker = tmp_path / "failed-once"
-    failing = DistillJob(**assets, distill=SETTING, storage=str(tmp_path / "train"), seed=0, fail_once_at_step=3,
-                         fail_once_marker=str(marker))
-    failed = distill_student("failed", PARAMS, failing, tmp_path / "failed")
-    assert marker.exists()  # the failure really happened, and the run still finished
-    assert clean["step"] == failed["step"] == 6
-    # It resumed from the checkpoint at step 2 (redoing at most one interval), not from scratch.
-    assert clean["resumed_from_step"] == 0 and failed["resumed_from_step"] == 2
-    assert failed["loss"] == pytest.approx(clean["loss"], rel=1e-5)  # same loss over steps 4-6
-    _assert_same_weights(clean_dir, tmp_path / "failed")
-
-
-@pytest.mark.slow
-def test_rungs_continue_one_train_run_to_the_same_student(tmp_path, assets, clean_run):
+def test_rungs_and_a_worker_failure_continue_one_train_run_to_the_same_student(tmp_path, assets, clean_run):
     """Early stopping's rungs: the run stopped at half its steps and called again by name continues
-    from its checkpoint (not from step 0) and ends with the student of an uninterrupted run."""
+    from its checkpoint (not from step 0); a worker that dies at the first step of that second call
+    takes the worker group down, Ray Train restarts it from the latest checkpoint (the rung
+    boundary), and the run ends with the student of an uninterrupted one."""
     from distil.search.train import distill_student
 
     whole, whole_dir = clean_run
     job = DistillJob(**assets, distill=SETTING, storage=str(tmp_path / "train"), seed=0)
     first = distill_student("rungs", PARAMS, job, tmp_path / "rung0", stop_at_fraction=1 / 2)
-    last = distill_student("rungs", PARAMS, job, tmp_path / "rung1", stop_at_fraction=1.0)
     # Step 3 is no multiple of checkpoint_every (2): a rung boundary gets its own checkpoint.
-    assert first["step"] == 3 and first["total_steps"] == 6
+    assert first["step"] == 3 and first["total_steps"] == 6 and first["resumed_from_step"] == 0
+    marker = tmp_path / "failed-once"
+    failing = replace(job, fail_once_at_step=3, fail_once_marker=str(marker))
+    last = distill_student("rungs", PARAMS, failing, tmp_path / "rung1", stop_at_fraction=1.0)
+    assert marker.exists()  # the failure really happened, and the run still finished
+    # Restarted from the rung boundary's checkpoint: had the call begun at step 0, the failure at
+    # step 3 would have restarted it from the checkpoint at step 2.
     assert last["step"] == 6 and last["resumed_from_step"] == 3
-    assert last["tokens"] == whole["tokens"]  # tokens seen are counted across the calls
+    assert last["tokens"] == whole["tokens"]  # tokens seen are counted across the calls and the restart
+    assert whole["resumed_from_step"] == 0 and last["loss"] == pytest.approx(whole["loss"], rel=1e-5)
     _assert_same_weights(whole_dir, tmp_path / "rung1")
 
 
@@ -107,8 +100,6 @@ def test_rungs_continue_one_train_run_to_the_same_student(tmp_path, assets, clea
 def test_nan_loss_stops_the_run_with_its_step(tmp_path, assets, ray_cluster):
     """A loss that becomes NaN ends the run at once (no retries) with the step in the message."""
     from distil.search.train import NonFiniteLoss, distill_student
-
-    from dataclasses import replace
 
     d = DistillSpec(num_workers=2, batch_size=4, steps=6, checkpoint_every=2)
     job = DistillJob(**assets, distill=d, storage=str(tmp_path / "train"), seed=0)

@@ -373,17 +373,19 @@ def restore_tuner(experiment: str, trainable) -> tune.Tuner:
                               resume_errored=False, restart_errored=False)
 
 
-def ended_early(tune_dir: str, num_candidates: int) -> bool:
-    """Whether `Tuner.fit()` returned before the sweep ended (Ctrl-C): the experiment state Tune
-    saved at `tune_dir` (a path or URI) holds fewer than `num_candidates` trials, or one that is not
-    done (terminated, stopped early or errored). `resume` continues it.
+def ended_early(spec: SweepSpec, results_dir: str) -> bool:
+    """Whether `Tuner.fit()` returned before the sweep ended (Ctrl-C: Tune saved its state and
+    returned); `resume` continues it. Read from the study: once the sweep ends, every one of its
+    `num_candidates` trials is finished there (complete, pruned or failed); without a searched space
+    (no study), from the results dir's own records (result.json, or status.json stopped or failed).
 
-    Read from the saved state, not from the ResultGrid fit() returns: on SIGINT Tune's controller
-    marks every running trial TERMINATED in memory as it stops its actor (TuneController.
-    _cleanup_trials, Ray 2.60) although the trial never ended; the state it saved first says RUNNING."""
-    from ray.tune import ExperimentAnalysis
-    from ray.tune.experiment import Trial
-
-    fs, path = storage.filesystem(tune_dir)
-    trials = ExperimentAnalysis(path, storage_filesystem=fs).trials
-    return len(trials) < num_candidates or any(t.status not in (Trial.TERMINATED, Trial.ERROR) for t in trials)
+    Tune's own record cannot tell (Ray 2.60): on SIGINT its controller marks every running trial
+    TERMINATED in memory as it stops the actor (TuneController._cleanup_trials), and the experiment
+    state it saves last still shows a trial stopped while PAUSED as PAUSED."""
+    n = spec.search.num_candidates
+    if not tune_space(spec):
+        ended = [c for c in ResultsDir(results_dir).candidates() if c.has_result()
+                 or (c.read_status() is not None and c.read_status().status in ("stopped", "failed"))]
+        return len(ended) < n
+    study = optuna.load_study(study_name=spec.name, storage=storage_url(spec, results_dir))
+    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) < n
