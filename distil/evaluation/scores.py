@@ -96,6 +96,13 @@ def selection_row(result: dict, include_wnli: bool = True, tasks=()) -> dict:
     for task in [*TASKS.values(), *tasks]:
         if task.name in per_task:
             row.update({c: float(np.mean(per_task[task.name])) for c in task.columns()})
+    return _with_macros(row, result, include_wnli, tasks)
+
+
+def _with_macros(row: dict, result: dict, include_wnli: bool, tasks: list[Task]) -> dict:
+    """`row` with macro_score (and tasks_macro with own `tasks`) over its split columns. A
+    task-specific distillation row scores only its own task(s): a macro over them would not be
+    comparable with the others', so it has none (compare its task column instead)."""
     kd = result.get("kind") == "task_distill"
     row["macro_score"] = math.nan if kd else macro_score(row, include_wnli)
     if tasks:
@@ -121,12 +128,7 @@ def row_from_result(result: dict, include_wnli: bool = True, tasks=()) -> dict:
     for c, values in per_seed.items():
         if len(values) > 1:
             row[c + "_std"] = float(np.std(values, ddof=1))
-    # A task-specific distillation row scores only its own task(s): a macro over them would not
-    # be comparable with the others', so it has none (compare its task column instead).
-    kd = result.get("kind") == "task_distill"
-    row["macro_score"] = math.nan if kd else macro_score(row, include_wnli)
-    if tasks:
-        row[TASKS_MACRO] = math.nan if kd else macro_over(row, tasks)
+    _with_macros(row, result, include_wnli, tasks)
     row["seeds"] = ",".join(sorted({str(r["seed"]) for r in runs}))
     subsets = sorted({f"{r['task']}:{s}" for r in runs for s in r.get("subset_splits", [])})
     row["subset_data"] = " ".join(subsets)

@@ -147,8 +147,7 @@ class SuccessiveHalving(TrialScheduler):
             for rung in cand.read_rungs():
                 if rung.proxy_score is not None and rung.rung < self.rungs:
                     self.record(cand.name, rung.rung, rung_score(rung.proxy_score, rung.gain_over_init))
-            status = cand.read_status()
-            if cand.has_result() or (status is not None and status.status in ("stopped", "failed")):
+            if cand.ended():
                 self.ended.add(cand.name)
         self.settle()
 

@@ -384,8 +384,6 @@ def ended_early(spec: SweepSpec, results_dir: str) -> bool:
     state it saves last still shows a trial stopped while PAUSED as PAUSED."""
     n = spec.search.num_candidates
     if not tune_space(spec):
-        ended = [c for c in ResultsDir(results_dir).candidates() if c.has_result()
-                 or (c.read_status() is not None and c.read_status().status in ("stopped", "failed"))]
-        return len(ended) < n
+        return sum(c.ended() for c in ResultsDir(results_dir).candidates()) < n
     study = optuna.load_study(study_name=spec.name, storage=storage_url(spec, results_dir))
     return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) < n

@@ -387,6 +387,12 @@ class CandidateDir(RowDir):
     def read_status(self) -> TrialStatus | None:
         return TrialStatus.from_json(read_json(self.status_file)) if self.status_file.exists() else None
 
+    def ended(self) -> bool:
+        """Whether the trial will report nothing more: it finished (result.json), or its status.json
+        says `stopped` or `failed`."""
+        status = self.read_status()
+        return self.has_result() or (status is not None and status.status in ("stopped", "failed"))
+
     def write_status(self, status: TrialStatus) -> None:
         write_json(self.status_file, status.to_json())
 
