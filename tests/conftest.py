@@ -85,7 +85,7 @@ def sweep_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory, sweep_cache):
     """One real tiny sweep (tests/tiny_spec.py, full protocol: two GLUE tasks, every reference row,
-    task-specific distillation, early stopping, the paper defaults first) run as a user runs it:
+    task-specific distillation, early stopping, the paper defaults as a row) run as a user runs it:
     `python run_sweep.py run SPEC --output DIR` on a local Ray. Tests that only read a sweep's
     results share it (never write into it). Returns (results dir, the finished process)."""
     import subprocess

@@ -32,10 +32,16 @@ def test_every_row_kind_is_on_the_leaderboard(tiny_sweep, board, sweep_cache):
     mlm_only = json.loads((out / "references" / "mlm_only" / "result.json").read_text())
     assert mlm_only["distill"]["step"] == 4
     assert mlm_only["params"]["alpha_ce"] == 0 and mlm_only["params"]["alpha_mlm"] == 1
+    # The paper defaults (points_to_evaluate[0]) ran in full as a reference row, never as a trial,
+    # and every finished candidate is compared with them.
+    paper = json.loads((out / "references" / "paper_defaults" / "result.json").read_text())
+    assert kinds["paper_defaults"] == "reference" and paper["distill"]["step"] == 4
+    assert paper["params"]["alpha_ce"] == 5.0 and paper["params"]["layer_selection"] == "last"
+    assert df.loc[df["paper_defaults"], "model"].tolist() == ["paper_defaults"]
     students = df[df.kind == "student"]
     assert set(students["status"]) <= {"done", "stopped"} and (students["status"] == "done").any()
     done = df[(df.status == "done") & (df.kind != "task_distill")]
-    assert done[["wnli", "stsb", "macro_score", "gain_over_random_init"]].notna().all().all()
+    assert done[["wnli", "stsb", "macro_score", "gain_over_random_init", "delta_vs_default"]].notna().all().all()
     # Task-specific distillation: scored on its task, from the teacher fine-tuned on it.
     kd = df[df.kind == "task_distill"].iloc[0]
     assert pd.notna(kd["wnli"]) and pd.isna(kd["stsb"]) and pd.isna(kd["macro_score"])
@@ -66,13 +72,15 @@ def test_trials_distil_in_rungs_scored_on_the_proxy(tiny_sweep, board):
     assert (out / "plots" / "curves.png").stat().st_size > 0
 
 
-def test_the_study_has_one_row_per_trial_paper_defaults_first(tiny_sweep, board):
+def test_the_study_has_one_row_per_trial_and_the_paper_defaults_are_none_of_them(tiny_sweep, board):
     out, _ = tiny_sweep
     students = board[board.kind == "student"]
-    # The study: one row per trial, the paper defaults first, finished trials complete or pruned.
+    # The study: one row per trial, each proposed by the sampler (the spec's one point, the paper
+    # defaults, is the reference row), finished trials complete or pruned.
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'optuna.db'}")
     trials = study.get_trials()
-    assert len(trials) == 2 and trials[0].user_attrs["proposed_by"] == "points_to_evaluate"
+    assert len(trials) == 2 and not any(t.user_attrs["proposed_by"] == "points_to_evaluate" for t in trials)
+    assert all(t.params["alpha_ce"] != 5.0 for t in trials)
     assert {t.user_attrs["tune_trial_id"] for t in trials} == {c.name for c in (out / "candidates").iterdir()}
     by_id = {t.user_attrs["tune_trial_id"]: t for t in trials}
     for _, row in students.iterrows():
@@ -123,5 +131,5 @@ def test_report_rebuilds_the_same_leaderboard(tiny_sweep, board, tmp_path, capsy
     assert run_sweep.main(["report", str(out)]) == 0
     assert "| teacher" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_csv(out / "leaderboard.csv"), board)
-    references = {"teacher", "random_init", "mlm_only", "init_only-last", "task-kd-wnli"}
+    references = {"teacher", "random_init", "mlm_only", "paper_defaults", "init_only-last", "task-kd-wnli"}
     assert set(leaderboard.load(out).frame["model"]) >= references

@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -114,6 +115,8 @@ def _sweep(tmp_path, quality: dict[str, float], majority: str | None = None):
             write_row(tmp_path / "teacher", "teacher", preds, data, {"model": "t"})
         elif name in ("random_init", "mlm_only"):
             write_row(tmp_path / "references" / name, "reference", preds, data, {"layer_selection": name})
+        elif name == "paper_defaults":  # the sweep's own row (search.points_to_evaluate[0] run in full)
+            write_row(tmp_path / "references" / name, "reference", preds, data, DEFAULT_PARAMS)
         else:
             params = (DEFAULT_PARAMS if name == "c-default"
                       else {**DEFAULT_PARAMS, "alpha_ce": 1.0 + i, "temperature": 3.0})
@@ -206,6 +209,32 @@ def test_best_is_the_paper_defaults_and_rows_without_matching_predictions_get_no
     assert "no interval" in head.splitlines()[0]
     notes = " ".join(summary.conventions(board))
     assert "No intervals for c-other (its predictions do not reproduce" in notes and "stopped early" in notes
+
+
+def test_the_paper_defaults_reference_row_is_what_every_candidate_is_compared_with(tmp_path):
+    """The sweep's `paper_defaults` row (references/, kind reference): delta_vs_default subtracts it,
+    it is no student (no p_best, never the best student) and no gain_over_<ref> column of its own."""
+    quality = {"teacher": 0.10, "random_init": 0.40, "paper_defaults": 0.20, "c-good": 0.15, "c-worse": 0.25}
+    board = leaderboard.load(_sweep(tmp_path, quality), resamples=200)
+    df = board.frame.set_index("model")
+    assert board.paper_defaults == "paper_defaults" == board.bootstrap["paper_defaults"]
+    assert df.loc["paper_defaults", "kind"] == "reference" and df.loc["paper_defaults", "paper_defaults"]
+    assert not any(c.startswith("gain_over_paper_defaults") for c in df.columns)
+    assert df.loc["c-good", "delta_vs_default"] == pytest.approx(
+        df.loc["c-good", "macro_score"] - df.loc["paper_defaults", "macro_score"])
+    assert df.loc["c-good", "delta_vs_default_lo"] > 0 > df.loc["c-worse", "delta_vs_default_hi"]
+    assert pd.isna(df.loc["paper_defaults", "p_best"]) and df["p_best"].sum() == pytest.approx(1.0)
+    first = summary.headline(board).splitlines()[0]
+    assert first.startswith("best student `c-good`: macro") and "vs paper defaults +" in first
+    notes = " ".join(summary.conventions(board))
+    assert "paper_defaults: the spec's search.points_to_evaluate[0] (the paper's settings) distilled" in notes
+    assert "gain_over_paper_defaults" not in notes
+    md = summary.to_markdown(board)
+    assert "| paper_defaults " in md and "(paper defaults)" not in md
+    # Interrupted before the row finished: the headline says so instead of comparing.
+    shutil.rmtree(tmp_path / "references" / "paper_defaults")
+    first = summary.headline(leaderboard.load(tmp_path, resamples=0)).splitlines()[0]
+    assert first.endswith("; the paper_defaults row has not finished (no comparison with the paper defaults yet)")
 
 
 def test_paper_defaults_are_the_labelled_trial_else_the_params_matching_points_to_evaluate():

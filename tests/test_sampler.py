@@ -3,7 +3,7 @@ TPE is shown (every trial scored at a fidelity, stopped ones included), the good
 points, and a whole search on a synthetic multi-fidelity objective against random search.
 
 The search test is the sweep's own configuration (sweeps/cpu.yaml at 12 candidates: make_sampler,
-make_scheduler, the paper defaults enqueued first) driven through tests/test_halving.run_sweep, on
+make_scheduler; the paper defaults are a reference row, not a trial) driven through tests/test_halving.run_sweep, on
 a function of the same parameters whose best region is known: a bump of height 10 around
 alpha_ce 1, alpha_mlm 1.5, alpha_cos 0.3, T 3 (widths a third of each range) plus a bonus per layer
 rule (uniform +3 ... last -1), best value 13. A trial's proxy score at rung k is that value plus
@@ -30,7 +30,7 @@ from scipy.stats import qmc
 
 from distil.config.spec import load_spec
 from distil.search.sampler import RungTPESampler, good_set_size
-from distil.search.tuner import make_sampler, make_scheduler, make_searcher
+from distil.search.tuner import encoded_points, make_sampler, make_scheduler, make_searcher
 from tests.conftest import ROOT
 from tests.test_halving import run_sweep
 
@@ -136,10 +136,11 @@ def test_the_searcher_keeps_the_sampler_across_a_save_and_restore(tmp_path):
     searcher.save(str(tmp_path / "searcher.pkl"))  # the searcher state in the experiment dir
     restored = pickle.loads(as_built)  # Tuner.restore: the pickled searcher, then its saved state
     restored.restore(str(tmp_path / "searcher.pkl"))
-    assert isinstance(restored._sampler, RungTPESampler) and set(restored._sampler.proposals) == {1, 2}
+    # cpu.yaml's only point is the paper defaults: a reference row, not a trial (nothing enqueued).
+    assert isinstance(restored._sampler, RungTPESampler) and set(restored._sampler.proposals) == {0, 1, 2}
     restored.suggest("t3")
     study = optuna.load_study(study_name=spec.name, storage=url)
-    assert [t.user_attrs["proposed_by"] for t in study.trials] == ["points_to_evaluate"] + ["qmc (startup)"] * 3
+    assert [t.user_attrs["proposed_by"] for t in study.trials] == ["qmc (startup)"] * 4
     assert len({t.params["layer_selection"] for t in study.trials}) == 4
 
 
@@ -156,10 +157,11 @@ def true_score(p: dict) -> float:
 
 
 def _search(spec, sampler, seed: int, tmp_path) -> float:
-    """One sweep of spec's size: sampler proposes (the paper defaults first), successive halving on
-    noisy rung scores; returns the regret of the best finished trial."""
+    """One sweep of spec's size: sampler proposes (after the points the searcher enqueues: the paper
+    defaults are a reference row, not among them), successive halving on noisy rung scores; returns
+    the regret of the best finished trial."""
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    for point in spec.search.points_to_evaluate:
+    for point in encoded_points(spec):
         study.enqueue_trial(point)
     rng, asked = np.random.default_rng(1000 + seed), {}
 

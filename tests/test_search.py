@@ -56,10 +56,13 @@ def test_searched_depth_is_a_dimension_of_the_space(tmp_path):
 
 
 def test_study_records_who_proposed_each_trial_and_each_trial_once(tmp_path):
-    """Trial 0 is the paper defaults (enqueued), the next n_startup-1 (3) are quasi-random, then
-    more while fewer than n_startup trials have a score at one fidelity, then TPE's; a trial
-    stopped early is PRUNED with its rung scores; the stored study lists each trial once."""
-    spec = _spec(tmp_path, num_candidates=6)
+    """The paper defaults (points_to_evaluate[0]) are no trial (a reference row of their own); trial
+    0 is the next point (enqueued), the next n_startup-1 (3) are quasi-random, then more while fewer
+    than n_startup trials have a score at one fidelity, then TPE's; a trial stopped early is PRUNED
+    with its rung scores; the stored study lists each trial once."""
+    paper = {"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "temperature": 2.0, "layer_selection": "every_other"}
+    second = {"alpha_ce": 1.0, "alpha_mlm": 0.5, "alpha_cos": 0.5, "temperature": 3.0, "layer_selection": "first"}
+    spec = _spec(tmp_path, num_candidates=6, points_to_evaluate=[paper, second])
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     searcher = make_searcher(spec, url)
     for i in range(6):
@@ -79,7 +82,7 @@ def test_study_records_who_proposed_each_trial_and_each_trial_once(tmp_path):
                                                              "qmc (startup)", "qmc (few scores)", "tpe (final)"]
     assert {t.params["layer_selection"] for t in trials[:4]} == {"every_other", "distilbert", "first", "last"}
     assert [t.user_attrs["tune_trial_id"] for t in trials] == [f"t{i}" for i in range(6)]
-    assert trials[0].params["alpha_ce"] == 5.0 and trials[0].params["layer_selection"] == "every_other"
+    assert trials[0].params == second and all(t.params["alpha_ce"] != 5.0 for t in trials)
     assert trials[3].state == optuna.trial.TrialState.PRUNED and trials[3].intermediate_values == {0: 40.0, 1: 38.0}
     assert [t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE] == [30.0, 31.0, 32.0, 34.0, 35.0]
 

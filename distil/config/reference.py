@@ -69,8 +69,9 @@ NOTES = {
     "SearchSpec.temperature": "softmax temperature T of the KL term",
     "SearchSpec.layer_selection": "which teacher layers initialise the student: a rule (distilbert, every_other, "
                                   "uniform, first, last, random_init), an explicit list, or `{choices: [...]}`",
-    "SearchSpec.points_to_evaluate": "configurations tried first, each giving every searched parameter; the "
-                                     "first is the `(paper defaults)` candidate that delta_vs_default compares with",
+    "SearchSpec.points_to_evaluate": "configurations giving every searched parameter; the first (the paper's "
+                                     "defaults) runs in full as the reference row `paper_defaults` that "
+                                     "delta_vs_default compares with, never as a trial; the rest are the first trials",
     "EarlyStoppingSpec.rungs": "distillation cut at rf^-(rungs-1), ..., 1/rf, 1 of its steps",
     "EarlyStoppingSpec.reduction_factor": "rf: each rung keeps the best max(1, floor(n / rf)) of its n trials",
     "EarlyStoppingSpec.proxy": "the proxy tasks a rung is scored on",

@@ -124,7 +124,7 @@ class SamplerSpec(_Strict):
     """The Optuna sampler that proposes candidates.
 
     `tpe` (default; Bergstra et al. 2011, multivariate as in Falkner et al. 2018; distil.search.sampler):
-    the first `n_startup_trials` trials (points_to_evaluate included) are quasi-random (a scrambled
+    the first `n_startup_trials` trials (points_to_evaluate after the first included) are quasi-random (a scrambled
     Halton sequence, each categorical choice tried before any is tried twice); then TPE proposes,
     modelling the highest fidelity with enough scores (the final objective, else the proxy score
     at a rung: stopped trials count there like the others), with a good set of at least 2;

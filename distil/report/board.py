@@ -19,7 +19,7 @@ from distil.config.glue import TASKS
 from distil.config.tasks import Task
 from distil.evaluation.confidence import task_columns
 from distil.evaluation.scores import TASKS_MACRO, all_columns
-from distil.store.records import INIT_ONLY_PREFIX, init_only_name
+from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS, init_only_name
 
 # The two macros and the suffix of the columns derived from each (pct_teacher, gain_over_<ref>,
 # gain_over_init, delta_vs_default): pct_teacher is on macro_score, pct_teacher_tasks on tasks_macro.
@@ -36,8 +36,9 @@ class Board:
     include_wnli: whether WNLI counts in macro_score; glue_tasks: the GLUE tasks the spec runs.
     rank_by: the column rows are ranked by and the best student is chosen on (always a column of a
         non-empty frame): the spec's first search.objectives, or a fallback (leaderboard.rank_metric).
-    paper_defaults: model name of the candidate run with search.points_to_evaluate[0] (any status),
-        or None.
+    paper_defaults: model name of the row run with search.points_to_evaluate[0], the one
+        delta_vs_default subtracts: the `paper_defaults` reference row, or (a sweep from before
+        that row) the candidate that ran them (any status); None if neither exists.
     chance: {split column: majority-class score x100}; chance_rule: {own column: what that
         prediction is}.
     bootstrap: method, resamples, seed, level, rows (models with intervals), students, excluded
@@ -81,8 +82,11 @@ class Board:
         return int((self.spec.get("profile") or {}).get("seq_len", 128))
 
     def is_paper_defaults(self, row) -> bool:
-        """Whether a row (a frame row or a dict with "model") is the paper-default candidate."""
-        return self.paper_defaults is not None and row.get("model") == self.paper_defaults
+        """Whether a row (a frame row or a dict with "model") is a candidate that ran the paper
+        defaults (an older sweep's, where they were the first trial), which tables mark
+        `(paper defaults)`; the `paper_defaults` reference row says so by its name."""
+        return (self.paper_defaults is not None and row.get("model") == self.paper_defaults
+                and row.get("model") != PAPER_DEFAULTS)
 
     def teacher(self) -> pd.Series | None:
         """The teacher's row, or None."""
@@ -117,11 +121,12 @@ def families(tasks) -> list[str]:
 
 def reference_rows(df: pd.DataFrame, metric: str = "macro_score") -> list[str]:
     """Names of the reference rows with a `metric` (macro_score or tasks_macro) that every row is
-    compared with (random_init, mlm_only, ...; not task-kd, not init_only-<rule>: see init_rows)."""
+    compared with (random_init, mlm_only, ...; not task-kd, not init_only-<rule>: see init_rows;
+    not paper_defaults: delta_vs_default is that comparison)."""
     if metric not in df:
         return []
     init_only = df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX)
-    refs = df[(df["kind"] == "reference") & df[metric].notna() & ~init_only]
+    refs = df[(df["kind"] == "reference") & df[metric].notna() & ~init_only & (df["model"] != PAPER_DEFAULTS)]
     return sorted(refs["model"].astype(str), key=lambda m: (m != "random_init", m))
 
 

@@ -39,7 +39,7 @@ from distil.evaluation.scores import (
 )
 from distil.report import summary
 from distil.report.board import FAMILIES, Board, families, init_rows, reference_rows
-from distil.store.records import ResultsDir, read_json
+from distil.store.records import PAPER_DEFAULTS, ResultsDir, read_json
 
 
 def _unreadable(path: Path) -> bool:
@@ -85,7 +85,8 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     distill_loss, finetune_seconds (fine-tuning + evaluation, seconds summed over tasks and
     seeds), finetune_seconds_<task> per own task (one run, mean over seeds), trial_index (0, 1,
     ... in order of trial start, from config.json's `started`; empty for the teacher),
-    paper_defaults (True on the candidate run with search.points_to_evaluate[0]), seeds,
+    paper_defaults (True on the row run with search.points_to_evaluate[0]: the `paper_defaults`
+    reference row, or in a sweep from before that row the candidate that ran them), seeds,
     subset_data (splits only available as subsets), at_chance (split columns where the row
     scores at or below the majority-class score), and, when status.json files exist, rung,
     proxy_score and reason. Columns a result file lacks (e.g. profiles of an older sweep,
@@ -153,7 +154,8 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
             df[c] = math.nan
     order = pd.Series(started, dtype=float).rank(method="first") - 1  # 0 = the first trial started
     df["trial_index"] = df["model"].map(order).astype("Int64")
-    paper_defaults = paper_default_model(candidates, spec)
+    own_row = (df["model"] == PAPER_DEFAULTS) & (df["kind"] == "reference")
+    paper_defaults = PAPER_DEFAULTS if own_row.any() else paper_default_model(candidates, spec)
     df["paper_defaults"] = df["model"] == paper_defaults
     for metric in families(own):
         _add_relative(df, metric)
@@ -224,7 +226,8 @@ def _columns(df: pd.DataFrame, tasks=()) -> list[str]:
 
 
 def paper_default_model(candidates: dict[str, dict], spec: dict) -> str | None:
-    """The candidate run with the paper's defaults, or None.
+    """The candidate run with the paper's defaults, or None: how a sweep from before the
+    `paper_defaults` reference row (which ran them as its first trial) finds them.
 
     candidates: trial id -> {"params", "label", "done", "started"} (from config.json/result.json),
     in any order. A candidate whose config.json says `"label": "paper defaults"` (the sweep marks

@@ -16,7 +16,7 @@ from distil.config.tasks import MULTI, Task
 from distil.evaluation import confidence
 from distil.evaluation.scores import LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, macro_over, macro_score
 from distil.report.board import FAMILIES, Board, reference_rows
-from distil.store.records import INIT_ONLY_PREFIX
+from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS
 
 REFERENCE_NOTES = {
     "random_init": "the students' architecture with random weights, no distillation",
@@ -151,9 +151,11 @@ def headline(board: Board) -> str:
         extra.append(f"first in {100 * best['p_best']:.0f} % of resamples")
     first += f" ({'; '.join(extra)})" if extra else ""
     delta = "delta_vs_default" + sfx if is_macro else None
-    default = df[(df["model"] == board.paper_defaults) & (df["kind"] == "student")]
-    if default.empty:
-        first += "; no candidate ran the paper defaults (search.points_to_evaluate[0])"
+    default = df[(df["model"] == board.paper_defaults) & df["kind"].isin(["student", "reference"])]
+    if default.empty and (board.spec.get("search") or {}).get("points_to_evaluate"):
+        first += "; the paper_defaults row has not finished (no comparison with the paper defaults yet)"
+    elif default.empty:
+        first += "; no paper defaults to compare with (the spec has no search.points_to_evaluate)"
     elif default.iloc[0]["status"] != "done":
         first += f"; the paper defaults `{default.iloc[0]['model']}` did not finish ({default.iloc[0]['status']})"
     elif default.iloc[0]["model"] == best["model"]:
@@ -215,7 +217,7 @@ def conventions(board: Board) -> list[str]:
     boot, chance = board.bootstrap, board.chance
     default = df[df["model"] == board.paper_defaults]
     refs = [m for m in df.loc[df["kind"] == "reference", "model"].astype(str)
-            if not m.startswith(INIT_ONLY_PREFIX)]  # those have INIT_NOTE
+            if not m.startswith(INIT_ONLY_PREFIX) and m != PAPER_DEFAULTS]  # those have notes of their own
     own = board.tasks
     glue = "macro_score" in df and df["macro_score"].notna().any()
     rank = board.rank_by
@@ -236,6 +238,10 @@ def conventions(board: Board) -> list[str]:
         INIT_NOTE if df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX).any() else "",
         "task-kd-<task>: task-specific distillation, scored on that task only (no macro_score)."
         if (df["kind"] == "task_distill").any() else "",
+        "paper_defaults: the spec's search.points_to_evaluate[0] (the paper's settings) distilled for the "
+        "candidates' full budget and fine-tuned, never stopped early: a reference row, not a trial; "
+        "delta_vs_default = macro_score minus its macro_score (points)."
+        if len(default) and default.iloc[0]["model"] == PAPER_DEFAULTS else
         f"paper defaults: candidate `{default.iloc[0]['model']}`, run with the spec's search.points_to_evaluate[0] "
         "(the paper's settings); delta_vs_default = macro_score minus its macro_score (points)."
         if len(default) else "",

@@ -79,19 +79,19 @@ def encoder_parameters(model_dir: str) -> int:
     return count_parameters(model) - (token_type.weight.numel() if token_type is not None else 0)
 
 
-def is_paper_default(spec: SweepSpec, params: dict) -> bool:
-    """Whether `params` (flat values) are the first points_to_evaluate (the paper's defaults, by convention)."""
+def paper_default_point(spec: SweepSpec) -> dict | None:
+    """search.points_to_evaluate[0] (the paper's defaults, by convention) with its layer list as a
+    canonical key, or None. It is run in full as the reference row `paper_defaults`, never as a trial."""
     points = spec.search.points_to_evaluate
     if not points:
-        return False
-    first = {k: layer_key(v) if k == "layer_selection" else v for k, v in points[0].items()}
-    return all(params.get(k) == v for k, v in first.items())
+        return None
+    return {k: layer_key(v) if k == "layer_selection" else v for k, v in points[0].items()}
 
 
 def paper_default_rule(spec: SweepSpec) -> str:
-    """The layer-selection rule of the paper-default candidate (points_to_evaluate[0]), else the
-    fixed rule, else the first searched choice."""
-    points, sel = spec.search.points_to_evaluate, spec.search.layer_selection
-    if points and "layer_selection" in points[0]:
-        return layer_key(points[0]["layer_selection"])
+    """The layer-selection rule of the paper defaults (points_to_evaluate[0]), else the fixed rule,
+    else the first searched choice."""
+    point, sel = paper_default_point(spec) or {}, spec.search.layer_selection
+    if "layer_selection" in point:
+        return point["layer_selection"]
     return layer_key(sel.choices[0] if hasattr(sel, "choices") else sel)

@@ -1,8 +1,8 @@
 """The reference rows beside the candidates: the teacher, students that were not distilled
-(random_init, init_only-<rule>), one pre-trained without a teacher (mlm_only) and task-specific
-distillation (task-kd-<task>), each fine-tuned under the candidates' protocol as Ray tasks that run
-alongside the search; and the proxy scores that anchor the learning curves (the teacher's, and
-step 0 of each init)."""
+(random_init, init_only-<rule>), one pre-trained without a teacher (mlm_only), the paper defaults
+distilled in full (paper_defaults) and task-specific distillation (task-kd-<task>), each fine-tuned
+under the candidates' protocol as Ray tasks that run alongside the search; and the proxy scores that
+anchor the learning curves (the teacher's, and step 0 of each init)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from distil.config.layers import layer_key, parse_layer_key
 from distil.config.settings import LossWeights
 from distil.evaluation.task_distill import TaskDistillRun, distill_on_task
 from distil.science.student import save_student
-from distil.search.context import SweepContext, encoder_parameters, paper_default_rule
+from distil.search.context import SweepContext, encoder_parameters, paper_default_point, paper_default_rule
 from distil.search.finetune_runs import finetune_seconds, logged, proxy_point, submit_glue, task_options
 from distil.search.train import CandidateParams, distill_student
 from distil.store import storage
 from distil.store.logs import to_log_file
-from distil.store.records import ProxyPoint, Result, ResultsDir, RowDir
+from distil.store.records import PAPER_DEFAULTS, ProxyPoint, Result, ResultsDir, RowDir
 
 
 def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, skip: set[str] = frozenset()) -> list:
@@ -35,6 +35,10 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
       and random weights, not distilled: the row "gain over no distillation" subtracts;
     * `mlm_only` (<out>/references/mlm_only): the same shape from random weights, trained with
       the MLM loss alone on the candidates' budget: the row "the value of distillation" subtracts;
+    * `paper_defaults` (<out>/references/paper_defaults): search.points_to_evaluate[0] distilled for
+      the candidates' full budget and fine-tuned, never stopped early: the row every candidate is
+      compared with (delta_vs_default). Not a trial, so its place in the search order gives it no
+      pass through the scheduler (a trial that starts a rung first would meet no rival there);
     * `init_only-<rule>`: the paper-default init with no distillation step (the row
       "what distillation added to the copied layers" subtracts; the run adds the best
       candidate's rule after the search);
@@ -62,7 +66,15 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
                      n_params=n_params, profile=ctx.profile(ctx.n_layers), provenance=ctx.provenance)
         writers.append(_write_reference.remote(random_init, row, *runs))
     if glue.mlm_only_reference and "mlm_only" not in skip:
-        writers.append(_mlm_only_row.remote(ctx))
+        # Trained from random weights with the MLM loss alone (alpha_mlm 1, every teacher term 0, so
+        # no teacher forward) for the candidates' steps.
+        params = CandidateParams(LossWeights(alpha_ce=0.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0),
+                                 layer_selection="random_init", n_layers=ctx.n_layers)
+        writers.append(_distilled_row.remote(ctx, "mlm_only", params))
+    point = paper_default_point(spec)
+    if point is not None and PAPER_DEFAULTS not in skip:
+        params = CandidateParams.from_values({**spec.search.fixed(), "n_layers": ctx.n_layers, **point})
+        writers.append(_distilled_row.remote(ctx, PAPER_DEFAULTS, params))
     if glue.init_only_reference:
         writers += submit_init_only(ctx, paper_default_rule(spec))
     if spec.search.early_stopping and not teacher.proxy_file.exists():
@@ -107,23 +119,22 @@ def submit_init_only(ctx: SweepContext, rule: str) -> list:
 
 
 @ray.remote(num_cpus=0)
-def _mlm_only_row(ctx: SweepContext) -> str:
-    """The `mlm_only` row: a random-weight student trained with the MLM loss alone (alpha_mlm 1,
-    every teacher term 0, so no teacher forward) for the candidates' steps, then fine-tuned.
-    A Ray task that holds no CPU itself: its Train workers and GLUE tasks queue with the trials'."""
+def _distilled_row(ctx: SweepContext, name: str, params: CandidateParams) -> str:
+    """A reference row that distils like a candidate (`params`, the candidates' full steps, never
+    stopped) and is then fine-tuned under the protocol: `mlm_only`, `paper_defaults`. A Ray task
+    that holds no CPU itself: its Train workers and GLUE tasks queue with the trials'. Interrupted,
+    its Train run (`reference-<name>`) continues from its last checkpoint on `resume`."""
     to_log_file(*ctx.log)
-    row_dir = ctx.results.reference("mlm_only")
-    params = CandidateParams(LossWeights(alpha_ce=0.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0),
-                             layer_selection="random_init", n_layers=ctx.n_layers)
+    row_dir = ctx.results.reference(name)
     t0 = time.time()
-    metrics = distill_student("reference-mlm_only", params, ctx.job, row_dir.student_dir)
+    metrics = distill_student(f"reference-{name}", params, ctx.job, row_dir.student_dir)
     distill_seconds = round(time.time() - t0, 1)
     runs = ray.get(list(submit_glue(str(row_dir.student_dir), ctx.spec.glue, ctx.tasks, ctx.caches, row_dir,
                                     ctx.log).values()))
-    storage.remove_tree(storage.join(ctx.job.storage, "reference-mlm_only"))  # the student is copied out
+    storage.remove_tree(storage.join(ctx.job.storage, f"reference-{name}"))  # the student is copied out
     row_dir.write_result(Result(
         kind="reference", params=params.to_json(), distill=metrics, glue=tuple(runs),
-        n_params=encoder_parameters(str(row_dir.student_dir)), profile=ctx.profile(ctx.n_layers),
+        n_params=encoder_parameters(str(row_dir.student_dir)), profile=ctx.profile(params.n_layers),
         distill_seconds=distill_seconds, finetune_seconds=finetune_seconds(runs), provenance=ctx.provenance))
     return str(row_dir.path)
 

@@ -20,7 +20,7 @@ from ray import tune
 
 from distil.config.spec import COST_OBJECTIVES
 from distil.evaluation import scores
-from distil.search.context import SweepContext, encoder_parameters, is_paper_default
+from distil.search.context import SweepContext, encoder_parameters
 from distil.search.finetune_runs import finetune_seconds, proxy_point, submit_glue
 from distil.search.references import init_proxy
 from distil.search.train import CandidateParams, distill_student
@@ -51,8 +51,7 @@ def run_candidate(config: dict, ctx: SweepContext) -> None:
         return
     cand.clear_status()  # a retried trial is not failed (yet)
     if not cand.has_config():  # a resumed trial keeps its first start time
-        label = "paper defaults" if is_paper_default(ctx.spec, params.to_json()) else None
-        cand.write_config(TrialConfig(params=params.to_json(), started=time.time(), label=label))
+        cand.write_config(TrialConfig(params=params.to_json(), started=time.time()))
     try:
         _distill_and_score(trial_id, cand, params, ctx)
     except Exception as e:

@@ -2,7 +2,7 @@
 study lives in a database so that a killed sweep resumes.
 
 * Sampler (spec `search.sampler`): by default distil.search.sampler.RungTPESampler: its first
-  `n_startup_trials` trials (the paper-default points_to_evaluate included) are quasi-random and
+  `n_startup_trials` trials (points_to_evaluate after the first included) are quasi-random and
   try every layer rule; then TPE proposes, modelling the proxy scores at the highest rung with
   enough of them (stopped trials included). Each Optuna trial records who proposed it in the user
   attr `proposed_by`.
@@ -13,6 +13,8 @@ study lives in a database so that a killed sweep resumes.
   rung with `rung_budget` = rf^k (1, 3, 9, ...); synchronous successive halving
   (distil.search.halving) pauses it until every trial that can reach that rung has a score there,
   then keeps the best max(1, floor(n / rf)) and stops the rest, whatever order they ran in.
+* The paper defaults (points_to_evaluate[0]) are not a trial: they run in full as the reference row
+  `paper_defaults` (distil.search.references), so no position in the search order decides them.
 * Files, not Tune's tables, are the record (candidates/<trial>/...; see distil.store.records). The
   `Janitor` callback marks stopped and failed trials there and keeps the disk budget.
 """
@@ -76,9 +78,11 @@ def tune_space(spec: SweepSpec) -> dict:
 
 
 def encoded_points(spec: SweepSpec) -> list[dict]:
-    """points_to_evaluate with layer lists as canonical keys (as the space has them)."""
+    """The points the search enqueues as its first trials: points_to_evaluate after the first (the
+    paper defaults, a reference row of their own: distil.search.references), layer lists as
+    canonical keys (as the space has them)."""
     return [{k: layer_key(v) if k == "layer_selection" else v for k, v in p.items()}
-            for p in spec.search.points_to_evaluate]
+            for p in spec.search.points_to_evaluate[1:]]
 
 
 class Searcher(OptunaSearch):

@@ -7,7 +7,7 @@ resumed (Tune's own tables can drop resumed trials):
     <out>/teacher/result.json                 reference row (teacher's GLUE scores, head-fit report)
     <out>/teacher/proxy.json                  the teacher's early-stopping proxy score (ProxyPoint)
     <out>/teacher/finetuned/<task>/           the teacher fine-tuned on a task_distill task
-    <out>/references/<name>/result.json       random_init, mlm_only, init_only-<rule>, task-kd-<task> rows
+    <out>/references/<name>/result.json       random_init, mlm_only, paper_defaults, init_only-<rule>, task-kd-<task>
     <out>/references/init_only-<rule>/proxy-<n>L.json   proxy score of that undistilled n-layer student
     <out>/candidates/<trial_id>/config.json   written when the trial starts (TrialConfig)
     <out>/candidates/<trial_id>/progress.json one entry per finished rung (Rung)
@@ -42,6 +42,7 @@ BUDGET = "rung_budget"  # rf^k at rung k: the rung's budget (distil.search.halvi
 # distillation added, the score successive halving decides on (fair to rules that start lower).
 GAIN = "proxy_gain_over_init"
 INIT_ONLY_PREFIX = "init_only-"
+PAPER_DEFAULTS = "paper_defaults"  # the reference row run with search.points_to_evaluate[0]
 TASK_KD_PREFIX = "task-kd-"
 SPEC_FILE = "spec.json"
 RUN_FILE = "run.json"
