@@ -34,7 +34,7 @@ from distil.config.spec import COST_OBJECTIVES, Choice, FloatRange, SweepSpec
 from distil.search.halving import SuccessiveHalving
 from distil.search.sampler import RungTPESampler
 from distil.store import storage
-from distil.store.records import (PROXY, TUNE_DIR, CandidateDir, ResultsDir, TrialStatus, read_json,
+from distil.store.records import (GAIN, PROXY, TUNE_DIR, CandidateDir, ResultsDir, TrialStatus, read_json,
                                   train_run_name)
 
 # Tune checks that every result carries the searcher's and the scheduler's metrics; a rung result
@@ -208,7 +208,9 @@ class Janitor(tune.Callback):
         if not cand.has_result():
             rungs = cand.read_rungs()
             last = rungs[-1] if rungs else None
-            cand.write_status(TrialStatus("stopped", "stopped early by successive halving on proxy_score",
+            # What the rung decided on (distil.search.halving.rung_score): the gain where it is known.
+            on = "proxy_score" if last is None or last.gain_over_init is None else f"{GAIN} {last.gain_over_init:.2f}"
+            cand.write_status(TrialStatus("stopped", f"stopped early by successive halving on {on}",
                                           rung=last and last.rung, proxy_score=last and last.proxy_score,
                                           step=last and last.step))
             _prune_student(cand, "stopped early")
