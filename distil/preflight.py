@@ -68,6 +68,7 @@ def check(spec: SweepSpec, output: str | os.PathLike, cache_dir: str | os.PathLi
     elif os.environ.get("RAY_ADDRESS"):  # set by `ray job submit` (reachable then) or by the user
         check_address(os.environ["RAY_ADDRESS"], "RAY_ADDRESS")
     teacher = check_teacher(spec.teacher.model)
+    check_student(spec, teacher)
     check_glue(spec)
     check_corpus(spec, teacher)
 
@@ -132,6 +133,27 @@ def check_teacher(ref: str) -> str | None:
         raise SpecError(f"{where} has no tokenizer (tokenizer.json or vocab.txt); save it beside the weights "
                         "with tokenizer.save_pretrained(dir)")
     return d
+
+
+def check_student(spec: SweepSpec, teacher_dir: str | None) -> None:
+    """The student's width fits the teacher (a local one's config.json) and the loss terms
+    (distil.config.rules.student_shape), and is the teacher's: distil.science builds and distils a
+    student of another width, but a sweep does not run one yet, since its reference rows (random_init,
+    mlm_only, init_only), latency profile and early-stopping baseline are still built at the
+    teacher's width (issue 25, points 3-4). A hub-id teacher's width is read when the run starts, so
+    any width given is refused here. Raises SpecError."""
+    given = spec.student.shape().given()
+    if teacher_dir is not None:
+        config = rules.teacher_config(teacher_dir)
+        teacher = rules.teacher_shape(config)
+        shape = rules.student_shape(spec, config)
+        given = {k: v for k, v in shape.given().items() if v != getattr(teacher, k)}
+    if given:
+        field, value = next(iter(given.items()))
+        raise SpecError(f"student.{field}: {value} is not the teacher's, and sweeps do not run students of another "
+                        "width yet (their reference rows, latency profile and early-stopping baseline are built at "
+                        "the teacher's width: issue 25, points 3-4); leave student.hidden_size, num_attention_heads "
+                        "and intermediate_size out")
 
 
 def _check_weights(d: Path, where: str) -> None:

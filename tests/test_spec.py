@@ -171,3 +171,103 @@ def test_yaml_merge_keys_may_be_overridden_but_a_key_given_twice_is_refused(tmp_
     twice.write_text("glue:\n  lr: 1.0e-4\n  epochs: 1\n  lr: 2.0e-4\n")
     with pytest.raises(SpecError, match=r"twice\.yaml: key 'lr' is given twice, at line 2 and line 4; keep one"):
         read_yaml(twice)
+
+
+# ---------------------------------------------------------------- student width and the layer-wise loss terms
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"student.hidden_size": {"choices": [192, 384]}},
+         r"student\.hidden_size: give one number .* searching the width is not supported yet"),
+        ({"student.hidden_size": 200, "student.num_attention_heads": 12},
+         r"student\.num_attention_heads: hidden_size 200 does not split into 12 heads"),
+        ({"search.layer_map": "random_init"}, r"search: layer_map: random_init names no teacher layers"),
+        ({"search.layer_map": "middle"}, r"search: layer_map: unknown layer selection 'middle'"),
+        ({"search.layer_map": [0, 1]}, r"search\.layer_map: list \[0, 1\] has 2 layers but student\.n_layers is 3"),
+        ({"search.relation_layer": {"choices": [1, "last"]}}, r"relation_layer: choices \[1, 'last'\] must be"),
+        ({"search.relation_heads": 0}, r"search\.relation_heads: Input should be greater than or equal to 1"),
+        ({"search.alpha_hidden": -1.0}, r"alpha_hidden: -1\.0 is out of range"),
+    ],
+)
+def test_bad_widths_and_layer_terms_give_one_line_errors(tmp_path, changes, message):
+    with pytest.raises(SpecError, match=message) as e:
+        load_spec(_write(tmp_path, **changes))
+    assert "\n" not in str(e.value)
+
+
+MINILM = {"hidden_size": 384, "num_attention_heads": 12, "intermediate_size": 1536, "num_hidden_layers": 6}
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"student.hidden_size": 192, "student.num_attention_heads": 4, "search.alpha_attn": 1.0},
+         r"^student\.num_attention_heads: 4 heads, the teacher has 12, and search\.alpha_attn .*use 12 heads or set "
+         r"alpha_attn to 0"),
+        ({"student.hidden_size": 256, "student.num_attention_heads": 4,
+          "search.alpha_relation": {"low": 0.0, "high": 1.0}},
+         r"^search\.relation_heads: 48 does not divide both hidden sizes \(student 256, teacher 384\); use a common "
+         r"divisor, e\.g\. 32$"),
+        ({"student.hidden_size": 768}, r"^student\.hidden_size: 768 is more than the teacher's 384.* random_init$"),
+        ({"student.intermediate_size": 2048}, r"^student\.intermediate_size: 2048 is more than the teacher's 1536"),
+        ({"student.hidden_size": 200}, r"^student\.hidden_size: 200 does not split into 12 attention heads"),
+    ],
+)
+def test_widths_that_cannot_work_with_the_teacher_are_refused(tmp_path, changes, message):
+    from distil.config import rules
+
+    spec = load_spec(_write(tmp_path, **{"search.points_to_evaluate": [], **changes}))
+    with pytest.raises(SpecError, match=message):
+        rules.student_shape(spec, MINILM)
+
+
+def test_a_narrower_student_fits_the_teacher_and_the_terms_that_allow_it(tmp_path):
+    from distil.config import rules
+    from distil.config.settings import StudentShape
+
+    spec = load_spec(_write(tmp_path, **{"student.hidden_size": 192, "search.alpha_attn": 1.0,
+                                         "search.alpha_relation": 1.0, "search.alpha_hidden": 1.0}))
+    assert rules.student_shape(spec, MINILM) == StudentShape(192, 12, 1536)  # unset: the teacher's
+    # A different head count is fine without alpha_attn (relations cross head counts), wider with random_init.
+    spec = load_spec(_write(tmp_path, **{"student.hidden_size": 256, "student.num_attention_heads": 4,
+                                         "search.alpha_relation": 1.0, "search.relation_heads": 32}))
+    assert rules.student_shape(spec, MINILM) == StudentShape(256, 4, 1536)
+    spec = load_spec(_write(tmp_path, **{"student.hidden_size": 768, "search.layer_selection": "random_init",
+                                         "search.points_to_evaluate": []}))
+    assert rules.student_shape(spec, MINILM).hidden_size == 768
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"search.layer_map": [0, 1, 9]}, r"^search\.layer_map: .*need 3 distinct teacher layer indices in \[0, 5\]"),
+        ({"search.relation_layer": 6}, r"^search\.relation_layer: 6 is not a layer of the 6-layer teacher"),
+        ({"search.relation_layer": {"choices": [-1, -7]}, "search.points_to_evaluate": []},
+         r"^search\.relation_layer: -7 is not a layer"),
+    ],
+)
+def test_layer_map_and_relation_layer_must_be_teacher_layers(tmp_path, changes, message):
+    from distil.config import rules
+
+    spec = load_spec(_write(tmp_path, **changes))
+    with pytest.raises(SpecError, match=message):
+        rules.student_depth(spec, 6)
+
+
+def test_sweeps_refuse_another_width_until_its_reference_rows_exist(tmp_path, teacher_source):
+    from distil import preflight
+
+    narrow = load_spec(_write(tmp_path, **{"student.hidden_size": 192}))
+    with pytest.raises(SpecError, match=r"^student\.hidden_size: 192 is not the teacher's, and sweeps do not run"):
+        preflight.check_student(narrow, teacher_source)
+    preflight.check_student(load_spec(_write(tmp_path, **{"student.hidden_size": 384})), teacher_source)  # its own
+    preflight.check_student(load_spec(_write(tmp_path)), None)  # nothing set: nothing to refuse for a hub teacher
+
+
+def test_fixed_values_carry_the_layer_terms_settings_to_every_candidate(tmp_path):
+    spec = load_spec(_write(tmp_path, **{"search.alpha_hidden": 1.5, "search.layer_map": [0, 2, 5],
+                                         "search.relation_layer": {"choices": [3, 5]},
+                                         "search.points_to_evaluate": []}))
+    fixed = spec.search.fixed()
+    assert fixed["alpha_hidden"] == 1.5 and fixed["layer_map"] == "0,2,5" and fixed["relation_heads"] == 48
+    assert "relation_layer" not in fixed and spec.space()["relation_layer"].choices == [3, 5]

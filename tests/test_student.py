@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -73,3 +75,90 @@ def test_random_init_shares_no_teacher_weights(teacher):
     assert not torch.equal(
         student.distilbert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight
     )
+
+
+# ---------------------------------------------------------------- weight selection (Xu et al. 2024)
+def test_evenly_spaced_indices():
+    from distil.science.student import evenly_spaced
+
+    assert evenly_spaced(384, 192)[:4] == [0, 2, 4, 6] and evenly_spaced(384, 192)[-1] == 382
+    assert evenly_spaced(1536, 512)[:3] == [0, 3, 6]
+    assert evenly_spaced(6, 4) == [0, 2, 3, 5]  # not a divisor: round(i·5/3), both ends kept
+    assert evenly_spaced(12, 12) == list(range(12)) and evenly_spaced(5, 1) == [0]
+    with pytest.raises(ValueError, match="at most as wide"):
+        evenly_spaced(4, 5)
+
+
+def test_weight_selection_at_the_teachers_own_shape_is_the_teachers_selected_layers(teacher):
+    from distil.config.settings import StudentShape
+    from distil.science.student import select_elements
+
+    w = teacher.bert.encoder.layer[0].attention.self.query.weight
+    assert select_elements(w, w.shape) is w
+    student = build_student(teacher, 3, "distilbert", StudentShape(hidden_size=384, num_attention_heads=12,
+                                                                   intermediate_size=1536))
+    t, s = teacher.state_dict(), student.state_dict()
+    pairs = [("attention.q_lin", "attention.self.query"), ("attention.k_lin", "attention.self.key"),
+             ("attention.v_lin", "attention.self.value"), ("attention.out_lin", "attention.output.dense"),
+             ("sa_layer_norm", "attention.output.LayerNorm"), ("ffn.lin1", "intermediate.dense"),
+             ("ffn.lin2", "output.dense"), ("output_layer_norm", "output.LayerNorm")]
+    for i, j in enumerate(select_layers("distilbert", 6, 3)):
+        for (dst, src), p in itertools.product(pairs, ("weight", "bias")):
+            assert torch.equal(s[f"distilbert.transformer.layer.{i}.{dst}.{p}"], t[f"bert.encoder.layer.{j}.{src}.{p}"])
+    assert torch.equal(s["distilbert.embeddings.word_embeddings.weight"], t["bert.embeddings.word_embeddings.weight"])
+    assert torch.equal(s["distilbert.embeddings.LayerNorm.weight"], t["bert.embeddings.LayerNorm.weight"])
+
+
+@pytest.fixture(scope="module")
+def numbered_teacher():
+    """A 2-layer BERT (hidden 6, 2 heads, FFN 8, vocabulary 10) whose every weight is a distinct number:
+    tensor k holds 1000·k + 0, 1, 2, ... in order."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    config = BertConfig(vocab_size=10, hidden_size=6, num_hidden_layers=2, num_attention_heads=2, intermediate_size=8,
+                        max_position_embeddings=5, type_vocab_size=1)
+    model = BertForMaskedLM(config).eval()
+    with torch.no_grad():
+        for k, p in enumerate(model.parameters()):
+            p.copy_(torch.arange(p.numel(), dtype=torch.float32).view(p.shape) + 1000 * k)
+    return model
+
+
+def test_narrow_student_takes_evenly_spaced_rows_and_columns(numbered_teacher):
+    from distil.config.settings import StudentShape
+
+    t = numbered_teacher
+    s = build_student(t, 1, "last", StudentShape(hidden_size=4, num_attention_heads=2, intermediate_size=4))
+    H, F = [0, 2, 3, 5], [0, 2, 4, 6]  # 6 -> 4 hidden units (round(i·5/3)), 8 -> 4 FFN units (every other)
+    tl, sl = t.bert.encoder.layer[1], s.distilbert.transformer.layer[0]  # rule `last` of 2 -> 1: teacher layer 1
+    assert torch.equal(sl.attention.q_lin.weight, tl.attention.self.query.weight[H][:, H])
+    assert sl.attention.q_lin.weight[1, 3] == tl.attention.self.query.weight[2, 5]  # row 1 <- 2, column 3 <- 5
+    assert torch.equal(sl.attention.k_lin.bias, tl.attention.self.key.bias[H])
+    assert torch.equal(sl.attention.out_lin.weight, tl.attention.output.dense.weight[H][:, H])
+    assert torch.equal(sl.sa_layer_norm.weight, tl.attention.output.LayerNorm.weight[H])
+    assert torch.equal(sl.ffn.lin1.weight, tl.intermediate.dense.weight[F][:, H])
+    assert torch.equal(sl.ffn.lin1.bias, tl.intermediate.dense.bias[F])
+    assert torch.equal(sl.ffn.lin2.weight, tl.output.dense.weight[H][:, F])
+    assert sl.ffn.lin2.weight[3, 2] == tl.output.dense.weight[5, 4]
+    assert torch.equal(sl.output_layer_norm.bias, tl.output.LayerNorm.bias[H])
+    e, te = s.distilbert.embeddings, t.bert.embeddings
+    assert torch.equal(e.word_embeddings.weight, te.word_embeddings.weight[:, H])  # every token, fewer units
+    assert torch.equal(e.position_embeddings.weight,
+                       (te.position_embeddings.weight + te.token_type_embeddings.weight[0])[:, H])
+    assert torch.equal(e.LayerNorm.weight, te.LayerNorm.weight[H])
+    head = t.cls.predictions
+    assert torch.equal(s.vocab_transform.weight, head.transform.dense.weight[H][:, H])
+    assert torch.equal(s.vocab_layer_norm.bias, head.transform.LayerNorm.bias[H])
+    assert torch.equal(s.vocab_projector.bias, head.bias)  # the whole vocabulary
+    assert s.vocab_projector.weight.data_ptr() == e.word_embeddings.weight.data_ptr()
+
+
+def test_shapes_a_teacher_cannot_give_are_refused_but_random_init_takes_any(numbered_teacher):
+    from distil.config.settings import StudentShape
+
+    with pytest.raises(ValueError, match=r"student\.hidden_size: 8 is more than the teacher's 6"):
+        build_student(numbered_teacher, 1, "first", StudentShape(hidden_size=8, num_attention_heads=2))
+    with pytest.raises(ValueError, match=r"student\.hidden_size: 4 does not split into 3 attention heads"):
+        build_student(numbered_teacher, 1, "first", StudentShape(hidden_size=4, num_attention_heads=3))
+    wide = build_student(numbered_teacher, 1, "random_init", StudentShape(hidden_size=8, intermediate_size=16))
+    assert (wide.config.dim, wide.config.n_heads, wide.config.hidden_dim) == (8, 2, 16)

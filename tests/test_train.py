@@ -25,6 +25,19 @@ def test_candidate_params_are_written_flat_in_the_order_of_older_sweeps():
         CandidateParams.from_values({**flat, "alpha_ce": 0.0, "alpha_mlm": 0.0, "alpha_cos": 0.0})
 
 
+def test_candidate_params_write_the_layer_terms_and_the_width_only_where_set():
+    # Absent keys are defaults, so the params an older sweep recorded still equal what its resumed trials compute.
+    from distil.config.settings import StudentShape
+
+    params = CandidateParams(LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0, alpha_hidden=1.0,
+                                         relation_layer=3), layer_selection="every_other", n_layers=2,
+                             shape=StudentShape(hidden_size=192))
+    flat = params.to_json()
+    assert list(flat)[7:] == ["alpha_hidden", "relation_layer", "hidden_size"]
+    assert CandidateParams.from_values(flat) == params
+    assert CandidateParams.from_values(PARAMS.to_json()).shape == StudentShape()
+
+
 def test_token_budget_sets_equal_steps_for_every_candidate():
     d = DistillSpec(token_budget=10_000, batch_size=4, grad_accumulation=2)
     # mean length 25 -> 25 · 4 · 2 workers · 2 micro-batches = 400 tokens per step

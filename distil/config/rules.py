@@ -4,7 +4,9 @@
 * which refs are local paths: `is_local`; which model a teacher ref names: `resolve_teacher`,
   `local_teacher`, and its `teacher_config`;
 * the teacher is a BERT encoder: `check_bert_family`;
-* the student's depths and layer selections fit the teacher: `student_depth`;
+* the student's depths, layer selections and layer map fit the teacher: `student_depth`;
+* the student's width fits the teacher and the loss terms: `teacher_shape`, `resolve_shape`,
+  `check_layer_terms`, and for a whole spec `student_shape`;
 * which text a corpus split is read from and how it is cut into training sequences: `corpus_split_file`,
   `corpus_pieces`, and how many sequences a sweep needs: `train_sequences_needed`.
 
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 from pathlib import Path
 
 from distil.config.layers import parse_layer_key, select_layers
+from distil.config.settings import StudentShape
 from distil.config.spec import Choice, CorpusSpec, DistillSpec, SpecError, SweepSpec
 
 MIN_TRAIN_SEQUENCES = 16  # fewest training sequences a corpus may give (distil.science.data.prepare_corpus)
@@ -80,7 +84,9 @@ def student_depth(spec: SweepSpec, teacher_layers: int) -> int:
     """The student depth of a candidate whose depth is not searched: student.n_layers (the first
     choice if searched), else teacher_layers // 2 (DistilBERT's halving); after checking that every
     layer selection of the spec (search.layer_selection, each choice; task_distill.layer_selection)
-    gives every student depth distinct teacher layers (distil.config.layers.select_layers).
+    and the layer map of the layer-wise loss terms (search.layer_map) give every student depth
+    distinct teacher layers (distil.config.layers.select_layers), and that search.relation_layer
+    (each choice) is a layer of the teacher.
 
     Raises:
         SpecError: naming the field, e.g. `search.layer_selection: student.n_layers=8 must be between 1 and ...`.
@@ -89,13 +95,92 @@ def student_depth(spec: SweepSpec, teacher_layers: int) -> int:
     sels = spec.search.layer_selection
     checks = [("search.layer_selection", s) for s in (sels.choices if isinstance(sels, Choice) else [sels])]
     checks += [("task_distill.layer_selection", spec.task_distill.layer_selection)] if spec.task_distill else []
+    checks += [("search.layer_map", spec.search.layer_map)]
     for field, s in checks:
         for n in depths:
             try:
                 select_layers(parse_layer_key(s) if isinstance(s, str) else s, teacher_layers, n)
             except ValueError as e:
                 raise SpecError(f"{field}: {e}") from None
+    layer = spec.search.relation_layer
+    for j in layer.choices if isinstance(layer, Choice) else [layer]:
+        if not -teacher_layers <= j < teacher_layers:
+            raise SpecError(f"search.relation_layer: {j} is not a layer of the {teacher_layers}-layer teacher; use "
+                            f"0..{teacher_layers - 1} (or -1 for its last, as MiniLMv2 takes for base-size teachers)")
     return depths[0]
+
+
+# ---------------------------------------------------------------- student width
+SHAPE_FIELDS = {"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072}  # BertConfig's defaults
+
+
+def teacher_shape(config: dict) -> StudentShape:
+    """The width of the teacher of `config` (its config.json, or BertConfig.to_dict()), every field set."""
+    return StudentShape(**{k: config.get(k, default) for k, default in SHAPE_FIELDS.items()})
+
+
+def resolve_shape(shape: StudentShape, teacher: StudentShape, from_teacher: bool = False) -> StudentShape:
+    """`shape` with every unset field taken from `teacher` (a resolved shape), checked: the hidden size
+    splits into the heads, and a student initialised from the teacher's weights (`from_teacher`: any
+    layer rule but random_init; weight selection takes evenly spaced rows of the teacher's tensors) has
+    no more hidden or FFN units than the teacher (any head count that divides its width will do).
+
+    Raises:
+        SpecError: one line naming the `student.` field and the fix.
+    """
+    s = StudentShape(**{k: getattr(shape, k) or getattr(teacher, k) for k in SHAPE_FIELDS})
+    if s.hidden_size % s.num_attention_heads:
+        raise SpecError(f"student.hidden_size: {s.hidden_size} does not split into {s.num_attention_heads} attention "
+                        f"heads; use a multiple of {s.num_attention_heads} or set student.num_attention_heads to a "
+                        f"divisor of {s.hidden_size}")
+    if from_teacher:
+        for k in ("hidden_size", "intermediate_size"):  # the head count shapes no tensor
+            if getattr(s, k) > getattr(teacher, k):
+                raise SpecError(f"student.{k}: {getattr(s, k)} is more than the teacher's {getattr(teacher, k)}; "
+                                "weight selection takes a subset of the teacher's weights, so use at most that, or "
+                                "search.layer_selection random_init")
+    return s
+
+
+def check_layer_terms(student: StudentShape, teacher: StudentShape, attn: bool, relation_heads: int | None) -> None:
+    """The layer-wise loss terms fit the two (resolved) shapes: `attn` (alpha_attn can be > 0) needs the
+    teacher's head count (TinyBERT eq. 7 compares attention scores head by head); `relation_heads`
+    (None: alpha_relation is 0) must divide both hidden sizes (MiniLMv2 §3 splits the concatenated
+    heads into that many relation heads).
+
+    Raises:
+        SpecError: one line naming the field and the fix.
+    """
+    if attn and student.num_attention_heads != teacher.num_attention_heads:
+        raise SpecError(f"student.num_attention_heads: {student.num_attention_heads} heads, the teacher has "
+                        f"{teacher.num_attention_heads}, and search.alpha_attn compares attention scores head by "
+                        f"head (TinyBERT eq. 7); use {teacher.num_attention_heads} heads or set alpha_attn to 0 "
+                        "(alpha_relation works across head counts)")
+    if relation_heads is not None:
+        widths = (student.hidden_size, teacher.hidden_size)
+        if any(w % relation_heads for w in widths):
+            common = math.gcd(*widths)
+            fit = max(d for d in range(1, min(relation_heads, common) + 1) if common % d == 0)
+            raise SpecError(f"search.relation_heads: {relation_heads} does not divide both hidden sizes (student "
+                            f"{widths[0]}, teacher {widths[1]}); use a common divisor, e.g. {fit}")
+
+
+def student_shape(spec: SweepSpec, config: dict) -> StudentShape:
+    """The width of the spec's students (student.hidden_size, num_attention_heads, intermediate_size;
+    unset: the teacher's) against the teacher of `config` (its config.json), after `resolve_shape`
+    (wider than the teacher only if every search.layer_selection choice is random_init) and
+    `check_layer_terms` (for the terms whose alpha can be > 0).
+
+    Raises:
+        SpecError: one line naming the field and the fix.
+    """
+    teacher = teacher_shape(config)
+    sels = spec.search.layer_selection
+    from_teacher = any(s != "random_init" for s in (sels.choices if isinstance(sels, Choice) else [sels]))
+    shape = resolve_shape(spec.student.shape(), teacher, from_teacher)
+    relation = spec.search.relation_heads if spec.search.can_be_positive("alpha_relation") else None
+    check_layer_terms(shape, teacher, spec.search.can_be_positive("alpha_attn"), relation)
+    return shape
 
 
 # ---------------------------------------------------------------- corpus

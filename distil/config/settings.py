@@ -1,6 +1,6 @@
 """Typed settings that travel from the spec to the code that runs them, across Ray's process
-boundary as they are (frozen, picklable, torch-free): the weights of the distillation objective
-and the settings of one fine-tuning run."""
+boundary as they are (frozen, picklable, torch-free): the distillation objective, the student's
+shape and the settings of one fine-tuning run."""
 
 from __future__ import annotations
 
@@ -9,13 +9,25 @@ from dataclasses import dataclass, fields
 
 @dataclass(frozen=True)
 class LossWeights:
-    """The DistilBERT objective's weights (Sanh et al. 2019 §2-3; see distil.science.losses):
+    """The distillation objective: its terms' weights and the settings of those terms
+    (see distil.science.losses):
 
         L = alpha_ce · L_ce(T) + alpha_mlm · L_mlm + alpha_cos · L_cos + alpha_mse · L_mse
+            + alpha_hidden · L_hidden + alpha_attn · L_attn + alpha_relation · L_relation
 
-    `temperature` T softens the soft-target term L_ce. The spec's `search` section searches or
-    fixes each of them; a candidate (distil.search.train.CandidateParams) carries one, the
-    distillation step and `distillation_loss` take it.
+    The first four are DistilBERT's (Sanh et al. 2019 §2-3); `temperature` T softens L_ce. The
+    layer-wise terms: L_hidden, TinyBERT's hidden-state and embedding MSE through learned projections
+    (Jiao et al. 2020, eq. 8-9); L_attn, TinyBERT's MSE of attention scores (eq. 7); L_relation,
+    MiniLMv2's Q-Q/K-K/V-V self-attention relation KL over `relation_heads` relation heads from
+    teacher layer `relation_layer` (Python index: -1 is the last) to the student's last layer
+    (Wang et al. 2021, §3). `layer_map` says which teacher layer each student layer learns from in
+    L_hidden and L_attn: a rule of distil.config.layers (`uniform`, TinyBERT's g(m) = m·L_t/L_s) or
+    an explicit `1,3,5` (canonical key). New terms default to 0, which is the objective of every run
+    before they existed.
+
+    The spec's `search` section searches or fixes each of them; a candidate
+    (distil.search.train.CandidateParams) carries one, the distillation step and `distillation_loss`
+    take it.
 
     Raises:
         ValueError: every alpha is 0 (nothing to learn).
@@ -26,19 +38,46 @@ class LossWeights:
     alpha_cos: float
     temperature: float
     alpha_mse: float = 0.0
+    alpha_hidden: float = 0.0
+    alpha_attn: float = 0.0
+    alpha_relation: float = 0.0
+    layer_map: str = "uniform"
+    relation_heads: int = 48  # MiniLMv2's for base-size teachers
+    relation_layer: int = -1
 
     def __post_init__(self):
-        if max(self.alpha_ce, self.alpha_mlm, self.alpha_cos, self.alpha_mse) <= 0:
+        if max(self.alpha_ce, self.alpha_mlm, self.alpha_cos, self.alpha_mse, *self.layer_alphas) <= 0:
             raise ValueError("every alpha is 0: nothing to learn; give at least one loss term a positive weight")
 
     @property
+    def layer_alphas(self) -> tuple[float, float, float]:
+        """(alpha_hidden, alpha_attn, alpha_relation): the terms that read the models' inner layers."""
+        return self.alpha_hidden, self.alpha_attn, self.alpha_relation
+
+    @property
     def needs_teacher(self) -> bool:
-        """Whether a term that reads the teacher (ce, cos, mse) has a positive weight: MLM alone (the
-        mlm_only reference row) needs no teacher forward."""
-        return max(self.alpha_ce, self.alpha_cos, self.alpha_mse) > 0
+        """Whether a term that reads the teacher (every one but mlm) has a positive weight: MLM alone
+        (the mlm_only reference row) needs no teacher forward."""
+        return max(self.alpha_ce, self.alpha_cos, self.alpha_mse, *self.layer_alphas) > 0
 
 
-LOSS_WEIGHT_NAMES = tuple(f.name for f in fields(LossWeights))  # alpha_ce, alpha_mlm, alpha_cos, temperature, alpha_mse
+@dataclass(frozen=True)
+class StudentShape:
+    """The student's width: hidden size, attention heads, FFN size; None takes the teacher's. A
+    student narrower than its teacher is initialised by weight selection (distil.science.student).
+    The spec's `student` section fixes it (`StudentSpec.shape()`)."""
+
+    hidden_size: int | None = None
+    num_attention_heads: int | None = None
+    intermediate_size: int | None = None
+
+    def given(self) -> dict[str, int]:
+        """The fields that are set (not the teacher's by default), by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+# alpha_ce, alpha_mlm, alpha_cos, temperature, alpha_mse, then the layer-wise terms and their settings
+LOSS_WEIGHT_NAMES = tuple(f.name for f in fields(LossWeights))
 
 
 @dataclass(frozen=True)

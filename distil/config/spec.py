@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from distil.config.glue import TASKS, glue_tasks, score_columns
 from distil.config.layers import (  # noqa: F401  (LAYER_RULES, parse_layer_key: imported from here too)
     RULES as LAYER_RULES, LayerSelection, check_selection, layer_key, parse_layer_key)
-from distil.config.settings import LOSS_WEIGHT_NAMES, FinetuneSettings
+from distil.config.settings import LOSS_WEIGHT_NAMES, FinetuneSettings, StudentShape
 from distil.config.tasks import Task, resolve_task
 
 
@@ -76,9 +76,11 @@ class Choice(_Strict):
 
 FloatParam = Union[float, FloatRange, Choice]
 # The loss weights (distil.config.settings.LossWeights) as the search section names them; the order
-# of SEARCHABLE is the order Optuna draws them in.
-ALPHAS = tuple(n for n in LOSS_WEIGHT_NAMES if n.startswith("alpha_"))  # alpha_ce, alpha_mlm, alpha_cos, alpha_mse
-SEARCHABLE = (*ALPHAS, "temperature", "layer_selection")
+# of SEARCHABLE is the order Optuna draws them in. layer_map and relation_heads are always fixed
+# (SearchSpec.fixed() hands them to every candidate), relation_layer may be searched.
+ALPHAS = tuple(n for n in LOSS_WEIGHT_NAMES if n.startswith("alpha_"))  # alpha_ce, ..., alpha_mse, alpha_hidden, ...
+SEARCHABLE = (*ALPHAS, "temperature", "layer_selection", "layer_map", "relation_heads", "relation_layer")
+LAYER_KEYS = ("layer_selection", "layer_map")  # a list value travels as its canonical key (layer_key)
 # Objectives the search can optimise, and their direction. The first objective of a spec must be
 # a quality score (max): the GLUE macro, the macro over the spec's own tasks, or any one score
 # column of a task the spec runs (`sst2`, `mnli_m`, `uci_news`, ...; see quality_objectives); a
@@ -192,8 +194,22 @@ class SearchSpec(_Strict):
     alpha_mlm: FloatParam = 2.0
     alpha_cos: FloatParam = 1.0
     alpha_mse: FloatParam = 0.0
+    # TinyBERT's hidden-state MSE through a learned projection W_h, plus the embeddings' through W_e (Jiao
+    # et al. 2020, eq. 8-9), summed over the student's layers; 0 (the default) leaves the term out
+    alpha_hidden: FloatParam = 0.0
+    # TinyBERT's MSE of the attention scores before softmax (eq. 7); needs the teacher's head count
+    alpha_attn: FloatParam = 0.0
+    # MiniLMv2's Q-Q, K-K, V-V self-attention relation KL, teacher layer relation_layer to the student's
+    # last (Wang et al. 2021, section 3); any width and head count
+    alpha_relation: FloatParam = 0.0
     temperature: FloatParam = 2.0
     layer_selection: Union[LayerSelection, Choice] = "every_other"
+    # which teacher layer each student layer learns from in alpha_hidden and alpha_attn: a layer rule (uniform:
+    # TinyBERT's g(m) = m·L_t/L_s, 4 of 12 -> teacher layers [2, 5, 8, 11], 0-based) or an explicit list
+    layer_map: LayerSelection = "uniform"
+    # relation heads of alpha_relation (MiniLMv2: 48 for base-size teachers); must divide both hidden sizes
+    relation_heads: int = Field(48, ge=1)
+    relation_layer: Union[int, Choice] = -1  # teacher layer of alpha_relation, 0-based (-1: its last); or searched
     points_to_evaluate: list[dict] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -219,6 +235,15 @@ class SearchSpec(_Strict):
                 check_selection(s)
             except ValueError as e:
                 raise ValueError(f"layer_selection: {e}") from None
+        try:
+            check_selection(self.layer_map)
+        except ValueError as e:
+            raise ValueError(f"layer_map: {e}") from None
+        if self.layer_map == "random_init":
+            raise ValueError("layer_map: random_init names no teacher layers; use a rule such as uniform or a list")
+        layers = self.relation_layer.choices if isinstance(self.relation_layer, Choice) else [self.relation_layer]
+        if not all(isinstance(j, int) and not isinstance(j, bool) for j in layers):
+            raise ValueError(f"relation_layer: choices {layers} must be teacher layer indices (integers)")
         quality, *cost = self.objectives  # the first is checked against the spec's tasks (SweepSpec._objectives)
         if quality in COST_OBJECTIVES:
             raise ValueError(f"objectives: the first must be a score to maximise ({', '.join(QUALITY_OBJECTIVES)} "
@@ -236,17 +261,19 @@ class SearchSpec(_Strict):
                 raise ValueError("sampler: cmaes needs the `cmaes` package; pip install cmaes, or use tpe")
         return self
 
+    def can_be_positive(self, name: str) -> bool:
+        """Whether a draw of the loss weight `name` (an alpha) can be > 0: its term may be computed."""
+        return _max_value(getattr(self, name)) > 0
+
     def searched(self) -> dict:
         """The searched loss/selection parameters: name -> FloatRange | Choice (SweepSpec.space()
         adds the student depth when it is searched)."""
         return {n: getattr(self, n) for n in SEARCHABLE if isinstance(getattr(self, n), (FloatRange, Choice))}
 
     def fixed(self) -> dict:
-        """The fixed parameters: name -> value (layer selection as its canonical key)."""
+        """The fixed parameters: name -> value (layer selection and layer map as canonical keys)."""
         out = {n: getattr(self, n) for n in SEARCHABLE if n not in self.searched()}
-        if "layer_selection" in out:
-            out["layer_selection"] = layer_key(out["layer_selection"])
-        return out
+        return {n: layer_key(v) if n in LAYER_KEYS else v for n, v in out.items()}
 
     def n_startup_trials(self) -> int:
         """Trials drawn before the sampler models results: the spec's; else as many as the largest
@@ -291,9 +318,38 @@ class CorpusSpec(_Strict):
 
 class StudentSpec(_Strict):
     """`n_layers`: student depth; default = teacher layers // 2 (DistilBERT). `{choices: [2, 3, 4]}`
-    searches it, so candidates differ in size and latency (pair it with a cost objective)."""
+    searches it, so candidates differ in size and latency (pair it with a cost objective).
+
+    The width (hidden size, attention heads, FFN size) is the teacher's unless set here, one value
+    each (not searched yet). A student narrower than the teacher is initialised by weight selection
+    from the layers its layer rule picks (Xu et al. 2024: evenly spaced rows and columns of the
+    teacher's weights); sweeps run only the teacher's width so far (preflight says why)."""
 
     n_layers: Annotated[int, Field(ge=1)] | Choice | None = None
+    hidden_size: Annotated[int, Field(ge=1)] | None = None  # width of the student (null: the teacher's)
+    num_attention_heads: Annotated[int, Field(ge=1)] | None = None  # attention heads (null: the teacher's)
+    intermediate_size: Annotated[int, Field(ge=1)] | None = None  # FFN size (null: the teacher's)
+
+    @field_validator("hidden_size", "num_attention_heads", "intermediate_size", mode="before")
+    @classmethod
+    def _one_width(cls, v):
+        if isinstance(v, dict):
+            raise ValueError("give one number (or leave it out for the teacher's): searching the width is not "
+                             "supported yet (profiles, reference rows and early stopping are kept per depth)")
+        return v
+
+    @field_validator("num_attention_heads")
+    @classmethod
+    def _heads_split_width(cls, v, info: ValidationInfo):
+        width = info.data.get("hidden_size")
+        if v is not None and width is not None and width % v:
+            raise ValueError(f"hidden_size {width} does not split into {v} heads; use a divisor of {width} or a "
+                             f"hidden_size that is a multiple of {v}")
+        return v
+
+    def shape(self) -> StudentShape:
+        """The student's width as set here (unset fields: the teacher's, distil.config.rules.resolve_shape)."""
+        return StudentShape(self.hidden_size, self.num_attention_heads, self.intermediate_size)
 
     @field_validator("n_layers")
     @classmethod
@@ -556,9 +612,9 @@ class SweepSpec(_Strict):
         sels = self.search.layer_selection
         sels = sels.choices if isinstance(sels, Choice) else [sels]
         depths = self.student.depths()
-        for sel in sels:
+        for field, sel in [*(("layer_selection", s) for s in sels), ("layer_map", self.search.layer_map)]:
             if isinstance(sel, list) and depths is not None and any(len(sel) != n for n in depths):
-                raise ValueError(f"search.layer_selection: list {sel} has {len(sel)} layers but student.n_layers is "
+                raise ValueError(f"search.{field}: list {sel} has {len(sel)} layers but student.n_layers is "
                                  f"{self.student.n_layers}; make them agree (a searched depth needs rule names)")
         space = self.space()
         if self.search.early_stopping and not space:
@@ -573,7 +629,7 @@ class SweepSpec(_Strict):
                 raise ValueError(f"search.points_to_evaluate[{i}] lacks {missing}; give every searched parameter "
                                  f"({sorted(space)})")
             for name, value in point.items():
-                drawn = layer_key(value) if name == "layer_selection" and isinstance(value, list) else value
+                drawn = layer_key(value) if name in LAYER_KEYS and isinstance(value, list) else value
                 if not _contains(space[name], drawn):
                     raise ValueError(f"search.points_to_evaluate[{i}].{name}: {value!r} is outside the searched "
                                      f"{space[name].model_dump(exclude_defaults=True)}; move the point inside or "

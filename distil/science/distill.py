@@ -2,7 +2,9 @@
 
 Supports: MLM logits restricted to masked positions (`restrict_ce_to_mask`, the default, the
 vocabulary projection is then computed only at ~15 % of positions for teacher and student),
-length-grouped batches, AdamW with linear warmup/decay, gradient clipping. Determinism: the
+length-grouped batches, AdamW with linear warmup/decay, gradient clipping, students narrower than
+the teacher, and the layer-wise terms (TinyBERT's hidden states, embeddings and attention scores
+through a layer map, MiniLMv2's attention relations) with their learned projections. Determinism: the
 masks and dropout of step s on rank r depend only on (seed, s, r), and the batch of step s is a
 pure function of s, so a run resumed from a checkpoint at step s repeats the uninterrupted run.
 """
@@ -14,28 +16,114 @@ import math
 import numpy as np
 import torch
 from torch import nn
-from transformers import BertForMaskedLM, DistilBertForMaskedLM, get_linear_schedule_with_warmup
+from transformers import BertConfig, BertForMaskedLM, DistilBertForMaskedLM, get_linear_schedule_with_warmup
 
-from distil.config.settings import LossWeights
+from distil.config.layers import parse_layer_key, select_layers
+from distil.config.rules import check_layer_terms, teacher_shape
+from distil.config.settings import LossWeights, StudentShape
 from distil.science.data import length_grouped_batches, pad_batch
-from distil.science.losses import distillation_loss
+from distil.science.losses import LayerStates, attention_scores, distillation_loss
 from distil.science.masking import mask_tokens
 from distil.science.teacher import mlm_logits_at
 
 
 class StudentForDistillation(nn.Module):
     """Wraps a DistilBertForMaskedLM so one forward (the unit DDP synchronises) returns
-    (last hidden (B, L, H), MLM logits (N, V) at the N True entries of `positions` (B, L))."""
+    (last hidden (B, L, H), MLM logits (N, V) at the N True entries of `positions` (B, L), extras).
 
-    def __init__(self, student: DistilBertForMaskedLM):
+    `extras` (a dict) holds what the terms of `weights` need from the student beyond that:
+    'hidden': [W_e·embeddings, W_h·layer 1, ..., W_h·layer M], each (B, L, H_t) (alpha_hidden);
+    'last': W_h·last hidden (B, L, H_t) (alpha_cos when the widths differ); 'scores': per layer the
+    unnormalised attention scores (B, h, L, L) (alpha_attn); 'qkv': the last layer's Q, K, V, each
+    (B, L, H) (alpha_relation). Without `weights` (or with those terms at 0) it is empty and the
+    forward is the plain DistilBERT one.
+
+    The projections W_h, W_e (TinyBERT eq. 8-9: linear maps from the student's width H to the
+    teacher's H_t, `teacher` its config; initialised as BERT's linear layers, N(0, 0.02²), bias 0)
+    exist only when a term needs them; they are in `projections`, trained with the student by the
+    same optimiser, and not part of the student's saved weights: a checkpoint carries them apart
+    (`projections.state_dict()`), and they are dropped after distillation.
+
+    Raises:
+        SpecError (a ValueError): the terms do not fit the shapes (distil.config.rules.check_layer_terms).
+    """
+
+    def __init__(self, student: DistilBertForMaskedLM, weights: LossWeights | None = None,
+                 teacher: BertConfig | None = None):
         super().__init__()
         self.student = student
+        c = student.config
+        w = weights or LossWeights(alpha_ce=0.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0)
+        t = teacher_shape(teacher.to_dict()) if teacher is not None else StudentShape(c.dim, c.n_heads, c.hidden_dim)
+        check_layer_terms(StudentShape(c.dim, c.n_heads, c.hidden_dim), t, w.alpha_attn > 0,
+                          w.relation_heads if w.alpha_relation > 0 else None)
+        self.hidden, self.attn, self.relation = (a > 0 for a in w.layer_alphas)
+        self.project_last = w.alpha_cos > 0 and t.hidden_size != c.dim
+        self.projections = nn.ModuleDict()  # empty (no parameters at all) unless a term needs one
+        if self.hidden or self.project_last:
+            self.projections["hidden"] = nn.Linear(c.dim, t.hidden_size)
+        if self.hidden:
+            self.projections["embeddings"] = nn.Linear(c.dim, t.hidden_size)
+        for linear in self.projections.values():
+            nn.init.normal_(linear.weight, std=c.initializer_range)
+            nn.init.zeros_(linear.bias)
 
     def forward(self, input_ids, attention_mask, positions):
         s = self.student
-        hidden = s.distilbert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        layers = self.hidden or self.attn or self.relation
+        if layers:  # the inputs of every layer too: states[m] goes into layer m, states[-1] is the output
+            out = s.distilbert(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            states = out.hidden_states
+        else:
+            out = s.distilbert(input_ids=input_ids, attention_mask=attention_mask)
+        hidden = out.last_hidden_state
         x = s.vocab_layer_norm(s.activation(s.vocab_transform(hidden[positions])))
-        return hidden, s.vocab_projector(x)
+        extras = {}
+        if self.project_last:
+            extras["last"] = self.projections["hidden"](hidden)
+        if self.hidden:
+            extras["hidden"] = [self.projections["embeddings"](states[0]),
+                                *(self.projections["hidden"](h) for h in states[1:])]
+        blocks = s.distilbert.transformer.layer
+        if self.attn:
+            extras["scores"] = [attention_scores(b.attention.q_lin(h), b.attention.k_lin(h), b.attention.n_heads)
+                                for b, h in zip(blocks, states)]
+        if self.relation:
+            a, h = blocks[-1].attention, states[-2]
+            extras["qkv"] = (a.q_lin(h), a.k_lin(h), a.v_lin(h))
+        return hidden, s.vocab_projector(x), extras
+
+
+@torch.no_grad()
+def teacher_layers(teacher: BertForMaskedLM, input_ids, attention_mask, positions, weights: LossWeights,
+                   n_student: int):
+    """The teacher's side of every term: (last hidden (B, L, H_t), MLM logits (N, V) at `positions`,
+    extras) as StudentForDistillation gives the student's, unprojected, from the teacher layers
+    `weights.layer_map` maps the student's `n_student` layers to (distil.config.layers.select_layers;
+    'hidden' starts with the embedding output) and, for 'qkv', teacher layer `weights.relation_layer`.
+
+    Raises:
+        ValueError: a layer map that does not fit the two depths, or a relation layer the teacher lacks.
+    """
+    bert, n_teacher = teacher.bert, teacher.config.num_hidden_layers
+    out = bert(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    states, hidden = out.hidden_states, out.last_hidden_state
+    mapped = select_layers(parse_layer_key(weights.layer_map), n_teacher, n_student)
+    extras = {}
+    if weights.alpha_hidden > 0:
+        extras["hidden"] = [states[0], *(states[j + 1] for j in mapped)]
+    heads = teacher.config.num_attention_heads
+    if weights.alpha_attn > 0:
+        attn = [bert.encoder.layer[j].attention.self for j in mapped]
+        extras["scores"] = [attention_scores(a.query(states[j]), a.key(states[j]), heads) for a, j in zip(attn, mapped)]
+    if weights.alpha_relation > 0:
+        j = weights.relation_layer
+        if not -n_teacher <= j < n_teacher:
+            raise ValueError(f"relation_layer {j} is not a layer of the {n_teacher}-layer teacher")
+        j %= n_teacher
+        a = bert.encoder.layer[j].attention.self
+        extras["qkv"] = (a.query(states[j]), a.key(states[j]), a.value(states[j]))
+    return hidden, teacher.cls(hidden[positions]), extras
 
 
 def step_seed(seed: int, step: int, rank: int, world: int) -> int:
@@ -103,24 +191,53 @@ def distill_step(
 ) -> dict[str, torch.Tensor]:
     """Mask a batch, run teacher (no grad) and student, return the loss terms (see distil.science.losses).
 
-    input_ids / attention_mask: (B, L). `student` is a StudentForDistillation (possibly DDP-wrapped).
+    input_ids / attention_mask: (B, L). `student` is a StudentForDistillation (possibly DDP-wrapped)
+    built for `weights` (its projections and extras). With every layer-wise alpha at 0 the teacher
+    runs as it always did (mlm_logits_at) and the step is the DistilBERT one.
+
+    Raises:
+        ValueError: `student` was built without what a positive alpha of `weights` needs.
     """
     corrupted, labels = mask_tokens(input_ids, probs, mask_id=mask_id, mask_prob=mask_prob, generator=generator)
     masked = labels != -100
     positions = masked if restrict_ce_to_mask else attention_mask.bool()
     t_hidden = t_logits = None  # MLM alone (the mlm_only reference row) needs no teacher forward
+    t_extras = {}
     if weights.needs_teacher:
-        with torch.no_grad():
-            t_hidden, t_logits = mlm_logits_at(teacher, corrupted, attention_mask, positions)
-    s_hidden, s_logits = student(corrupted, attention_mask, positions)
+        if any(a > 0 for a in weights.layer_alphas):
+            n_student = getattr(student, "module", student).student.config.n_layers  # DDP wraps it as .module
+            t_hidden, t_logits, t_extras = teacher_layers(teacher, corrupted, attention_mask, positions, weights,
+                                                          n_student)
+        else:
+            with torch.no_grad():
+                t_hidden, t_logits = mlm_logits_at(teacher, corrupted, attention_mask, positions)
+    s_hidden, s_logits, s_extras = student(corrupted, attention_mask, positions)
+    needed = [k for k, a in (("hidden", weights.alpha_hidden), ("scores", weights.alpha_attn),
+                             ("qkv", weights.alpha_relation)) if a > 0 and k not in s_extras]
+    if weights.alpha_cos > 0 and t_hidden is not None and t_hidden.shape[-1] != s_hidden.shape[-1]:
+        needed += [] if "last" in s_extras else ["last"]
+    if needed:
+        raise ValueError(f"the student wrapper gives no {needed} for these loss weights; build it as "
+                         "StudentForDistillation(student, weights, teacher.config)")
     mlm_rows = masked[positions]  # which projected rows are masked positions
     real = attention_mask.bool()
+    s_cos = s_extras.get("last", s_hidden)  # projected to the teacher's width when the widths differ
     return distillation_loss(
         student_logits=s_logits,
         teacher_logits=t_logits,
         labels=labels[masked],
-        student_hidden=s_hidden[real],
+        student_hidden=s_cos[real],
         teacher_hidden=t_hidden[real] if t_hidden is not None else None,
         mlm_rows=mlm_rows,
         weights=weights,
+        student_layers=_at_real(s_extras, real),
+        teacher_layers=_at_real(t_extras, real),
+        attention_mask=attention_mask,
     )
+
+
+def _at_real(extras: dict, real: torch.Tensor) -> LayerStates:
+    """The layer states of one model's extras, hidden states at the real positions `real` (B, L) only."""
+    hidden = extras.get("hidden")
+    return LayerStates(hidden=[h[real] for h in hidden] if hidden is not None else None,
+                       scores=extras.get("scores"), qkv=extras.get("qkv"))

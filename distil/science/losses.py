@@ -1,12 +1,21 @@
 """Distillation losses of DistilBERT (Sanh et al. 2019, §2-3; HF
-`examples/research_projects/distillation/distiller.py`).
+`examples/research_projects/distillation/distiller.py`), TinyBERT (Jiao et al. 2020, §3.1) and
+MiniLMv2 (Wang et al. 2021, §3).
 
     L = alpha_ce · L_ce + alpha_mlm · L_mlm + alpha_cos · L_cos + alpha_mse · L_mse
+        + alpha_hidden · L_hidden + alpha_attn · L_attn + alpha_relation · L_relation
 
-Pure torch, no Ray: each term takes flat tensors of the positions it is computed on.
+Pure torch, no Ray: each term takes flat tensors of the positions it is computed on, or padded
+(B, L, ...) tensors with the attention mask (B, L; 1 = real token) for the terms over pairs of
+positions; padding never enters a term. The learned projections of the hidden-state terms live with
+the student (distil.science.distill.StudentForDistillation); the terms here take their outputs.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +61,116 @@ def mse_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torc
     return F.mse_loss(student_logits, teacher_logits, reduction="sum") / student_logits.shape[0]
 
 
+def hidden_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
+    """TinyBERT's hidden-state and embedding loss (Jiao et al. 2020, eq. 8-9, summed over layers as in
+    eq. 10 with every λ = 1): Σ_m MSE(H^S_m W, H^T_g(m)), where entry 0 is the embedding layer (E^S W_e
+    against E^T, eq. 9) and entry m ≥ 1 student layer m's output against its mapped teacher layer's.
+
+    student: the student's states already projected to the teacher's width (W_e, W_h applied by
+    StudentForDistillation), each (M, H_t) at the M non-pad positions; teacher: the mapped teacher
+    states, the same shapes. Each MSE is the mean over positions and units. Returns a scalar.
+
+    Raises:
+        ValueError: the two lists differ in length.
+    """
+    if len(student) != len(teacher):
+        raise ValueError(f"{len(student)} student states against {len(teacher)} teacher states; map every student "
+                         "layer to one teacher layer")
+    return sum(F.mse_loss(s, t) for s, t in zip(student, teacher))
+
+
+def attention_scores(query: torch.Tensor, key: torch.Tensor, heads: int) -> torch.Tensor:
+    """Unnormalised attention scores Q_i K_iᵀ / √d of each head i (Vaswani et al. 2017, eq. 1 before
+    the softmax; what TinyBERT's eq. 7 compares), from a layer's query and key projections of its input.
+
+    query, key: (B, L, H) with H = heads · d. Returns (B, heads, L, L): entry [b, i, q, k] is how much
+    position q attends to position k in head i, before the mask and softmax.
+    """
+    b, n, width = query.shape
+    d = width // heads
+    q = query.view(b, n, heads, d).transpose(1, 2)  # (B, h, L, d)
+    k = key.view(b, n, heads, d).transpose(1, 2)
+    return q @ k.transpose(-1, -2) / math.sqrt(d)
+
+
+def _pair_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, L, L) bool: both the query and the key position are real tokens."""
+    real = attention_mask.bool()
+    return real[:, None, :, None] & real[:, None, None, :]
+
+
+def attention_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
+                  attention_mask: torch.Tensor) -> torch.Tensor:
+    """TinyBERT's attention loss (Jiao et al. 2020, eq. 7, summed over layers as eq. 10 with λ = 1):
+    Σ_m (1/h) Σ_i MSE(A^S_{m,i}, A^T_{g(m),i}), A the unnormalised scores of `attention_scores`.
+
+    student, teacher: per mapped layer (B, h, L, L) with the same h; attention_mask (B, L). Each MSE is
+    the mean over heads and over the (query, key) pairs of real tokens: a pair with a pad token counts
+    nowhere (TinyBERT's code zeroes the masked scores instead). Returns a scalar.
+
+    Raises:
+        ValueError: the lists differ in length, or a layer's shapes differ (the head counts must agree).
+    """
+    if len(student) != len(teacher):
+        raise ValueError(f"{len(student)} student layers against {len(teacher)} teacher layers")
+    pairs = _pair_mask(attention_mask)
+    total = 0
+    for s, t in zip(student, teacher):
+        if s.shape != t.shape:
+            raise ValueError(f"attention scores {tuple(s.shape)} against {tuple(t.shape)}: alpha_attn needs the "
+                             "teacher's head count (use alpha_relation across head counts)")
+        keep = pairs.expand_as(s)
+        total = total + F.mse_loss(s[keep], t[keep])
+    return total
+
+
+def _relations(x: torch.Tensor, heads: int, keys: torch.Tensor) -> torch.Tensor:
+    """log softmax(X_a X_aᵀ / √d_r) over the real keys, per relation head a: (B, L, H) -> (B, heads, L, L)."""
+    b, n, width = x.shape
+    if width % heads:
+        raise ValueError(f"relation_heads {heads} does not divide the hidden size {width}")
+    scores = attention_scores(x, x, heads).float()
+    return scores.masked_fill(~keys, torch.finfo(scores.dtype).min).log_softmax(-1)
+
+
+def relation_kl(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor], attention_mask: torch.Tensor,
+                relation_heads: int) -> torch.Tensor:
+    """MiniLMv2's self-attention relation loss (Wang et al. 2021, §3, eq. 5-6 with Q-Q, K-K and V-V and
+    every α = 1): Σ_{X ∈ Q,K,V} 1/(A_r |x|) Σ_a Σ_t KL(R^T_{X,a,t} ‖ R^S_{X,a,t}), where
+    R_{X,a} = softmax(X_a X_aᵀ / √d_r) and X_a is relation head a of the concatenated heads' X, split into
+    A_r = `relation_heads` heads of d_r = H / A_r units (the teacher's and the student's d_r may differ).
+
+    student: (Q, K, V) of the student's last layer, each (B, L, H_s); teacher: (Q, K, V) of one teacher
+    layer, each (B, L, H_t); attention_mask (B, L). Pad keys get no probability, pad queries no weight;
+    KL in nats, averaged over relation heads and real positions of the batch. Returns a scalar.
+
+    Raises:
+        ValueError: relation_heads does not divide H_s or H_t.
+    """
+    keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
+    queries = attention_mask.bool()[:, None, :].expand(-1, relation_heads, -1)  # (B, A_r, L)
+    total = 0
+    for s, t in zip(student, teacher):
+        log_s, log_t = _relations(s, relation_heads, keys), _relations(t, relation_heads, keys)
+        kl = F.kl_div(log_s, log_t, log_target=True, reduction="none").masked_fill(~keys, 0.0).sum(-1)  # (B, A_r, L)
+        total = total + kl[queries].mean()
+    return total
+
+
+@dataclass
+class LayerStates:
+    """What one model gives the layer-wise terms; a field is None when its term is off.
+
+    hidden: per mapped layer (M, H_t) at the M non-pad positions, the embeddings first (`hidden_mse`);
+    scores: per mapped layer (B, h, L, L) (`attention_mse`); qkv: the relation layer's (Q, K, V),
+    each (B, L, H) (`relation_kl`).
+    """
+
+    hidden: list[torch.Tensor] | None = None
+    scores: list[torch.Tensor] | None = None
+    qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+
 def distillation_loss(
     *,
     student_logits: torch.Tensor,
@@ -61,13 +180,19 @@ def distillation_loss(
     teacher_hidden: torch.Tensor | None,
     mlm_rows: torch.Tensor | None = None,
     weights: LossWeights,
+    student_layers: LayerStates | None = None,
+    teacher_layers: LayerStates | None = None,
+    attention_mask: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Weighted sum of the terms by `weights` (alphas, temperature); returns {'loss', 'ce', 'mlm',
-    'cos', 'mse'} (scalars).
+    """Weighted sum of the terms by `weights` (alphas, temperature, relation_heads); returns {'loss',
+    'ce', 'mlm', 'cos', 'mse'} (scalars), plus 'hidden', 'attn', 'relation' for those whose alpha is > 0.
 
-    logits (N, V) at the N masked positions with labels (N,); hidden (M, H) at the M non-pad positions.
-    A term whose alpha is 0 is not computed (reported as 0); the teacher's tensors may be None
-    when every term that uses them (ce, cos, mse) has alpha 0.
+    logits (N, V) at the N masked positions with labels (N,); hidden (M, H) at the M non-pad positions
+    (the student's projected to the teacher's width when the widths differ). The layer-wise terms read
+    `student_layers` / `teacher_layers` (LayerStates) and the attention mask (B, L). A term whose alpha
+    is 0 is not computed (ce, mlm, cos, mse reported as 0; the others not reported); the teacher's
+    tensors may be None when every term that uses them (all but mlm) has alpha 0. The layer-wise terms
+    are added after the DistilBERT ones, so a run without them sums exactly what it always did.
     """
     w = weights
     zero = student_hidden.new_zeros(())
@@ -77,4 +202,15 @@ def distillation_loss(
     cos = cosine_loss(student_hidden, teacher_hidden) if w.alpha_cos > 0 else zero
     mse = mse_loss(student_logits, teacher_logits) if w.alpha_mse > 0 else zero
     loss = w.alpha_ce * ce + w.alpha_mlm * mlm + w.alpha_cos * cos + w.alpha_mse * mse  # the order of the sum is kept
-    return {"loss": loss, "ce": ce, "mlm": mlm, "cos": cos, "mse": mse}
+    out = {"loss": loss, "ce": ce, "mlm": mlm, "cos": cos, "mse": mse}
+    s, t = student_layers, teacher_layers
+    if w.alpha_hidden > 0:
+        out["hidden"] = hidden_mse(s.hidden, t.hidden)
+        out["loss"] = out["loss"] + w.alpha_hidden * out["hidden"]
+    if w.alpha_attn > 0:
+        out["attn"] = attention_mse(s.scores, t.scores, attention_mask)
+        out["loss"] = out["loss"] + w.alpha_attn * out["attn"]
+    if w.alpha_relation > 0:
+        out["relation"] = relation_kl(s.qkv, t.qkv, attention_mask, w.relation_heads)
+        out["loss"] = out["loss"] + w.alpha_relation * out["relation"]
+    return out

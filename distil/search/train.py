@@ -8,7 +8,8 @@ Each worker loads the (head-fitted) teacher and the cached token sequences, buil
 student (same seed), and runs `distil.science.distill.distill_step`. Rank 0 reports a checkpoint every
 `checkpoint_every` steps, at the end of each call (a rung of early stopping) and at the end: the
 student as a Hugging Face dir (safetensors + tokenizer) plus `train_state.pt` (optimizer,
-scheduler, step, tokens seen). A restarted worker group (`FailureConfig`), a later rung, or a trial
+scheduler, step, tokens seen, and the learned projections of the layer-wise loss terms, which are
+never part of the student). A restarted worker group (`FailureConfig`), a later rung, or a trial
 restarted after the driver died resumes from the last checkpoint; masks, dropout and batches are
 functions of the step, so the resumed run repeats the uninterrupted one. A NaN/inf loss raises
 NonFiniteLoss at once ("loss is nan at step 37").
@@ -22,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import ray.train
@@ -32,7 +33,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from transformers import AutoTokenizer, BertForMaskedLM, DistilBertForMaskedLM
 
 from distil.config.layers import parse_layer_key
-from distil.config.settings import LOSS_WEIGHT_NAMES, LossWeights
+from distil.config.settings import LOSS_WEIGHT_NAMES, LossWeights, StudentShape
 from distil.config.spec import DistillSpec
 from distil.science.data import load_counts, load_sequences
 from distil.science.distill import (BatchStream, StudentForDistillation, apply_update, distill_step, optimizer_for,
@@ -61,28 +62,36 @@ class DistillJob:
 
 @dataclass(frozen=True)
 class CandidateParams:
-    """One candidate: the DistilBERT objective's weights and the student's shape and init."""
+    """One candidate: the distillation objective and the student's depth, init and width."""
 
     weights: LossWeights
     layer_selection: str  # canonical key (distil.config.layers.layer_key)
     n_layers: int
+    shape: StudentShape = StudentShape()  # the teacher's width unless set
 
     @classmethod
     def from_values(cls, values: dict) -> CandidateParams:
-        """From flat values (a trial's merged config, or to_json()'s dict); alpha_mse defaults to 0.
+        """From flat values (a trial's merged config, or to_json()'s dict); alpha_mse, the layer-wise
+        terms' settings and the width take their defaults when absent.
 
         Raises:
             KeyError: a loss weight, layer_selection or n_layers is missing.
         """
+        shape = StudentShape(**{f.name: values[f.name] for f in fields(StudentShape) if f.name in values})
         return cls(LossWeights(**{k: values[k] for k in LOSS_WEIGHT_NAMES if k in values}),
-                   values["layer_selection"], values["n_layers"])
+                   values["layer_selection"], values["n_layers"], shape)
 
     def to_json(self) -> dict:
-        """The flat `params` of config.json and result.json, keys in the order sweeps have always written."""
+        """The flat `params` of config.json and result.json, keys in the order sweeps have always written;
+        then the layer-wise terms' settings and the width only where they differ from their defaults
+        (absent: the default), so a resumed older sweep's params compare equal."""
         w = self.weights
+        newer = {f.name: getattr(w, f.name) for f in fields(LossWeights)
+                 if f.name not in ("alpha_ce", "alpha_mlm", "alpha_cos", "temperature", "alpha_mse")
+                 and getattr(w, f.name) != f.default}
         return {"alpha_ce": w.alpha_ce, "alpha_mlm": w.alpha_mlm, "alpha_cos": w.alpha_cos,
                 "temperature": w.temperature, "layer_selection": self.layer_selection, "n_layers": self.n_layers,
-                "alpha_mse": w.alpha_mse}
+                "alpha_mse": w.alpha_mse, **newer, **self.shape.given()}
 
 
 class NonFiniteLoss(RuntimeError):
@@ -107,7 +116,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         p.requires_grad = False
 
     torch.manual_seed(job.seed)  # identical initial student on every rank
-    student = build_student(teacher, params.n_layers, parse_layer_key(params.layer_selection))
+    student = build_student(teacher, params.n_layers, parse_layer_key(params.layer_selection), params.shape)
     start_step, seen_tokens = 0, 0
     checkpoint = ray.train.get_checkpoint()
     state = None
@@ -117,7 +126,10 @@ def train_loop_per_worker(cfg: dict) -> None:
             # weights_only: the checkpoint may sit on shared storage; never unpickle code from it.
             state = torch.load(Path(ckpt) / "train_state.pt", weights_only=True)
         start_step, seen_tokens = state["step"], state.get("tokens", 0)
-    model = ray.train.torch.prepare_model(StudentForDistillation(student))
+    wrapper = StudentForDistillation(student, params.weights, teacher.config)  # + projections its terms need
+    if state and "projections" in state:
+        wrapper.projections.load_state_dict(state["projections"])
+    model = ray.train.torch.prepare_model(wrapper)
     sequences = load_sequences(job.corpus_dir)
     total_steps = planned_steps(d, sequences.lengths, world)
     stop_step = max(1, math.ceil(cfg.get("stop_at_fraction", 1.0) * total_steps - 1e-9))
@@ -211,11 +223,11 @@ def _report(metrics, model, tokenizer, opt, sched, step, tokens, rank, live_file
     if live_file:
         write_json(live_file, {**metrics, "time": time.time()})
     with tempfile.TemporaryDirectory() as tmp:
-        student = getattr(model, "module", model).student
-        student.save_pretrained(tmp)
+        wrapper = getattr(model, "module", model)
+        wrapper.student.save_pretrained(tmp)  # the student alone: the projections are not part of it
         tokenizer.save_pretrained(tmp)
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "tokens": tokens},
-                   Path(tmp) / "train_state.pt")
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "tokens": tokens,
+                    "projections": wrapper.projections.state_dict()}, Path(tmp) / "train_state.pt")
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
