@@ -62,8 +62,8 @@ def mse_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torc
 
 
 def hidden_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
-    """TinyBERT's hidden-state and embedding loss (Jiao et al. 2020, eq. 8-9, summed over layers as in
-    eq. 10 with every λ = 1): Σ_m MSE(H^S_m W, H^T_g(m)), where entry 0 is the embedding layer (E^S W_e
+    """TinyBERT's hidden-state and embedding loss (Jiao et al. 2020, eq. 8-9, summed over layers as its
+    L_model of §3.1 with every λ_m = 1): Σ_m MSE(H^S_m W, H^T_g(m)), where entry 0 is the embedding layer (E^S W_e
     against E^T, eq. 9) and entry m ≥ 1 student layer m's output against its mapped teacher layer's.
 
     student: the student's states already projected to the teacher's width (W_e, W_h applied by
@@ -101,7 +101,7 @@ def _pair_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def attention_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
                   attention_mask: torch.Tensor) -> torch.Tensor:
-    """TinyBERT's attention loss (Jiao et al. 2020, eq. 7, summed over layers as eq. 10 with λ = 1):
+    """TinyBERT's attention loss (Jiao et al. 2020, eq. 7, summed over layers as L_model, §3.1, λ_m = 1):
     Σ_m (1/h) Σ_i MSE(A^S_{m,i}, A^T_{g(m),i}), A the unnormalised scores of `attention_scores`.
 
     student, teacher: per mapped layer (B, h, L, L) with the same h; attention_mask (B, L). Each MSE is
@@ -135,8 +135,8 @@ def _relations(x: torch.Tensor, heads: int, keys: torch.Tensor) -> torch.Tensor:
 
 def relation_kl(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor], attention_mask: torch.Tensor,
                 relation_heads: int) -> torch.Tensor:
-    """MiniLMv2's self-attention relation loss (Wang et al. 2021, §3, eq. 5-6 with Q-Q, K-K and V-V and
-    every α = 1): Σ_{X ∈ Q,K,V} 1/(A_r |x|) Σ_a Σ_t KL(R^T_{X,a,t} ‖ R^S_{X,a,t}), where
+    """MiniLMv2's self-attention relation loss (Wang et al. 2021, §3: the relations of Q-Q, K-K and V-V,
+    every weight α = 1): Σ_{X ∈ Q,K,V} 1/(A_r |x|) Σ_a Σ_t KL(R^T_{X,a,t} ‖ R^S_{X,a,t}), where
     R_{X,a} = softmax(X_a X_aᵀ / √d_r) and X_a is relation head a of the concatenated heads' X, split into
     A_r = `relation_heads` heads of d_r = H / A_r units (the teacher's and the student's d_r may differ).
 
