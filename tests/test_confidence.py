@@ -118,11 +118,99 @@ def test_p_best_counts_first_places_and_splits_ties():
     np.testing.assert_allclose(confidence.p_best(macros), [(1 + 0.5) / 4, (1 + 0.5) / 4, 1 / 4])
 
 
-def test_seeds_are_averaged_within_a_resample():
+def test_seeds_are_drawn_within_a_resample_and_their_spread_scaled_to_the_unbiased_variance():
+    """Seed 0 perfect, seed 1 always wrong: the full sample is their mean, 50. A resample draws the two
+    seeds with replacement (both 0, one each, both 1: probability 1/4, 1/2, 1/4) and scales the drawn
+    mean's deviation from 50 by sqrt(2/1): 50 - 50·sqrt(2), 50, 50 + 50·sqrt(2), whatever examples are
+    drawn; the variance of the drawn means is then s²/n = 1250, not the plug-in (n-1)/n · s²/n."""
     y = np.arange(100) % 2
-    seeds = np.stack([y, 1 - y])  # seed 0 perfect, seed 1 always wrong: every resample averages to 50
-    scores = confidence.resampled_columns({"rte": _split("rte", y, m=seeds)}, 200, seed=0)
-    np.testing.assert_allclose(scores["m"]["rte"], 50.0)
+    split = _split("rte", y, m=np.stack([y, 1 - y]))
+    assert confidence.resampled_columns({"rte": split}, resamples=0)["m"]["rte"] == pytest.approx([50.0])
+    scores = confidence.resampled_columns({"rte": split}, 4000, seed=0)["m"]["rte"]
+    levels = 50 + 50 * np.sqrt(2) * np.array([-1, 0, 1])
+    nearest = np.abs(scores[:, None] - levels).argmin(1)
+    np.testing.assert_allclose(scores, levels[nearest], atol=1e-9)
+    np.testing.assert_allclose(np.bincount(nearest, minlength=3) / 4000, [0.25, 0.5, 0.25], atol=0.025)
+    assert scores.var() == pytest.approx(np.var([100, 0], ddof=1) / 2, rel=0.06)
+
+
+def test_a_task_run_on_one_seed_adds_no_seed_noise():
+    """One seed: its weight is 1 on every resample, so only the examples move the score; three
+    identical seeds: the seeds add nothing either. Both give the example-only interval."""
+    y = np.arange(300) % 2
+    p = np.where(np.arange(300) % 7 == 0, 1 - y, y)
+    one = confidence.resampled_columns({"rte": _split("rte", y, m=p)}, 500, seed=0)["m"]["rte"]
+    three = confidence.resampled_columns({"rte": _split("rte", y, m=np.stack([p, p, p]))}, 500, seed=0)["m"]["rte"]
+    np.testing.assert_allclose(three, one, atol=1e-9)
+    assert one.std() > 1  # the examples still move it
+
+
+def _rngs(i: int):
+    return np.random.default_rng([9, i]), np.random.default_rng([10, i])
+
+
+@pytest.mark.parametrize("seeds", [2, 3, 5])
+def test_seed_weights_give_the_unbiased_variance_of_a_mean_over_seeds(seeds):
+    """With one run, w @ x over many resamples has mean x̄ and variance s²/n (s² with ddof 1):
+    the sqrt(n/(n-1)) scaling undoes the bootstrap's (n-1)/n (Hesterberg 2015). Rows sum to 1."""
+    x = np.array([3.0, 11.0, 4.0, 8.0, 1.0])[:seeds]
+    w = confidence.seed_weights(np.zeros(seeds, dtype=int), x, 40_000, *_rngs(seeds))
+    np.testing.assert_allclose(w.sum(1), 1.0)
+    assert (w @ x).mean() == pytest.approx(x.mean(), abs=0.05)
+    assert (w @ x).var() == pytest.approx(x.var(ddof=1) / seeds, rel=0.03)
+
+
+def test_two_stage_weights_give_the_anova_variance_of_a_mean_over_runs():
+    """3 distillation runs of 2 seeds each: runs drawn first, then seeds within each drawn run. The
+    bootstrap variance of w @ x is the unbiased one of the mean over runs, sigma_run²/R + S_W²·mean(1/n)/R
+    (one-way ANOVA: sigma_run² = S_B² - S_W²·mean(1/n)), not the plain two-stage bootstrap's, which
+    counts the within-run variance twice. When the run means vary less than their seeds explain, the
+    run stage adds nothing."""
+    runs = np.array([0, 0, 1, 1, 2, 2])
+    x = np.array([1.0, 2.0, 5.0, 6.0, 10.0, 12.0])
+    means, within = np.array([1.5, 5.5, 11.0]), np.mean([0.5, 0.5, 2.0])
+    want = (means.var(ddof=1) - within / 2) / 3 + within / 2 / 3
+    w = confidence.seed_weights(runs, x, 100_000, *_rngs(0))
+    np.testing.assert_allclose(w.sum(1), 1.0)
+    assert (w @ x).mean() == pytest.approx(x.mean(), abs=0.05)
+    assert (w @ x).var() == pytest.approx(want, rel=0.03)
+    plain = np.array([1.0, 9.0, 2.0, 8.0, 3.0, 7.0])  # run means 5, 5, 5: no run effect at all
+    w = confidence.seed_weights(runs, plain, 100_000, *_rngs(1))
+    assert (w @ plain).var() == pytest.approx(np.mean([32.0, 18.0, 8.0]) / 2 / 3, rel=0.03)
+
+
+def test_runs_are_drawn_once_per_resample_for_every_task_of_a_model():
+    """A model's runs are one checkpoint each, used for every task: the run draw is shared by its
+    tasks (run_rng keyed by the model only); its seeds are drawn per task."""
+    rte, sst2 = confidence.task_columns()["rte"], confidence.task_columns()["sst2"]
+    runs = np.array([0, 0, 1, 1])
+    x = np.array([0.0, 0.0, 10.0, 10.0])  # seeds equal within a run: only the run draw moves w @ x
+    a = confidence.seed_weights(runs, x, 1000, *confidence.draw_generators(0, "m", rte)) @ x
+    b = confidence.seed_weights(runs, x, 1000, *confidence.draw_generators(0, "m", sst2)) @ x
+    other = confidence.seed_weights(runs, x, 1000, *confidence.draw_generators(0, "n", rte)) @ x
+    np.testing.assert_allclose(a, b)
+    assert a.std() > 1 and not np.allclose(a, other)
+
+
+def test_a_folder_per_distillation_run_is_read_as_that_run(tmp_path):
+    """predictions/run<r>/<column>-seed<s>.parquet: one run per folder (flat files are one more run);
+    the full-sample score is the mean over runs of each run's mean over seeds."""
+    import pandas as pd
+
+    y = np.arange(50) % 2
+    wrong = lambda k: np.where(np.arange(50) < k, 1 - y, y)  # noqa: E731 - k examples wrong
+    files = {"run0/rte-seed0": wrong(0), "run0/rte-seed1": wrong(10), "run1/rte-seed0": wrong(20),
+             "run1/sst2-seed0": wrong(5), "run0/sst2-seed0": wrong(5)}
+    for name, pred in files.items():
+        (tmp_path / "m" / "predictions" / name).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"idx": np.arange(50), "label": y, "prediction": pred}).to_parquet(
+            tmp_path / "m" / "predictions" / f"{name}.parquet")
+    splits, problems = confidence.load_splits({"m": tmp_path / "m"})
+    assert problems == {} and list(splits["rte"].runs["m"]) == [0, 0, 1]
+    assert splits["rte"].preds["m"].shape == (3, 50)
+    full = confidence.resampled_columns(splits, resamples=0)["m"]
+    assert full["rte"][0] == pytest.approx(((100 + 80) / 2 + 60) / 2)  # not (100 + 80 + 60) / 3
+    assert full["sst2"][0] == pytest.approx(90.0)
 
 
 def test_chance_is_the_majority_class_score_and_0_for_stsb():

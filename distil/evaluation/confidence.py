@@ -1,33 +1,75 @@
-"""How sure is the leaderboard's order? Paired bootstrap intervals and chance levels, computed from
-the validation predictions every row saves (`<row>/predictions/<task><suffix>-seed<s>.parquet`,
-distil.evaluation.finetune.predictions_frame's columns: idx, label, prediction; multi-label: label = the
-true class ids, probability = one probability per label).
+"""How sure is the leaderboard's order? Paired multi-bootstrap intervals over validation examples and
+fine-tuning seeds, and chance levels, computed from the validation predictions every row saves
+(`<row>/predictions/<task><suffix>-seed<s>.parquet`, distil.evaluation.finetune.predictions_frame's
+columns: idx, label, prediction; multi-label: label = the true class ids, probability = one probability
+per label).
 
-Method: the paired (non-parametric) bootstrap over test examples used to compare NLP systems
-(Efron & Tibshirani 1993, ch. 13, percentile interval; Koehn 2004; Berg-Kirkpatrick et al. 2012).
-Every model is scored on the same seeded validation sample of a split, so for each split we draw
-`resamples` resamples of its N examples with replacement, the same draws for every model; on each
-resample every metric is recomputed (MCC, F1, Pearson, Spearman and ROC AUC are not means over
-examples), a model's split score is the mean over its fine-tuning seeds, its task and macro scores
-follow the leaderboard's conventions (`distil.evaluation.scores.macro_score`, `tasks_macro`), and a
-statistic of two models (a difference, a ratio) is taken within each resample. The 95 % interval
-is the 2.5th to 97.5th percentile of that statistic over the resamples. Splits are resampled
-independently of one another, each from its own seeded numpy generator (`seed`, position of the
-split's column: GLUE's columns in GLUE order, then the spec's own tasks' in declaration order),
-so the draws do not depend on which rows a results dir holds.
+Method: a multi-bootstrap (Sellam et al. 2022, "The MultiBERTs: BERT reproductions for robustness
+analysis", ICLR: resample the test examples and the training seeds together) on top of the paired
+bootstrap over test examples used to compare NLP systems (Efron & Tibshirani 1993, ch. 13, percentile
+interval; Koehn 2004; Berg-Kirkpatrick et al. 2012). On each of `resamples` resamples:
 
-Seed noise is inside the interval only as far as a model's seeds were averaged: a single-seed
-split's fine-tuning luck is not resampled (nothing to resample it from).
+  * examples: each split's N examples are drawn with replacement once, the same draws for every model
+    (paired: every model is scored on the same seeded validation sample);
+  * seeds: per model, its fine-tuning seeds of each task are drawn with replacement from the seeds that
+    task ran (independently per model and per task: a seed is one fine-tuning run; the splits of one
+    task, mnli_m and mnli_mm, share the draw because one run predicts both). A row distilled more than
+    once is resampled in two stages (hierarchical data: Davison & Hinkley 1997, sec. 3.8; Field & Welsh
+    2007): its distillation runs with replacement first (one draw per model, shared by all its tasks:
+    one run is one checkpoint), then the seeds within each drawn run;
+  * every metric is recomputed on the drawn examples (MCC, F1, Pearson, Spearman and ROC AUC are not
+    means over examples), a model's split score is the mean of its drawn runs' means of drawn seeds,
+    task and macro scores follow the leaderboard's conventions (distil.evaluation.scores.macro_score,
+    tasks_macro), and a statistic of two models (a difference, a ratio) is taken within the resample.
 
-A resample is held as a count matrix W (B, N): W[b, i] = how often example i was drawn, so that
-every metric is a few matrix products over all models at once (`resampled_metric`). The tasks
-are distil.config.tasks.Task rows: GLUE's (distil.config.glue.TASKS) and the spec's own (multi-class,
+The 95 % interval is the 2.5th to 97.5th percentile of that statistic over the resamples.
+
+Small samples. A bootstrap over n seeds has variance (n-1)/n times the usual unbiased one and n^n
+equally likely draws (10 distinct means for n = 3): it understates the seed noise it resamples
+(Hesterberg 2015, "What teachers should know about the bootstrap", Am. Stat. 69(4), "narrowness
+bias"). As with modified residuals (Davison & Hinkley 1997, ch. 6: residuals over sqrt(1 - h), h = 1/n
+for a mean), each drawn seed's deviation from the mean of its run's seeds is scaled by sqrt(n/(n-1)),
+so the seed stage's bootstrap variance is the unbiased s^2/n; the continuous example draws smooth its
+discreteness. With R >= 2 distillation runs the run-level deviations are scaled by sqrt(R/(R-1) *
+sigma_run^2 / S_B^2), where S_B^2 is the variance of the run means and sigma_run^2 = max(S_B^2 - S_W^2
+mean(1/n_r), 0) its one-way ANOVA between-run component (S_W^2 the pooled within-run variance), so the
+two stages together have the unbiased variance sigma_run^2 / R + S_W^2 mean(1/n_r) / R of the mean
+over runs (derived here; an unscaled two-stage bootstrap counts the within-run variance twice). Both
+scalings are computed on the full sample and are linear in the seeds' scores: a resample's split score
+is w @ x, x the S prediction sets' scores on the drawn examples, w (S,) weights summing to 1
+(`seed_weights`). Measured on simulated sweeps (tests/test_intervals.py, and the measurement page
+docs/measurements/2026-12-03-interval-coverage.md): the interval of a known difference covers it in
+94-97 % of 500 sweeps with 3 and with 5 seeds (over examples only, as before issue 22: about 80 % with 3).
+
+The part of the noise where seeds disagree on single examples is in both stages (it moves a seed's
+score, and the example draws move it again), so the interval is conservative when a model's seeds
+disagree on many examples: about 97 % coverage at 11 % / 26 % disagreement on sst2 / rte (the measurement
+page). What it does not cover: a task fine-tuned on one seed contributes no seed noise (nothing to
+resample: its weight is 1); a row distilled once contributes no distillation-run noise; and nothing
+corrects for choosing the best of many candidates on the same data.
+
+Runs on disk. Today every row is distilled once and saves `predictions/<column>-seed<s>.parquet`. A row
+distilled R times (e.g. a confirmation stage's reruns of a candidate) saves each run's predictions in
+its own folder, `predictions/run<r>/<column>-seed<s>.parquet` (r = 0, 1, ...; the same file names and
+columns), with the seeds of each run in it; files directly in predictions/ count as one more run. Its
+full-sample split score is the mean over runs of each run's mean over seeds, which is what its
+result.json must hold for the leaderboard to give it intervals (`resampled_columns` with resamples=0).
+
+Splits and draws are seeded so they do not depend on which rows a results dir holds: a split's
+examples from numpy's default_rng([seed, position of the split's column]) (GLUE's columns in GLUE order,
+then the spec's own tasks' in declaration order); a model's runs from default_rng([seed, 1,
+crc32(model)]) and its seeds of a task from default_rng([seed, 2, crc32(model), crc32(task)]).
+
+A resample of examples is held as a count matrix W (B, N): W[b, i] = how often example i was drawn, so
+that every metric is a few matrix products over all models at once (`resampled_metric`). The tasks are
+distil.config.tasks.Task rows: GLUE's (distil.config.glue.TASKS) and the spec's own (multi-class,
 multi-label), whose problem type, metrics and threshold say how each split is scored.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +87,7 @@ SEED = 0
 LEVEL = 0.95
 _CHUNK_ELEMENTS = 4_000_000  # (resamples x examples) per block: bounds memory at ~100 MB for qqp/mnli
 _FILE = re.compile(r"^(?P<column>.+)-seed(?P<seed>\d+)\.parquet$")
+_RUN_DIR = re.compile(r"^run(?P<run>\d+)$")
 
 
 def task_columns(tasks=()) -> dict[str, Task]:
@@ -57,9 +100,11 @@ def task_columns(tasks=()) -> dict[str, Task]:
 class Split:
     """One validation split as every model saw it, in `idx` order: labels (N,) class ids or
     floats, or (N, L) 0/1 for a multi-label task; each model's predictions (S, N) for its S
-    fine-tuning seeds, or (S, N, L) probabilities for a multi-label task, aligned to the same
-    examples. `task`: the Task that scores it (default: the GLUE task of `column`); `position`:
-    the column's place among all columns, which seeds its resamples (default: its GLUE place)."""
+    prediction sets (fine-tuning seeds, of every distillation run), or (S, N, L) probabilities for a
+    multi-label task, aligned to the same examples. `runs`: {model: (S,) int, the distillation run of
+    each prediction set}; a model not in it has one run. `task`: the Task that scores it (default: the
+    GLUE task of `column`); `position`: the column's place among all columns, which seeds its
+    resamples (default: its GLUE place)."""
 
     column: str
     idx: np.ndarray
@@ -67,12 +112,17 @@ class Split:
     preds: dict[str, np.ndarray] = field(default_factory=dict)
     task: Task | None = None
     position: int | None = None
+    runs: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.task is None:
             self.task = task_columns()[self.column]
         if self.position is None:
             self.position = list(task_columns()).index(self.column)
+
+    def runs_of(self, model: str) -> np.ndarray:
+        """(S,) distillation run of each of `model`'s prediction sets (all 0: one run)."""
+        return np.asarray(self.runs.get(model, np.zeros(len(self.preds[model]), dtype=int)))
 
 
 def _read(path: Path, task: Task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -92,12 +142,26 @@ def _read(path: Path, task: Task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return idx[order], truth[order], probs.reshape(len(idx), task.num_labels)[order]
 
 
+def _prediction_files(predictions_dir: Path, columns) -> list[tuple[str, int, int, Path]]:
+    """(column, run, seed, file) of a row's prediction files of `columns`, sorted: the files directly
+    in predictions/ are one run, each `run<r>/` folder another (module docstring); runs are numbered
+    0, 1, ... in that order (flat files first, then by r)."""
+    folders = sorted((int(m["run"]), d) for d in predictions_dir.glob("run*")
+                     if d.is_dir() and (m := _RUN_DIR.match(d.name)))
+    found = []
+    for run, folder in enumerate([predictions_dir] * any(predictions_dir.glob("*.parquet")) + [d for _, d in folders]):
+        found += [(m["column"], run, int(m["seed"]), f) for f in folder.glob("*.parquet")
+                  if (m := _FILE.match(f.name)) and m["column"] in columns]
+    return sorted(found, key=lambda p: p[:3])
+
+
 def load_splits(row_dirs: dict[str, Path], tasks=()) -> tuple[dict[str, Split], dict[str, str]]:
     """Read every row's saved predictions and align them by `idx`.
 
-    row_dirs: model name -> its row dir (holding predictions/); tasks: the spec's own tasks
-    (distil.config.tasks.Task; GLUE's are always known). Files of other columns are ignored. The first
-    row that has a split fixes its examples and labels; a row whose examples or labels on that
+    row_dirs: model name -> its row dir (holding predictions/, with a `run<r>/` folder per
+    distillation run when it was distilled more than once); tasks: the spec's own tasks
+    (distil.config.tasks.Task; GLUE's are always known). Files of other columns are ignored. The
+    first row that has a split fixes its examples and labels; a row whose examples or labels on that
     split differ is left out. Returns ({column: Split}, {model: why it was left out}); a row
     without predictions/ is left out.
     """
@@ -106,26 +170,27 @@ def load_splits(row_dirs: dict[str, Path], tasks=()) -> tuple[dict[str, Split], 
     splits: dict[str, Split] = {}
     problems: dict[str, str] = {}
     for model, row_dir in row_dirs.items():
-        files = sorted(RowDir(row_dir, "row").predictions_dir.glob("*.parquet"))
-        parsed = [(m["column"], int(m["seed"]), f) for f in files if (m := _FILE.match(f.name)) and m["column"] in cols]
+        parsed = _prediction_files(RowDir(row_dir, "row").predictions_dir, cols)
         if not parsed:
             problems[model] = "no saved predictions"
             continue
         per_column: dict[str, list] = {}
-        for column, seed, f in sorted(parsed, key=lambda p: (p[0], p[1])):
-            per_column.setdefault(column, []).append(_read(f, cols[column]))
+        for column, run, seed, f in parsed:
+            per_column.setdefault(column, []).append((run, _read(f, cols[column])))
         for column, files in per_column.items():
             split = splits.get(column)
             if split is None:
-                split = splits[column] = Split(column, files[0][0], files[0][1], task=cols[column],
-                                               position=position[column])
-            if not all(np.array_equal(idx, split.idx) and np.array_equal(y, split.labels) for idx, y, _ in files):
+                first = files[0][1]
+                split = splits[column] = Split(column, first[0], first[1], task=cols[column], position=position[column])
+            if not all(np.array_equal(idx, split.idx) and np.array_equal(y, split.labels) for _, (idx, y, _) in files):
                 problems[model] = f"its {column} predictions cover other examples or labels than the other rows'"
                 continue
-            split.preds[model] = np.stack([p for _, _, p in files])
+            split.preds[model] = np.stack([p for _, (_, _, p) in files])
+            split.runs[model] = np.array([run for run, _ in files])
     for split in splits.values():
         for model in problems:
             split.preds.pop(model, None)
+            split.runs.pop(model, None)
     return splits, problems
 
 
@@ -311,8 +376,9 @@ def resampled_metric(metric: str, W: np.ndarray, labels: np.ndarray, preds: np.n
 
 
 # ---------------------------------------------------------------- scores, intervals, chance
-def split_scores(split: Split, W: np.ndarray) -> dict[str, np.ndarray]:
-    """{model: (B,) split score}: mean of the task's metrics, then mean over the model's seeds."""
+def cell_scores(split: Split, W: np.ndarray) -> dict[str, np.ndarray]:
+    """{model: (B, S) score of each of its S prediction sets on each resample of W (B, N)}: the mean
+    of the task's metrics (×100)."""
     models = list(split.preds)
     P = np.concatenate([split.preds[m] for m in models])
     score = np.mean([resampled_metric(name, W, split.labels, P, split.task.threshold) for name in split.task.metrics],
@@ -320,28 +386,105 @@ def split_scores(split: Split, W: np.ndarray) -> dict[str, np.ndarray]:
     out, at = {}, 0
     for m in models:
         s = len(split.preds[m])
-        out[m] = score[:, at:at + s].mean(1)
+        out[m] = score[:, at:at + s]
         at += s
     return out
 
 
+def mean_weights(runs: np.ndarray) -> np.ndarray:
+    """(S,) weights of the full-sample score of S prediction sets with distillation runs `runs` (S,):
+    the mean over runs of each run's mean over its seeds (1/S each with one run)."""
+    _, inverse, n = np.unique(runs, return_inverse=True, return_counts=True)
+    return 1.0 / (len(n) * n[inverse])
+
+
+def _run_scale(full: np.ndarray, inverse: np.ndarray, n: np.ndarray) -> float:
+    """Scale of the run-level deviations (module docstring): sqrt(R/(R-1) · sigma_run² / S_B²) from
+    the full-sample scores `full` (S,) of R runs (`inverse` (S,): run index, `n` (R,): seeds per run);
+    0 with one run, or when the run means do not vary more than their seeds explain."""
+    R = len(n)
+    if R < 2 or not np.isfinite(full).all():
+        return 0.0
+    means = np.bincount(inverse, full) / n
+    between = means.var(ddof=1)
+    dof = int((n - 1).sum())
+    within = ((full - means[inverse]) ** 2).sum() / dof if dof else 0.0
+    component = max(between - within * np.mean(1 / n), 0.0)
+    return float(np.sqrt(R / (R - 1) * component / between)) if between > 0 else 0.0
+
+
+def seed_weights(runs: np.ndarray, full: np.ndarray, resamples: int, run_rng: np.random.Generator,
+                 seed_rng: np.random.Generator) -> np.ndarray:
+    """(resamples, S) weights w of one model's S prediction sets on one split: on resample b its split
+    score is w[b] @ x[b], x[b] (S,) the sets' scores on that resample's examples. Each row sums to 1.
+
+    runs: (S,) the distillation run of each set; full: (S,) their full-sample scores (for the run
+    scale; unused, may be None, with one run). Stage 1 draws R runs with replacement (a[b, r] = times
+    run r is drawn; run_rng: shared by every task of the model, so the same runs are drawn on every
+    task; with one run nothing is drawn); stage 2 draws, for each drawn
+    run, its n_r seeds with replacement (Q[b, s] = times seed s is drawn over the a[b, r] draws of its
+    run; seed_rng: one per model and task). With c_a = `_run_scale` and c_e = sqrt(n_r / (n_r - 1)) (1
+    for a single seed), the weight of seed s of run r is
+
+        w[b, s] = (1 + c_a · (a[b, r] - 1) + c_e · (Q[b, s] - a[b, r])) / (R · n_r),
+
+    i.e. the mean over runs of the seeds' mean, plus the drawn runs' deviations (scaled by c_a), plus
+    the drawn seeds' deviations from their run's mean (scaled by c_e). One run of one seed: w = 1."""
+    _, inverse, n = np.unique(runs, return_inverse=True, return_counts=True)
+    R = len(n)
+    a = _draw_counts(run_rng, np.full(resamples, R), R) if R > 1 else np.ones((resamples, 1))  # (B, R)
+    c_a = _run_scale(np.asarray(full, dtype=float), inverse, n) if R > 1 else 0.0
+    w = np.empty((resamples, len(runs)))
+    for r in range(R):
+        cells = inverse == r
+        Q = _draw_counts(seed_rng, a[:, r] * n[r], n[r])  # (B, n_r)
+        c_e = np.sqrt(n[r] / (n[r] - 1)) if n[r] > 1 else 1.0
+        drawn = a[:, r:r + 1]
+        w[:, cells] = (1 + c_a * (drawn - 1) + c_e * (Q - drawn)) / (R * n[r])
+    return w
+
+
+def _draw_counts(rng: np.random.Generator, draws: np.ndarray, k: int) -> np.ndarray:
+    """(B, k) counts of draws[b] uniform draws with replacement from k items, for each b (B,)."""
+    width = int(draws.max()) if len(draws) else 0
+    picks = rng.integers(0, k, size=(len(draws), width))
+    picks[np.arange(width) >= draws[:, None]] = k  # beyond row b's draws: counted in a dropped column
+    return (picks[:, :, None] == np.arange(k)).sum(1).astype(float)
+
+
+def draw_generators(seed: int, model: str, task: Task) -> tuple[np.random.Generator, np.random.Generator]:
+    """(run_rng, seed_rng) of `model` on `task` (module docstring): keyed by names, not by which rows
+    or tasks a results dir holds, so a model's draws are the same in every leaderboard it is in."""
+    key = zlib.crc32(model.encode())
+    return np.random.default_rng([seed, 1, key]), np.random.default_rng([seed, 2, key, zlib.crc32(task.name.encode())])
+
+
 def resampled_columns(splits: dict[str, Split], resamples: int = RESAMPLES,
                       seed: int = SEED) -> dict[str, dict[str, np.ndarray]]:
-    """{model: {column: (resamples,) split score}}; resamples=0 gives the full sample, (1,) each.
+    """{model: {column: (resamples,) split score}}: the multi-bootstrap (module docstring);
+    resamples=0 gives the full-sample score (mean over runs of the mean over seeds), (1,) each.
 
-    Each split draws from numpy's default_rng([seed, split.position]) (its column's place among
-    GLUE's and the spec's own columns), in blocks of at most ~4e6 counts, the same draws for
-    every model."""
+    Each split draws its examples from numpy's default_rng([seed, split.position]) (its column's place
+    among GLUE's and the spec's own columns), in blocks of at most ~4e6 counts, the same draws for
+    every model; each model draws its runs and seeds with `draw_generators` and `seed_weights`."""
     out: dict[str, dict[str, np.ndarray]] = {}
     for column, split in splits.items():
         n = len(split.idx)
+        reruns = any(len(np.unique(split.runs_of(m))) > 1 for m in split.preds)
+        full = cell_scores(split, np.ones((1, n))) if resamples == 0 or reruns else {}
         if resamples == 0:
-            blocks = [np.ones((1, n))]
-        else:
-            rng = np.random.default_rng([seed, split.position])
-            size = max(1, _CHUNK_ELEMENTS // n)
-            blocks = (resample_counts(n, min(size, resamples - at), rng) for at in range(0, resamples, size))
-        parts = [split_scores(split, W) for W in blocks]
+            for model, x in full.items():
+                out.setdefault(model, {})[column] = x @ mean_weights(split.runs_of(model))
+            continue
+        weights = {m: seed_weights(split.runs_of(m), full[m][0] if m in full else None, resamples,
+                                   *draw_generators(seed, m, split.task))
+                   for m in split.preds}
+        rng = np.random.default_rng([seed, split.position])
+        size = max(1, _CHUNK_ELEMENTS // n)
+        parts = []
+        for at in range(0, resamples, size):
+            cells = cell_scores(split, resample_counts(n, min(size, resamples - at), rng))
+            parts.append({m: np.einsum("bs,bs->b", weights[m][at:at + len(x)], x) for m, x in cells.items()})
         for model in split.preds:
             out.setdefault(model, {})[column] = np.concatenate([p[model] for p in parts])
     return out

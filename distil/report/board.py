@@ -4,12 +4,14 @@ A `Board` is built once by distil.report.leaderboard.load from a results dir; di
 .html and .export only read it. Everything derived from the spec (the user's tasks, the ranking
 metric, the paper-default candidate) is resolved there, once, and carried here.
 
-Also here: the names of the columns derived from a macro (FAMILIES) and of the reference rows a
-row is compared with (reference_rows, init_rows), which both the builder and the readers need.
+Also here: the names of the columns derived from a macro (FAMILIES), the reference rows a row is
+compared with (reference_rows, init_rows), and the rule for retention over chance (CLEAR_MARGIN,
+cleared_tasks, retention_over_chance), which both the builder and the readers need.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -18,12 +20,13 @@ import pandas as pd
 from distil.config.glue import TASKS
 from distil.config.tasks import Task
 from distil.evaluation.confidence import task_columns
-from distil.evaluation.scores import TASKS_MACRO, all_columns
+from distil.evaluation.scores import TASKS_MACRO, all_columns, macro_over
 from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS, init_only_name
 
 # The two macros and the suffix of the columns derived from each (pct_teacher, gain_over_<ref>,
 # gain_over_init, delta_vs_default): pct_teacher is on macro_score, pct_teacher_tasks on tasks_macro.
 FAMILIES = {"macro_score": "", TASKS_MACRO: "_tasks"}
+CLEAR_MARGIN = 5.0  # points above the majority class for "the teacher clears chance" on a task
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,12 @@ class Board:
     chance: {split column: majority-class score x100}; chance_rule: {own column: what that
         prediction is}.
     bootstrap: method, resamples, seed, level, rows (models with intervals), students, excluded
-        ({model: why no interval}), paper_defaults (the done paper-default model or None).
+        ({model: why no interval}), paper_defaults (the done paper-default model or None),
+        single_seed_tasks (tasks on which some row with intervals ran one fine-tuning seed: no seed
+        noise in their intervals), rerun_rows ({model: distillation runs} of rows distilled more than once).
+    retention: {macro: {"tasks": [the tasks retention_over_chance<sfx> averages], "left_out": {task:
+        the teacher's margin over chance, points} }} for macro_score and tasks_macro ({} without a
+        chance level): the tasks where the teacher clears chance by >= CLEAR_MARGIN and the others.
     resampled: {model: {split column: (B,) resampled scores}} of the rows with intervals ({} with
         resamples=0).
     comparison: teacher vs best student on each own task (JSON-ready dicts, teacher first per task;
@@ -63,6 +71,7 @@ class Board:
     resampled: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     comparison: tuple[dict, ...] = ()
     provenance: dict = field(default_factory=dict)
+    retention: dict = field(default_factory=dict)
     spec: dict = field(default_factory=dict)
 
     @property
@@ -107,11 +116,12 @@ class Board:
     def metadata(self) -> dict:
         """The sweep-wide facts that leaderboard.parquet keeps (pandas stores them as the frame's
         attrs: `pd.read_parquet(...).attrs`): include_wnli, provenance, tasks (Task fields),
-        glue_tasks, rank_by, chance, chance_rule, bootstrap, comparison."""
+        glue_tasks, rank_by, chance, chance_rule, bootstrap, comparison, retention."""
         return {"include_wnli": self.include_wnli, "provenance": self.provenance,
                 "tasks": [asdict(t) for t in self.tasks], "glue_tasks": list(self.glue_tasks), "rank_by": self.rank_by,
                 "chance": self.chance,
-                "chance_rule": self.chance_rule, "bootstrap": self.bootstrap, "comparison": list(self.comparison)}
+                "chance_rule": self.chance_rule, "bootstrap": self.bootstrap, "comparison": list(self.comparison),
+                "retention": self.retention}
 
 
 def families(tasks) -> list[str]:
@@ -140,3 +150,45 @@ def init_rows(df: pd.DataFrame, metric: str = "macro_score") -> dict[str, str]:
         if name in inits and r["model"] != name and r["kind"] in ("student", "reference"):
             out[r["model"]] = name
     return out
+
+
+def family_tasks(metric: str, tasks, include_wnli: bool = True) -> list[Task]:
+    """The tasks a macro averages: GLUE's (WNLI only with include_wnli) for macro_score, the spec's own
+    `tasks` for tasks_macro."""
+    if metric == TASKS_MACRO:
+        return list(tasks)
+    return [t for t in TASKS.values() if include_wnli or t.name != "wnli"]
+
+
+def _scored(values: dict, task: Task) -> bool:
+    """Whether `values` ({column: float or (B,) array}) has a score on one of `task`'s splits."""
+    return any(c in values and not np.isnan(np.asarray(values[c], dtype=float)).all() for c in task.columns())
+
+
+def cleared_tasks(teacher: dict, chance: dict, tasks) -> tuple[list[Task], dict[str, float]]:
+    """(the `tasks` on which the teacher's task score clears the majority class by >= CLEAR_MARGIN
+    points, {task: the teacher's margin over chance} of the others) over the tasks where both have a
+    score. teacher: its split columns (a leaderboard row as a dict); chance: {column: chance score}.
+    The same rule as the headline's count (distil.report.summary.chance_summary)."""
+    kept, left_out = [], {}
+    for task in tasks:
+        if _scored(teacher, task) and _scored(chance, task):
+            margin = macro_over(teacher, [task]) - macro_over(chance, [task])
+            if margin >= CLEAR_MARGIN:
+                kept.append(task)
+            else:
+                left_out[task.name] = float(margin)
+    return kept, left_out
+
+
+def retention_over_chance(row: dict, teacher: dict, chance: dict, tasks):
+    """100 · (M(row) - M(chance)) / (M(teacher) - M(chance)), M the macro over `tasks` (each task the
+    mean of its splits present, distil.evaluation.scores.macro_over): the share of the teacher's gain
+    over the majority class that the row keeps (percent; 100 = the teacher's, 0 = chance). Values are
+    floats (a row) or equal-shaped (B,) arrays (bootstrap resamples, paired). NaN when `tasks` is empty
+    or the row lacks one of them. Pass the tasks of `cleared_tasks`, where the denominator is >= 5 points
+    per task."""
+    if not tasks or not all(_scored(row, t) for t in tasks):
+        return math.nan
+    base = macro_over(chance, tasks)
+    return 100 * (macro_over(row, tasks) - base) / (macro_over(teacher, tasks) - base)

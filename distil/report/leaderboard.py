@@ -12,10 +12,11 @@ Conventions (as in the GLUE paper and DistilBERT's Table 1):
     empty and is not counted.
 
 Rows are ranked by the spec's first `search.objectives` (macro_score, tasks_macro or one score
-column). How sure the order is comes from distil.evaluation.confidence: paired bootstrap intervals of
-pct_teacher, the gains over the reference rows and the difference to the paper-default candidate
-(on macro_score, and with a `_tasks` suffix on tasks_macro), p_best, and each split's chance
-(majority-class) score, all from the saved validation predictions. `load` returns a
+column). How sure the order is comes from distil.evaluation.confidence: paired multi-bootstrap
+intervals (validation examples and fine-tuning seeds) of pct_teacher, retention_over_chance, the
+gains over the reference rows and the difference to the paper-default candidate (on macro_score, and
+with a `_tasks` suffix on tasks_macro), p_best, and each split's chance (majority-class) score, all
+from the saved validation predictions. `load` returns a
 distil.report.board.Board (the table and those sweep-wide facts); distil.report.summary says it
 in words (`headline`, `to_markdown`, the teacher-vs-best-student comparison on each user task);
 `write` writes the files.
@@ -31,15 +32,20 @@ import pandas as pd
 
 from distil.config.glue import TASKS, score_columns
 from distil.config.layers import layer_key
-from distil.config.tasks import Task
+from distil.config.tasks import REGRESSION, Task
 from distil.evaluation import confidence
 from distil.evaluation.scores import (
     CONFIG_COLUMNS, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, all_columns, macro_over, macro_score,
     own_tasks, row_from_result,
 )
 from distil.report import summary
-from distil.report.board import FAMILIES, Board, families, init_rows, reference_rows
+from distil.report.board import (
+    FAMILIES, Board, cleared_tasks, families, family_tasks, init_rows, reference_rows, retention_over_chance,
+)
 from distil.store.records import PAPER_DEFAULTS, ResultsDir, read_json
+
+
+METHOD = "paired multi-bootstrap over validation examples and fine-tuning seeds"
 
 
 def _unreadable(path: Path) -> bool:
@@ -70,15 +76,19 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     trial with only config.json; the `status` of its status.json, e.g. stopped or failed, for a
     trial without result.json), alpha_ce, alpha_mlm, alpha_cos, alpha_mse, temperature,
     layer_selection, macro_score (GLUE; empty without GLUE tasks), pct_teacher (macro as % of
-    the teacher's), gain_over_random_init and gain_over_<reference> (macro minus that reference
-    row's, points), delta_vs_default (macro minus the paper-default candidate's, points); with
-    the spec's own tasks, tasks_macro and the same four on it: pct_teacher_tasks,
-    gain_over_<reference>_tasks, gain_over_init_tasks, delta_vs_default_tasks; each of these
-    with a 95 % interval in `<col>_lo` / `<col>_hi`, p_best (share of bootstrap resamples in
-    which the student has the highest score of the done students, on the ranking metric), one
-    column per GLUE split (cola ... wnli, mnli_m and mnli_mm), then one per split of each own
-    task (`<task><suffix>`), <col>_std with several seeds, n_params (encoder parameters),
-    size_mb (weight files on disk, MB = 1e6 bytes), latency_ms_b1 / latency_ms_b32 (CPU forward
+    the teacher's), retention_over_chance (the share of the teacher's macro gain over the majority
+    class that the row keeps, %, on the tasks where the teacher clears chance by >= 5 points:
+    board.retention_over_chance), gain_over_random_init and gain_over_<reference> (macro minus that
+    reference row's, points), delta_vs_default (macro minus the paper-default candidate's, points); with
+    the spec's own tasks, tasks_macro and the same five on it: pct_teacher_tasks,
+    retention_over_chance_tasks, gain_over_<reference>_tasks, gain_over_init_tasks,
+    delta_vs_default_tasks; each of these with a 95 % interval in `<col>_lo` / `<col>_hi`, p_best
+    (share of bootstrap resamples in which the student has the highest score of the done students
+    with intervals, on the ranking metric; empty when fewer than 2 have intervals), one column per
+    GLUE split (cola ... wnli, mnli_m and mnli_mm), then one per split of each own task
+    (`<task><suffix>`), retention_<task> (retention over chance on that task alone, empty where the
+    teacher does not clear chance by >= 5 points), <col>_std with several seeds, n_params (encoder
+    parameters), size_mb (weight files on disk, MB = 1e6 bytes), latency_ms_b1 / latency_ms_b32 (CPU forward
     pass at the spec's profile.seq_len tokens, default 128, milliseconds per example at batch 1 / 32;
     see distil.evaluation.profile) with the
     spread over timing rounds in latency_ms_b1_min/_max and latency_ms_b32_min/_max,
@@ -94,8 +104,9 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
 
     The sweep-wide facts are the Board's fields (leaderboard.parquet keeps them as its frame's
     attrs, Board.metadata): chance, chance_rule, bootstrap, provenance, include_wnli, tasks,
-    glue_tasks, rank_by, paper_defaults, comparison (teacher vs best student on each own task), and
-    the bootstrap's resampled scores. `resamples`/`seed`: the paired bootstrap's
+    glue_tasks, rank_by, paper_defaults, comparison (teacher vs best student on each own task),
+    retention (the tasks retention_over_chance averages and those it leaves out), and the bootstrap's
+    resampled scores. `resamples`/`seed`: the paired bootstrap's
     (distil.evaluation.confidence); resamples=0 skips the intervals.
     """
     # The files are read as the dicts they hold (row_from_result's input), through records' paths; a
@@ -161,12 +172,15 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
         _add_relative(df, metric)
     rank_by = rank_metric(df, spec)
     done = {m: d for m, d in row_dirs.items() if m in set(df.loc[df["status"] == "done", "model"])}
-    resampled, chance, chance_rule, bootstrap = _add_confidence(df, done, own, include_wnli, rank_by, resamples, seed)
+    resampled, chance, chance_rule, bootstrap, chance_resampled = _add_confidence(df, done, own, include_wnli, rank_by,
+                                                                                  resamples, seed)
+    retention = _add_retention(df, own, include_wnli, chance, resampled, chance_resampled)
     comparison = _comparison(df, own, resampled)
     df = df[_columns(df, own)].sort_values(rank_by, ascending=False, na_position="last").reset_index(drop=True)
     return Board(df, tasks=tuple(own), include_wnli=include_wnli, glue_tasks=tuple(glue_run), rank_by=rank_by,
                  paper_defaults=paper_defaults, chance=chance, chance_rule=chance_rule, bootstrap=bootstrap,
-                 resampled=resampled, comparison=tuple(comparison), provenance=_provenance(provenance), spec=spec)
+                 resampled=resampled, comparison=tuple(comparison), provenance=_provenance(provenance), spec=spec,
+                 retention=retention)
 
 
 def rank_metric(df: pd.DataFrame, spec: dict) -> str:
@@ -199,10 +213,11 @@ def _add_relative(df: pd.DataFrame, metric: str) -> None:
 
 
 def _order(tasks=()) -> list[str]:
-    tasks_block = ([TASKS_MACRO, "pct_teacher_tasks", "gain_over_random_init_tasks", "delta_vs_default_tasks"]
-                   if tasks else [])
-    return ["model", "kind", "status", *CONFIG_COLUMNS, "macro_score", "pct_teacher", "gain_over_random_init",
-            "delta_vs_default", *tasks_block, "p_best", *all_columns(tasks), "n_params", *PROFILE_COLUMNS,
+    tasks_block = ([TASKS_MACRO, "pct_teacher_tasks", "retention_over_chance_tasks", "gain_over_random_init_tasks",
+                    "delta_vs_default_tasks"] if tasks else [])
+    return ["model", "kind", "status", *CONFIG_COLUMNS, "macro_score", "pct_teacher", "retention_over_chance",
+            "gain_over_random_init", "delta_vs_default", *tasks_block, "p_best", *all_columns(tasks),
+            *(f"retention_{t.name}" for t in [*TASKS.values(), *tasks]), "n_params", *PROFILE_COLUMNS,
             *LATENCY_SPREAD_COLUMNS, "distill_loss", "finetune_seconds", *(f"finetune_seconds_{t.name}" for t in tasks),
             "trial_index", "paper_defaults"]
 
@@ -273,13 +288,18 @@ def _provenance(per_row: list[tuple[str, dict | None]]) -> dict:
     return out
 
 
+# The majority-class prediction, resampled beside the rows (paired) for retention_over_chance's interval.
+_CHANCE_ROW = "chance (majority class)"
+
+
 def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], tasks: list[Task], include_wnli: bool, rank_by: str,
-                    resamples: int, seed: int) -> tuple[dict[str, dict[str, np.ndarray]], dict, dict, dict]:
-    """Add the interval columns, p_best (on `rank_by`) and at_chance to df (in place). Rows whose
-    predictions are missing, or do not reproduce the scores in their result.json (within 0.01
-    points), get no intervals; bootstrap["excluded"] says why. Returns (the resampled split scores
-    {model: {column: (B,)}} of the rows with intervals, {} with resamples=0; chance; chance_rule;
-    bootstrap), the Board's fields of those names."""
+                    resamples: int, seed: int) -> tuple[dict[str, dict[str, np.ndarray]], dict, dict, dict, dict]:
+    """Add the interval columns, p_best (on `rank_by`, with at least 2 students with intervals) and
+    at_chance to df (in place). Rows whose predictions are missing, or do not reproduce the scores in
+    their result.json (within 0.01 points), get no intervals; bootstrap["excluded"] says why. Returns
+    (the resampled split scores {model: {column: (B,)}} of the rows with intervals, {} with
+    resamples=0; chance; chance_rule; bootstrap), the Board's fields of those names, and the
+    majority-class prediction's resampled split scores {column: (B,)} on the same example draws."""
     columns = all_columns(tasks)
     splits, excluded = confidence.load_splits(row_dirs, tasks)
     chance = confidence.chance_scores(splits)
@@ -292,12 +312,18 @@ def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], tasks: list[Tas
                if c not in got or c not in expected or abs(got[c][0] - by_model.at[model, c]) > 0.01]
         if off:
             excluded[model] = f"its predictions do not reproduce its result.json scores on {', '.join(off)}"
-    kept = {c: confidence.Split(s.column, s.idx, s.labels, {m: p for m, p in s.preds.items() if m not in excluded},
-                                s.task, s.position)
+
+    def constant(s: confidence.Split) -> np.ndarray:  # (1, N) or (1, N, L): one "seed", no seed noise
+        return confidence.constant_prediction(s.labels, s.task.problem_type == REGRESSION)[None]
+
+    kept = {c: confidence.Split(s.column, s.idx, s.labels,
+                                {**{m: p for m, p in s.preds.items() if m not in excluded}, _CHANCE_ROW: constant(s)},
+                                s.task, s.position, {m: r for m, r in s.runs.items() if m not in excluded})
             for c, s in splits.items()}
-    resampled, values = {}, {}  # values: metric -> {model: (B,) resampled metric}
+    resampled, values, chance_resampled = {}, {}, {}  # values: metric -> {model: (B,) resampled metric}
     if resamples > 0:
         resampled = {m: v for m, v in confidence.resampled_columns(kept, resamples, seed).items() if m not in excluded}
+        chance_resampled = resampled.pop(_CHANCE_ROW, {})
         of = {"macro_score": lambda cols: macro_score(cols, include_wnli),
               TASKS_MACRO: lambda cols: macro_over(cols, tasks)}
         for metric in {*families(tasks), rank_by}:
@@ -329,19 +355,65 @@ def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], tasks: list[Tas
         df["gain_over_init" + sfx + "_hi"] = df["model"].map({m: b[1] for m, b in bounds.items()})
     ranked = values.get(rank_by, {})
     students = [m for m in df.loc[df["kind"] == "student", "model"] if m in ranked]
-    if students:
+    if len(students) >= 2:  # with one, "first in 100 % of resamples" would say nothing
         p_best = confidence.p_best(np.stack([ranked[m] for m in students], 1))
         df["p_best"] = df["model"].map(dict(zip(students, p_best)))
     df["at_chance"] = [" ".join(c for c in columns if c in chance and pd.notna(r[c]) and r[c] <= chance[c] + 1e-6)
                        for _, r in df.iterrows()]
     own = set(all_columns(tasks)) - set(score_columns())
     chance_rule = {c: confidence.chance_rule(splits[c]) for c in columns if c in own and c in splits}
+    rows = sorted({m for v in values.values() for m in v})
+    single = {s.task.name for s in kept.values() for m in rows if m in s.preds and len(s.preds[m]) == 1}
+    reruns: dict[str, int] = {}  # model -> its distillation runs (the most on any split)
+    for s in kept.values():
+        for m in rows:
+            if m in s.preds:
+                reruns[m] = max(reruns.get(m, 1), len(np.unique(s.runs_of(m))))
     bootstrap = {
-        "method": "paired percentile bootstrap over validation examples", "resamples": resamples, "seed": seed,
-        "level": confidence.LEVEL, "rows": sorted({m for v in values.values() for m in v}), "students": len(students),
-        "excluded": excluded, "paper_defaults": default.iloc[0] if len(default) else None,
+        "method": METHOD, "resamples": resamples, "seed": seed, "level": confidence.LEVEL, "rows": rows,
+        "students": len(students), "excluded": excluded, "paper_defaults": default.iloc[0] if len(default) else None,
+        "single_seed_tasks": [t for t in dict.fromkeys(task.name for task in confidence.task_columns(tasks).values())
+                              if t in single],
+        "rerun_rows": {m: r for m, r in sorted(reruns.items()) if r > 1},
     }
-    return resampled, chance, chance_rule, bootstrap
+    return resampled, chance, chance_rule, bootstrap, chance_resampled
+
+
+def _add_retention(df: pd.DataFrame, tasks: list[Task], include_wnli: bool, chance: dict, resampled: dict,
+                   chance_resampled: dict) -> dict:
+    """Add retention_over_chance (and _tasks), with its interval, and retention_<task> to df (in
+    place); returns Board.retention. Per macro: the tasks where the teacher clears the majority class
+    by >= 5 points (board.cleared_tasks, on the full-sample scores); a row's value is
+    board.retention_over_chance over them (percent), its interval the percentiles of the same ratio
+    taken within each resample (row, teacher and the majority-class prediction on the same drawn
+    examples; the row's and the teacher's seeds drawn as in every interval). Empty without a teacher
+    or a chance level, or for a row without a score on one of those tasks."""
+    teacher = df[df["kind"] == "teacher"]
+    t_row = teacher.iloc[0].to_dict() if len(teacher) else {}
+    t_name = t_row.get("model")
+    out = {}
+    for metric in families(tasks):
+        column = "retention_over_chance" + FAMILIES[metric]
+        df[column] = df[column + "_lo"] = df[column + "_hi"] = math.nan
+        if not t_row or not chance:
+            continue
+        pool = family_tasks(metric, tasks, include_wnli)
+        kept, left_out = cleared_tasks(t_row, chance, pool)
+        out[metric] = {"tasks": [t.name for t in kept], "left_out": left_out}
+        rows = [r.to_dict() for _, r in df.iterrows()]
+        for task in kept:
+            df[f"retention_{task.name}"] = [retention_over_chance(r, t_row, chance, [task]) for r in rows]
+        df[column] = [retention_over_chance(r, t_row, chance, kept) for r in rows]
+        if t_name not in resampled or not chance_resampled or not kept:
+            continue
+        bounds = {}
+        for model, cols in resampled.items():
+            values = retention_over_chance(cols, resampled[t_name], chance_resampled, kept)
+            if isinstance(values, np.ndarray) and pd.notna(df.loc[df["model"] == model, column]).any():
+                bounds[model] = confidence.interval(values)
+        df[column + "_lo"] = df["model"].map({m: b[0] for m, b in bounds.items()})
+        df[column + "_hi"] = df["model"].map({m: b[1] for m, b in bounds.items()})
+    return out
 
 
 def _comparison(df: pd.DataFrame, tasks: list[Task], resampled: dict) -> list[dict]:

@@ -15,7 +15,7 @@ from distil.config.glue import TASKS, score_columns
 from distil.config.tasks import MULTI, Task
 from distil.evaluation import confidence
 from distil.evaluation.scores import LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, macro_over, macro_score
-from distil.report.board import FAMILIES, Board, reference_rows
+from distil.report.board import CLEAR_MARGIN, FAMILIES, Board, reference_rows
 from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS
 
 REFERENCE_NOTES = {
@@ -28,7 +28,6 @@ INIT_NOTE = ("init_only-<rule>: the candidates' architecture initialised from th
              "distillation step; gain_over_init = macro_score minus the macro_score of the init_only row of the row's "
              "own layer rule (points): what the distillation steps added to the copied layers.")
 CHANCE_MARK = "†"
-CLEAR_MARGIN = 5.0  # points above the majority class for "the teacher clears chance" on a task
 
 
 def interval_text(row, column: str, digits: int = 2) -> str:
@@ -109,11 +108,34 @@ def _name(metric: str) -> str:
     return "macro" if metric == "macro_score" else metric
 
 
+def retention_text(board: Board, row, metric: str) -> str:
+    """'47.0 % of the teacher's gain over chance [40.1, 53.9] without wnli, rte (teacher < 5 points
+    above chance)' (or '... on all 9 tasks') of one row on a macro (board.retention); a sentence saying
+    why there is none when the teacher clears chance on none of the macro's tasks; empty without a
+    chance level."""
+    info = board.retention.get(metric)
+    if not info:
+        return ""
+    left = ", ".join(info["left_out"])
+    if not info["tasks"]:
+        return (f"no retention over chance: the teacher clears chance by ≥ {CLEAR_MARGIN:.0f} points on none of "
+                "its tasks")
+    value = row.get("retention_over_chance" + FAMILIES[metric])
+    if pd.isna(value):
+        return ""
+    where = (f"without {left} (teacher < {CLEAR_MARGIN:.0f} points above chance)" if left
+             else f"on all {len(info['tasks'])} tasks")
+    return (f"{value:.1f} % of the teacher's gain over chance"
+            f"{interval_text(row, 'retention_over_chance' + FAMILIES[metric], 1)} {where}")
+
+
 def _macro_line(board: Board, row, metric: str) -> str:
-    """'<metric> 55.20, 97.0 % of teacher [95.1, 98.9]' of one row; for tasks_macro followed by
-    ': <task> <score> (teacher <score>), ...'."""
+    """'<metric> 55.20, 47.0 % of the teacher's gain over chance [..] (..), 97.0 % of teacher [95.1,
+    98.9]' of one row; for tasks_macro followed by ': <task> <score> (teacher <score>), ...'."""
     sfx, teacher = FAMILIES[metric], board.teacher()
     text = f"{_name(metric)} {row[metric]:.2f}"
+    if retention := retention_text(board, row, metric):
+        text += f", {retention}"
     if pd.notna(row.get("pct_teacher" + sfx)):
         text += f", {row['pct_teacher' + sfx]:.1f} % of teacher{interval_text(row, 'pct_teacher' + sfx, 1)}"
     if metric == TASKS_MACRO:
@@ -127,8 +149,10 @@ def _macro_line(board: Board, row, metric: str) -> str:
 
 def headline(board: Board) -> str:
     """What a person reads first (a few lines, plain text; top of leaderboard.md and report.html):
-    the best student by the ranking metric (board.rank_by: the first search objective),
-    its % of teacher and its difference to the paper defaults with 95 % intervals and a verdict
+    the best student by the ranking metric (board.rank_by: the first search objective), its share
+    of the teacher's gain over chance (naming the tasks left out), its % of teacher, how often it
+    was first over the resamples (only with 2 or more students with intervals) and its difference
+    to the paper defaults with 95 % intervals and a verdict
     (better / not distinguishable / worse); a line for tasks_macro (own tasks) and for the GLUE
     macro when they are not the ranking metric; its gain over each reference row (over mlm_only:
     the value of distillation), the seeds, how many tasks the teacher clears chance on and which
@@ -143,6 +167,8 @@ def headline(board: Board) -> str:
     paper = " (paper defaults)" if board.is_paper_defaults(best) else ""
     first = f"best student `{best['model']}`{paper}: {_name(rank)} {best[rank]:.2f}"
     extra = []
+    if is_macro and (retention := retention_text(board, best, rank)):
+        extra.append(retention)
     if is_macro and pd.notna(best.get("pct_teacher" + sfx)):
         extra.append(f"{best['pct_teacher' + sfx]:.1f} % of teacher{interval_text(best, 'pct_teacher' + sfx, 1)}")
     elif not is_macro and teacher is not None and pd.notna(teacher[rank]) and teacher[rank] > 0:
@@ -194,8 +220,13 @@ def headline(board: Board) -> str:
     lines.append(f"{_seeds_phrase(best, board)}" + (f"; {chance}" if chance else ""))
     boot = board.bootstrap
     if boot.get("rows"):
+        single = boot.get("single_seed_tasks") or []
+        reruns = boot.get("rerun_rows") or {}
+        once = "distillation reruns" + (" of the rows distilled once" if reruns else "")
+        missing = ([f"seed noise on {', '.join(single)} (one seed)"] if single else []) + (
+            [once] if set(boot["rows"]) - set(reruns) else [])
         lines.append(f"[lo, hi]: {100 * boot['level']:.0f} % {boot['method']}, {boot['resamples']} resamples, "
-                     f"seed {boot['seed']}")
+                     f"seed {boot['seed']}" + (f"; not in it: {' or '.join(missing)}" if missing else ""))
     else:
         lines.append("no intervals: no saved predictions to resample")
     return "\n".join(lines)
@@ -245,13 +276,11 @@ def conventions(board: Board) -> list[str]:
         f"paper defaults: candidate `{default.iloc[0]['model']}`, run with the spec's search.points_to_evaluate[0] "
         "(the paper's settings); delta_vs_default = macro_score minus its macro_score (points)."
         if len(default) else "",
-        f"[lo, hi]: {100 * boot['level']:.0f} % interval, {boot['method']}: {boot['resamples']} resamples of each "
-        f"split's examples (numpy default_rng([{boot['seed']}, split position]); the same examples for every model), "
-        "every metric recomputed on each resample, seeds averaged within a resample, then tasks and macros as above; "
-        "intervals of differences and ratios are paired (taken within each resample). p_best = share of resamples in "
-        f"which the student has the highest {rank} of the {boot.get('students', 0)} done students with intervals "
-        "(ties share)."
-        if boot.get("rows") else "",
+        interval_note(board) if boot.get("rows") else "",
+        f"p_best = share of resamples in which the student has the highest {rank} of the {boot.get('students', 0)} "
+        "done students with intervals (ties share): how stable the order is, not the probability that the student is "
+        "the best; empty with fewer than 2 such students." if boot.get("students", 0) >= 2 else "",
+        *retention_notes(board),
         ("No intervals for " + "; ".join(f"{m} ({why})" for m, why in sorted(boot.get("excluded", {}).items())) + ".")
         if boot.get("excluded") else "",
         "chance = the score of predicting the majority class of each split's validation sample (a constant scores 0 on "
@@ -279,6 +308,52 @@ def conventions(board: Board) -> list[str]:
     return [n for n in notes if n]
 
 
+def interval_note(board: Board) -> str:
+    """The note that says how the [lo, hi] intervals were made and exactly what they cover."""
+    boot = board.bootstrap
+    single, reruns = boot.get("single_seed_tasks") or [], boot.get("rerun_rows") or {}
+    runs = ("distillation-run noise of the rows distilled once ("
+            + ", ".join(f"{m}, distilled {r} times" for m, r in reruns.items())
+            + ", have theirs in: runs drawn with replacement, then seeds within each drawn run), "
+            if reruns else "distillation-run noise (every row was distilled once; rerunning a multi-worker CPU "
+            "distillation moves a candidate by up to ~1 macro point), ")
+    return (
+        f"[lo, hi]: {100 * boot['level']:.0f} % percentile interval, {boot['method']}: {boot['resamples']} resamples. "
+        "On each, every split's examples are drawn with replacement, the same examples for every model (numpy "
+        f"default_rng([{boot['seed']}, split position])), and each row's fine-tuning seeds of each task are drawn "
+        "with replacement from the seeds that task ran, independently per row (a drawn seed's deviation from the "
+        "seeds' mean is scaled by √(n/(n−1)): a bootstrap over n seeds understates their variance by (n−1)/n); every "
+        "metric is recomputed, the drawn seeds averaged, then tasks and macros as above; differences and ratios are "
+        "taken within each resample (paired). It covers which validation examples were drawn and the fine-tuning "
+        "seed noise of tasks run on several seeds. It does not cover "
+        + (f"seed noise on tasks a row ran on one seed ({', '.join(single)}: nothing to resample it from), "
+           if single else "")
+        + runs + "nor picking the best candidate on these same scores (the best of many equal candidates looks "
+        "better than it is).")
+
+
+def retention_notes(board: Board) -> list[str]:
+    """One note per macro with retention over chance: what it is, the tasks it averages and those it
+    leaves out (with the teacher's margin over chance)."""
+    notes = []
+    for metric, info in board.retention.items():
+        sfx, name = FAMILIES[metric], _name(metric)
+        left = f"; left out (teacher within {CLEAR_MARGIN:.0f} points of chance): " + ", ".join(
+            f"{t} {m:+.1f}" for t, m in info["left_out"].items()) if info["left_out"] else ""
+        if not info["tasks"]:
+            notes.append(f"retention_over_chance{sfx}: empty, the teacher clears the majority class by ≥ "
+                         f"{CLEAR_MARGIN:.0f} points on none of the {name}'s tasks{left}.")
+            continue
+        notes.append(
+            f"retention_over_chance{sfx} = 100 · (M(row) − M(chance)) / (M(teacher) − M(chance)), M the {name} over "
+            f"the tasks where the teacher clears the majority class by ≥ {CLEAR_MARGIN:.0f} points "
+            f"({', '.join(info['tasks'])}){left}: the share of the teacher's gain over chance the row keeps "
+            "(pct_teacher starts far above 0: chance itself scores a large % of the teacher); its interval is the "
+            "same ratio within each resample (chance recomputed on the drawn examples); retention_<task> (csv and "
+            "parquet only) is the same on one task.")
+    return notes
+
+
 def provenance_notes(provenance: dict) -> list[str]:
     """One note per provenance field (spec_sha256, git_commit, teacher_sha256, data_sha256 per
     file): its value once, or each value with the rows that carry it when the rows disagree."""
@@ -302,8 +377,8 @@ def hidden_empty_columns(board: Board) -> set[str]:
     df, run = board.frame, board.glue_tasks
     out = {c + x for t in TASKS.values() if t.name not in run for c in t.columns() for x in ("", "_std")}
     if not run:
-        out |= {c for c in df.columns if c in ("macro_score", "pct_teacher", "delta_vs_default")
-                or (c.startswith("gain_over_") and not c.endswith("_tasks"))}
+        macro = ("macro_score", "pct_teacher", "retention_over_chance", "delta_vs_default")
+        out |= {c for c in df.columns if c in macro or (c.startswith("gain_over_") and not c.endswith("_tasks"))}
     return {c for c in out if c in df and df[c].isna().all()}
 
 
@@ -312,8 +387,8 @@ def formatted(board: Board) -> pd.DataFrame:
     the paper-default candidate's model shown as `<id> (paper defaults)`, each interval beside
     its value (`+1.20 [-0.40, 2.80]`), a latency's round spread likewise, a score at or below
     chance marked with †, and a `chance` row at the end; without the long seeds, subset_data,
-    at_chance and per-task finetune_seconds_<task> columns (summarised by `conventions` and
-    `comparison_table`), and without the columns of GLUE tasks the sweep does not run."""
+    at_chance, per-task finetune_seconds_<task> and retention_<task> columns (summarised by
+    `conventions` and `comparison_table`), and without the columns of GLUE tasks the sweep does not run."""
     def cell(v, column):
         if pd.isna(v):
             return ""
@@ -327,7 +402,8 @@ def formatted(board: Board) -> pd.DataFrame:
     pairs = {c: (c + lo, c + hi) for c in df.columns for lo, hi in (("_lo", "_hi"), ("_min", "_max"))
              if c + lo in df.columns and c + hi in df.columns}
     hidden = {"subset_data", "seeds", "at_chance", "paper_defaults", *(x for p in pairs.values() for x in p),
-              *(c for c in df.columns if c.startswith("finetune_seconds_"))}
+              *(c for c in df.columns if c.startswith("finetune_seconds_")),
+              *(c for c in df.columns if c.startswith("retention_") and not c.startswith("retention_over_chance"))}
     empty = hidden_empty_columns(board)
     hidden |= empty | {x for c in empty if c in pairs for x in pairs[c]}
     shown = [c for c in df.columns if c not in hidden]
@@ -420,7 +496,7 @@ COMPARISON_NOTE = (
     "+ evaluation run of that task (result.json runs' seconds, mean over seeds; runs share the machine with the "
     "sweep's other work, so read it as a rough cost). Latency: the profile measured alone on the machine before the "
     "sweep (distil.evaluation.profile: CPU, 1 thread, {tokens} tokens, ms per example; the same for every student "
-    "of one depth). Speed-up = the teacher's latency / the row's. % of teacher with its 95 % paired bootstrap "
+    "of one depth). Speed-up = the teacher's latency / the row's. % of teacher with its 95 % paired multi-bootstrap "
     "interval on that task's score.")
 
 
