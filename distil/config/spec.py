@@ -275,6 +275,11 @@ class SearchSpec(_Strict):
         out = {n: getattr(self, n) for n in SEARCHABLE if n not in self.searched()}
         return {n: layer_key(v) if n in LAYER_KEYS else v for n, v in out.items()}
 
+    def encoded_points(self) -> list[dict]:
+        """points_to_evaluate with layer lists as canonical keys (as the searched space has them)."""
+        return [{k: layer_key(v) if k == "layer_selection" else v for k, v in p.items()}
+                for p in self.points_to_evaluate]
+
     def n_startup_trials(self) -> int:
         """Trials drawn before the sampler models results: the spec's; else as many as the largest
         searched choice list has choices (so that every layer rule is tried), at least 3 (a model

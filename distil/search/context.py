@@ -82,10 +82,7 @@ def encoder_parameters(model_dir: str) -> int:
 def paper_default_point(spec: SweepSpec) -> dict | None:
     """search.points_to_evaluate[0] (the paper's defaults, by convention) with its layer list as a
     canonical key, or None. It is run in full as the reference row `paper_defaults`, never as a trial."""
-    points = spec.search.points_to_evaluate
-    if not points:
-        return None
-    return {k: layer_key(v) if k == "layer_selection" else v for k, v in points[0].items()}
+    return next(iter(spec.search.encoded_points()), None)
 
 
 def paper_default_rule(spec: SweepSpec) -> str:

@@ -81,8 +81,7 @@ def encoded_points(spec: SweepSpec) -> list[dict]:
     """The points the search enqueues as its first trials: points_to_evaluate after the first (the
     paper defaults, a reference row of their own: distil.search.references), layer lists as
     canonical keys (as the space has them)."""
-    return [{k: layer_key(v) if k == "layer_selection" else v for k, v in p.items()}
-            for p in spec.search.points_to_evaluate[1:]]
+    return spec.search.encoded_points()[1:]
 
 
 class Searcher(OptunaSearch):
