@@ -70,6 +70,7 @@ def run(args: argparse.Namespace, how: str) -> int:
     from ray import tune
     from transformers import AutoTokenizer
 
+    from distil.science.precision import sweep_line
     from distil.search.context import SweepContext, profile_architectures
     from distil.search.finetune_runs import prepare_task_caches
     from distil.search.references import best_candidate_rule, finish_references, submit_init_only, submit_references
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace, how: str) -> int:
     cache = Path(cache_dir).expanduser().resolve()
     # 2. Teacher and corpus (both cached): tokenise the corpus, fit the MLM head if it is missing.
     source, teacher_dir, head_fit, corpus_dir = prepare_teacher_and_corpus(spec, cache)
+    print(sweep_line(spec.distill.bf16, spec.distill.use_gpu, spec.glue.bf16, spec.glue.use_gpu), flush=True)
     # 3. Profiles (size, CPU latency) of the teacher and each student depth, timed while nothing else runs.
     if state is None:
         profiles = profile_architectures(source, teacher_dir, spec.student.depths() or [n_layers], spec.seed,

@@ -4,7 +4,7 @@ both answers of the rule are tested on any machine."""
 import pytest
 import torch
 
-from distil.science.precision import bf16_support, cpu_flags, describe, enable_tf32, resolve_bf16
+from distil.science.precision import bf16_support, cpu_flags, describe, enable_tf32, resolve_bf16, sweep_line
 
 ZEN4 = frozenset({"fpu", "sse2", "avx2", "avx512f", "avx512_bf16"})
 SAPPHIRE_RAPIDS = frozenset({"avx512f", "amx_tile", "amx_bf16"})
@@ -66,3 +66,45 @@ def test_tf32_is_left_alone_off_cuda():
     before = torch.get_float32_matmul_precision()
     enable_tf32("cpu")
     assert torch.get_float32_matmul_precision() == before
+
+
+def test_the_sweep_line_names_both_stages_once():
+    auto = describe("auto", "cpu")[1]
+    assert sweep_line("auto", False, "auto", False) == f"precision: {auto} for distillation and fine-tuning"
+    assert sweep_line(False, False, "auto", False) == f"precision: distillation fp32 (bf16: false), fine-tuning {auto}"
+    if not torch.cuda.is_available():  # a CPU driver of a GPU cluster leaves the choice to the workers
+        assert "decided on each worker" in sweep_line("auto", True, "auto", False)
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_fine_tuning_runs_in_the_precision_it_records(setting, teacher, tokenizer, tmp_path):
+    # A real (tiny) run whose Trainer reports the autocast state and logits dtype of its training steps.
+    from transformers import Trainer
+
+    from distil.config.glue import glue_task
+    from distil.config.settings import FinetuneSettings
+    from distil.evaluation.finetune import finetune_and_evaluate
+    from distil.science.student import build_student
+    from tests.conftest import GLUE
+
+    seen = set()
+
+    class Spy(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            # Accelerate autocasts inside the model's forward and returns fp32 outputs: look at a
+            # layer's output inside it (the classifier's linear layer).
+            linear = model.classifier if hasattr(model, "classifier") else model.module.classifier
+            hook = linear.register_forward_hook(lambda m, i, o: seen.add((torch.is_autocast_enabled("cpu"), o.dtype)))
+            try:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            finally:
+                hook.remove()
+
+    build_student(teacher, 1, "first").save_pretrained(tmp_path / "student")
+    tokenizer.save_pretrained(tmp_path / "student")
+    settings = FinetuneSettings(lr=1e-4, epochs=1, batch_size=8, max_seq_len=32, max_train_examples=16,
+                                max_eval_examples=8, selection_examples=8, bf16=setting)
+    result = finetune_and_evaluate(str(tmp_path / "student"), glue_task(str(GLUE), "sst2"), settings, 0, None,
+                                   trainer_cls=Spy)
+    assert result["bf16"] is setting
+    assert seen == {(setting, torch.bfloat16 if setting else torch.float32)}

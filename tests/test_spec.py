@@ -36,6 +36,8 @@ def _write(tmp_path, **changes):
         ({"distill.stepz": 3}, r"distill\.stepz: unknown key"),
         ({"distill.steps": "many"}, r"distill\.steps: Input should be a valid integer"),
         ({"distill.num_workers": 0}, r"distill\.num_workers: Input should be greater than or equal to 1"),
+        ({"distill.bf16": "fast"}, r"distill\.bf16: give true, false or auto .*not 'fast'"),
+        ({"glue.bf16": "yes"}, r"glue\.bf16: give true, false or auto .*not 'yes'"),
         ({"search.temperature": {"low": 0.0, "high": 2.0}}, r"temperature: 0\.0 is out of range"),
         ({"search.alpha_ce": {"low": 3.0, "high": 1.0}}, r"search\.alpha_ce.*low \(3\.0\) must be <= high"),
         ({"search.alpha_ce": 0.0, "search.alpha_mlm": 0.0, "search.alpha_cos": 0.0, "search.points_to_evaluate": []},
@@ -91,6 +93,15 @@ def test_bad_specs_give_one_line_errors_naming_the_field(tmp_path, changes, mess
     with pytest.raises(SpecError, match=message) as e:
         load_spec(_write(tmp_path, **changes))
     assert "\n" not in str(e.value)
+
+
+def test_precision_is_auto_unless_given_and_reaches_every_fine_tuning_run(tmp_path):
+    spec = load_spec(_write(tmp_path))
+    assert spec.distill.bf16 == "auto" and spec.glue.settings("sst2").bf16 == "auto"
+    spec = load_spec(_write(tmp_path, **{"distill.bf16": True, "glue.bf16": False,
+                                         "glue.overrides": {"stsb": {"lr": 1e-5}}}))
+    assert spec.distill.bf16 is True
+    assert spec.glue.settings("sst2").bf16 is False and spec.glue.settings("stsb").bf16 is False
 
 
 def test_small_tasks_run_every_seed_and_large_tasks_the_first(tmp_path):

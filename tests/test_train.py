@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from distil.config.settings import LossWeights
 from distil.config.spec import CorpusSpec, DistillSpec, HeadFitSpec
+from distil.science.precision import resolve_bf16
 from distil.search.train import CandidateParams, DistillJob, planned_steps
 from tests.conftest import CORPUS
 
@@ -106,6 +107,8 @@ def test_rungs_and_a_worker_failure_continue_one_train_run_to_the_same_student(t
     assert last["step"] == 6 and last["resumed_from_step"] == 3
     assert last["tokens"] == whole["tokens"]  # tokens seen are counted across the calls and the restart
     assert whole["resumed_from_step"] == 0 and last["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+    # SETTING leaves bf16 at auto: each worker resolved it on its device and said so.
+    assert whole["bf16"] is last["bf16"] is resolve_bf16("auto", "cpu")
     _assert_same_weights(whole_dir, tmp_path / "rung1")
 
 

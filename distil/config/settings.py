@@ -5,6 +5,11 @@ shape and the settings of one fine-tuning run."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Literal, Union
+
+# A run's precision as the spec gives it: bf16 autocast (true), fp32 (false), or bf16 where the
+# device has native bf16 and fp32 elsewhere (auto; the rule: distil.science.precision).
+Bf16 = Union[bool, Literal["auto"]]
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,8 @@ LOSS_WEIGHT_NAMES = tuple(f.name for f in fields(LossWeights))
 @dataclass(frozen=True)
 class FinetuneSettings:
     """One task's fine-tuning run (distil.evaluation.finetune.finetune_and_evaluate): learning rate,
-    epochs, batch size, tokens per example, the budgets of examples (None: the whole split), and
-    whether it takes a GPU. `GlueSpec.settings(task)` makes it, overrides applied."""
+    epochs, batch size, tokens per example, the budgets of examples (None: the whole split),
+    whether it takes a GPU, and its precision (`bf16`). `GlueSpec.settings(task)` makes it, overrides applied."""
 
     lr: float
     epochs: float
@@ -94,6 +99,7 @@ class FinetuneSettings:
     max_eval_examples: int | None = None
     use_gpu: bool = False
     selection_examples: int = 0  # the held-out slice of the train split (see train_and_selection)
+    bf16: Bf16 = "auto"  # distil.science.precision.resolve_bf16 decides for the run's device
 
     def limit(self, budget: str) -> int | None:
         """Rows of a split to load, by its budget's name: `max_eval_examples`, or for the train split

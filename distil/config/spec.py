@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from distil.config.glue import TASKS, glue_tasks, score_columns
 from distil.config.layers import (  # noqa: F401  (LAYER_RULES, parse_layer_key: imported from here too)
     RULES as LAYER_RULES, LayerSelection, check_selection, layer_key, parse_layer_key)
-from distil.config.settings import LOSS_WEIGHT_NAMES, FinetuneSettings, StudentShape
+from distil.config.settings import LOSS_WEIGHT_NAMES, Bf16, FinetuneSettings, StudentShape
 from distil.config.tasks import Task, resolve_task
 
 
@@ -49,6 +50,16 @@ def resolve_source(ref: str, field: str) -> str:
     if not path.exists():
         raise SpecError(f"{field}: path {ref!r} does not exist (from {os.getcwd()}); fix the path or use a hub id")
     return str(path)
+
+
+def _bf16(v):
+    # Only YAML's true/false and "auto": pydantic's lax bool would also take "yes", "1" or 1.
+    if isinstance(v, bool) or v == "auto":
+        return v
+    raise ValueError(f"give true, false or auto (bf16 where the device has it), not {v!r}")
+
+
+Precision = Annotated[Bf16, BeforeValidator(_bf16)]
 
 
 # ---------------------------------------------------------------- search parameters
@@ -380,7 +391,9 @@ class DistillSpec(_Strict):
     grad_accumulation: int = Field(1, ge=1)  # micro-batches per optimizer step
     steps: int | None = Field(None, ge=1)  # optimizer steps; 100 unless token_budget is given
     token_budget: int | None = Field(None, ge=1)  # real tokens per candidate; sets the steps instead
-    bf16: bool = False  # bf16 autocast for forward passes
+    # bf16 autocast for forward passes: true, false, or auto (bf16 where the workers' device computes
+    # bf16 natively: CUDA with bf16, a CPU with AVX512-BF16 or AMX; fp32 elsewhere).
+    bf16: Precision = "auto"
     lr: float = Field(5e-4, gt=0)
     warmup_ratio: float = Field(0.05, ge=0, le=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -450,6 +463,9 @@ class GlueSpec(_Strict):
     seeds_on: Literal["small", "all"] = "small"
     include_wnli: bool = True  # DistilBERT's macro-score averages all 9 tasks, WNLI included
     use_gpu: bool = False  # one GPU per fine-tuning task
+    # Fine-tuning precision (candidates, reference rows, task-specific distillation, the proxy): true,
+    # false, or auto (bf16 where the device computes bf16 natively, as distill.bf16).
+    bf16: Precision = "auto"
     # The no-distillation reference row: a `random_init` student (same architecture, no teacher
     # weights, no distillation) fine-tuned under the same protocol -> column gain_over_random_init.
     random_init_reference: bool = True

@@ -237,8 +237,9 @@ def finetune_and_evaluate(model_dir: str, task: Task, settings: FinetuneSettings
                           data_cache: str | None = None) -> dict:
     """Fine-tune `model_dir` on one task and score every eval split present.
 
-    settings: lr, epochs, batch_size, max_seq_len, max_train_examples, max_eval_examples, use_gpu
-    (GlueSpec.settings(task)).
+    settings: lr, epochs, batch_size, max_seq_len, max_train_examples, max_eval_examples, use_gpu,
+    bf16 (GlueSpec.settings(task)); bf16 is resolved for the run's device (distil.science.precision:
+    auto = bf16 autocast where it computes bf16 natively) and given to the Trainer, TF32 on CUDA.
     The model gets a fresh head with `num_labels` outputs and transformers' `problem_type` (its
     loss: cross-entropy, BCE-with-logits over multi-hot labels, or MSE), initialised after
     `set_seed(seed)`. `data_cache`: a prepare_task_data dir (else the splits are tokenised here).
@@ -249,12 +250,18 @@ def finetune_and_evaluate(model_dir: str, task: Task, settings: FinetuneSettings
     maps the tokenised training set before training (it adds the teacher's logits).
     Returns {'task', 'seed', 'scores': {suffix: {metric: value ×100} | None}, 'selection': {metric:
     value ×100} | None (the selection slice), 'subset_splits', 'n_train', 'n_eval', 'n_selection',
-    'seconds'} (seconds: fine-tuning + evaluation, not tokenising a cache).
+    'seconds', 'bf16'} (seconds: fine-tuning + evaluation, not tokenising a cache; bf16: whether it
+    ran in bf16).
     """
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
                               Trainer, TrainingArguments, set_seed)
 
+    from distil.science.precision import enable_tf32, resolve_bf16
+
     t0 = time.time()
+    device = "cuda" if settings.use_gpu else "cpu"
+    bf16 = resolve_bf16(settings.bf16, device)
+    enable_tf32(device)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     data = load_task_data(data_cache, task, settings) if data_cache else build_task_data(task, settings, tokenizer)
     set_seed(seed)  # the new classifier head is initialised here, before Trainer seeds anything
@@ -270,7 +277,7 @@ def finetune_and_evaluate(model_dir: str, task: Task, settings: FinetuneSettings
             output_dir=tmp, learning_rate=settings.lr, num_train_epochs=settings.epochs,
             per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=64,
             warmup_steps=0.1, seed=seed, save_strategy="no", logging_strategy="no", report_to="none",
-            use_cpu=not settings.use_gpu, disable_tqdm=True,
+            use_cpu=not settings.use_gpu, disable_tqdm=True, bf16=bf16,
         )
         trainer = (trainer_cls or Trainer)(model=model, args=args, processing_class=tokenizer,
                                            train_dataset=train_transform(train) if train_transform else train,
@@ -296,4 +303,5 @@ def finetune_and_evaluate(model_dir: str, task: Task, settings: FinetuneSettings
             held_out, pred_dir and Path(pred_dir) / "selection" / f"{task.name}-seed{seed}.parquet")
     return {"task": task.name, "seed": seed, "scores": scores, "selection": selection,
             "subset_splits": data["subset_splits"], "n_train": len(train), "n_eval": n_eval,
-            "n_selection": 0 if held_out is None else len(held_out), "seconds": round(time.time() - t0, 1)}
+            "n_selection": 0 if held_out is None else len(held_out), "seconds": round(time.time() - t0, 1),
+            "bf16": bf16}

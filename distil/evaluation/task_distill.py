@@ -82,7 +82,10 @@ def _trainer_cls(alpha_ce: float, temperature: float):
             teacher_logits = inputs.pop(TEACHER_LOGITS)
             labels = inputs.pop("labels")
             out = model(**inputs)
-            loss = task_kd_loss(out.logits, teacher_logits.to(out.logits.dtype), labels, alpha_ce, temperature)
+            # In fp32 even under bf16 autocast (out.logits is then bf16): the soft targets keep their
+            # precision, and T² times a bf16 KL would carry its 3-digit rounding into the gradient.
+            logits = out.logits.float()
+            loss = task_kd_loss(logits, teacher_logits.float(), labels, alpha_ce, temperature)
             return (loss, out) if return_outputs else loss
 
     return DistillationTrainer

@@ -22,11 +22,10 @@ cores (Ampere+): a 10-bit mantissa, finer than the 7 bits bf16 autocast already 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-Bf16 = bool | Literal["auto"]
+from distil.config.settings import Bf16
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 /proc/cpuinfo flags of native bf16 dot products
 
 
@@ -93,3 +92,20 @@ def enable_tf32(device: torch.device | str) -> None:
     CPU run's fp32 stays the fp32 it measured."""
     if torch.device(device).type == "cuda":
         torch.set_float32_matmul_precision("high")  # sets torch.backends.cuda.matmul.allow_tf32
+
+
+def sweep_line(distill: Bf16, distill_gpu: bool, finetune: Bf16, finetune_gpu: bool) -> str:
+    """The sweep's one console line on precision, decided on this (the driver's) machine, e.g.
+    "precision: bf16 (auto: cpu has avx512_bf16) for distillation and fine-tuning".
+
+    A GPU setting on a driver without CUDA (a CPU head node of a GPU cluster) cannot be decided here:
+    the line says the workers decide; each run records what it used (`bf16` in its metrics)."""
+    def one(setting: Bf16, gpu: bool) -> str:
+        if gpu and setting == "auto" and not torch.cuda.is_available():
+            return "bf16 where the workers' GPUs have it (auto: decided on each worker)"
+        return describe(setting, "cuda" if gpu else "cpu")[1]
+
+    d, f = one(distill, distill_gpu), one(finetune, finetune_gpu)
+    if d == f:
+        return f"precision: {d} for distillation and fine-tuning"
+    return f"precision: distillation {d}, fine-tuning {f}"

@@ -39,6 +39,7 @@ from distil.science.data import load_counts, load_sequences
 from distil.science.distill import (BatchStream, StudentForDistillation, apply_update, distill_step, optimizer_for,
                                     step_seed)
 from distil.science.masking import token_probs
+from distil.science.precision import enable_tf32, resolve_bf16
 from distil.science.student import build_student
 from distil.store.logs import to_log_file
 from distil.store.records import live_file, write_json
@@ -110,6 +111,8 @@ def train_loop_per_worker(cfg: dict) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
+    bf16 = resolve_bf16(d.bf16, device)  # the spec's precision, decided here for this worker's device
+    enable_tf32(device)
     tokenizer = AutoTokenizer.from_pretrained(job.teacher_dir)
     teacher = BertForMaskedLM.from_pretrained(job.teacher_dir).to(device).eval()
     for p in teacher.parameters():
@@ -152,7 +155,7 @@ def train_loop_per_worker(cfg: dict) -> None:
             ids, attn = stream(micro, tokenizer.pad_token_id)
             sync = micro == (step + 1) * accum - 1  # all-reduce gradients once per optimizer step
             with (contextlib.nullcontext() if sync or world == 1 else model.no_sync()), \
-                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=d.bf16):
+                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 terms = distill_step(
                     teacher, model, ids.to(device), attn.to(device), probs, weights,
                     mask_id=tokenizer.mask_token_id, mask_prob=d.mlm_mask_prob,
@@ -178,7 +181,7 @@ def train_loop_per_worker(cfg: dict) -> None:
             metrics = {k: v / (done - interval_start) for k, v in sums.items()}
             metrics.update(step=done, total_steps=total_steps, resumed_from_step=start_step, tokens=seen_tokens,
                            run_seconds=time.time() - started,
-                           tokens_per_s=tokens * world / (time.time() - t0))
+                           tokens_per_s=tokens * world / (time.time() - t0), bf16=bf16)
             _report(metrics, model, tokenizer, opt, sched, done, seen_tokens, rank, cfg.get("live_file"))
             sums, tokens, t0, interval_start = {}, 0, time.time(), done
 
@@ -242,7 +245,7 @@ def distill_student(run_name: str, params: CandidateParams, job: DistillJob, stu
     continues its distillation instead of starting over. Returns the last reported metrics
     (step, total_steps, resumed_from_step, tokens (cumulative real tokens), tokens_per_s, run_seconds
     (wall seconds of this call's worker group, loading included: its compute, not the wait for
-    CPUs), loss terms).
+    CPUs), bf16 (whether the workers ran in bf16: distill.bf16 resolved on their device), loss terms).
 
     Raises:
         NonFiniteLoss: the loss became NaN or inf (the run stops at that step, no retries).
