@@ -100,7 +100,9 @@ def worker(corpus_dir: str, steps: int, batch: int, legacy: bool = False) -> dic
 
     from distil.science.data import load_counts, load_sequences
     from distil.config.settings import LossWeights
-    from distil.science.distill import BatchStream, StudentForDistillation, distill_step
+    from distil.config.spec import DistillSpec
+    from distil.science.distill import BatchStream, StudentForDistillation
+    from distil.science.distiller import Distiller
     from distil.science.masking import token_probs
     from distil.science.student import build_student
     from distil.science.teacher import resolve_teacher
@@ -109,7 +111,6 @@ def worker(corpus_dir: str, steps: int, batch: int, legacy: bool = False) -> dic
     tok = tokenizer()
     teacher = BertForMaskedLM.from_pretrained(resolve_teacher(TEACHER)).eval()
     student = StudentForDistillation(build_student(teacher, 3, "every_other"))
-    opt = torch.optim.AdamW(student.parameters(), lr=5e-4)
     before = _rss_mib()
     t0 = time.perf_counter()
     if legacy:
@@ -124,15 +125,18 @@ def worker(corpus_dir: str, steps: int, batch: int, legacy: bool = False) -> dic
     stream(0, tok.pad_token_id)
     open_s, corpus_mib = time.perf_counter() - t0, _rss_mib() - before
     longest = 0
-    w = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
-    for step in range(steps):
-        ids, attn = stream(step, tok.pad_token_id)
+
+    def batches(step: int, pad_id: int):
+        nonlocal longest
+        ids, attn = stream(step, pad_id)
         longest = max(longest, ids.shape[1])
-        terms = distill_step(teacher, student, ids, attn, probs, w, mask_id=tok.mask_token_id, mask_prob=0.15,
-                             restrict_ce_to_mask=True, generator=torch.Generator().manual_seed(step))
-        opt.zero_grad()
-        terms["loss"].backward()
-        opt.step()
+        return ids, attn
+
+    w = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
+    dist = Distiller(teacher, student, batches, probs, w, DistillSpec(), total_steps=steps, seed=0,
+                     pad_id=tok.pad_token_id, mask_id=tok.mask_token_id)
+    for _ in range(steps):
+        dist.step()
     return {"sequences": len(sequences), "tokens": int(np.sum(stream.lengths)), "open_s": open_s,
             "corpus_mib": corpus_mib, "longest": longest, "rss_mib": _rss_mib(),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

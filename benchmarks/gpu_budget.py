@@ -4,8 +4,8 @@ student need before it beats its own `init_only` row?
 The CPU protocol (sweeps/cpu.yaml, 90 steps = 236 k tokens) could not answer the second question:
 its paper-default candidate scored -0.07 [-1.35, 1.23] macro against `init_only`
 (docs/measurements/2026-11-26-cpu-protocol.md, "Does distillation beat its own starting point?"). This
-script runs the same student, loss and optimiser settings much longer, on the worker's own math
-(distil.science.distill.distill_step with bf16 autocast, as distil.search.train runs it; one process, no Ray),
+script runs the same student, loss and optimiser settings much longer, on the worker's own loop
+(distil.science.distiller.Distiller with bf16 autocast, as distil.search.train wraps it; one process, no Ray),
 saves the student at geometric token budgets, fine-tunes every saved student and the undistilled
 `init_only` student under the spec's full GLUE protocol (distil.evaluation.finetune, same tasks, budgets and
 seeds), and writes them as a results dir whose leaderboard (distil.report.leaderboard, the same paired
@@ -42,8 +42,8 @@ from transformers import AutoTokenizer, BertForMaskedLM  # noqa: E402
 from distil.report import leaderboard  # noqa: E402
 from distil.science.data import load_counts, load_sequences, prepare_corpus  # noqa: E402
 from distil.config.settings import LossWeights  # noqa: E402
-from distil.science.distill import (BatchStream, StudentForDistillation, apply_update, distill_step,  # noqa: E402
-                                    optimizer_for, step_seed)
+from distil.science.distill import BatchStream, StudentForDistillation  # noqa: E402
+from distil.science.distiller import Distiller  # noqa: E402
 from distil.evaluation.finetune import finetune_and_evaluate, prepare_task_data  # noqa: E402
 from distil.config.glue import glue_tasks  # noqa: E402
 from distil.config.layers import layer_key, parse_layer_key  # noqa: E402
@@ -81,52 +81,29 @@ def bf16_matmul_peak(n: int, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - t0)
 
 
-class Distiller:
-    """The worker's loop (distil.search.train.train_loop_per_worker) in one process: AdamW, linear
-    warmup/decay over `total_steps`, gradient clipping, bf16 autocast, the batch and masks of step
-    s a function of (seed, s). `step()` runs one optimiser step and returns the batch's tokens."""
-
-    def __init__(
-        self, teacher, tokenizer, sequences, probs, params: dict, distill, batch: int, total_steps: int, seed: int
-    ):
-        torch.manual_seed(seed)
-        student = build_student(teacher, params["n_layers"], parse_layer_key(params["layer_selection"]))
-        self.model = StudentForDistillation(student).to(DEVICE)
-        self.teacher, self.tokenizer, self.probs, self.d, self.seed = teacher, tokenizer, probs, distill, seed
-        self.weights = LossWeights(**{k: params[k] for k in ("alpha_ce", "alpha_mlm", "alpha_cos", "temperature")})
-        self.stream = BatchStream(sequences, batch, seed, rank=0, world=1)
-        self.opt, self.sched = optimizer_for(self.model, distill, total_steps)
-        self.steps_done, self.last = 0, {}
-
-    def step(self) -> int:
-        s = self.steps_done
-        seed = step_seed(self.seed, s, 0, 1)
-        torch.manual_seed(seed)  # dropout
-        ids, attn = self.stream(s, self.tokenizer.pad_token_id)
-        self.model.train()
-        with torch.autocast(DEVICE, dtype=torch.bfloat16):
-            self.last = distill_step(self.teacher, self.model,
-                                     ids.to(DEVICE, non_blocking=True), attn.to(DEVICE, non_blocking=True),
-                                     self.probs, self.weights, mask_id=self.tokenizer.mask_token_id,
-                                     mask_prob=self.d.mlm_mask_prob, restrict_ce_to_mask=self.d.restrict_ce_to_mask,
-                                     generator=torch.Generator().manual_seed(seed))
-        self.last["loss"].backward()
-        apply_update(self.model, self.opt, self.sched, self.d.max_grad_norm)
-        self.steps_done += 1
-        return int(attn.sum())
+def distiller(teacher, tokenizer, sequences, probs, params: dict, distill, batch: int, total_steps: int,
+              seed: int) -> Distiller:
+    """The worker's loop (distil.science.distiller.Distiller, as distil.search.train wraps it) in one
+    process on DEVICE, bf16: a fresh paper-default student (`params`) over batches of `batch`."""
+    torch.manual_seed(seed)
+    student = build_student(teacher, params["n_layers"], parse_layer_key(params["layer_selection"]))
+    weights = LossWeights(**{k: params[k] for k in ("alpha_ce", "alpha_mlm", "alpha_cos", "temperature")})
+    return Distiller(teacher, StudentForDistillation(student).to(DEVICE), BatchStream(sequences, batch, seed, 0, 1),
+                     probs, weights, distill, total_steps=total_steps, seed=seed, pad_id=tokenizer.pad_token_id,
+                     mask_id=tokenizer.mask_token_id, device=DEVICE, bf16=True)
 
 
-def tokens_per_s(dist: "Distiller", steps: int = 200, warmup: int = 200) -> float:
+def tokens_per_s(dist: Distiller, steps: int = 200, warmup: int = 200) -> float:
     """Distillation tokens/s of a fresh Distiller `dist` over `steps` steps after `warmup`. The warm-up
     is long because every new sequence length is a new shape for the GPU's kernels: after 10
     warm-up steps an H100 measured 20.8 k tokens/s at batch 32, the long run 87.6 k."""
     for _ in range(warmup):
         dist.step()
-    _sync()
-    t0, tokens = time.perf_counter(), 0
+    dist.interval()  # reads the device: everything queued so far is done
+    t0 = time.perf_counter()
     for _ in range(steps):
-        tokens += dist.step()
-    _sync()
+        dist.step()
+    tokens = dist.interval()["tokens"]
     return tokens / (time.perf_counter() - t0)
 
 
@@ -218,7 +195,7 @@ def main() -> None:
     flops = model_flops_per_token(teacher.config, params["n_layers"], mean_len, d.mlm_mask_prob)
     speed = {}
     for b in (batch, args.big_batch):
-        speed[b] = tokens_per_s(Distiller(teacher, tokenizer, sequences, probs, params, d, b, 1000, spec.seed))
+        speed[b] = tokens_per_s(distiller(teacher, tokenizer, sequences, probs, params, d, b, 1000, spec.seed))
         print(f"batch {b:4d} x <= {spec.corpus.max_seq_len}: {speed[b]:10,.0f} distillation tokens/s; MFU "
               f"{100 * speed[b] * flops / peak:.1f} % of the measured bf16 peak {peak / 1e12:.0f} TFLOP/s, "
               f"{100 * speed[b] * flops / H100_BF16_DENSE:.1f} % of the H100 datasheet's 989", flush=True)
@@ -231,21 +208,22 @@ def main() -> None:
     saves = sorted({max(1, total // 4**k) for k in range(args.budgets)})
     print(f"distilling {total} steps (~{total * batch * mean_len / 1e6:.1f} M tokens), "
           f"students saved after steps {saves}", flush=True)
-    dist = Distiller(teacher, tokenizer, sequences, probs, params, d, batch, total, spec.seed)
-    rows, tokens, t0 = [], 0, time.time()
+    dist = distiller(teacher, tokenizer, sequences, probs, params, d, batch, total, spec.seed)
+    rows, t0 = [], time.time()
     _sync()
     while dist.steps_done < total:
-        tokens += dist.step()
+        dist.step()
         if dist.steps_done in saves:
+            loss = dist.interval()["terms"]["loss"]  # the mean since the previous save
+            tokens = dist.tokens
             name = f"distil-{tokens // 1000:07d}k"
             cand = out / "candidates" / name
-            dist.model.student.save_pretrained(cand / "student")
+            dist.student.save_pretrained(cand / "student")
             tokenizer.save_pretrained(cand / "student")
-            loss = float(dist.last["loss"].detach())
             write_json(cand / "config.json", {"params": params, "started": time.time(), "label": name})
             rows.append((cand, {"kind": "student", "params": params,
                                 "distill": {"loss": loss, "step": dist.steps_done, "tokens": tokens},
-                                "n_params": count_parameters(dist.model.student.distilbert)}))
+                                "n_params": count_parameters(dist.student.distilbert)}))
             print(f"  step {dist.steps_done:6d}  tokens {tokens:12,d}  loss {loss:.3f}  "
                   f"{time.time() - t0:.0f} s", flush=True)
 

@@ -200,3 +200,140 @@ def test_the_wrapper_must_be_built_for_the_terms_it_serves(tiny_teacher):
     with pytest.raises(SpecError, match="student.num_attention_heads: 6 heads, the teacher has 12"):
         StudentForDistillation(six_heads, LossWeights(alpha_ce=1.0, alpha_mlm=0.0, alpha_cos=0.0, temperature=2.0,
                                                       alpha_attn=1.0), tiny_teacher.config)
+
+
+# ---------------------------------------------------------------- the Distiller (the loop the worker wraps)
+def _distiller(teacher, w, *, state=None, student_state=None, accum=2, bf16=False, total_steps=6):
+    """A Distiller over 32 random sequences of 6..12 ids (batches of 4), the student built as a worker builds it."""
+    from distil.config.spec import DistillSpec
+    from distil.science.distill import BatchStream
+    from distil.science.distiller import Distiller
+
+    g = torch.Generator().manual_seed(2)
+    sequences = [torch.randint(5, 100, (int(n),), generator=g) for n in torch.randint(6, 13, (32,), generator=g)]
+    torch.manual_seed(0)
+    model = StudentForDistillation(build_student(teacher, 2, "every_other"), w, teacher.config)
+    if student_state is not None:
+        model.student.load_state_dict(student_state)
+    d = DistillSpec(lr=1e-3, grad_accumulation=accum, warmup_ratio=0.2, bf16=bf16)
+    dist = Distiller(teacher, model, BatchStream(sequences, 4, seed=0, rank=0, world=1), _batch()[2], w, d,
+                     total_steps=total_steps, seed=0, pad_id=0, mask_id=MASK_ID, bf16=bf16)
+    if state is not None:
+        dist.load_state_dict(state)
+    return dist
+
+
+LAYER_TERMS = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0, alpha_hidden=1.0)
+
+
+def test_a_distiller_resumed_from_its_state_dict_repeats_the_uninterrupted_run_bit_for_bit(tiny_teacher, tmp_path):
+    import copy
+
+    whole = _distiller(tiny_teacher, LAYER_TERMS)
+    for _ in range(4):
+        whole.step()
+    first = _distiller(tiny_teacher, LAYER_TERMS)
+    first.step()
+    first.step()
+    first.interval()  # a checkpoint follows a read of the metrics in the worker; state_dict() must not need one
+    first.step()
+    torch.save(first.state_dict(), tmp_path / "train_state.pt")  # as a checkpoint holds it
+    state = torch.load(tmp_path / "train_state.pt", weights_only=True)
+    assert set(state) == {"optimizer", "scheduler", "step", "tokens", "projections"} and state["step"] == 3
+    later = _distiller(tiny_teacher, LAYER_TERMS, state=state, student_state=copy.deepcopy(first.student.state_dict()))
+    later.step()
+    assert later.steps_done == whole.steps_done == 4
+    for (name, a), b in zip(whole.wrapper.named_parameters(), later.wrapper.parameters()):  # projections too
+        assert torch.equal(a, b), name
+    later.interval(), whole.interval()  # each folds its pending tokens into .tokens
+    assert later.tokens == whole.tokens > 0
+
+
+def test_a_distiller_step_is_the_loop_it_replaced(tiny_teacher):
+    """The step of train_loop_per_worker as it was at 138449f (accumulation, dropout seeds, float sums,
+    apply_update), fp32: the same weights bit for bit and the same mean loss terms."""
+    from distil.science.distill import BatchStream, apply_update, optimizer_for, step_seed
+
+    w = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
+    dist = _distiller(tiny_teacher, w)
+    for _ in range(2):
+        dist.step()
+    got = dist.interval()
+    old = _distiller(tiny_teacher, w)  # its model, stream and spec, driven by the old loop
+    model, stream, d, probs = old.model, old.batches, old.d, _batch()[2]
+    assert isinstance(stream, BatchStream)
+    opt, sched = optimizer_for(model, d, 6)
+    sums, tokens = {}, 0
+    for step in range(2):
+        model.train()
+        for micro in range(step * 2, (step + 1) * 2):
+            seed = step_seed(0, micro, 0, 1)
+            torch.manual_seed(seed)
+            ids, attn = stream(micro, 0)
+            terms = distill_step(tiny_teacher, model, ids, attn, probs, w, mask_id=MASK_ID, mask_prob=0.15,
+                                 restrict_ce_to_mask=True, generator=torch.Generator().manual_seed(seed))
+            (terms["loss"] / 2).backward()
+            tokens += int(attn.sum())
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / 2
+        apply_update(model, opt, sched, d.max_grad_norm)
+    for (name, a), b in zip(dist.model.named_parameters(), model.parameters()):
+        assert torch.equal(a, b), name
+    assert got["tokens"] == tokens and got["steps"] == 2
+    assert got["terms"] == pytest.approx({k: v / 2 for k, v in sums.items()}, rel=1e-12)
+
+
+def test_a_non_finite_loss_stops_the_distiller_before_the_update_with_its_step(tiny_teacher):
+    from distil.science.distiller import NonFiniteLoss
+
+    dist = _distiller(tiny_teacher, LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1e39, temperature=2.0))
+    before = {k: v.clone() for k, v in dist.student.state_dict().items()}
+    with pytest.raises(NonFiniteLoss, match=r"^loss is inf at step 1$"):
+        dist.step()
+    assert dist.steps_done == 0 and dist.state_dict()["tokens"] == 0 and dist.interval()["terms"] == {}
+    assert all(torch.equal(v, before[k]) for k, v in dist.student.state_dict().items())  # no update taken
+    assert dist.sched.last_epoch == 0 and not dist.opt.state
+
+
+def test_a_non_finite_gradient_with_a_finite_loss_is_named_as_such(tiny_teacher):
+    from distil.science.distiller import NonFiniteLoss
+
+    dist = _distiller(tiny_teacher, LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0))
+    dist.step()
+    dist.student.distilbert.embeddings.word_embeddings.weight.register_hook(lambda g: g * float("nan"))
+    with pytest.raises(NonFiniteLoss, match=r"^gradient norm is not finite at step 2 \(loss \d.* finite on this"):
+        dist.step()
+    assert dist.steps_done == 1
+
+
+def test_the_teacher_cast_once_to_bf16_gives_autocast_s_numbers(tiny_teacher):
+    from distil.science.distiller import cast_frozen_linears
+    from distil.science.teacher import mlm_logits_at
+
+    ids, attn, _ = _batch()
+    cast = cast_frozen_linears(tiny_teacher, torch.bfloat16)
+    assert cast.cls.predictions.decoder.weight.dtype == torch.bfloat16
+    assert cast.bert.embeddings.word_embeddings.weight is tiny_teacher.bert.embeddings.word_embeddings.weight  # shared
+    assert tiny_teacher.cls.predictions.decoder.weight.dtype == torch.float32  # the original is left as it was
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        a = mlm_logits_at(tiny_teacher, ids, attn, attn.bool())
+        b = mlm_logits_at(cast, ids, attn, attn.bool())
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_a_bf16_distiller_resumes_exactly_and_stays_near_fp32(tiny_teacher):
+    import copy
+
+    w = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
+    whole, fp32 = _distiller(tiny_teacher, w, bf16=True), _distiller(tiny_teacher, w)
+    for _ in range(2):
+        whole.step()
+        fp32.step()
+    first = _distiller(tiny_teacher, w, bf16=True)
+    first.step()
+    later = _distiller(tiny_teacher, w, bf16=True, state=first.state_dict(),
+                       student_state=copy.deepcopy(first.student.state_dict()))
+    later.step()
+    for (name, a), b in zip(whole.model.named_parameters(), later.model.parameters()):
+        assert torch.equal(a, b), name
+    assert whole.interval()["terms"]["loss"] == pytest.approx(fp32.interval()["terms"]["loss"], rel=0.05)

@@ -159,21 +159,28 @@ class BatchStream:
         return pad_batch([self.sequences[i] for i in self._batches[pos]], pad_id)
 
 
-def optimizer_for(model: nn.Module, d, total_steps: int):
+def optimizer_for(model: nn.Module, d, total_steps: int, fused: bool = False):
     """(AdamW, linear warmup/decay schedule) of a distillation run of `total_steps` optimiser steps,
     as DistilBERT trains (Sanh et al. 2019, §3: Adam, lr 5e-4 with warmup); `d`: the run's
-    distil.config.spec.DistillSpec (lr, weight_decay, warmup_ratio)."""
-    opt = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=d.weight_decay)
+    distil.config.spec.DistillSpec (lr, weight_decay, warmup_ratio). fused: one kernel for the whole
+    update (pass it on CUDA only: on a CPU the default implementation is the one resumed runs repeat)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=d.weight_decay, fused=fused or None)
     return opt, get_linear_schedule_with_warmup(opt, math.ceil(d.warmup_ratio * total_steps), total_steps)
 
 
-def apply_update(model: nn.Module, opt, sched, max_grad_norm: float) -> None:
+def apply_update(model: nn.Module, opt, sched, max_grad_norm: float) -> bool:
     """One optimiser step on the accumulated gradients: clip their global norm, step, advance the
-    schedule, clear the gradients."""
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    schedule, clear the gradients. Returns False, without stepping (gradients cleared, schedule not
+    advanced), when that norm is not finite. Reading the norm is one host sync. Under DDP the
+    gradients are all-reduced before, so every rank gets the same answer without a collective of its own."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if not torch.isfinite(norm):
+        opt.zero_grad(set_to_none=True)
+        return False
     opt.step()
     sched.step()
     opt.zero_grad(set_to_none=True)
+    return True
 
 
 def distill_step(
@@ -189,16 +196,40 @@ def distill_step(
     restrict_ce_to_mask: bool,
     generator: torch.Generator,
 ) -> dict[str, torch.Tensor]:
-    """Mask a batch, run teacher (no grad) and student, return the loss terms (see distil.science.losses).
+    """Mask a batch (distil.science.masking.mask_tokens, drawn on `generator`'s device), then
+    `loss_terms`: the loss terms of teacher (no grad) and student (see distil.science.losses).
 
-    input_ids / attention_mask: (B, L). `student` is a StudentForDistillation (possibly DDP-wrapped)
-    built for `weights` (its projections and extras). With every layer-wise alpha at 0 the teacher
-    runs as it always did (mlm_logits_at) and the step is the DistilBERT one.
+    input_ids / attention_mask: (B, L); probs: (V,) masking weights.
 
     Raises:
         ValueError: `student` was built without what a positive alpha of `weights` needs.
     """
     corrupted, labels = mask_tokens(input_ids, probs, mask_id=mask_id, mask_prob=mask_prob, generator=generator)
+    return loss_terms(teacher, student, corrupted, labels, attention_mask, weights,
+                      restrict_ce_to_mask=restrict_ce_to_mask)
+
+
+def loss_terms(
+    teacher: BertForMaskedLM,
+    student: nn.Module,
+    corrupted: torch.Tensor,
+    labels: torch.Tensor,
+    attention_mask: torch.Tensor,
+    weights: LossWeights,
+    *,
+    restrict_ce_to_mask: bool,
+) -> dict[str, torch.Tensor]:
+    """Run teacher (no grad) and student on a masked batch, return the loss terms (0-dim tensors, 'loss'
+    their weighted sum; see distil.science.losses).
+
+    corrupted / labels / attention_mask: (B, L), labels -100 where nothing is predicted (mask_tokens'
+    output). `student` is a StudentForDistillation (possibly DDP-wrapped) built for `weights` (its
+    projections and extras). With every layer-wise alpha at 0 the teacher runs as it always did
+    (mlm_logits_at) and the step is the DistilBERT one.
+
+    Raises:
+        ValueError: `student` was built without what a positive alpha of `weights` needs.
+    """
     masked = labels != -100
     positions = masked if restrict_ce_to_mask else attention_mask.bool()
     t_hidden = t_logits = None  # MLM alone (the mlm_only reference row) needs no teacher forward

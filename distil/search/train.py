@@ -5,19 +5,19 @@ budget per candidate (equal compute across candidates), checkpoint/resume. Not s
 resuming with a different number of workers (the batch of a step depends on the world size).
 
 Each worker loads the (head-fitted) teacher and the cached token sequences, builds the same
-student (same seed), and runs `distil.science.distill.distill_step`. Rank 0 reports a checkpoint every
-`checkpoint_every` steps, at the end of each call (a rung of early stopping) and at the end: the
-student as a Hugging Face dir (safetensors + tokenizer) plus `train_state.pt` (optimizer,
-scheduler, step, tokens seen, and the learned projections of the layer-wise loss terms, which are
-never part of the student). A restarted worker group (`FailureConfig`), a later rung, or a trial
-restarted after the driver died resumes from the last checkpoint; masks, dropout and batches are
-functions of the step, so the resumed run repeats the uninterrupted one. A NaN/inf loss raises
-NonFiniteLoss at once ("loss is nan at step 37").
+student (same seed), and runs a `distil.science.distiller.Distiller` (the loop, Ray-free). Rank 0
+reports a checkpoint every `checkpoint_every` steps, at the end of each call (a rung of early
+stopping) and at the end: the student as a Hugging Face dir (safetensors + tokenizer) plus
+`train_state.pt` (`Distiller.state_dict()`: optimizer, scheduler, step, tokens seen, and the learned
+projections of the layer-wise loss terms, which are never part of the student). A restarted worker
+group (`FailureConfig`), a later rung, or a trial restarted after the driver died resumes from the
+last checkpoint; masks, dropout and batches are functions of the step, so the resumed run repeats
+the uninterrupted one. A NaN/inf loss (seen as a non-finite gradient norm) raises NonFiniteLoss at
+once ("loss is nan at step 37").
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import shutil
@@ -36,8 +36,8 @@ from distil.config.layers import parse_layer_key
 from distil.config.settings import LOSS_WEIGHT_NAMES, LossWeights, StudentShape
 from distil.config.spec import DistillSpec
 from distil.science.data import load_counts, load_sequences
-from distil.science.distill import (BatchStream, StudentForDistillation, apply_update, distill_step, optimizer_for,
-                                    step_seed)
+from distil.science.distill import BatchStream, StudentForDistillation
+from distil.science.distiller import Distiller, NonFiniteLoss
 from distil.science.masking import token_probs
 from distil.science.precision import enable_tf32, resolve_bf16
 from distil.science.student import build_student
@@ -95,13 +95,12 @@ class CandidateParams:
                 "alpha_mse": w.alpha_mse, **newer, **self.shape.given()}
 
 
-class NonFiniteLoss(RuntimeError):
-    """The distillation loss became NaN or inf: the run cannot recover (retrying repeats it)."""
-
-
 def train_loop_per_worker(cfg: dict) -> None:
     """Ray Train worker entry point. cfg: {'job': DistillJob, 'params': CandidateParams,
-    'stop_at_fraction': share of the planned steps after which this call stops (a rung)}."""
+    'stop_at_fraction': share of the planned steps after which this call stops (a rung)}.
+
+    The loop itself is distil.science.distiller.Distiller; this adds what is Ray's: the worker's
+    place, prepare_model (DDP), the checkpoint to resume from, reports with checkpoints, fault injection."""
     started = time.time()  # once the worker group runs: its compute, not the wait for CPUs
     job: DistillJob = cfg["job"]
     params: CandidateParams = cfg["params"]
@@ -120,78 +119,45 @@ def train_loop_per_worker(cfg: dict) -> None:
 
     torch.manual_seed(job.seed)  # identical initial student on every rank
     student = build_student(teacher, params.n_layers, parse_layer_key(params.layer_selection), params.shape)
-    start_step, seen_tokens = 0, 0
     checkpoint = ray.train.get_checkpoint()
     state = None
     if checkpoint:
         with checkpoint.as_directory() as ckpt:
             student = DistilBertForMaskedLM.from_pretrained(ckpt)
             # weights_only: the checkpoint may sit on shared storage; never unpickle code from it.
-            state = torch.load(Path(ckpt) / "train_state.pt", weights_only=True)
-        start_step, seen_tokens = state["step"], state.get("tokens", 0)
-    wrapper = StudentForDistillation(student, params.weights, teacher.config)  # + projections its terms need
-    if state and "projections" in state:
-        wrapper.projections.load_state_dict(state["projections"])
-    model = ray.train.torch.prepare_model(wrapper)
+            # map_location: each rank's own device (saved from rank 0's, which would be GPU 0 for all).
+            state = torch.load(Path(ckpt) / "train_state.pt", map_location=device, weights_only=True)
+    model = ray.train.torch.prepare_model(StudentForDistillation(student, params.weights, teacher.config))
     sequences = load_sequences(job.corpus_dir)
     total_steps = planned_steps(d, sequences.lengths, world)
     stop_step = max(1, math.ceil(cfg.get("stop_at_fraction", 1.0) * total_steps - 1e-9))
-    opt, sched = optimizer_for(model, d, total_steps)
+    probs = token_probs(load_counts(job.corpus_dir), d.mlm_smoothing, tokenizer.all_special_ids)
+    dist = Distiller(teacher, model, BatchStream(sequences, d.batch_size, job.seed, rank, world), probs,
+                     params.weights, d, total_steps=total_steps, seed=job.seed, pad_id=tokenizer.pad_token_id,
+                     mask_id=tokenizer.mask_token_id, device=device, bf16=bf16, rank=rank, world=world)
+    del teacher  # with bf16 the Distiller holds a copy with bf16 linear layers: free the fp32 ones
     if state:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-
-    probs = token_probs(load_counts(job.corpus_dir), d.mlm_smoothing, tokenizer.all_special_ids).to(device)
-    stream = BatchStream(sequences, d.batch_size, job.seed, rank, world)
-    weights = params.weights
-    accum = d.grad_accumulation
-    sums, tokens, t0, interval_start = {}, 0, time.time(), start_step
-    for step in range(start_step, stop_step):
-        model.train()
-        for micro in range(step * accum, (step + 1) * accum):
-            _maybe_fail(job, step, rank)
-            seed = step_seed(job.seed, micro, rank, world)
-            torch.manual_seed(seed)  # dropout
-            ids, attn = stream(micro, tokenizer.pad_token_id)
-            sync = micro == (step + 1) * accum - 1  # all-reduce gradients once per optimizer step
-            with (contextlib.nullcontext() if sync or world == 1 else model.no_sync()), \
-                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                terms = distill_step(
-                    teacher, model, ids.to(device), attn.to(device), probs, weights,
-                    mask_id=tokenizer.mask_token_id, mask_prob=d.mlm_mask_prob,
-                    restrict_ce_to_mask=d.restrict_ce_to_mask, generator=torch.Generator().manual_seed(seed),
-                )
-                if not _finite_everywhere(terms["loss"], world, device):
-                    # Every rank stops at this step (or DDP's next all-reduce would hang). The run
-                    # reports the reason with a checkpoint of the weights before this step (Ray
-                    # Train's result carries the metrics of its latest checkpoint), so a retry
-                    # meets the same loss at once instead of redoing steps; distill_student raises.
-                    loss = float(terms["loss"])
-                    why = f"loss is {loss if not math.isfinite(loss) else 'not finite'} at step {step + 1}"
-                    _report({"nonfinite": why, "step": step}, model, tokenizer, opt, sched, step, seen_tokens, rank)
-                    return
-                (terms["loss"] / accum).backward()
-            tokens += int(attn.sum())
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
-        apply_update(model, opt, sched, d.max_grad_norm)
-        done = step + 1
+        dist.load_state_dict(state)
+    start_step, t0 = dist.steps_done, time.time()
+    while dist.steps_done < stop_step:
+        _maybe_fail(job, dist.steps_done, rank)
+        try:
+            dist.step()
+        except NonFiniteLoss as e:
+            # Every rank stops at this step (the gradient norm is the same on all of them after DDP's
+            # all-reduce). The run reports the reason with a checkpoint of the weights before this step
+            # (Ray Train's result carries the metrics of its latest checkpoint), so a retry meets the
+            # same loss at once instead of redoing steps; distill_student raises.
+            _report({"nonfinite": str(e), "step": dist.steps_done}, dist, tokenizer, rank)
+            return
+        done = dist.steps_done
         if done % d.checkpoint_every == 0 or done in (stop_step, total_steps):
-            seen_tokens += tokens * world  # ranks draw equally long batches on average
-            metrics = {k: v / (done - interval_start) for k, v in sums.items()}
-            metrics.update(step=done, total_steps=total_steps, resumed_from_step=start_step, tokens=seen_tokens,
-                           run_seconds=time.time() - started,
-                           tokens_per_s=tokens * world / (time.time() - t0), bf16=bf16)
-            _report(metrics, model, tokenizer, opt, sched, done, seen_tokens, rank, cfg.get("live_file"))
-            sums, tokens, t0, interval_start = {}, 0, time.time(), done
-
-
-def _finite_everywhere(loss: torch.Tensor, world: int, device) -> bool:
-    """Whether the loss is finite on every rank (one scalar all-reduce when world > 1)."""
-    bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=device)
-    if world > 1:
-        torch.distributed.all_reduce(bad)
-    return bad.item() == 0
+            interval = dist.interval()
+            metrics = {**interval["terms"], "step": done, "total_steps": total_steps, "resumed_from_step": start_step,
+                       "tokens": dist.tokens, "run_seconds": time.time() - started,
+                       "tokens_per_s": interval["tokens"] / (time.time() - t0), "bf16": bf16}
+            _report(metrics, dist, tokenizer, rank, cfg.get("live_file"))
+            t0 = time.time()
 
 
 def planned_steps(d: DistillSpec, lengths: list[int], world: int) -> int:
@@ -215,7 +181,7 @@ def _maybe_fail(job: DistillJob, step: int, rank: int) -> None:
             raise RuntimeError(f"injected worker failure at step {step}")
 
 
-def _report(metrics, model, tokenizer, opt, sched, step, tokens, rank, live_file: str | None = None) -> None:
+def _report(metrics: dict, dist: Distiller, tokenizer, rank: int, live_file: str | None = None) -> None:
     """All ranks report; only rank 0 attaches a checkpoint (the weights are identical under DDP)
     and writes the metrics to `live_file` (the sweep's console shows them while the run goes on:
     Tune's function API cannot take intermediate reports from Train without losing the
@@ -226,11 +192,9 @@ def _report(metrics, model, tokenizer, opt, sched, step, tokens, rank, live_file
     if live_file:
         write_json(live_file, {**metrics, "time": time.time()})
     with tempfile.TemporaryDirectory() as tmp:
-        wrapper = getattr(model, "module", model)
-        wrapper.student.save_pretrained(tmp)  # the student alone: the projections are not part of it
+        dist.student.save_pretrained(tmp)  # the student alone: the projections are in train_state.pt
         tokenizer.save_pretrained(tmp)
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "tokens": tokens,
-                    "projections": wrapper.projections.state_dict()}, Path(tmp) / "train_state.pt")
+        torch.save(dist.state_dict(), Path(tmp) / "train_state.pt")
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
