@@ -107,9 +107,11 @@ class Distiller:
 
         Raises:
             NonFiniteLoss: the clipped gradient norm is NaN/inf ("loss is nan at step 37" when this
-                rank's loss is, else "gradient norm is inf at step 37 (loss finite on this rank)"; the
-                step counts from 1). Weights, optimizer, schedule and counters are then those before
-                this step, so a checkpoint written next holds the last good state.
+                rank's loss is, else "gradient norm is not finite at step 37 (loss 2.31 finite on this
+                rank)"; steps count from 1). A NaN loss whose gradients stay finite is not caught here:
+                it shows in the loss terms interval() reads. On NonFiniteLoss, weights, optimizer,
+                schedule and counters are those before this step: a checkpoint written next holds the
+                last good state.
         """
         accum, step = self.d.grad_accumulation, self.steps_done
         self.model.train()
