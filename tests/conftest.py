@@ -1,5 +1,11 @@
 """Shared fixtures: the real assets in ../shared (override with DISTIL_SHARED), the real teacher, and
-one cache dir for every sweep of a test session."""
+one cache dir for every sweep of a test session.
+
+The full suite runs on both cores (`pytest -n 2`, `--dist loadgroup` in pyproject): the tests that
+run whole sweeps carry `xdist_group("ray-sweeps")`, so one worker runs them one after another while
+the other runs everything else beside them. Two sweeps at once on 2 cores would each wait for CPUs
+their Train and GLUE runs ask for; a sweep beside small tests fills the cores a sweep leaves idle
+while its processes start."""
 
 import json
 import os

@@ -12,7 +12,9 @@ import pytest
 from distil.evaluation import scores
 from distil.report import leaderboard
 
-pytestmark = pytest.mark.slow
+# The Ray sweeps share one xdist worker (`pytest -n 2 --dist loadgroup`): one sweep at a time, the
+# other worker runs the remaining tests beside it (tests/conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-sweeps")]
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,7 @@ def _wait(what: str, cond, sweep, log: Path, poll: float = 0.5):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray-sweeps")  # one sweep at a time (tests/conftest.py)
 # "worker" (the trial's actor dies with the node: Tune restarts the trial, which continues its Train
 # run by name) covers Ray Train's own worker restart too; "head" is that alone (-k head to run it).
 @pytest.mark.parametrize("trial_actor_on", ["worker", pytest.param("head", marks=pytest.mark.skipif(

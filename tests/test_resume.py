@@ -21,7 +21,7 @@ import run_sweep
 from tests.conftest import ROOT, kill_process_tree, registered_checkpoint, registered_checkpoint_metrics
 from tests.tiny_spec import TINY_EARLY_STOPPING, write_tiny_spec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-sweeps")]  # one sweep at a time (conftest.py)
 
 
 def _hashes(directory):

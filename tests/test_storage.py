@@ -105,6 +105,7 @@ def test_bad_remote_outputs_are_one_line_and_change_nothing(tmp_path, s3, capsys
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray-sweeps")  # one sweep at a time (tests/conftest.py)
 def test_a_sweep_writes_its_results_checkpoints_and_study_to_s3(tmp_path, s3, sweep_cache):
     """`--output s3://…`: Tune's experiment and the Train runs on S3, the results mirrored there;
     `report` rebuilds from the URI alone; `resume` continues from the URI alone."""
