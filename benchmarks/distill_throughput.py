@@ -101,8 +101,9 @@ def plain_loop(teacher, tokenizer, sequences, counts, batch, steps, hf_style: bo
     return tokens / (time.perf_counter() - t0)
 
 
-def hf_terms(teacher, model, corrupted, labels, attn, weights, *, restrict_ce_to_mask):
+def hf_terms(teacher, model, batch, weights):
     """The HF distiller's math (Distiller's terms_fn): (B, L, V) logits from both models, KL over every real token."""
+    corrupted, labels, attn = batch.corrupted, batch.labels, batch.attention_mask
     with torch.no_grad():
         t_out = teacher(input_ids=corrupted, attention_mask=attn, output_hidden_states=True)
     s_out = model.student(input_ids=corrupted, attention_mask=attn, output_hidden_states=True)

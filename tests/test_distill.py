@@ -120,11 +120,23 @@ def _head_step(teacher, student, ids, attn, probs, w, generator):
     return w.alpha_ce * ce + w.alpha_mlm * mlm + w.alpha_cos * cos + w.alpha_mse * hidden.new_zeros(())
 
 
-def test_with_the_new_terms_at_zero_the_step_is_the_one_before_them_bit_for_bit(tiny_teacher):
-    import copy
+def _grads(model) -> dict:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
-    from distil.config.spec import DistillSpec
-    from distil.science.distill import apply_update, optimizer_for
+
+def _close_grads(a: dict, b: dict) -> None:
+    """The same gradients up to float summation order, relative to the largest gradient (some, as the
+    key biases', are zero in exact arithmetic: noise of ~1e-11 on both sides)."""
+    assert a.keys() == b.keys()
+    scale = max(g.abs().max().item() for g in b.values())
+    for name in a:
+        assert (a[name] - b[name]).abs().max().item() <= 1e-5 * scale, name
+
+
+def test_with_the_new_terms_at_zero_the_step_is_the_one_before_them(tiny_teacher):
+    """Bit for bit until the static-shape step (index gathers and weighted sums instead of boolean masks,
+    distil.science.batch): the same loss and gradients up to float summation order since."""
+    import copy
 
     torch.manual_seed(0)
     student = build_student(tiny_teacher, 2, "every_other")
@@ -133,22 +145,107 @@ def test_with_the_new_terms_at_zero_the_step_is_the_one_before_them_bit_for_bit(
     model = StudentForDistillation(student, w, tiny_teacher.config).train()
     assert not list(model.projections.parameters())  # no projection when no term needs one
     ids, attn, probs = _batch()
-    d = DistillSpec(lr=1e-3)
-    opt_new, sched_new = optimizer_for(model, d, 10)
-    opt_old, sched_old = optimizer_for(before, d, 10)
-    for step in range(2):  # dropout on: the same draws in the same order, or the numbers differ
-        torch.manual_seed(100 + step)
+    # Its own length: padding it changes dropout's draws (the static-shape tests below pad, in eval mode).
+    for length in (None,):
+        torch.manual_seed(100)  # dropout on: the same draws in the same order, or the numbers differ
         new = distill_step(tiny_teacher, model, ids, attn, probs, w, mask_id=MASK_ID, mask_prob=0.15,
-                           restrict_ce_to_mask=True, generator=torch.Generator().manual_seed(step))
-        torch.manual_seed(100 + step)
-        old = _head_step(tiny_teacher, before, ids, attn, probs, w, torch.Generator().manual_seed(step))
-        assert torch.equal(new["loss"], old) and set(new) == {"loss", "ce", "mlm", "cos", "mse"}
+                           restrict_ce_to_mask=True, generator=torch.Generator().manual_seed(0), length=length)
+        torch.manual_seed(100)
+        old = _head_step(tiny_teacher, before, ids, attn, probs, w, torch.Generator().manual_seed(0))
+        assert set(new) == {"loss", "ce", "mlm", "cos", "mse"}
+        assert new["loss"].item() == pytest.approx(old.item(), rel=1e-5)
+        model.zero_grad(), before.zero_grad()
         new["loss"].backward()
         old.backward()
-        apply_update(model, opt_new, sched_new, d.max_grad_norm)
-        apply_update(before, opt_old, sched_old, d.max_grad_norm)
-        for (name, a), b in zip(student.named_parameters(), before.parameters()):
-            assert torch.equal(a, b), name
+        _close_grads({n.removeprefix("student."): g for n, g in _grads(model).items()}, _grads(before))
+
+
+def _boolean_mask_terms(teacher, student, corrupted, labels, attention_mask, weights, *, restrict_ce_to_mask):
+    """loss_terms as it was at 4e3ed96, gathering by boolean masks (a host sync each on a GPU): the
+    reference of the static-shape loss_terms."""
+    from distil.science.distill import teacher_layers
+    from distil.science.losses import LayerStates, distillation_loss
+    from distil.science.teacher import mlm_logits_at
+
+    masked = labels != -100
+    positions = masked if restrict_ce_to_mask else attention_mask.bool()
+    t_hidden = t_logits = None
+    t_extras = {}
+    if weights.needs_teacher:
+        if any(a > 0 for a in weights.layer_alphas):
+            t_hidden, t_logits, t_extras = teacher_layers(teacher, corrupted, attention_mask, positions, weights,
+                                                          student.student.config.n_layers)
+        else:
+            with torch.no_grad():
+                t_hidden, t_logits = mlm_logits_at(teacher, corrupted, attention_mask, positions)
+    s_hidden, s_logits, s_extras = student(corrupted, attention_mask, positions)
+    real = attention_mask.bool()
+
+    def at_real(extras):
+        hidden = extras.get("hidden")
+        return LayerStates(hidden=[h[real] for h in hidden] if hidden is not None else None,
+                           scores=extras.get("scores"), qkv=extras.get("qkv"))
+
+    s_cos = s_extras.get("last", s_hidden)
+    t_real = t_hidden[real] if t_hidden is not None else None
+    return distillation_loss(student_logits=s_logits, teacher_logits=t_logits, labels=labels[masked],
+                             student_hidden=s_cos[real], teacher_hidden=t_real,
+                             mlm_rows=masked[positions], weights=weights, student_layers=at_real(s_extras),
+                             teacher_layers=at_real(t_extras), attention_mask=attention_mask)
+
+
+EVERY_TERM = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0, alpha_mse=0.01,
+                         alpha_hidden=1.0, alpha_attn=1.0, alpha_relation=1.0, relation_heads=12, layer_map="uniform",
+                         relation_layer=-2)
+
+
+@pytest.mark.parametrize("restrict", [True, False])
+def test_static_shape_terms_equal_the_boolean_mask_terms(tiny_teacher, restrict):
+    """Every term, a narrow student, padded rows, the length padded to a bucket: fp32 values within rtol 1e-5."""
+    from distil.config.settings import StudentShape
+    from distil.science.batch import prepare_batch
+    from distil.science.distill import loss_terms
+
+    torch.manual_seed(0)
+    student = build_student(tiny_teacher, 2, "every_other", StudentShape(hidden_size=48, intermediate_size=96))
+    model = StudentForDistillation(student, EVERY_TERM, tiny_teacher.config).eval()  # no dropout: one forward each
+    ids, attn, probs = _batch()
+    for length in (12, 20):
+        batch = prepare_batch(ids, attn, probs, mask_id=MASK_ID, pad_id=0, mask_prob=0.15,
+                              restrict_ce_to_mask=restrict, generator=torch.Generator().manual_seed(3), length=length)
+        assert batch.corrupted.shape == (4, length) and batch.rows.numel() % 8 == 0 or not restrict
+        new = loss_terms(tiny_teacher, model, batch, EVERY_TERM)
+        n = ids.shape[1]
+        old = _boolean_mask_terms(tiny_teacher, model, batch.corrupted[:, :n], batch.labels[:, :n],
+                                  batch.attention_mask[:, :n], EVERY_TERM, restrict_ce_to_mask=restrict)
+        assert set(new) == set(old)
+        for k in old:
+            assert new[k].item() == pytest.approx(old[k].item(), rel=1e-5, abs=1e-7), (k, length)
+
+
+def test_static_shape_terms_equal_the_boolean_mask_terms_on_real_batches(teacher, tokenizer, sequences):
+    """The real teacher, real Wikipedia batches padded to a multiple of 32, DistilBERT's three terms."""
+    from distil.science.batch import bucket_length, prepare_batch
+    from distil.science.distill import loss_terms
+
+    torch.manual_seed(0)
+    w = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
+    model = StudentForDistillation(build_student(teacher, 3, "every_other"), w, teacher.config).eval()
+    probs = token_probs(torch.ones(len(tokenizer)), 0.7, tokenizer.all_special_ids)
+    stream = BatchStream(sequences, 8, seed=0, rank=0, world=1)
+    for step in range(2):
+        ids, attn = stream(step, tokenizer.pad_token_id)
+        batch = prepare_batch(ids, attn, probs, mask_id=tokenizer.mask_token_id, pad_id=tokenizer.pad_token_id,
+                              mask_prob=0.15, restrict_ce_to_mask=True, generator=torch.Generator().manual_seed(step),
+                              length=bucket_length(ids.shape[1], 32, 512))
+        assert batch.corrupted.shape[1] % 32 == 0
+        with torch.no_grad():
+            new = loss_terms(teacher, model, batch, w)
+            n = ids.shape[1]
+            old = _boolean_mask_terms(teacher, model, batch.corrupted[:, :n], batch.labels[:, :n], attn, w,
+                                      restrict_ce_to_mask=True)
+        for k in old:
+            assert new[k].item() == pytest.approx(old[k].item(), rel=1e-5, abs=1e-7), k
 
 
 def test_a_narrow_student_learns_from_every_term(tiny_teacher, tmp_path):
@@ -203,7 +300,7 @@ def test_the_wrapper_must_be_built_for_the_terms_it_serves(tiny_teacher):
 
 
 # ---------------------------------------------------------------- the Distiller (the loop the worker wraps)
-def _distiller(teacher, w, *, state=None, student_state=None, accum=2, bf16=False, total_steps=6):
+def _distiller(teacher, w, *, state=None, student_state=None, accum=2, bf16=False, total_steps=6, **kwargs):
     """A Distiller over 32 random sequences of 6..12 ids (batches of 4), the student built as a worker builds it."""
     from distil.config.spec import DistillSpec
     from distil.science.distill import BatchStream
@@ -217,7 +314,7 @@ def _distiller(teacher, w, *, state=None, student_state=None, accum=2, bf16=Fals
         model.student.load_state_dict(student_state)
     d = DistillSpec(lr=1e-3, grad_accumulation=accum, warmup_ratio=0.2, bf16=bf16)
     dist = Distiller(teacher, model, BatchStream(sequences, 4, seed=0, rank=0, world=1), _batch()[2], w, d,
-                     total_steps=total_steps, seed=0, pad_id=0, mask_id=MASK_ID, bf16=bf16)
+                     total_steps=total_steps, seed=0, pad_id=0, mask_id=MASK_ID, bf16=bf16, **kwargs)
     if state is not None:
         dist.load_state_dict(state)
     return dist
@@ -251,36 +348,102 @@ def test_a_distiller_resumed_from_its_state_dict_repeats_the_uninterrupted_run_b
 
 def test_a_distiller_step_is_the_loop_it_replaced(tiny_teacher):
     """The step of train_loop_per_worker as it was at 138449f (accumulation, dropout seeds, float sums,
-    apply_update), fp32: the same weights bit for bit and the same mean loss terms."""
+    apply_update, boolean-mask gathers), fp32: bit for bit until the static-shape step, the same loss
+    terms up to float summation order since (one step: after it, Adam turns summation-order noise in
+    near-zero gradients into differences of the order of lr)."""
     from distil.science.distill import BatchStream, apply_update, optimizer_for, step_seed
+    from distil.science.masking import mask_tokens
 
     w = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
     dist = _distiller(tiny_teacher, w)
-    for _ in range(2):
-        dist.step()
+    assert dist.length_multiple == 1 and not dist.deferred and dist._prefetch is None  # the CPU defaults
+    dist.step()
     got = dist.interval()
     old = _distiller(tiny_teacher, w)  # its model, stream and spec, driven by the old loop
     model, stream, d, probs = old.model, old.batches, old.d, _batch()[2]
     assert isinstance(stream, BatchStream)
     opt, sched = optimizer_for(model, d, 6)
     sums, tokens = {}, 0
-    for step in range(2):
-        model.train()
-        for micro in range(step * 2, (step + 1) * 2):
-            seed = step_seed(0, micro, 0, 1)
-            torch.manual_seed(seed)
-            ids, attn = stream(micro, 0)
-            terms = distill_step(tiny_teacher, model, ids, attn, probs, w, mask_id=MASK_ID, mask_prob=0.15,
-                                 restrict_ce_to_mask=True, generator=torch.Generator().manual_seed(seed))
-            (terms["loss"] / 2).backward()
-            tokens += int(attn.sum())
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) / 2
-        apply_update(model, opt, sched, d.max_grad_norm)
-    for (name, a), b in zip(dist.model.named_parameters(), model.parameters()):
-        assert torch.equal(a, b), name
-    assert got["tokens"] == tokens and got["steps"] == 2
-    assert got["terms"] == pytest.approx({k: v / 2 for k, v in sums.items()}, rel=1e-12)
+    model.train()
+    for micro in range(2):
+        seed = step_seed(0, micro, 0, 1)
+        torch.manual_seed(seed)
+        ids, attn = stream(micro, 0)
+        corrupted, labels = mask_tokens(ids, probs, mask_id=MASK_ID, mask_prob=0.15,
+                                        generator=torch.Generator().manual_seed(seed))
+        terms = _boolean_mask_terms(tiny_teacher, model, corrupted, labels, attn, w, restrict_ce_to_mask=True)
+        (terms["loss"] / 2).backward()
+        tokens += int(attn.sum())
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach()) / 2
+    apply_update(model, opt, sched, d.max_grad_norm)
+    assert got["tokens"] == tokens and got["steps"] == 1
+    assert got["terms"] == pytest.approx(sums, rel=1e-5)
+
+
+def test_prefetched_batches_are_the_batches(tiny_teacher):
+    w = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
+    plain, ahead = _distiller(tiny_teacher, w), _distiller(tiny_teacher, w, prefetch=True)
+    assert ahead._prefetch is not None and plain._prefetch is None
+    for micro in (0, 1, 2, 5, 6, 0):  # in order, then a jump (a resume) and back: the thread restarts
+        a, b = plain.batch(micro), ahead.batch(micro)
+        assert a.tokens == b.tokens
+        for f in ("corrupted", "attention_mask", "labels", "rows", "row_weight", "row_labels"):
+            assert torch.equal(getattr(a, f), getattr(b, f)), f
+    ahead.close()
+    for _ in range(2):
+        plain.step()
+        ahead.step()
+    for (name, x), y in zip(plain.model.named_parameters(), ahead.model.parameters()):
+        assert torch.equal(x, y), name
+    assert plain.interval() == ahead.interval()
+    ahead.close()
+
+
+def test_deferred_non_finite_check_takes_the_same_steps_and_raises_at_the_interval(tiny_teacher):
+    """The GPU's sync-free mode, forced on the CPU: fused AdamW skips the bad update on the device and
+    interval() raises with the step, leaving the state before it."""
+    from distil.science.distiller import NonFiniteLoss
+
+    w = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
+    plain, deferred = _distiller(tiny_teacher, w), _distiller(tiny_teacher, w, deferred=True)
+    assert deferred.opt.defaults["fused"] and deferred.deferred
+    for _ in range(2):
+        plain.step()
+        deferred.step()
+    a, b = plain.interval(), deferred.interval()
+    assert a["tokens"] == b["tokens"] and a["terms"] == pytest.approx(b["terms"], rel=1e-4)
+    good = {k: v.clone() for k, v in deferred.student.state_dict().items()}
+    lr = deferred.opt.param_groups[0]["lr"]
+    deferred.step()  # step 3: good
+    after3 = {k: v.clone() for k, v in deferred.student.state_dict().items()}
+    lr3 = deferred.opt.param_groups[0]["lr"]
+    hook = deferred.student.distilbert.embeddings.word_embeddings.weight.register_hook(lambda g: g * float("nan"))
+    deferred.step()  # step 4: non-finite, skipped on the device
+    hook.remove()
+    deferred.step()  # step 5: finite, but after a bad step: skipped too
+    assert deferred.steps_done == 5 and any(not torch.equal(good[k], v) for k, v in after3.items())
+    assert all(torch.equal(v, after3[k]) for k, v in deferred.student.state_dict().items())  # no update since 3
+    with pytest.raises(NonFiniteLoss, match=r"^gradient norm is not finite at step 4 \(loss \d.* finite on this"):
+        deferred.interval()
+    assert deferred.steps_done == 3 and deferred.opt.param_groups[0]["lr"] == lr3 != lr
+    assert deferred.sched.last_epoch == 3
+    assert deferred.interval()["steps"] == 1  # step 3, still counted
+    assert deferred.state_dict()["step"] == 3
+
+
+def test_a_deferred_non_finite_loss_is_named_at_its_step(tiny_teacher):
+    from distil.science.distiller import NonFiniteLoss
+
+    dist = _distiller(tiny_teacher, LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1e39, temperature=2.0),
+                      deferred=True)
+    before = {k: v.clone() for k, v in dist.student.state_dict().items()}
+    dist.step()
+    with pytest.raises(NonFiniteLoss, match=r"^loss is inf at step 1$"):
+        dist.state_dict()
+    assert dist.steps_done == 0 and dist.state_dict()["tokens"] == 0 and dist.interval()["terms"] == {}
+    assert all(torch.equal(v, before[k]) for k, v in dist.student.state_dict().items())  # no update taken
+    assert dist.sched.last_epoch == 0
 
 
 def test_a_non_finite_loss_stops_the_distiller_before_the_update_with_its_step(tiny_teacher):

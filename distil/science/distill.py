@@ -22,14 +22,16 @@ from distil.config.layers import parse_layer_key, select_layers
 from distil.config.rules import check_layer_terms, teacher_shape
 from distil.config.settings import LossWeights, StudentShape
 from distil.science.data import length_grouped_batches, pad_batch
+from distil.science.batch import MaskedBatch, encoder_mask, gather_rows, prepare_batch
 from distil.science.losses import LayerStates, attention_scores, distillation_loss
-from distil.science.masking import mask_tokens
 from distil.science.teacher import mlm_logits_at
 
 
 class StudentForDistillation(nn.Module):
     """Wraps a DistilBertForMaskedLM so one forward (the unit DDP synchronises) returns
-    (last hidden (B, L, H), MLM logits (N, V) at the N True entries of `positions` (B, L), extras).
+    (last hidden (B, L, H), MLM logits (N, V) at `positions`, extras): `positions` is (N,) flat indices
+    b·L + l (distil.science.batch.MaskedBatch.rows) or a (B, L) bool mask with N True entries.
+    `attention_mask`: (B, L), or the (B, 1, L, L) of distil.science.batch.encoder_mask.
 
     `extras` (a dict) holds what the terms of `weights` need from the student beyond that:
     'hidden': [W_e·embeddings, W_h·layer 1, ..., W_h·layer M], each (B, L, H_t) (alpha_hidden);
@@ -77,7 +79,7 @@ class StudentForDistillation(nn.Module):
         else:
             out = s.distilbert(input_ids=input_ids, attention_mask=attention_mask)
         hidden = out.last_hidden_state
-        x = s.vocab_layer_norm(s.activation(s.vocab_transform(hidden[positions])))
+        x = s.vocab_layer_norm(s.activation(s.vocab_transform(gather_rows(hidden, positions))))
         extras = {}
         if self.project_last:
             extras["last"] = self.projections["hidden"](hidden)
@@ -97,7 +99,8 @@ class StudentForDistillation(nn.Module):
 @torch.no_grad()
 def teacher_layers(teacher: BertForMaskedLM, input_ids, attention_mask, positions, weights: LossWeights,
                    n_student: int):
-    """The teacher's side of every term: (last hidden (B, L, H_t), MLM logits (N, V) at `positions`,
+    """The teacher's side of every term: (last hidden (B, L, H_t), MLM logits (N, V) at `positions`
+    (flat indices or a bool mask, as StudentForDistillation's),
     extras) as StudentForDistillation gives the student's, unprojected, from the teacher layers
     `weights.layer_map` maps the student's `n_student` layers to (distil.config.layers.select_layers;
     'hidden' starts with the embedding output) and, for 'qkv', teacher layer `weights.relation_layer`.
@@ -123,7 +126,7 @@ def teacher_layers(teacher: BertForMaskedLM, input_ids, attention_mask, position
         j %= n_teacher
         a = bert.encoder.layer[j].attention.self
         extras["qkv"] = (a.query(states[j]), a.key(states[j]), a.value(states[j]))
-    return hidden, teacher.cls(hidden[positions]), extras
+    return hidden, teacher.cls(gather_rows(hidden, positions)), extras
 
 
 def step_seed(seed: int, step: int, rank: int, world: int) -> int:
@@ -195,54 +198,52 @@ def distill_step(
     mask_prob: float,
     restrict_ce_to_mask: bool,
     generator: torch.Generator,
+    pad_id: int = 0,
+    length: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Mask a batch (distil.science.masking.mask_tokens, drawn on `generator`'s device), then
-    `loss_terms`: the loss terms of teacher (no grad) and student (see distil.science.losses).
+    """Mask and pad a CPU batch (distil.science.batch.prepare_batch, masks drawn on `generator`), move
+    it to the teacher's device, then `loss_terms`: the loss terms of teacher (no grad) and student.
 
-    input_ids / attention_mask: (B, L); probs: (V,) masking weights.
+    input_ids / attention_mask: (B, L) on the CPU; probs: (V,) masking weights; length: pad to this many
+    positions (default L).
 
     Raises:
         ValueError: `student` was built without what a positive alpha of `weights` needs.
     """
-    corrupted, labels = mask_tokens(input_ids, probs, mask_id=mask_id, mask_prob=mask_prob, generator=generator)
-    return loss_terms(teacher, student, corrupted, labels, attention_mask, weights,
-                      restrict_ce_to_mask=restrict_ce_to_mask)
+    batch = prepare_batch(input_ids.cpu(), attention_mask.cpu(), probs.cpu(), mask_id=mask_id, pad_id=pad_id,
+                          mask_prob=mask_prob, restrict_ce_to_mask=restrict_ce_to_mask, generator=generator,
+                          length=length)
+    return loss_terms(teacher, student, batch.to(next(teacher.parameters()).device), weights)
 
 
-def loss_terms(
-    teacher: BertForMaskedLM,
-    student: nn.Module,
-    corrupted: torch.Tensor,
-    labels: torch.Tensor,
-    attention_mask: torch.Tensor,
-    weights: LossWeights,
-    *,
-    restrict_ce_to_mask: bool,
-) -> dict[str, torch.Tensor]:
-    """Run teacher (no grad) and student on a masked batch, return the loss terms (0-dim tensors, 'loss'
-    their weighted sum; see distil.science.losses).
+def loss_terms(teacher: BertForMaskedLM, student: nn.Module, batch: MaskedBatch, weights: LossWeights
+               ) -> dict[str, torch.Tensor]:
+    """Run teacher (no grad) and student on a masked batch (on their device), return the loss terms
+    (0-dim tensors, 'loss' their weighted sum; see distil.science.losses).
 
-    corrupted / labels / attention_mask: (B, L), labels -100 where nothing is predicted (mask_tokens'
-    output). `student` is a StudentForDistillation (possibly DDP-wrapped) built for `weights` (its
-    projections and extras). With every layer-wise alpha at 0 the teacher runs as it always did
-    (mlm_logits_at) and the step is the DistilBERT one.
+    Static shapes only, no host sync on a GPU: the logits are gathered at `batch.rows` by index, the
+    terms over positions are weighted sums (pads weigh 0), and the encoders get a 4D mask
+    (distil.science.batch.encoder_mask). The same values as the boolean-mask gathers of the
+    positions, up to float summation order (tests/test_distill.py). `student` is a
+    StudentForDistillation (possibly DDP-wrapped) built for `weights` (its projections and extras). With
+    every layer-wise alpha at 0 the teacher runs as mlm_logits_at and the step is the DistilBERT one.
 
     Raises:
         ValueError: `student` was built without what a positive alpha of `weights` needs.
     """
-    masked = labels != -100
-    positions = masked if restrict_ce_to_mask else attention_mask.bool()
+    corrupted, attn, rows = batch.corrupted, batch.attention_mask, batch.rows
+    wrapper = getattr(student, "module", student)  # DDP wraps it as .module
     t_hidden = t_logits = None  # MLM alone (the mlm_only reference row) needs no teacher forward
     t_extras = {}
     if weights.needs_teacher:
+        t_mask = encoder_mask(attn, teacher.config)
         if any(a > 0 for a in weights.layer_alphas):
-            n_student = getattr(student, "module", student).student.config.n_layers  # DDP wraps it as .module
-            t_hidden, t_logits, t_extras = teacher_layers(teacher, corrupted, attention_mask, positions, weights,
-                                                          n_student)
+            t_hidden, t_logits, t_extras = teacher_layers(teacher, corrupted, t_mask, rows, weights,
+                                                          wrapper.student.config.n_layers)
         else:
             with torch.no_grad():
-                t_hidden, t_logits = mlm_logits_at(teacher, corrupted, attention_mask, positions)
-    s_hidden, s_logits, s_extras = student(corrupted, attention_mask, positions)
+                t_hidden, t_logits = mlm_logits_at(teacher, corrupted, t_mask, rows)
+    s_hidden, s_logits, s_extras = student(corrupted, encoder_mask(attn, wrapper.student.config), rows)
     needed = [k for k, a in (("hidden", weights.alpha_hidden), ("scores", weights.alpha_attn),
                              ("qkv", weights.alpha_relation)) if a > 0 and k not in s_extras]
     if weights.alpha_cos > 0 and t_hidden is not None and t_hidden.shape[-1] != s_hidden.shape[-1]:
@@ -250,25 +251,25 @@ def loss_terms(
     if needed:
         raise ValueError(f"the student wrapper gives no {needed} for these loss weights; build it as "
                          "StudentForDistillation(student, weights, teacher.config)")
-    mlm_rows = masked[positions]  # which projected rows are masked positions
-    real = attention_mask.bool()
     s_cos = s_extras.get("last", s_hidden)  # projected to the teacher's width when the widths differ
     return distillation_loss(
         student_logits=s_logits,
         teacher_logits=t_logits,
-        labels=labels[masked],
-        student_hidden=s_cos[real],
-        teacher_hidden=t_hidden[real] if t_hidden is not None else None,
-        mlm_rows=mlm_rows,
+        labels=batch.row_labels,
+        student_hidden=s_cos.flatten(0, 1),
+        teacher_hidden=t_hidden.flatten(0, 1) if t_hidden is not None else None,
         weights=weights,
-        student_layers=_at_real(s_extras, real),
-        teacher_layers=_at_real(t_extras, real),
-        attention_mask=attention_mask,
+        student_layers=_flat(s_extras),
+        teacher_layers=_flat(t_extras),
+        attention_mask=attn,
+        row_weight=batch.row_weight,
+        hidden_weight=attn.flatten().float(),
     )
 
 
-def _at_real(extras: dict, real: torch.Tensor) -> LayerStates:
-    """The layer states of one model's extras, hidden states at the real positions `real` (B, L) only."""
+def _flat(extras: dict) -> LayerStates:
+    """The layer states of one model's extras, hidden states (B, L, H) flattened to (B·L, H) (every
+    position: the pads weigh 0 in the loss)."""
     hidden = extras.get("hidden")
-    return LayerStates(hidden=[h[real] for h in hidden] if hidden is not None else None,
+    return LayerStates(hidden=[h.flatten(0, 1) for h in hidden] if hidden is not None else None,
                        scores=extras.get("scores"), qkv=extras.get("qkv"))

@@ -12,8 +12,15 @@ step s on rank r depend only on (seed, s, r), so a Distiller restored at step s 
 uninterrupted run. Not supported: resuming with a different world size (the batch of a step
 depends on it).
 
-Host syncs: none per micro-step on the hot path (loss terms and token counts accumulate as device
-tensors and are read by `interval()`); one per optimiser step (the gradient-norm check).
+Host syncs: none per micro-step (loss terms and token counts accumulate as device tensors and are
+read by `interval()`; the batches are masked, padded to fixed shapes and indexed on the CPU,
+distil.science.batch, and on CUDA prepared ahead by a thread into pinned memory). The non-finite check
+has two modes: `deferred=False` (the CPU default) reads the clipped gradient norm each optimiser step
+(one sync) and raises before the update; `deferred=True` (the CUDA default; fused AdamW) keeps on the
+device the first step whose norm is not finite and skips that update and every later one inside the
+fused kernel (its `found_inf`), and `interval()` (a log or checkpoint step) reads it, rolls the step
+count and schedule back to that step and raises the same NonFiniteLoss: the run stops at the next
+interval instead of at once, with the state before the bad step either way.
 """
 
 from __future__ import annotations
@@ -27,8 +34,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from distil.config.settings import LossWeights
+from distil.science.batch import MaskedBatch, Prefetcher, bucket_length, prepare_batch
 from distil.science.distill import apply_update, loss_terms, optimizer_for, step_seed
-from distil.science.masking import mask_tokens
 
 
 class NonFiniteLoss(RuntimeError):
@@ -69,25 +76,45 @@ class Distiller:
     grad_accumulation, max_grad_norm, mlm_mask_prob, restrict_ce_to_mask; its `bf16` is not read:
     `bf16` is the resolved choice, distil.science.precision.resolve_bf16). rank/world: this worker's
     place (seeds and token counts). terms_fn: `loss_terms` or a function with its signature (a
-    benchmark's other math).
+    benchmark's other math: `fn(teacher, model, batch: MaskedBatch, weights)`).
 
     Masks are drawn on the CPU with a CPU generator (the same masks on every device) before the batch
-    moves to `device`; dropout draws from the global RNG seeded per micro-step.
+    moves to `device`; dropout draws from the global RNG seeded per micro-step. Each batch's length is
+    padded to a multiple of `length_multiple` (default 32 on CUDA, 1 on a CPU; capped at the longest
+    sequence of `batches` when it has `lengths`, and at the models' positions), so the shapes repeat;
+    the count of rows whose logits are computed is fixed per length on every device. deferred: the non-finite check mode
+    (module docstring; default: on CUDA). prefetch: prepare batches on a background thread (default: on
+    CUDA, into pinned memory); the same batches either way.
     """
 
     def __init__(self, teacher: nn.Module, model: nn.Module, batches, probs: torch.Tensor, weights: LossWeights, d,
                  *, total_steps: int, seed: int, pad_id: int, mask_id: int, device: torch.device | str = "cpu",
-                 bf16: bool = False, rank: int = 0, world: int = 1, terms_fn=loss_terms):
+                 bf16: bool = False, rank: int = 0, world: int = 1, terms_fn=loss_terms,
+                 length_multiple: int | None = None, deferred: bool | None = None, prefetch: bool | None = None):
         self.device = torch.device(device)
+        cuda = self.device.type == "cuda"
         self.teacher = cast_frozen_linears(teacher, torch.bfloat16) if bf16 else teacher
         self.model, self.batches, self.weights, self.d = model, batches, weights, d
         self.probs = probs.cpu()  # masks are drawn on the CPU: no copy back from the GPU per micro-step
         self.seed, self.pad_id, self.mask_id, self.rank, self.world = seed, pad_id, mask_id, rank, world
+        # Padding L changes the shape of dropout's draws, so a padded step is not the unpadded one up to
+        # summation order, and on 2 CPU cores the padding is extra work: buckets where fixed shapes pay
+        # (CUDA: torch.compile, CUDA graphs, no reallocation), the batch's own length on a CPU.
+        self.length_multiple = length_multiple or (32 if cuda else 1)
         self.bf16, self.terms_fn = bf16, terms_fn
-        self.opt, self.sched = optimizer_for(model, d, total_steps, fused=self.device.type == "cuda")
+        positions = [c.max_position_embeddings for c in (teacher.config, self.student.config)]
+        lengths = getattr(batches, "lengths", None)
+        self.max_len = min(positions + ([int(max(lengths))] if lengths is not None and len(lengths) else []))
+        self.deferred = cuda if deferred is None else deferred
+        # fused AdamW: one kernel for the update, and the only AdamW that skips an update on the device
+        # (found_inf); on a CPU without deferred the default implementation, the one older runs repeat.
+        self.opt, self.sched = optimizer_for(model, d, total_steps, fused=cuda or self.deferred)
+        self.pin = cuda
+        self._prefetch = Prefetcher(self._prepare) if (cuda if prefetch is None else prefetch) else None
         self.steps_done = 0  # optimiser steps
         self.tokens = 0  # real tokens of every rank in the steps up to the last interval() (int)
         self._sums, self._tokens, self._interval_start = {}, self._zero(), 0
+        self._bad_step, self._bad_loss = self._zero(), torch.zeros((), dtype=torch.float64, device=self.device)
 
     def _zero(self) -> torch.Tensor:
         return torch.zeros((), dtype=torch.long, device=self.device)
@@ -102,56 +129,116 @@ class Distiller:
         """The DistilBertForMaskedLM being distilled (what a checkpoint saves; no projections)."""
         return self.wrapper.student
 
+    def _prepare(self, micro: int) -> MaskedBatch:
+        """Micro-batch `micro` masked, padded and indexed on the CPU (pinned for a GPU): a pure function
+        of (seed, micro, rank, world), whichever thread runs it."""
+        seed = step_seed(self.seed, micro, self.rank, self.world)
+        ids, attn = self.batches(micro, self.pad_id)
+        batch = prepare_batch(ids, attn, self.probs, mask_id=self.mask_id, pad_id=self.pad_id,
+                              mask_prob=self.d.mlm_mask_prob, restrict_ce_to_mask=self.d.restrict_ce_to_mask,
+                              generator=torch.Generator().manual_seed(seed),
+                              length=bucket_length(ids.shape[1], self.length_multiple, self.max_len))
+        return batch.pin_memory() if self.pin else batch
+
+    def batch(self, micro: int) -> MaskedBatch:
+        """Micro-batch `micro` on the CPU as step() uses it (prefetched or not: the same tensors)."""
+        return self._prefetch.get(micro) if self._prefetch is not None else self._prepare(micro)
+
+    def close(self) -> None:
+        """Stop the prefetch thread (a later step() starts it again)."""
+        if self._prefetch is not None:
+            self._prefetch.close()
+
     def step(self) -> None:
         """One optimiser step: `d.grad_accumulation` micro-batches, then the update.
 
         Raises:
-            NonFiniteLoss: the clipped gradient norm is NaN/inf ("loss is nan at step 37" when this
-                rank's loss is, else "gradient norm is not finite at step 37 (loss 2.31 finite on this
-                rank)"; steps count from 1). A NaN loss whose gradients stay finite is not caught here:
-                it shows in the loss terms interval() reads. On NonFiniteLoss, weights, optimizer,
-                schedule and counters are those before this step: a checkpoint written next holds the
-                last good state.
+            NonFiniteLoss: (not deferred) the clipped gradient norm is NaN/inf ("loss is nan at step
+                37" when this rank's loss is, else "gradient norm is not finite at step 37 (loss 2.31
+                finite on this rank)"; steps count from 1). A NaN loss whose gradients stay finite is
+                not caught here: it shows in the loss terms interval() reads. On NonFiniteLoss, weights,
+                optimizer, schedule and counters are those before this step: a checkpoint written next
+                holds the last good state. Deferred, interval() raises it.
         """
         accum, step = self.d.grad_accumulation, self.steps_done
         self.model.train()
-        sums, tokens = {}, None
+        sums, tokens = {}, 0
         for micro in range(step * accum, (step + 1) * accum):
-            seed = step_seed(self.seed, micro, self.rank, self.world)
-            torch.manual_seed(seed)  # dropout
-            ids, attn = self.batches(micro, self.pad_id)
-            corrupted, labels = mask_tokens(ids, self.probs, mask_id=self.mask_id, mask_prob=self.d.mlm_mask_prob,
-                                            generator=torch.Generator().manual_seed(seed))
-            corrupted, labels, attn = (t.to(self.device, non_blocking=True) for t in (corrupted, labels, attn))
+            torch.manual_seed(step_seed(self.seed, micro, self.rank, self.world))  # dropout
+            batch = self.batch(micro)
+            tokens += batch.tokens
+            batch = batch.to(self.device)
             last = micro == (step + 1) * accum - 1
             # DDP all-reduces the gradients in backward: once per optimiser step, on its last micro-batch.
             sync = contextlib.nullcontext() if last or not isinstance(self.model, DistributedDataParallel) \
                 else self.model.no_sync()
             with sync:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    terms = self.terms_fn(self.teacher, self.model, corrupted, labels, attn, self.weights,
-                                          restrict_ce_to_mask=self.d.restrict_ce_to_mask)
+                    terms = self.terms_fn(self.teacher, self.model, batch, self.weights)
                 (terms["loss"] / accum).backward()  # outside autocast: backward runs in the forward ops' dtypes
             # float64 as the float() sums this replaces: the same means, read once per interval.
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().to(torch.float64) / accum
-            n = attn.sum()
-            tokens = n if tokens is None else tokens + n
+        if self.deferred:
+            self._deferred_update(sums, tokens)
+            return
         if not apply_update(self.model, self.opt, self.sched, self.d.max_grad_norm):
-            loss = float(sums["loss"])
-            why = (f"loss is {loss} at step {step + 1}" if not math.isfinite(loss)
-                   else f"gradient norm is not finite at step {step + 1} (loss {loss:.4g} finite on this rank)")
-            raise NonFiniteLoss(why)
+            raise NonFiniteLoss(self._why(step + 1, float(sums["loss"])))
         for k, v in sums.items():  # counted once the step is taken: a failed step leaves no trace
             self._sums[k] = self._sums.get(k, 0.0) + v
         self._tokens += tokens
         self.steps_done += 1
 
+    @staticmethod
+    def _why(step: int, loss: float) -> str:
+        return (f"loss is {loss} at step {step}" if not math.isfinite(loss)
+                else f"gradient norm is not finite at step {step} (loss {loss:.4g} finite on this rank)")
+
+    def _deferred_update(self, sums: dict, tokens: int) -> None:
+        """The update without a host sync: the first step whose clipped gradient norm is not finite is
+        kept on the device (`_bad_step`, 1-based; 0: none) with its loss, and fused AdamW skips that
+        update and every later one (found_inf = 1: weights, moments and step counts untouched)."""
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.d.max_grad_norm)
+        first = ~torch.isfinite(norm) & (self._bad_step == 0)
+        self._bad_step = torch.where(first, self.steps_done + 1, self._bad_step)
+        self._bad_loss = torch.where(first, sums["loss"], self._bad_loss)
+        skip = self._bad_step > 0
+        self.opt.found_inf = skip.float()  # read by the fused kernel (as torch.amp.GradScaler sets it)
+        self.opt.step()
+        self.sched.step()  # on the host: rolled back by _check() if a step was skipped
+        self.opt.zero_grad(set_to_none=True)
+        for k, v in sums.items():  # a skipped step leaves no trace in the metrics
+            self._sums[k] = self._sums.get(k, 0.0) + torch.where(skip, 0.0, v)
+        self._tokens += (~skip).long() * tokens
+        self.steps_done += 1
+
+    def _check(self) -> None:
+        """Deferred mode: read the first non-finite step (one host sync); if there is one, return to the
+        state before it (step count, schedule; the weights and optimizer were never updated) and raise."""
+        if not self.deferred:
+            return
+        bad = int(self._bad_step)
+        if not bad:
+            return
+        why = self._why(bad, float(self._bad_loss))
+        self.steps_done = bad - 1
+        self.sched.last_epoch = bad - 2  # step() adds one and sets the learning rates of step bad - 1
+        self.sched.step()
+        self._bad_step.zero_()
+        raise NonFiniteLoss(why)
+
     def interval(self) -> dict:
         """Read and reset what was accumulated since the last call (one host sync): {'terms': the mean
         of each loss term per optimiser step, 'tokens': real tokens of every rank in those steps
         (this rank's count × world: ranks draw equally long batches on average), 'steps': how many}.
-        Adds 'tokens' to `self.tokens`."""
+        Adds 'tokens' to `self.tokens`.
+
+        Raises:
+            NonFiniteLoss: deferred mode, a step since the last check had a non-finite gradient norm (the
+                message and the state after it as step() gives them undeferred; the steps before it stay
+                accumulated: call interval() again to read them).
+        """
+        self._check()
         steps = self.steps_done - self._interval_start
         tokens = int(self._tokens) * self.world
         terms = {k: float(v) / steps for k, v in self._sums.items()} if steps else {}
@@ -162,7 +249,12 @@ class Distiller:
     def state_dict(self) -> dict:
         """What `train_state.pt` holds: optimizer, scheduler, step, tokens (cumulative, every rank;
         steps since the last interval() included) and the projections of the layer-wise terms. The
-        student's weights are not in it (saved apart, as a Hugging Face dir)."""
+        student's weights are not in it (saved apart, as a Hugging Face dir).
+
+        Raises:
+            NonFiniteLoss: deferred mode, a non-finite step not yet reported (as interval()).
+        """
+        self._check()
         return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "step": self.steps_done,
                 "tokens": self.tokens + int(self._tokens) * self.world,
                 "projections": self.wrapper.projections.state_dict()}
@@ -175,5 +267,6 @@ class Distiller:
         self.steps_done = self._interval_start = state["step"]
         self.tokens = state.get("tokens", 0)
         self._sums, self._tokens = {}, self._zero()
+        self._bad_step.zero_()
         if "projections" in state:
             self.wrapper.projections.load_state_dict(state["projections"])

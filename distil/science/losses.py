@@ -23,12 +23,24 @@ import torch.nn.functional as F
 from distil.config.settings import LossWeights
 
 
-def ce_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def weighted_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Σ w_i x_i / Σ w_i over rows, x (N,) and weight (N,) (0 = a padding row, which adds nothing even
+    if it holds NaN or inf, and gets no gradient). Static shapes: no host sync on a GPU."""
+    return torch.where(weight > 0, x, 0.0).mul(weight).sum() / weight.sum()
+
+
+def ce_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+            weight: torch.Tensor | None = None) -> torch.Tensor:
     """Soft-target loss KL(softmax(t/T) ‖ softmax(s/T)) · T², averaged over positions.
 
     Hinton et al. 2015 §2 (the T² keeps gradient magnitudes comparable across temperatures);
-    DistilBERT's L_ce. Shapes: logits (N, V) at N positions; returns a scalar (nats).
+    DistilBERT's L_ce. Shapes: logits (N, V) at N positions, weight (N,) of each row (default: all 1,
+    see weighted_mean); returns a scalar (nats).
     """
+    if weight is not None:
+        kl = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1),
+                      F.softmax(teacher_logits / temperature, dim=-1), reduction="none").sum(-1)
+        return weighted_mean(kl, weight) * temperature**2
     return (
         F.kl_div(
             F.log_softmax(student_logits / temperature, dim=-1),
@@ -40,35 +52,46 @@ def ce_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 
 
 def mlm_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Masked-LM cross-entropy (Devlin et al. 2019 §3.1). logits (N, V), labels (N,) token ids; scalar (nats)."""
+    """Masked-LM cross-entropy (Devlin et al. 2019 §3.1). logits (N, V), labels (N,) token ids, -100 for a
+    row that is not predicted (ignored: the mean is over the others); scalar (nats)."""
     return F.cross_entropy(student_logits, labels)
 
 
-def cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
+def cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cosine-embedding loss mean(1 − cos(h_s, h_t)) on last hidden states (DistilBERT's L_cos).
 
-    Shapes: (N, H) at N non-pad positions; returns a scalar in [0, 2].
+    Shapes: (N, H) at N non-pad positions (or at every position with `weight` (N,) 0 at the pads);
+    returns a scalar in [0, 2].
     """
     target = student_hidden.new_ones(student_hidden.shape[0])
+    if weight is not None:
+        return weighted_mean(F.cosine_embedding_loss(student_hidden, teacher_hidden, target, reduction="none"), weight)
     return F.cosine_embedding_loss(student_hidden, teacher_hidden, target)
 
 
-def mse_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+def mse_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+             weight: torch.Tensor | None = None) -> torch.Tensor:
     """Squared error between logits, summed over the vocabulary, averaged over positions.
 
-    The HF distiller's `alpha_mse` term (`MSELoss(reduction="sum") / N`). Shapes: (N, V); scalar.
+    The HF distiller's `alpha_mse` term (`MSELoss(reduction="sum") / N`). Shapes: (N, V), weight (N,)
+    as ce_loss's; scalar.
     """
+    if weight is not None:
+        return weighted_mean((student_logits - teacher_logits).pow(2).sum(-1), weight)
     return F.mse_loss(student_logits, teacher_logits, reduction="sum") / student_logits.shape[0]
 
 
-def hidden_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
+def hidden_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
+               weight: torch.Tensor | None = None) -> torch.Tensor:
     """TinyBERT's hidden-state and embedding loss (Jiao et al. 2020, eq. 8-9, summed over layers as its
     L_model of §3.1 with every λ_m = 1): Σ_m MSE(H^S_m W, H^T_g(m)), where entry 0 is the embedding layer (E^S W_e
     against E^T, eq. 9) and entry m ≥ 1 student layer m's output against its mapped teacher layer's.
 
     student: the student's states already projected to the teacher's width (W_e, W_h applied by
     StudentForDistillation), each (M, H_t) at the M non-pad positions; teacher: the mapped teacher
-    states, the same shapes. Each MSE is the mean over positions and units. Returns a scalar.
+    states, the same shapes. Each MSE is the mean over positions and units. With `weight` (M,) the
+    states are at every position (M = B·L) and the pads weigh 0. Returns a scalar.
 
     Raises:
         ValueError: the two lists differ in length.
@@ -76,6 +99,8 @@ def hidden_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor])
     if len(student) != len(teacher):
         raise ValueError(f"{len(student)} student states against {len(teacher)} teacher states; map every student "
                          "layer to one teacher layer")
+    if weight is not None:  # mse_loss runs in fp32 under autocast: so does this
+        return sum(weighted_mean((s.float() - t.float()).pow(2).mean(-1), weight) for s, t in zip(student, teacher))
     return sum(F.mse_loss(s, t) for s, t in zip(student, teacher))
 
 
@@ -119,8 +144,10 @@ def attention_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tenso
         if s.shape != t.shape:
             raise ValueError(f"attention scores {tuple(s.shape)} against {tuple(t.shape)}: alpha_attn needs the "
                              "teacher's head count (use alpha_relation across head counts)")
-        keep = pairs.expand_as(s)
-        total = total + F.mse_loss(s[keep], t[keep])
+        # a masked sum, not s[pairs]: boolean indexing has a data-dependent shape (a host sync on a GPU);
+        # in fp32, as mse_loss runs under autocast
+        squared = torch.where(pairs, (s.float() - t.float()).pow(2), 0.0)
+        total = total + squared.sum() / (pairs.sum() * s.shape[1])
     return total
 
 
@@ -153,7 +180,7 @@ def relation_kl(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]
     for s, t in zip(student, teacher):
         log_s, log_t = _relations(s, relation_heads, keys), _relations(t, relation_heads, keys)
         kl = F.kl_div(log_s, log_t, log_target=True, reduction="none").masked_fill(~keys, 0.0).sum(-1)  # (B, A_r, L)
-        total = total + kl[queries].mean()
+        total = total + torch.where(queries, kl, 0.0).sum() / queries.sum()  # the mean over real queries
     return total
 
 
@@ -183,6 +210,8 @@ def distillation_loss(
     student_layers: LayerStates | None = None,
     teacher_layers: LayerStates | None = None,
     attention_mask: torch.Tensor | None = None,
+    row_weight: torch.Tensor | None = None,
+    hidden_weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Weighted sum of the terms by `weights` (alphas, temperature, relation_heads); returns {'loss',
     'ce', 'mlm', 'cos', 'mse'} (scalars), plus 'hidden', 'attn', 'relation' for those whose alpha is > 0.
@@ -193,19 +222,25 @@ def distillation_loss(
     is 0 is not computed (ce, mlm, cos, mse reported as 0; the others not reported); the teacher's
     tensors may be None when every term that uses them (all but mlm) has alpha 0. The layer-wise terms
     are added after the DistilBERT ones, so a run without them sums exactly what it always did.
+
+    Static shapes (what a GPU step uses: distil.science.batch.MaskedBatch): `row_weight` (N,) weighs the
+    logits' rows (0 = padding), `labels` (N,) is then aligned with them, -100 where a row is not a masked
+    position (`mlm_rows` unused); `hidden_weight` (M,) weighs the hidden states' and the layer states'
+    rows (every position, 0 at the pads). The same values up to float summation order.
     """
     w = weights
     zero = student_hidden.new_zeros(())
-    ce = ce_loss(student_logits, teacher_logits, w.temperature) if w.alpha_ce > 0 else zero
+    rw, hw = row_weight, hidden_weight
+    ce = ce_loss(student_logits, teacher_logits, w.temperature, rw) if w.alpha_ce > 0 else zero
     mlm_logits = student_logits if mlm_rows is None else student_logits[mlm_rows]
     mlm = mlm_loss(mlm_logits, labels) if w.alpha_mlm > 0 else zero
-    cos = cosine_loss(student_hidden, teacher_hidden) if w.alpha_cos > 0 else zero
-    mse = mse_loss(student_logits, teacher_logits) if w.alpha_mse > 0 else zero
+    cos = cosine_loss(student_hidden, teacher_hidden, hw) if w.alpha_cos > 0 else zero
+    mse = mse_loss(student_logits, teacher_logits, rw) if w.alpha_mse > 0 else zero
     loss = w.alpha_ce * ce + w.alpha_mlm * mlm + w.alpha_cos * cos + w.alpha_mse * mse  # the order of the sum is kept
     out = {"loss": loss, "ce": ce, "mlm": mlm, "cos": cos, "mse": mse}
     s, t = student_layers, teacher_layers
     if w.alpha_hidden > 0:
-        out["hidden"] = hidden_mse(s.hidden, t.hidden)
+        out["hidden"] = hidden_mse(s.hidden, t.hidden, hw)
         out["loss"] = out["loss"] + w.alpha_hidden * out["hidden"]
     if w.alpha_attn > 0:
         out["attn"] = attention_mse(s.scores, t.scores, attention_mask)

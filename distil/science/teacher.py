@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, BertForMaskedLM
 
 from distil.config.rules import resolve_teacher  # noqa: F401  (its home is config; benchmarks import it here)
 from distil.config.spec import HeadFitSpec
+from distil.science.batch import gather_rows
 from distil.science.data import length_grouped_batches, load_counts, load_sequences, pad_batch
 from distil.science.masking import mask_tokens, token_probs
 
@@ -27,12 +28,13 @@ HEAD_KEYS = ("cls.predictions.transform", "cls.predictions.bias")
 
 
 def mlm_logits_at(model: BertForMaskedLM, input_ids, attention_mask, positions):
-    """(last hidden (B, L, H), MLM logits (N, V) at the N positions where `positions` (B, L) is True).
+    """(last hidden (B, L, H), MLM logits (N, V) at the N positions where `positions` (B, L) is True, or
+    at the (N,) flat indices b·L + l of `positions` (no host sync on a GPU)).
 
     Projecting only the masked positions onto the vocabulary is what makes small-model MLM cheap.
     """
     hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return hidden, model.cls(hidden[positions])
+    return hidden, model.cls(gather_rows(hidden, positions))
 
 
 @torch.no_grad()

@@ -13,7 +13,8 @@ projections of the layer-wise loss terms, which are never part of the student). 
 group (`FailureConfig`), a later rung, or a trial restarted after the driver died resumes from the
 last checkpoint; masks, dropout and batches are functions of the step, so the resumed run repeats
 the uninterrupted one. A NaN/inf loss (seen as a non-finite gradient norm) raises NonFiniteLoss at
-once ("loss is nan at step 37").
+once on a CPU, at the next report on a GPU (the check is read there, Distiller's deferred mode)
+("loss is nan at step 37").
 """
 
 from __future__ import annotations
@@ -141,23 +142,26 @@ def train_loop_per_worker(cfg: dict) -> None:
     start_step, t0 = dist.steps_done, time.time()
     while dist.steps_done < stop_step:
         _maybe_fail(job, dist.steps_done, rank)
+        done = dist.steps_done + 1
         try:
             dist.step()
+            # On a GPU the non-finite check is deferred to this read (no host sync per step).
+            interval = dist.interval() if done % d.checkpoint_every == 0 or done in (stop_step, total_steps) else None
         except NonFiniteLoss as e:
             # Every rank stops at this step (the gradient norm is the same on all of them after DDP's
             # all-reduce). The run reports the reason with a checkpoint of the weights before this step
             # (Ray Train's result carries the metrics of its latest checkpoint), so a retry meets the
             # same loss at once instead of redoing steps; distill_student raises.
+            dist.close()
             _report({"nonfinite": str(e), "step": dist.steps_done}, dist, tokenizer, rank)
             return
-        done = dist.steps_done
-        if done % d.checkpoint_every == 0 or done in (stop_step, total_steps):
-            interval = dist.interval()
+        if interval is not None:
             metrics = {**interval["terms"], "step": done, "total_steps": total_steps, "resumed_from_step": start_step,
                        "tokens": dist.tokens, "run_seconds": time.time() - started,
                        "tokens_per_s": interval["tokens"] / (time.time() - t0), "bf16": bf16}
             _report(metrics, dist, tokenizer, rank, cfg.get("live_file"))
             t0 = time.time()
+    dist.close()
 
 
 def planned_steps(d: DistillSpec, lengths: list[int], world: int) -> int:
