@@ -282,3 +282,16 @@ def test_fixed_values_carry_the_layer_terms_settings_to_every_candidate(tmp_path
     fixed = spec.search.fixed()
     assert fixed["alpha_hidden"] == 1.5 and fixed["layer_map"] == "0,2,5" and fixed["relation_heads"] == 48
     assert "relation_layer" not in fixed and spec.space()["relation_layer"].choices == [3, 5]
+
+
+def test_glue_tasks_take_a_share_of_a_gpu_only_with_use_gpu():
+    from distil.config.spec import GlueSpec
+    from distil.search.finetune_runs import task_options
+
+    assert task_options(GlueSpec())["num_gpus"] == 0
+    assert task_options(GlueSpec(use_gpu=True))["num_gpus"] == 1.0  # a whole GPU unless told
+    assert task_options(GlueSpec(use_gpu=True, gpus_per_task=0.25))["num_gpus"] == 0.25
+    assert task_options(GlueSpec(gpus_per_task=0.25))["num_gpus"] == 0  # no GPU without use_gpu
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="gpus_per_task"):
+            GlueSpec(gpus_per_task=bad)

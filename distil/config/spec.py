@@ -462,7 +462,9 @@ class GlueSpec(_Strict):
     # first seed only, or `all`.
     seeds_on: Literal["small", "all"] = "small"
     include_wnli: bool = True  # DistilBERT's macro-score averages all 9 tasks, WNLI included
-    use_gpu: bool = False  # one GPU per fine-tuning task
+    use_gpu: bool = False  # fine-tuning tasks on GPUs, gpus_per_task of one each
+    # Ray's num_gpus of each fine-tuning task with use_gpu: a fraction (0.25) lets small runs share a GPU.
+    gpus_per_task: float = Field(1.0, gt=0, le=1)
     # Fine-tuning precision (candidates, reference rows, task-specific distillation, the proxy): true,
     # false, or auto (bf16 where the device computes bf16 natively, as distill.bf16).
     bf16: Precision = "auto"

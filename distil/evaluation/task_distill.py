@@ -44,12 +44,13 @@ def task_kd_loss(student_logits, teacher_logits, labels, alpha_ce: float, temper
     return alpha_ce * ce_loss(student_logits, teacher_logits, temperature) + (1 - alpha_ce) * hard
 
 
-def _teacher_logits_adder(teacher_dir: str, batch_size: int = 64):
+def _teacher_logits_adder(teacher_dir: str, batch_size: int = 64, device: str = "cpu"):
     """Dataset -> Dataset with the fine-tuned teacher's logits per example (the teacher sees its
-    own inputs, token types included, which the DistilBERT student does not take)."""
+    own inputs, token types included, which the DistilBERT student does not take), computed on
+    `device` (the GPU of a `glue.use_gpu` task) in fp32 and stored as float lists."""
     from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, AutoTokenizer
 
-    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).to(device).eval()
     collate = DataCollatorWithPadding(AutoTokenizer.from_pretrained(teacher_dir))
     inputs = [c for c in ("input_ids", "attention_mask", "token_type_ids")]
 
@@ -60,7 +61,7 @@ def _teacher_logits_adder(teacher_dir: str, batch_size: int = 64):
             for start in range(0, len(ds), batch_size):
                 rows = ds.select(range(start, min(start + batch_size, len(ds))))
                 batch = collate([{c: r[c] for c in cols} for r in rows])
-                logits += teacher(**batch).logits.tolist()
+                logits += teacher(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().tolist()
         return ds.add_column(TEACHER_LOGITS, logits)
 
     return add
@@ -114,5 +115,6 @@ def distill_on_task(run: TaskDistillRun, seed: int) -> dict:
         save_student(run.teacher_mlm_dir, run.n_layers, run.layer_selection, seed, student_dir)
         return finetune_and_evaluate(student_dir, run.task, run.settings, seed, run.pred_dir,
                                      trainer_cls=_trainer_cls(run.alpha_ce, run.temperature),
-                                     train_transform=_teacher_logits_adder(run.teacher_task_dir),
+                                     train_transform=_teacher_logits_adder(
+                                         run.teacher_task_dir, device="cuda" if run.settings.use_gpu else "cpu"),
                                      data_cache=run.data_cache)

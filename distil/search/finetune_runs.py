@@ -70,11 +70,11 @@ def logged(log: tuple[str, bool] | None, fn, *args, **kwargs):
 
 
 def task_options(glue: GlueSpec) -> dict:
-    """Ray options of a fine-tuning task: one CPU (and one GPU with glue.use_gpu), outside the caller's
-    placement group."""
+    """Ray options of a fine-tuning task: one CPU (and glue.gpus_per_task of a GPU with glue.use_gpu: a
+    fraction lets several small fine-tuning runs share one GPU), outside the caller's placement group."""
     # Opt out of the calling trial's placement group (it holds only the trial's own tiny bundle):
     # fine-tuning tasks take the cluster's free CPUs/GPUs, in parallel.
-    return {"num_cpus": 1, "num_gpus": 1 if glue.use_gpu else 0,
+    return {"num_cpus": 1, "num_gpus": glue.gpus_per_task if glue.use_gpu else 0,
             "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=None)}
 
 
