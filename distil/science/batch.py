@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import weakref
 from dataclasses import dataclass, fields
 
 import torch
@@ -131,20 +132,29 @@ class Prefetcher:
     """`get(i)` returns `make(i)`, computed ahead on a background thread for i, i+1, ..., up to
     `depth` items ahead; asking for an index other than the next one restarts the thread there.
 
-    `make` must be a pure function of i that nothing else calls meanwhile (it runs on the thread)."""
+    `make` must be a pure function of i that nothing else calls meanwhile (it runs on the thread). A
+    bound method is held weakly: the thread does not keep its object (a Distiller and its models)
+    alive, and ends once that object is gone."""
 
     def __init__(self, make, depth: int = 2):
-        self.make, self.depth = make, depth
+        self._make = weakref.WeakMethod(make) if hasattr(make, "__self__") else (lambda: make)
+        self.depth = depth
         self._next, self._thread, self._stop, self._queue = None, None, None, None
 
     def _run(self, start: int, q: queue.Queue, stop: threading.Event) -> None:
         i = start
         while not stop.is_set():
+            make = self._make()
+            if make is None:
+                return
             try:
-                item = self.make(i)
+                item = make(i)
             except BaseException as e:  # handed to the consumer, raised there
                 item = e
+            del make
             while not stop.is_set():
+                if self._make() is None:
+                    return
                 try:
                     q.put(item, timeout=0.1)
                     break
