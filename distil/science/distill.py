@@ -7,6 +7,8 @@ the teacher, and the layer-wise terms (TinyBERT's hidden states, embeddings and 
 through a layer map, MiniLMv2's attention relations) with their learned projections. Determinism: the
 masks and dropout of step s on rank r depend only on (seed, s, r), and the batch of step s is a
 pure function of s, so a run resumed from a checkpoint at step s repeats the uninterrupted run.
+The step's device code has static shapes and no host sync (gathers by index and weighted sums over a
+distil.science.batch.MaskedBatch prepared on the CPU).
 """
 
 from __future__ import annotations

@@ -82,9 +82,10 @@ class Distiller:
     moves to `device`; dropout draws from the global RNG seeded per micro-step. Each batch's length is
     padded to a multiple of `length_multiple` (default 32 on CUDA, 1 on a CPU; capped at the longest
     sequence of `batches` when it has `lengths`, and at the models' positions), so the shapes repeat;
-    the count of rows whose logits are computed is fixed per length on every device. deferred: the non-finite check mode
-    (module docstring; default: on CUDA). prefetch: prepare batches on a background thread (default: on
-    CUDA, into pinned memory); the same batches either way.
+    the count of rows whose logits are computed is fixed per length on every device.
+
+    deferred: the non-finite check mode (module docstring; default: on CUDA). prefetch: prepare the
+    batches on a background thread (default: on CUDA, into pinned memory); the same batches either way.
     """
 
     def __init__(self, teacher: nn.Module, model: nn.Module, batches, probs: torch.Tensor, weights: LossWeights, d,
