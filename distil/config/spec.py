@@ -394,6 +394,9 @@ class DistillSpec(_Strict):
     # bf16 autocast for forward passes: true, false, or auto (bf16 where the workers' device computes
     # bf16 natively: CUDA with bf16, a CPU with AVX512-BF16 or AMX; fp32 elsewhere).
     bf16: Precision = "auto"
+    # torch.compile the student (its forward and backward, in place): on CUDA the batches' shapes
+    # repeat (lengths padded to multiples of 32), so it compiles once per length.
+    compile: bool = False
     lr: float = Field(5e-4, gt=0)
     warmup_ratio: float = Field(0.05, ge=0, le=1)
     weight_decay: float = Field(0.0, ge=0)

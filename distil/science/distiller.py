@@ -73,7 +73,7 @@ class Distiller:
     `batches(s, pad_id)` -> (input_ids (B, L), attention_mask (B, L)) on the CPU, a pure function of
     the micro-step s (a distil.science.distill.BatchStream). probs: (V,) masking weights
     (distil.science.masking.token_probs). d: the run's DistillSpec (lr, weight_decay, warmup_ratio,
-    grad_accumulation, max_grad_norm, mlm_mask_prob, restrict_ce_to_mask; its `bf16` is not read:
+    grad_accumulation, max_grad_norm, mlm_mask_prob, restrict_ce_to_mask, compile; its `bf16` is not read:
     `bf16` is the resolved choice, distil.science.precision.resolve_bf16). rank/world: this worker's
     place (seeds and token counts). terms_fn: `loss_terms` or a function with its signature (a
     benchmark's other math: `fn(teacher, model, batch: MaskedBatch, weights)`).
@@ -111,6 +111,8 @@ class Distiller:
         # (found_inf); on a CPU without deferred the default implementation, the one older runs repeat.
         self.opt, self.sched = optimizer_for(model, d, total_steps, fused=cuda or self.deferred)
         self.pin = cuda
+        if getattr(d, "compile", False):  # in place: the module, its names and state dict stay as they were
+            self.wrapper.compile()
         self._prefetch = Prefetcher(self._prepare) if (cuda if prefetch is None else prefetch) else None
         self.steps_done = 0  # optimiser steps
         self.tokens = 0  # real tokens of every rank in the steps up to the last interval() (int)
