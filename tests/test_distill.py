@@ -57,6 +57,7 @@ def test_distill_step_learns(teacher, tokenizer, sequences, restrict):
     assert losses[-1] < 0.8 * losses[0]
 
 
+@pytest.mark.slow  # ~10-16 s: the fast tier stays under a minute
 def test_bf16_autocast_step_is_finite_and_close_to_fp32(teacher, tokenizer, sequences):
     torch.manual_seed(0)
     student = StudentForDistillation(build_student(teacher, 3, "every_other"))
@@ -223,6 +224,7 @@ def test_static_shape_terms_equal_the_boolean_mask_terms(tiny_teacher, restrict)
             assert new[k].item() == pytest.approx(old[k].item(), rel=1e-5, abs=1e-7), (k, length)
 
 
+@pytest.mark.slow  # ~10-16 s: the fast tier stays under a minute
 def test_static_shape_terms_equal_the_boolean_mask_terms_on_real_batches(teacher, tokenizer, sequences):
     """The real teacher, real Wikipedia batches padded to a multiple of 32, DistilBERT's three terms."""
     from distil.science.batch import bucket_length, prepare_batch
@@ -485,6 +487,7 @@ def test_the_teacher_cast_once_to_bf16_gives_autocast_s_numbers(tiny_teacher):
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+@pytest.mark.slow  # ~10-16 s: the fast tier stays under a minute
 def test_a_bf16_distiller_resumes_exactly_and_stays_near_fp32(tiny_teacher):
     import copy
 
