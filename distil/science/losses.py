@@ -29,6 +29,11 @@ def weighted_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.where(weight > 0, x, 0.0).mul(weight).sum() / weight.sum()
 
 
+def _row_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """The mean of the per-row values x (N,): plain, or weighted_mean with `weight` (N,)."""
+    return x.mean() if weight is None else weighted_mean(x, weight)
+
+
 def ce_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
             weight: torch.Tensor | None = None) -> torch.Tensor:
     """Soft-target loss KL(softmax(t/T) ‖ softmax(s/T)) · T², averaged over positions.
@@ -37,18 +42,9 @@ def ce_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     DistilBERT's L_ce. Shapes: logits (N, V) at N positions, weight (N,) of each row (default: all 1,
     see weighted_mean); returns a scalar (nats).
     """
-    if weight is not None:
-        kl = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1),
-                      F.softmax(teacher_logits / temperature, dim=-1), reduction="none").sum(-1)
-        return weighted_mean(kl, weight) * temperature**2
-    return (
-        F.kl_div(
-            F.log_softmax(student_logits / temperature, dim=-1),
-            F.softmax(teacher_logits / temperature, dim=-1),
-            reduction="batchmean",
-        )
-        * temperature**2
-    )
+    kl = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1),
+                  F.softmax(teacher_logits / temperature, dim=-1), reduction="none").sum(-1)  # (N,)
+    return _row_mean(kl, weight) * temperature**2
 
 
 def mlm_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -65,9 +61,7 @@ def cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
     returns a scalar in [0, 2].
     """
     target = student_hidden.new_ones(student_hidden.shape[0])
-    if weight is not None:
-        return weighted_mean(F.cosine_embedding_loss(student_hidden, teacher_hidden, target, reduction="none"), weight)
-    return F.cosine_embedding_loss(student_hidden, teacher_hidden, target)
+    return _row_mean(F.cosine_embedding_loss(student_hidden, teacher_hidden, target, reduction="none"), weight)
 
 
 def mse_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -77,9 +71,7 @@ def mse_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     The HF distiller's `alpha_mse` term (`MSELoss(reduction="sum") / N`). Shapes: (N, V), weight (N,)
     as ce_loss's; scalar.
     """
-    if weight is not None:
-        return weighted_mean((student_logits - teacher_logits).pow(2).sum(-1), weight)
-    return F.mse_loss(student_logits, teacher_logits, reduction="sum") / student_logits.shape[0]
+    return _row_mean((student_logits - teacher_logits).pow(2).sum(-1), weight)
 
 
 def hidden_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
@@ -99,9 +91,8 @@ def hidden_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
     if len(student) != len(teacher):
         raise ValueError(f"{len(student)} student states against {len(teacher)} teacher states; map every student "
                          "layer to one teacher layer")
-    if weight is not None:  # mse_loss runs in fp32 under autocast: so does this
-        return sum(weighted_mean((s.float() - t.float()).pow(2).mean(-1), weight) for s, t in zip(student, teacher))
-    return sum(F.mse_loss(s, t) for s, t in zip(student, teacher))
+    # in fp32, as F.mse_loss runs under autocast
+    return sum(_row_mean((s.float() - t.float()).pow(2).mean(-1), weight) for s, t in zip(student, teacher))
 
 
 def attention_scores(query: torch.Tensor, key: torch.Tensor, heads: int) -> torch.Tensor:
