@@ -1,8 +1,12 @@
-"""Student construction: a DistilBERT initialised from chosen layers of a BERT teacher.
+"""Student construction: a student initialised from chosen layers of its teacher, by family
+(distil.config.families): a DistilBERT from a BERT teacher, a RoBERTa from a RoBERTa, a GPT-2 from a GPT-2.
 
 Sanh et al. 2019 (DistilBERT), section 3: the student keeps the teacher's hidden size, drops the
 token-type embeddings and the pooler, halves the depth, and is initialised from the teacher by
 taking one layer out of two. `distil.config.layers` names the rules; `build_student` copies weights.
+DistilRoBERTa and DistilGPT2 are built the same way by the original code (HF research_projects/distillation
+`scripts/extract.py`: embeddings, layers [0, 2, 4, 7, 9, 11] of 12, GPT-2's final layer norm, the LM head):
+`copy_student` copies every parameter under its own name, layer i from teacher layer selected[i].
 
 A student narrower than its teacher (`StudentShape`: hidden size, heads, FFN size) is initialised by
 weight selection (Xu et al., "Initializing Models with Larger Ones", ICLR 2024, §3.2): the layers its
@@ -14,11 +18,13 @@ every element: copying is weight selection at full width, one code path.
 from __future__ import annotations
 
 import torch
-from transformers import BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM
+from transformers import BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM, PreTrainedModel
 
+from distil.config.families import Family
 from distil.config.layers import LayerSelection, select_layers  # noqa: F401  (select_layers re-exported)
 from distil.config.rules import resolve_shape, teacher_shape
 from distil.config.settings import StudentShape
+from distil.science.families import family_of_model, model_class
 
 
 def student_config(teacher: BertConfig, n_layers: int, shape: StudentShape = StudentShape()) -> DistilBertConfig:
@@ -99,9 +105,11 @@ def select_elements(weight: torch.Tensor, shape: torch.Size | tuple[int, ...]) -
 
 
 @torch.no_grad()
-def build_student(teacher: BertForMaskedLM, n_layers: int, selection: LayerSelection,
-                  shape: StudentShape = StudentShape()) -> DistilBertForMaskedLM:
-    """A `DistilBertForMaskedLM` initialised from `teacher` (or randomly for `random_init`).
+def build_student(teacher: BertForMaskedLM | PreTrainedModel, n_layers: int, selection: LayerSelection,
+                  shape: StudentShape = StudentShape()) -> DistilBertForMaskedLM | PreTrainedModel:
+    """The student of `teacher`'s family (distil.config.families): a `DistilBertForMaskedLM` from a BERT
+    teacher, initialised from it (or randomly for `random_init`) as below; a RoBERTa or GPT-2 teacher
+    gives a student of its own class (`copy_student`).
 
     Copies the word and position embeddings, the embedding LayerNorm, the selected encoder layers
     and the MLM head (transform, LayerNorm, output bias; the decoder is tied to the word
@@ -115,8 +123,12 @@ def build_student(teacher: BertForMaskedLM, n_layers: int, selection: LayerSelec
 
     Raises:
         ValueError: a bad selection (distil.config.layers.select_layers) or shape
-            (distil.config.rules.resolve_shape; wider than the teacher only with random_init).
+            (distil.config.rules.resolve_shape; wider than the teacher only with random_init); a
+            narrower RoBERTa or GPT-2 student; SpecError (a ValueError) for a teacher outside the table.
     """
+    family = family_of_model(teacher)
+    if family.copies_by_name:
+        return copy_student(teacher, family, n_layers, selection, shape)
     selected = select_layers(selection, teacher.config.num_hidden_layers, n_layers)
     if selected is not None:
         resolve_shape(shape, teacher_shape(teacher.config.to_dict()), from_teacher=True)
@@ -145,6 +157,68 @@ def build_student(teacher: BertForMaskedLM, n_layers: int, selection: LayerSelec
     return student
 
 
+def family_student_config(teacher_config, family: Family, n_layers: int):
+    """The teacher's config with `n_layers` layers, the family's student overrides (RoBERTa: one token
+    type) and the LM head tied to the word embeddings; everything else (width, vocabulary, positions,
+    RoBERTa's pad id and so its position offset, dropout, activation) as the teacher's."""
+    values = teacher_config.to_dict() | {family.depth_key: n_layers, "tie_word_embeddings": True}
+    return type(teacher_config).from_dict(values | dict(family.student_config))
+
+
+def _teacher_key(key: str, family: Family, selected: list[int]) -> str:
+    """The teacher parameter a student parameter of a same-class family is copied from.
+
+    Raises:
+        ValueError: a parameter that is neither a layer's nor one the family's row keeps.
+    """
+    for i, j in enumerate(selected):
+        prefix = family.student_layers.format(i) + "."
+        if key.startswith(prefix):
+            return family.teacher_layers.format(j) + "." + key[len(prefix):]
+    kept = (*family.embeddings, *([family.final_norm] if family.final_norm else []), family.head)
+    if key.startswith(tuple(p + "." for p in kept)):
+        return key
+    raise ValueError(f"{family.model_type} student parameter {key} has no rule in the family table")
+
+
+@torch.no_grad()
+def copy_student(teacher: PreTrainedModel, family: Family, n_layers: int, selection: LayerSelection,
+                 shape: StudentShape = StudentShape()) -> PreTrainedModel:
+    """A student of the teacher's own class (RoBERTa, GPT-2) with `n_layers` layers: the embeddings
+    (RoBERTa: word, position and LayerNorm, token type row 0; GPT-2: wte, wpe), student layer i = teacher
+    layer selected[i] parameter for parameter, GPT-2's final layer norm ln_f, and the LM head (RoBERTa:
+    dense, layer_norm, bias; GPT-2's lm_head is the tied wte) copied; random weights for `random_init`.
+    With every layer kept the student is the teacher (tests/test_families.py).
+
+    RoBERTa with type_vocab_size > 1: the student keeps row 0, the type every single-segment input gets.
+
+    Raises:
+        ValueError: a bad selection (distil.config.layers.select_layers); a `shape` other than the
+            teacher's width (weight selection of narrower students is BERT's only: GPT-2's fused
+            query/key/value matrix would need its own rule); a parameter the row does not cover.
+    """
+    c = teacher.config  # hidden_size and num_attention_heads are GPT-2's n_embd and n_head too (attribute_map)
+    width = (c.hidden_size, c.num_attention_heads,
+             getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * c.hidden_size)
+    if any(mine is not None and mine != theirs for mine, theirs in zip(
+            (shape.hidden_size, shape.num_attention_heads, shape.intermediate_size), width)):
+        raise ValueError(f"student width {shape}: narrower students are built from BERT teachers only; a "
+                         f"{family.model_type} student keeps the teacher's width {width}")
+    selected = select_layers(selection, getattr(teacher.config, family.depth_key), n_layers)
+    student = model_class(family.student_class)(family_student_config(teacher.config, family, n_layers))
+    if selected is None:
+        return student
+    t, s = teacher.state_dict(), student.state_dict()
+    for key, value in s.items():
+        src = t[_teacher_key(key, family, selected)]
+        if src.shape != value.shape and key.endswith("token_type_embeddings.weight"):
+            src = src[: value.shape[0]]
+        value.copy_(src)
+    student.load_state_dict(s)
+    student.tie_weights()
+    return student
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Distinct parameters (tied weights counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
@@ -152,13 +226,22 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def save_student(teacher_dir: str, n_layers: int, selection: LayerSelection, seed: int, out_dir: str,
                  shape: StudentShape = StudentShape()) -> int:
-    """Build a student (of `shape`, default the teacher's width) from the (MLM-headed) teacher in
-    `teacher_dir`, save it with the teacher's tokenizer as a Hugging Face dir; `seed` fixes the random
-    weights (all of them for `random_init`). Returns the encoder's parameter count."""
-    from transformers import AutoTokenizer
+    """Build a student (of `shape`, default the teacher's width) from the teacher in `teacher_dir` (a BERT
+    with its MLM head, loaded as BertForMaskedLM; a RoBERTa or GPT-2 as its family's teacher class), save
+    it with the teacher's tokenizer as a Hugging Face dir; `seed` fixes the random weights (all of them for
+    `random_init`). Returns the parameter count of the student's body (`base_model`: no LM head).
 
+    Raises:
+        SpecError (a ValueError): a teacher outside distil.config.families' table.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    from distil.config.families import family_of
+
+    family = family_of(AutoConfig.from_pretrained(teacher_dir).model_type)
     torch.manual_seed(seed)
-    student = build_student(BertForMaskedLM.from_pretrained(teacher_dir), n_layers, selection, shape)
+    teacher = model_class(family.teacher_class).from_pretrained(teacher_dir)
+    student = build_student(teacher, n_layers, selection, shape)
     student.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(out_dir)
-    return count_parameters(student.distilbert)
+    return count_parameters(student.base_model)
