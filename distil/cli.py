@@ -16,7 +16,9 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace, how: str) -> int:
     from transformers import AutoTokenizer
 
     from distil.science.precision import sweep_line
+    from distil.search.confirm import run_confirmation
     from distil.search.context import SweepContext, profile_architectures
     from distil.search.finetune_runs import prepare_task_caches
     from distil.search.references import best_candidate_rule, finish_references, submit_init_only, submit_references
@@ -125,6 +128,11 @@ def run(args: argparse.Namespace, how: str) -> int:
         tuner = (restore_tuner(storage.join(remote or str(out), TUNE_DIR), trainable) if args.command == "resume"
                  else build_tuner(spec, trainable, str(out), job.storage, remote))
         tuner.fit()
+        # Tune leaves its own SIGINT handler in place after fit (ray/tune/tune.py restores the
+        # previous one only when a signal arrives): put Python's back, so that a Ctrl-C while the
+        # reference rows or the confirmation finish raises KeyboardInterrupt (exit 130, `resume`).
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         if ended_early(spec, str(out)):  # Ctrl-C
             # Reference rows still running are not waited for: resume redoes them.
             print(f"interrupted: the sweep stopped before its last trial ended; continue it with `{how} "
@@ -135,7 +143,10 @@ def run(args: argparse.Namespace, how: str) -> int:
         if spec.glue.init_only_reference and best_rule:
             references += submit_init_only(ctx, best_rule)
         finish_references(references)
-        # 7. Leaderboard.
+        # 7. Confirmation: the finalists and the paper defaults distilled again with fresh seeds and
+        #    fine-tuned with more seeds (distil.search.confirm); `resume` continues it.
+        failed_confirmations = run_confirmation(ctx) if spec.search.confirm else []
+        # 8. Leaderboard.
         status = build_report(str(out))
     finally:
         if mirror:
@@ -144,8 +155,11 @@ def run(args: argparse.Namespace, how: str) -> int:
     if failed:
         print(f"error: {len(failed)} trial(s) failed: {', '.join(failed)} (see candidates/<trial>/status.json)",
               file=sys.stderr)
+    if failed_confirmations:
+        print(f"error: the confirmation of {', '.join(failed_confirmations)} failed; `{how} resume {remote or out}` "
+              "retries it (see logs/workers.log)", file=sys.stderr)
     print(f"wall time: {time.time() - t0:.0f} s", flush=True)
-    return 1 if failed and status == 0 else status
+    return 1 if (failed or failed_confirmations) and status == 0 else status
 
 
 def open_run(args: argparse.Namespace) -> tuple[SweepSpec, Path, str | None, int | None, None]:
@@ -174,7 +188,16 @@ def dry_run_summary(spec: SweepSpec, n_layers: int | None) -> str:
     return (f"spec OK: {spec.name}: {spec.search.num_candidates} candidates ({spec.search.n_startup_trials()} startup, "
             f"then {spec.search.sampler.name}), student {'/'.join(map(str, depths))} layers, searching "
             f"{sorted(spec.space())}; early stopping {'on' if spec.search.early_stopping else 'off'}; "
-            f"teacher {spec.teacher.model}; GLUE {spec.glue.data}")
+            f"{confirmation_summary(spec)}; teacher {spec.teacher.model}; GLUE {spec.glue.data}")
+
+
+def confirmation_summary(spec: SweepSpec) -> str:
+    """The dry-run summary's words on the confirmation stage."""
+    c = spec.search.confirm
+    if c is None:
+        return "confirmation off"
+    return (f"confirmation of the top {c.top_k} and the paper defaults with distillation seeds {c.distill_seeds}, "
+            f"fine-tuning seeds {c.seeds}")
 
 
 def prepare_teacher_and_corpus(spec: SweepSpec, cache: Path) -> tuple[str, str, dict, Path]:

@@ -12,7 +12,7 @@ import importlib.util
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
@@ -188,6 +188,51 @@ class EarlyStoppingSpec(_Strict):
         return [rf ** -(self.rungs - 1 - k) for k in range(self.rungs)]
 
 
+class ConfirmSpec(_Strict):
+    """The confirmation stage (issue 22): after the search, the `top_k` finalists (the best finished
+    candidates by the search's first objective, which is computed on the held-out selection slices
+    of the train splits, never on the validation rows) and the paper defaults
+    (search.points_to_evaluate[0]) are distilled again, once per seed of `distill_seeds`, each rerun
+    fine-tuned with `seeds`, and scored on the validation splits: rows the search never ranked on,
+    with runs the search never selected. The leaderboard's claims about the winner rest on these
+    rows (distil.search.confirm writes them, <out>/confirmation/<name>/)."""
+
+    # Finalists re-run besides the paper defaults, best first; fewer if fewer candidates finished.
+    top_k: int = Field(1, ge=1)
+    # One distillation run per seed, distinct (DistillJob.seed: masks, batches and the student's random
+    # init follow it). Never the sweep's own `seed`: that run was selected on its scores, so it is not reused.
+    distill_seeds: list[int] = Field(default_factory=lambda: [1, 2], min_length=2)
+    # Fine-tuning seeds of every rerun, distinct: all of them on the small tasks (GLUE's cola, mrpc, stsb,
+    # rte, wnli; an own task with `small: true`) or on every task with glue.seeds_on `all`, the first 2
+    # on the others (LARGE_TASK_SEEDS).
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=3)
+
+    LARGE_TASK_SEEDS: ClassVar[int] = 2  # >= 2 on every task, so each task has seed noise to resample
+
+    @field_validator("distill_seeds", "seeds", mode="before")
+    @classmethod
+    def _enough(cls, v, info: ValidationInfo):
+        # Before pydantic's own min_length check, whose message names no fix.
+        need = cls.model_fields[info.field_name].default_factory()
+        if isinstance(v, list) and len(v) < len(need):
+            raise ValueError(f"{v} has {len(v)} seed(s); give at least {len(need)} distinct ones, e.g. {need}")
+        return v
+
+    @field_validator("distill_seeds", "seeds")
+    @classmethod
+    def _distinct(cls, v):
+        if len(set(v)) < len(v):
+            raise ValueError(f"{v} repeats a seed; give distinct seeds")
+        return v
+
+    def seeds_for(self, task: Union[str, Task], seeds_on: str = "small") -> list[int]:
+        """The fine-tuning seeds of `task` (a Task, or a GLUE task name) in the confirmation: all of
+        `seeds` on a small task (or on every task when the sweep's glue.seeds_on is `all`), else
+        the first LARGE_TASK_SEEDS."""
+        small = task.small if isinstance(task, Task) else TASKS[task].small
+        return self.seeds if seeds_on == "all" or small else self.seeds[:self.LARGE_TASK_SEEDS]
+
+
 class SearchSpec(_Strict):
     """What Optuna searches. A number fixes a value; `{low, high}` or `{choices}` searches it."""
 
@@ -200,6 +245,7 @@ class SearchSpec(_Strict):
     storage: str | None = None
     objectives: list[str] = Field(default_factory=lambda: ["macro_score"], min_length=1, max_length=2)
     early_stopping: EarlyStoppingSpec | None = None  # off unless given
+    confirm: ConfirmSpec | None = None  # the confirmation stage after the search; off unless given
     keep_students: int = Field(3, ge=1)  # finished students that keep their weights, best first
     alpha_ce: FloatParam = 5.0
     alpha_mlm: FloatParam = 2.0
@@ -270,6 +316,18 @@ class SearchSpec(_Strict):
             raise ValueError("sampler: cmaes optimises one objective only; use tpe, gp or random with two objectives")
         if self.sampler.name == "cmaes" and importlib.util.find_spec("cmaes") is None:
                 raise ValueError("sampler: cmaes needs the `cmaes` package; pip install cmaes, or use tpe")
+        return self
+
+    @model_validator(mode="after")
+    def _confirmable(self):
+        if self.confirm is None:
+            return self
+        if not self.points_to_evaluate:
+            raise ValueError("confirm: the confirmation compares the finalists with the paper defaults, "
+                             "search.points_to_evaluate[0], and there is none; add that point or drop confirm")
+        if self.confirm.top_k > self.num_candidates:
+            raise ValueError(f"confirm.top_k: {self.confirm.top_k} finalists of {self.num_candidates} candidates; "
+                             f"use a top_k of at most num_candidates ({self.num_candidates})")
         return self
 
     def can_be_positive(self, name: str) -> bool:
@@ -596,6 +654,16 @@ class SweepSpec(_Strict):
             if missing:
                 raise ValueError(f"task_distill.tasks: {missing} not in glue.tasks or tasks (the teacher is "
                                  "fine-tuned there); add them there")
+        return self
+
+    @model_validator(mode="after")
+    def _fresh_distill_seeds(self):
+        # The sweep's `seed` is every search-stage distillation's (DistillJob.seed).
+        confirm = self.search.confirm
+        if confirm and self.seed in confirm.distill_seeds:
+            fresh = list(range(self.seed + 1, self.seed + 1 + len(confirm.distill_seeds)))
+            raise ValueError(f"search.confirm.distill_seeds: {self.seed} is the sweep's seed: the search's own run was "
+                             f"selected, so it is not reused; use other seeds, e.g. {fresh}")
         return self
 
     @model_validator(mode="before")

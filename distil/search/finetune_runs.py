@@ -3,6 +3,7 @@ per sweep, and the early-stopping proxy (a small fine-tuning protocol that ranks
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -20,24 +21,27 @@ from distil.store.records import ProxyPoint, RowDir
 
 
 def submit_glue(model_dir: str, glue: GlueSpec, tasks, caches: dict | None, row: RowDir | None,
-                log: tuple[str, bool] | None, save_tasks: tuple[str, ...] = ()) -> dict:
+                log: tuple[str, bool] | None, save_tasks: tuple[str, ...] = (), pred_dir: str | None = None,
+                seeds_for: Callable[[Task], list[int]] | None = None) -> dict:
     """Start one Ray task per (task, seed) of `tasks` (distil.config.tasks.Task, GLUE's and the spec's
     own) under the protocol `glue` (settings, overrides, seeds); they run in parallel. Returns
     {(task name, seed): ref}.
 
-    `caches`: task name -> tokenised splits (prepare_task_caches). Predictions go to the row's
-    predictions dir (none if `row` is None). For each task in `save_tasks`, the first seed's
-    fine-tuned model is kept in the row's `finetuned/<task>` (a TeacherDir: the teacher for
-    task-specific distillation). `log`: (log dir, verbose) for the tasks' output."""
+    `caches`: task name -> tokenised splits (prepare_task_caches). Predictions go to `pred_dir`,
+    else the row's predictions dir (none if both are None). For each task in `save_tasks`, the
+    first seed's fine-tuned model is kept in the row's `finetuned/<task>` (a TeacherDir: the teacher
+    for task-specific distillation). `seeds_for`: a task's seeds (default glue.seeds_for; the
+    confirmation stage passes its own). `log`: (log dir, verbose) for the tasks' output."""
     remote = ray.remote(logged).options(**task_options(glue))
-    pred_dir = str(row.predictions_dir) if row else None
+    pred_dir = pred_dir or (str(row.predictions_dir) if row else None)
+    seeds_for = seeds_for or glue.seeds_for
 
     def save_dir(task, seed):
         return str(row.finetuned_dir(task)) if task in save_tasks and seed == glue.seeds[0] else None
 
     return {(t.name, s): remote.remote(log, finetune_and_evaluate, model_dir, t, glue.settings(t.name), s, pred_dir,
                                        save_dir(t.name, s), data_cache=(caches or {}).get(t.name))
-            for t in tasks for s in glue.seeds_for(t)}
+            for t in tasks for s in seeds_for(t)}
 
 
 def prepare_task_caches(spec: SweepSpec, tasks, tokenizer, cache_dir) -> dict:

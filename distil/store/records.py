@@ -14,6 +14,11 @@ resumed (Tune's own tables can drop resumed trials):
     <out>/candidates/<trial_id>/result.json   written when it ends (Result: scores, objectives, params)
     <out>/candidates/<trial_id>/status.json   `stopped` (early stopping) or `failed` (with the reason) (TrialStatus)
     <out>/candidates/<trial_id>/student/      the distilled student (HF dir; pruned for most: student.pruned says why)
+    <out>/confirmation/<name>/result.json     a rerun row (paper_defaults or a finalist's trial id) of the
+                                              confirmation stage (Result, kind "confirmation"): every run's GLUE dicts
+    <out>/confirmation/<name>/run<d>.json     distillation run d done and fine-tuned (ConfirmationRun)
+    <out>/confirmation/<name>/predictions/run<d>/<task><split>-seed<s>.parquet   run d's predictions
+    <out>/confirmation/<name>/student-run<d>/ run d's student while it is fine-tuned (deleted then)
     <out>/**/predictions/<task><split>-seed<s>.parquet
     <out>/logs/workers.log, logs/live/<run>.json   the workers' output; a Train run's last step, loss, tokens/s
     <out>/optuna.db                           the Optuna study (unless search.storage names another)
@@ -44,6 +49,8 @@ GAIN = "proxy_gain_over_init"
 INIT_ONLY_PREFIX = "init_only-"
 PAPER_DEFAULTS = "paper_defaults"  # the reference row run with search.points_to_evaluate[0]
 TASK_KD_PREFIX = "task-kd-"
+CONFIRMATION_DIR = "confirmation"  # <out>/confirmation/<name>: the confirmation stage's rows
+CONFIRM_PREFIX = "confirm-"  # their Ray Train runs: confirm-<name>-d<d> (confirm_run_name)
 SPEC_FILE = "spec.json"
 RUN_FILE = "run.json"
 TRAIN_DIR = "train"  # under the results dir (or the --output URI): the Ray Train runs' checkpoints
@@ -80,6 +87,11 @@ def live_file(logs_dir: str | os.PathLike, run_name: str) -> Path:
     """`<logs>/live/<run>.json`: what a Train run's rank 0 writes at each checkpoint (step, loss,
     tokens/s) for the sweep's console (distil.search.tuner.EventLog)."""
     return Path(logs_dir) / "live" / f"{run_name}.json"
+
+
+def confirm_run_name(name: str, run: int) -> str:
+    """The Ray Train run of distillation run `run` (0, 1, ...) of confirmation row `name`."""
+    return f"{CONFIRM_PREFIX}{name}-d{run}"
 
 
 def task_kd_name(task: str) -> str:
@@ -196,7 +208,9 @@ class TrialStatus:
 @dataclass(frozen=True)
 class Result:
     """result.json of a row: a candidate (`kind` student), the teacher, a reference row
-    (`reference`) or task-specific distillation (`task_distill`).
+    (`reference`), task-specific distillation (`task_distill`) or a row of the confirmation stage
+    (`confirmation`: `glue` holds every distillation run's dicts, each with its run's index under
+    "run"; `distill` is {"loss": mean over runs, "runs": each run's last metrics}).
 
     `glue` holds distil.evaluation.finetune.finetune_and_evaluate's dicts (one per task and
     seed); the other fields are left out of the file when None (rows that have no such thing, or
@@ -236,6 +250,29 @@ class Result:
                    n_params=d.get("n_params"), profile=d.get("profile"), distill_seconds=d.get("distill_seconds"),
                    proxy_seconds=d.get("proxy_seconds"), finetune_seconds=d.get("finetune_seconds"),
                    provenance=d.get("provenance"), objectives=d.get("objectives"))
+
+
+@dataclass(frozen=True)
+class ConfirmationRun:
+    """run<d>.json of a confirmation row: distillation run d (seed `distill_seed`) finished and
+    fine-tuned; a resumed sweep does not redo it. `glue`: its finetune_and_evaluate dicts."""
+
+    run: int
+    distill_seed: int
+    glue: tuple  # finetune_and_evaluate dicts, without the "run" key result.json adds
+    distill: dict  # distil.search.train.distill_student's last metrics
+    distill_seconds: float
+    n_params: int | None = None  # encoder parameters of the rerun student
+
+    def to_json(self) -> dict:
+        return {"run": self.run, "distill_seed": self.distill_seed, "glue": list(self.glue), "distill": self.distill,
+                "distill_seconds": self.distill_seconds, "n_params": self.n_params}
+
+    @classmethod
+    def from_json(cls, d: dict) -> ConfirmationRun:
+        return cls(run=d["run"], distill_seed=d["distill_seed"], glue=tuple(d.get("glue") or ()),
+                   distill=d.get("distill") or {}, distill_seconds=d.get("distill_seconds", 0.0),
+                   n_params=d.get("n_params"))
 
 
 @dataclass(frozen=True)
@@ -402,6 +439,32 @@ class CandidateDir(RowDir):
         self.status_file.unlink(missing_ok=True)
 
 
+class ConfirmationDir(RowDir):
+    """<out>/confirmation/<name>: a row of the confirmation stage (`paper_defaults` or a finalist's
+    trial id), distilled once per distillation seed; run d's predictions in predictions/run<d>/
+    (distil.evaluation.confidence reads each such folder as one distillation run), none directly in
+    predictions/."""
+
+    def run_predictions_dir(self, run: int) -> Path:
+        """`<task><split>-seed<s>.parquet` of distillation run `run` (finetune_and_evaluate's pred_dir)."""
+        return self.predictions_dir / f"run{run}"
+
+    def run_file(self, run: int) -> Path:
+        return self.path / f"run{run}.json"
+
+    def run_student_dir(self, run: int) -> Path:
+        """Run `run`'s student (HF dir) while it is fine-tuned; deleted once run<d>.json is written."""
+        return self.path / f"student-run{run}"
+
+    def read_run(self, run: int) -> ConfirmationRun | None:
+        """Run `run`'s record; None if it has not finished. Raises ValueError (not JSON), KeyError."""
+        path = self.run_file(run)
+        return ConfirmationRun.from_json(read_json(path)) if path.exists() else None
+
+    def write_run(self, record: ConfirmationRun) -> None:
+        write_json(self.run_file(record.run), record.to_json())
+
+
 class ResultsDir:
     """A sweep's results dir (see the module docstring for the layout). Creates nothing until written."""
 
@@ -477,6 +540,14 @@ class ResultsDir:
     def candidates(self) -> list[CandidateDir]:
         """Every candidate's dir, by trial id (trials that wrote nothing yet included)."""
         return [CandidateDir(p, "student") for p in sorted((self.path / "candidates").glob("*")) if p.is_dir()]
+
+    def confirmation(self, name: str) -> ConfirmationDir:
+        """The confirmation stage's row `name` (`paper_defaults` or a finalist's trial id)."""
+        return ConfirmationDir(self.path / CONFIRMATION_DIR / name, "confirmation")
+
+    def confirmations(self) -> list[ConfirmationDir]:
+        """Every confirmation row's dir that has a result.json, by name."""
+        return [self.confirmation(p.parent.name) for p in sorted(self.path.glob(f"{CONFIRMATION_DIR}/*/result.json"))]
 
     def rows(self) -> Iterator[RowDir]:
         """The teacher (if it has a result), the reference rows with a result, then every candidate:
