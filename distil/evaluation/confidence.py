@@ -46,7 +46,8 @@ score, and the example draws move it again), so the interval is conservative whe
 disagree on many examples: about 97 % coverage at 11 % / 26 % disagreement on sst2 / rte (the measurement
 page). What it does not cover: a task fine-tuned on one seed contributes no seed noise (nothing to
 resample: its weight is 1); a row distilled once contributes no distillation-run noise; and nothing
-corrects for choosing the best of many candidates on the same data.
+here corrects for choosing the best of many candidates on the same data (the confirmation stage does:
+fresh runs on rows the search never ranked on, distil.evaluation.confirmation).
 
 Runs on disk. Today every row is distilled once and saves `predictions/<column>-seed<s>.parquet`. A row
 distilled R times (e.g. a confirmation stage's reruns of a candidate) saves each run's predictions in

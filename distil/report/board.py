@@ -57,6 +57,9 @@ class Board:
         leaderboard._comparison).
     provenance: {field: {value: [models]}} over the rows' result.json "provenance".
     spec: spec.json as read ({} when missing or damaged).
+    confirmation: the confirmation stage (distil.evaluation.confirmation.Confirmation.to_json(): each
+        finalist's `confirm-<trial>` row against `confirm-paper_defaults` with simultaneous intervals, the
+        A/A pair, the pooled SD between distillation runs); {} when the sweep has none.
     """
 
     frame: pd.DataFrame
@@ -73,6 +76,7 @@ class Board:
     provenance: dict = field(default_factory=dict)
     retention: dict = field(default_factory=dict)
     spec: dict = field(default_factory=dict)
+    confirmation: dict = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -116,12 +120,12 @@ class Board:
     def metadata(self) -> dict:
         """The sweep-wide facts that leaderboard.parquet keeps (pandas stores them as the frame's
         attrs: `pd.read_parquet(...).attrs`): include_wnli, provenance, tasks (Task fields),
-        glue_tasks, rank_by, chance, chance_rule, bootstrap, comparison, retention."""
+        glue_tasks, rank_by, chance, chance_rule, bootstrap, comparison, retention, confirmation."""
         return {"include_wnli": self.include_wnli, "provenance": self.provenance,
                 "tasks": [asdict(t) for t in self.tasks], "glue_tasks": list(self.glue_tasks), "rank_by": self.rank_by,
                 "chance": self.chance,
                 "chance_rule": self.chance_rule, "bootstrap": self.bootstrap, "comparison": list(self.comparison),
-                "retention": self.retention}
+                "retention": self.retention, "confirmation": self.confirmation}
 
 
 def families(tasks) -> list[str]:

@@ -33,7 +33,7 @@ import pandas as pd
 from distil.config.glue import TASKS, score_columns
 from distil.config.layers import layer_key
 from distil.config.tasks import REGRESSION, Task
-from distil.evaluation import confidence
+from distil.evaluation import confidence, confirmation
 from distil.evaluation.scores import (
     CONFIG_COLUMNS, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, all_columns, macro_over, macro_score,
     own_tasks, row_from_result,
@@ -43,6 +43,9 @@ from distil.report.board import (
     FAMILIES, Board, cleared_tasks, families, family_tasks, init_rows, reference_rows, retention_over_chance,
 )
 from distil.store.records import PAPER_DEFAULTS, ResultsDir, read_json
+
+# The leaderboard name of a confirmation row: confirm-<trial id>, confirm-paper_defaults.
+CONFIRM_ROW_PREFIX = "confirm-"
 
 
 METHOD = "paired multi-bootstrap over validation examples and fine-tuning seeds"
@@ -129,6 +132,17 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
             rows.append({"model": ref.name, "kind": result.get("kind", "teacher"), "status": "done", **row})
             row_dirs[ref.name] = ref.path
             provenance.append((ref.name, result.get("provenance")))
+    for row_dir in results.confirmations():
+        model = CONFIRM_ROW_PREFIX + row_dir.name
+        try:
+            result = read_json(row_dir.result_file)
+            row = row_from_result(result, include_wnli, own)
+        except Exception as e:
+            rows.append(_corrupt(model, "confirmation", row_dir.result_file, e))
+            continue
+        rows.append({"model": model, "kind": "confirmation", "status": "done", **row})
+        row_dirs[model] = row_dir.path
+        provenance.append((model, result.get("provenance")))
     started, candidates = {}, {}
     for cand in results.candidates():
         try:
@@ -172,15 +186,16 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
         _add_relative(df, metric)
     rank_by = rank_metric(df, spec)
     done = {m: d for m, d in row_dirs.items() if m in set(df.loc[df["status"] == "done", "model"])}
-    resampled, chance, chance_rule, bootstrap, chance_resampled = _add_confidence(df, done, own, include_wnli, rank_by,
-                                                                                  resamples, seed)
+    resampled, chance, chance_rule, bootstrap, chance_resampled, kept = _add_confidence(
+        df, done, own, include_wnli, rank_by, resamples, seed)
+    confirmation = _add_confirmation(df, kept, _macro_of(rank_by, own, include_wnli), rank_by, resamples, seed)
     retention = _add_retention(df, own, include_wnli, chance, resampled, chance_resampled)
     comparison = _comparison(df, own, resampled)
     df = df[_columns(df, own)].sort_values(rank_by, ascending=False, na_position="last").reset_index(drop=True)
     return Board(df, tasks=tuple(own), include_wnli=include_wnli, glue_tasks=tuple(glue_run), rank_by=rank_by,
                  paper_defaults=paper_defaults, chance=chance, chance_rule=chance_rule, bootstrap=bootstrap,
                  resampled=resampled, comparison=tuple(comparison), provenance=_provenance(provenance), spec=spec,
-                 retention=retention)
+                 retention=retention, confirmation=confirmation)
 
 
 def rank_metric(df: pd.DataFrame, spec: dict) -> str:
@@ -376,7 +391,61 @@ def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], tasks: list[Tas
                               if t in single],
         "rerun_rows": {m: r for m, r in sorted(reruns.items()) if r > 1},
     }
-    return resampled, chance, chance_rule, bootstrap, chance_resampled
+    return resampled, chance, chance_rule, bootstrap, chance_resampled, kept
+
+
+def _macro_of(metric: str, tasks: list[Task], include_wnli: bool):
+    """The function that turns {split column: score} into `metric`: a macro, or one split column."""
+    if metric == "macro_score":
+        return lambda cols: macro_score(cols, include_wnli)
+    if metric == TASKS_MACRO:
+        return lambda cols: macro_over(cols, tasks)
+    return lambda cols: cols.get(metric, math.nan)
+
+
+def _add_confirmation(df: pd.DataFrame, splits: dict, macro, metric: str, resamples: int, seed: int) -> dict:
+    """The confirmation stage's comparisons (distil.evaluation.confirmation) on `metric`: each finalist's
+    `confirm-<trial>` row against `confirm-paper_defaults`, with simultaneous intervals over the finalists,
+    and the paper defaults' A/A pair; sets delta_vs_default (and _lo/_hi) of the confirmation rows to
+    these (in place: their difference to the confirmed paper defaults, not to the search's row).
+    Returns Confirmation.to_json(), or {} without a confirmed paper-defaults row with intervals."""
+    base = CONFIRM_ROW_PREFIX + PAPER_DEFAULTS
+    rows = [m for m in df.loc[(df["kind"] == "confirmation") & (df["status"] == "done"), "model"]
+            if any(m in s.preds for s in splits.values())]
+    if resamples <= 0 or base not in rows:
+        return {}
+    finalists = {m: str(m)[len(CONFIRM_ROW_PREFIX):] for m in rows if m != base}
+    runs_only = {c: confidence.Split(s.column, s.idx, s.labels, {m: s.preds[m] for m in rows if m in s.preds},
+                                     s.task, s.position, {m: s.runs[m] for m in rows if m in s.runs})
+                 for c, s in splits.items()}
+    apart = confirmation.runs_apart(runs_only, rows)
+    for s in apart.values():  # the runs as models only; the rows themselves are resampled by _add_confidence
+        for m in rows:
+            s.preds.pop(m, None)
+            s.runs.pop(m, None)
+    # The same example draws as every other row (seeded by split position, not by the models present).
+    resampled, full = confidence.resampled_columns(apart, resamples, seed), confidence.resampled_columns(apart, 0)
+    run_scores, full_runs = {}, {}
+    for name, cols in resampled.items():
+        row, run = name.rsplit(confirmation.RUN_SEP, 1)
+        value = macro(cols)
+        if isinstance(value, np.ndarray) and np.isfinite(value).all():
+            run_scores.setdefault(row, {})[int(run)] = value
+            full_runs.setdefault(row, {})[int(run)] = float(macro(full[name])[0])
+    if base not in run_scores:
+        return {}
+    finalists = {m: of for m, of in finalists.items() if m in run_scores}
+    sigma2, dof = confirmation.between_run_variance(runs_only, list(run_scores), macro)
+    result = confirmation.confirm(run_scores, full_runs, base, finalists, sigma2, dof, metric, seed=seed)
+    sfx = FAMILIES.get(metric)
+    if sfx is not None:
+        column = "delta_vs_default" + sfx
+        for c in result.comparisons:
+            at = df["model"] == c.model
+            df.loc[at, column], df.loc[at, column + "_lo"], df.loc[at, column + "_hi"] = c.delta, c.lo, c.hi
+        at = df["model"] == base
+        df.loc[at, column], df.loc[at, column + "_lo"], df.loc[at, column + "_hi"] = 0.0, math.nan, math.nan
+    return result.to_json()
 
 
 def _add_retention(df: pd.DataFrame, tasks: list[Task], include_wnli: bool, chance: dict, resampled: dict,

@@ -147,16 +147,55 @@ def _macro_line(board: Board, row, metric: str) -> str:
     return text
 
 
+def confirmation_lines(confirmation: dict) -> list[str]:
+    """The confirmation stage in words (Board.confirmation, distil.evaluation.confirmation.Confirmation
+    .to_json()): the claim (which finalists are better than the paper defaults, with simultaneous
+    intervals over the finalists) and the A/A line. When the A/A pair comes out distinguishable no
+    finalist is called better: the protocol could not tell a configuration from itself."""
+    if not confirmation or not confirmation.get("comparisons"):
+        return []
+    level = f"{100 * confirmation['level']:.0f} %"
+    comps, runs, k = confirmation["comparisons"], confirmation["runs"], len(confirmation["comparisons"])
+    aa, noisy = confirmation.get("aa"), confirmation.get("aa_distinguishable")
+    name = _name(confirmation["metric"])
+    over = f"simultaneous over {k} finalists (max-T)" if k > 1 else "one finalist"
+    pd_runs = runs.get(confirmation["paper_defaults"], 0)
+    head = (f"confirmation (each finalist and the paper defaults distilled {pd_runs} times with fresh seeds, "
+            f"scored on validation rows the search never ranked on; {level} intervals, {over}):")
+    lines = [head]
+    for c in comps:
+        verdict = c["verdict"]
+        if verdict == "better" and not noisy:
+            said = f"better than the paper defaults at {level}"
+        elif verdict == "better":
+            said = "above the paper defaults, but the A/A check says the protocol is too noisy to rank"
+        else:
+            said = f"{verdict} at {level}" if verdict != "worse" else f"worse than the paper defaults at {level}"
+        lines.append(f"  `{c['model']}` ({c['of']}): {name} {c['score']:.2f} vs paper defaults "
+                     f"{c['paper_defaults']:.2f}: {c['delta']:+.2f} [{c['lo']:.2f}, {c['hi']:.2f}] — {said}")
+    if aa is not None:
+        what = ("distinguishable: the protocol tells a configuration from itself, so it is too noisy to rank"
+                if noisy else f"not distinguishable at {level}, as it should be")
+        lines.append(f"  A/A: the paper defaults' distillation run 0 − run 1 {aa[0]:+.2f} [{aa[1]:.2f}, {aa[2]:.2f}] "
+                     f"— {what}; pooled SD between distillation runs {confirmation['sigma_run']:.2f} {name} points "
+                     f"({confirmation['run_dof']} degrees of freedom)")
+    return lines
+
+
 def headline(board: Board) -> str:
-    """What a person reads first (a few lines, plain text; top of leaderboard.md and report.html):
-    the best student by the ranking metric (board.rank_by: the first search objective), its share
-    of the teacher's gain over chance (naming the tasks left out), its % of teacher, how often it
-    was first over the resamples (only with 2 or more students with intervals) and its difference
-    to the paper defaults with 95 % intervals and a verdict
-    (better / not distinguishable / worse); a line for tasks_macro (own tasks) and for the GLUE
-    macro when they are not the ranking metric; its gain over each reference row (over mlm_only:
-    the value of distillation), the seeds, how many tasks the teacher clears chance on and which
-    tasks sit at chance, and how the intervals were made."""
+    """What a person reads first (a few lines, plain text; top of leaderboard.md and report.html).
+
+    With a confirmation stage, its claim comes first (`confirmation_lines`: which finalists are better
+    than the paper defaults on fresh runs, simultaneous intervals, the A/A line) and the search's
+    numbers follow, labelled as selection scores. Then: the best student by the ranking metric
+    (board.rank_by: the first search objective), its share of the teacher's gain over chance (naming
+    the tasks left out), its % of teacher, how often it was first over the resamples (only with 2 or
+    more students with intervals) and its difference to the paper defaults with a 95 % interval and a
+    verdict (better / not distinguishable / worse; "not confirmed" beside a win when there is no
+    confirmation stage); a line for tasks_macro (own tasks) and for the GLUE macro when they are not
+    the ranking metric; its gain over each reference row (over mlm_only: the value of distillation),
+    the seeds, how many tasks the teacher clears chance on and which tasks sit at chance, and how the
+    intervals were made."""
     df, best = board.frame, board.best_student()
     if best is None:
         return "No student has finished yet: nothing to rank."
@@ -203,6 +242,13 @@ def headline(board: Board) -> str:
     else:
         first += (f"; vs paper defaults {best[delta]:+.2f}{interval_text(best, delta)} — "
                   f"{_verdict(best.get(delta + '_lo'), best.get(delta + '_hi'))}")
+        if not board.confirmation and pd.notna(best.get(delta + "_lo")) and best[delta + "_lo"] > 0:
+            first += (" (not confirmed: the best of the candidates, picked on these same rows, looks better than it "
+                      "is; search.confirm reruns the finalists on fresh seeds)")
+    confirmed = confirmation_lines(board.confirmation)
+    if confirmed:  # the claim is the confirmation's; the search's numbers are what it selected on
+        lines += confirmed
+        first = "search stage (selection scores): " + first
     lines.append(first)
     if TASKS_MACRO in df and (rank != TASKS_MACRO or len(board.tasks) > 1) and pd.notna(best.get(TASKS_MACRO)):
         lines.append("user tasks: " + _macro_line(board, best, TASKS_MACRO))
