@@ -181,3 +181,95 @@ def test_roberta_masking_uses_mask_and_never_picks_special_tokens(roberta_tokeni
     chosen = labels != -100
     assert chosen.any() and not torch.isin(enc.input_ids[chosen], torch.tensor(ids.special)).any()
     assert (corrupted == ids.mask).any() and torch.equal(corrupted[~chosen], enc.input_ids[~chosen])
+
+
+# ---------------------------------------------------------------- the causal objective (GPT-2)
+def test_the_causal_lm_loss_is_transformers_own_labels_loss_on_a_padded_batch(gpt2_teacher, gpt2_tokenizer):
+    from distil.science.losses import causal_labels, clm_loss
+
+    ids, attn = _gpt2_batch(gpt2_tokenizer)
+    assert (attn == 0).any()  # the short row is padded
+    labels = causal_labels(ids, attn)
+    with torch.no_grad():
+        out = gpt2_teacher(input_ids=ids, attention_mask=attn, labels=labels)
+    assert torch.allclose(clm_loss(out.logits, labels), out.loss, rtol=1e-6, atol=1e-6)
+
+
+def test_causal_terms_are_the_original_distillers_on_the_real_positions(gpt2_tokenizer):
+    """KL·T² and 1 − cos over the real positions picked out as distiller.py does (masked_select), the
+    weighted sum of the four terms."""
+    from distil.science.losses import (CausalLossWeights, causal_distillation_loss, causal_labels, ce_loss, clm_loss,
+                                       cosine_loss, mse_loss)
+
+    ids, attn = _gpt2_batch(gpt2_tokenizer)
+    torch.manual_seed(0)
+    s, t = torch.randn(*ids.shape, 50), torch.randn(*ids.shape, 50)
+    hs, ht = torch.randn(*ids.shape, 8), torch.randn(*ids.shape, 8)
+    s[attn == 0], hs[attn == 0] = float("nan"), float("nan")  # a pad's value never enters a term
+    labels = causal_labels(ids, attn).clamp(max=49).masked_fill(attn == 0, -100)
+    w = CausalLossWeights(alpha_ce=5.0, alpha_clm=2.0, alpha_cos=1.0, temperature=2.0, alpha_mse=0.5)
+    out = causal_distillation_loss(student_logits=s, teacher_logits=t, labels=labels, student_hidden=hs,
+                                   teacher_hidden=ht, attention_mask=attn, weights=w)
+    real = attn.bool()
+    expected = {"ce": ce_loss(s[real], t[real], 2.0), "clm": clm_loss(s[:, :], labels),
+                "cos": cosine_loss(hs[real], ht[real]), "mse": mse_loss(s[real], t[real])}
+    # clm by hand: position l of row b predicts token l + 1 where that token is real
+    pairs = [(b, i) for b in range(ids.shape[0]) for i in range(ids.shape[1] - 1) if attn[b, i + 1]]
+    by_hand = -torch.stack([s[b, i].log_softmax(-1)[labels[b, i + 1]] for b, i in pairs]).mean()
+    assert torch.allclose(expected["clm"], by_hand, atol=1e-6)
+    for k, v in expected.items():
+        assert torch.allclose(out[k], v, atol=1e-6), k
+    assert torch.allclose(out["loss"], 5 * out["ce"] + 2 * out["clm"] + out["cos"] + 0.5 * out["mse"])
+    with pytest.raises(ValueError, match="every alpha is 0"):
+        CausalLossWeights(alpha_ce=0.0, alpha_clm=0.0, alpha_cos=0.0, temperature=1.0)
+
+
+def test_a_gpt2_step_a_full_depth_student_has_nothing_to_learn_from_and_a_shallow_one_learns(gpt2_teacher,
+                                                                                               gpt2_tokenizer):
+    from distil.science.distill import causal_loss_terms
+    from distil.science.losses import CausalLossWeights
+
+    ids, attn = _gpt2_batch(gpt2_tokenizer)
+    w = CausalLossWeights(alpha_ce=5.0, alpha_clm=2.0, alpha_cos=1.0, temperature=2.0)
+    with torch.no_grad():
+        same = causal_loss_terms(gpt2_teacher, build_student(gpt2_teacher, 4, "first").eval(), ids, attn, w)
+        own = gpt2_teacher(input_ids=ids, attention_mask=attn, labels=ids.masked_fill(attn == 0, -100)).loss
+    assert same["ce"].abs() < 1e-6 and same["cos"].abs() < 1e-5 and torch.allclose(same["clm"], own, atol=1e-5)
+    torch.manual_seed(0)
+    student = build_student(gpt2_teacher, 2, "distilbert").train()
+    opt = torch.optim.AdamW(student.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(2):  # the same batch twice: one update must lower its loss
+        terms = causal_loss_terms(gpt2_teacher, student, ids, attn, w)
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+        losses.append(terms["loss"].item())
+    assert all(torch.isfinite(v) for v in terms.values()) and losses[-1] < losses[0]
+
+
+# ---------------------------------------------------------------- the masked objective (RoBERTa)
+def test_a_roberta_step_masks_with_mask_and_projects_only_the_masked_rows(roberta_teacher, roberta_tokenizer):
+    from distil.config.settings import LossWeights
+    from distil.science.batch import prepare_batch
+    from distil.science.distill import MaskedLMStudent, loss_terms
+    from distil.science.masking import token_probs
+
+    ids = token_ids(FAMILIES["roberta"], roberta_tokenizer)
+    enc = roberta_tokenizer(TEXTS * 4, padding=True, return_tensors="pt")
+    probs = token_probs(torch.ones(len(roberta_tokenizer)), 0.7, list(ids.special))
+    batch = prepare_batch(enc.input_ids, enc.attention_mask, probs, mask_id=ids.mask, pad_id=ids.pad, mask_prob=0.15,
+                          restrict_ce_to_mask=True, generator=torch.Generator().manual_seed(0))
+    w = LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0)
+    student = MaskedLMStudent(build_student(roberta_teacher, 2, "distilbert"), w).eval()
+    with torch.no_grad():
+        hidden, logits, _ = student(batch.corrupted, batch.attention_mask, batch.rows)
+        full = student.student(input_ids=batch.corrupted, attention_mask=batch.attention_mask).logits
+        terms = loss_terms(roberta_teacher, student, batch, w)
+        same = loss_terms(roberta_teacher, MaskedLMStudent(build_student(roberta_teacher, 4, "first")).eval(), batch, w)
+    assert torch.allclose(logits, full.flatten(0, 1)[batch.rows], atol=1e-5)
+    assert all(torch.isfinite(v) for v in terms.values()) and terms["ce"] > 0
+    assert same["ce"].abs() < 1e-5 and same["cos"].abs() < 1e-5  # the teacher itself: nothing to distil
+    with pytest.raises(ValueError, match="DistilBERT students' only"):
+        MaskedLMStudent(student.student, LossWeights(alpha_ce=1.0, alpha_mlm=0.0, alpha_cos=0.0, temperature=1.0,
+                                                     alpha_hidden=1.0))

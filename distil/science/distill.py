@@ -25,7 +25,8 @@ from distil.config.rules import check_layer_terms, teacher_shape
 from distil.config.settings import LossWeights, StudentShape
 from distil.science.data import length_grouped_batches, pad_batch
 from distil.science.batch import MaskedBatch, encoder_mask, gather_rows, prepare_batch
-from distil.science.losses import LayerStates, attention_scores, distillation_loss
+from distil.science.losses import (CausalLossWeights, LayerStates, attention_scores, causal_distillation_loss,
+                                   causal_labels, distillation_loss)
 from distil.science.teacher import mlm_logits_at
 
 
@@ -96,6 +97,28 @@ class StudentForDistillation(nn.Module):
             a, h = blocks[-1].attention, states[-2]
             extras["qkv"] = (a.q_lin(h), a.k_lin(h), a.v_lin(h))
         return hidden, s.vocab_projector(x), extras
+
+
+class MaskedLMStudent(nn.Module):
+    """Wraps a masked-LM student of its teacher's own class (RobertaForMaskedLM: distil.config.families)
+    as StudentForDistillation wraps a DistilBERT: one forward returns (last hidden (B, L, H), MLM logits
+    (N, V) at `positions` (flat indices or a (B, L) bool mask), {}), the vocabulary projection computed
+    at those rows only. The DistilBERT terms (ce, mlm, cos, mse) apply; the layer-wise ones do not.
+
+    Raises:
+        ValueError: `weights` turn on a layer-wise term (alpha_hidden, alpha_attn, alpha_relation).
+    """
+
+    def __init__(self, student: nn.Module, weights: LossWeights | None = None):
+        super().__init__()
+        if weights is not None and any(a > 0 for a in weights.layer_alphas):
+            raise ValueError(f"alpha_hidden, alpha_attn and alpha_relation are DistilBERT students' only; a "
+                             f"{student.config.model_type} student takes alpha_ce, alpha_mlm, alpha_cos, alpha_mse")
+        self.student = student
+
+    def forward(self, input_ids, attention_mask, positions):
+        hidden = self.student.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return hidden, self.student.lm_head(gather_rows(hidden, positions)), {}
 
 
 @torch.no_grad()
@@ -275,3 +298,27 @@ def _flat(extras: dict) -> LayerStates:
     hidden = extras.get("hidden")
     return LayerStates(hidden=[h.flatten(0, 1) for h in hidden] if hidden is not None else None,
                        scores=extras.get("scores"), qkv=extras.get("qkv"))
+
+
+def causal_loss_terms(teacher: nn.Module, student: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      weights: CausalLossWeights) -> dict[str, torch.Tensor]:
+    """Run a causal teacher (no grad) and student (GPT2LMHeadModel, possibly DDP-wrapped) on one batch
+    and return the causal loss terms (distil.science.losses.causal_distillation_loss: 'loss', 'ce', 'clm',
+    'cos', 'mse'). No masking: the original distiller's step for GPT-2.
+
+    input_ids, attention_mask: (B, L) on the models' device, right-padded (a pad then changes nothing
+    at the real positions before it: the attention is causal); the labels are the ids with −100 at the
+    pads (causal_labels). The (B, L, V) logits are computed at every position: every term reads them all.
+    """
+    labels = causal_labels(input_ids, attention_mask)
+    hidden = weights.alpha_cos > 0  # hidden_states[-1]: GPT-2's last layer after ln_f
+    t_logits = t_hidden = None  # CLM alone (a clm_only row) needs no teacher forward
+    if weights.needs_teacher:
+        with torch.no_grad():
+            t = teacher(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=hidden)
+        t_logits, t_hidden = t.logits, t.hidden_states[-1] if hidden else None
+    s = student(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=hidden)
+    s_hidden = s.hidden_states[-1] if hidden else s.logits.new_zeros(())
+    return causal_distillation_loss(student_logits=s.logits, teacher_logits=t_logits, labels=labels,
+                                    student_hidden=s_hidden, teacher_hidden=t_hidden, attention_mask=attention_mask,
+                                    weights=weights)

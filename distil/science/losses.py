@@ -5,6 +5,10 @@ MiniLMv2 (Wang et al. 2021, §3).
     L = alpha_ce · L_ce + alpha_mlm · L_mlm + alpha_cos · L_cos + alpha_mse · L_mse
         + alpha_hidden · L_hidden + alpha_attn · L_attn + alpha_relation · L_relation
 
+A causal teacher (GPT-2 -> DistilGPT2, the same distiller with `alpha_clm`) is distilled without
+masking: L = alpha_ce · L_ce + alpha_clm · L_clm + alpha_cos · L_cos (+ alpha_mse · L_mse), L_ce and L_cos
+at every real position, L_clm the next-token cross-entropy (`causal_distillation_loss`).
+
 Pure torch, no Ray: each term takes flat tensors of the positions it is computed on, or padded
 (B, L, ...) tensors with the attention mask (B, L; 1 = real token) for the terms over pairs of
 positions; padding never enters a term. The learned projections of the hidden-state terms live with
@@ -51,6 +55,25 @@ def mlm_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     """Masked-LM cross-entropy (Devlin et al. 2019 §3.1). logits (N, V), labels (N,) token ids, -100 for a
     row that is not predicted (ignored: the mean is over the others); scalar (nats)."""
     return F.cross_entropy(student_logits, labels)
+
+
+def causal_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Causal-LM labels: the input ids (B, L), -100 at the pads (attention_mask (B, L) 0), as the original
+    distiller's `prepare_batch_clm`; the shift by one is clm_loss's."""
+    return input_ids.masked_fill(attention_mask == 0, -100)
+
+
+def clm_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Causal-LM cross-entropy (Radford et al. 2019; the original distiller's L_clm): position l predicts
+    token l + 1,
+
+        L_clm = −(1/|P|) Σ_{(b, l) ∈ P} log softmax(z_{b,l})[y_{b,l+1}],  P = {(b, l): y_{b,l+1} ≠ −100}.
+
+    logits (B, L, V), labels (B, L) token ids with −100 where a token is not predicted (padding,
+    causal_labels); returns a scalar (nats): what transformers' `model(input_ids, labels=labels).loss`
+    gives a causal LM (tests/test_families.py).
+    """
+    return F.cross_entropy(student_logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())
 
 
 def cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
@@ -240,3 +263,69 @@ def distillation_loss(
         out["relation"] = relation_kl(s.qkv, t.qkv, attention_mask, w.relation_heads)
         out["loss"] = out["loss"] + w.alpha_relation * out["relation"]
     return out
+
+
+@dataclass(frozen=True)
+class CausalLossWeights:
+    """The weights of a causal teacher's objective (the original distiller's `--alpha_ce --alpha_clm
+    --alpha_cos --alpha_mse --temperature` with `--mlm` off; DistilGPT2 used 5/2/1, no MSE, T = 2):
+
+        L = alpha_ce · L_ce(T) + alpha_clm · L_clm + alpha_cos · L_cos + alpha_mse · L_mse
+
+    Its own type until the spec carries an objective per family (then distil.config.settings.LossWeights
+    gains alpha_clm and this goes): the names and meanings are LossWeights' with alpha_clm in alpha_mlm's place.
+
+    Raises:
+        ValueError: every alpha is 0 (nothing to learn).
+    """
+
+    alpha_ce: float
+    alpha_clm: float
+    alpha_cos: float
+    temperature: float
+    alpha_mse: float = 0.0
+
+    def __post_init__(self):
+        if max(self.alpha_ce, self.alpha_clm, self.alpha_cos, self.alpha_mse) <= 0:
+            raise ValueError("every alpha is 0: nothing to learn; give at least one loss term a positive weight")
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether a term that reads the teacher (every one but clm) has a positive weight: CLM alone (a
+        clm_only reference row) needs no teacher forward."""
+        return max(self.alpha_ce, self.alpha_cos, self.alpha_mse) > 0
+
+
+def causal_distillation_loss(
+    *,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    labels: torch.Tensor,
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor | None,
+    attention_mask: torch.Tensor,
+    weights: CausalLossWeights,
+) -> dict[str, torch.Tensor]:
+    """Weighted sum of a causal teacher's terms by `weights`; returns {'loss', 'ce', 'clm', 'cos', 'mse'}
+    (scalars; a term whose alpha is 0 is not computed and reported as 0).
+
+    No masking (the original distiller for GPT-2): L_ce = KL(softmax(t/T) ‖ softmax(s/T)) · T² on the
+    next-token distributions and L_cos = 1 − cos(h_s, h_t) on the last hidden states (GPT-2's after ln_f),
+    both averaged over every real position; L_clm = clm_loss on `labels` (causal_labels).
+
+    logits (B, L, V), hidden (B, L, H), labels and attention_mask (B, L); the teacher's tensors may be None
+    when alpha_ce, alpha_cos and alpha_mse are 0. Static shapes: the pads weigh 0 (weighted_mean), no
+    boolean gathers.
+    """
+    w = weights
+    zero = student_hidden.new_zeros(())
+    real = attention_mask.flatten().float()  # (B·L,) 1 = a real position
+    s_rows = student_logits.flatten(0, 1)  # (B·L, V)
+    t_rows = teacher_logits.flatten(0, 1) if teacher_logits is not None else None
+    ce = ce_loss(s_rows, t_rows, w.temperature, real) if w.alpha_ce > 0 else zero
+    clm = clm_loss(student_logits, labels) if w.alpha_clm > 0 else zero
+    cos = (cosine_loss(student_hidden.flatten(0, 1), teacher_hidden.flatten(0, 1), real)
+           if w.alpha_cos > 0 else zero)
+    mse = mse_loss(s_rows, t_rows, real) if w.alpha_mse > 0 else zero
+    loss = w.alpha_ce * ce + w.alpha_clm * clm + w.alpha_cos * cos + w.alpha_mse * mse
+    return {"loss": loss, "ce": ce, "clm": clm, "cos": cos, "mse": mse}

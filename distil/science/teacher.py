@@ -29,10 +29,14 @@ HEAD_KEYS = ("cls.predictions.transform", "cls.predictions.bias")
 
 def mlm_logits_at(model: BertForMaskedLM, input_ids, attention_mask, positions):
     """(last hidden (B, L, H), MLM logits (N, V) at the N positions where `positions` (B, L) is True, or
-    at the (N,) flat indices b·L + l of `positions` (no host sync on a GPU)).
+    at the (N,) flat indices b·L + l of `positions` (no host sync on a GPU)). `model`: a BertForMaskedLM,
+    or a masked LM whose head is `lm_head` (RobertaForMaskedLM).
 
     Projecting only the masked positions onto the vocabulary is what makes small-model MLM cheap.
     """
+    if not hasattr(model, "cls"):  # RoBERTa: the body is base_model, the head lm_head
+        hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return hidden, model.lm_head(gather_rows(hidden, positions))
     hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     return hidden, model.cls(gather_rows(hidden, positions))
 
