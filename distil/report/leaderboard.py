@@ -132,7 +132,10 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
             rows.append({"model": ref.name, "kind": result.get("kind", "teacher"), "status": "done", **row})
             row_dirs[ref.name] = ref.path
             provenance.append((ref.name, result.get("provenance")))
+    plan = results.read_confirmation_plan()  # None: a dir from before the plan file; every row counts
     for row_dir in results.confirmations():
+        if plan is not None and row_dir.name not in [PAPER_DEFAULTS, *plan.get("finalists", [])]:
+            continue  # a row of an earlier plan (other finalists or top_k): not part of this claim
         model = CONFIRM_ROW_PREFIX + row_dir.name
         try:
             result = read_json(row_dir.result_file)
@@ -415,28 +418,9 @@ def _add_confirmation(df: pd.DataFrame, splits: dict, macro, metric: str, resamp
     if resamples <= 0 or base not in rows:
         return {}
     finalists = {m: str(m)[len(CONFIRM_ROW_PREFIX):] for m in rows if m != base}
-    runs_only = {c: confidence.Split(s.column, s.idx, s.labels, {m: s.preds[m] for m in rows if m in s.preds},
-                                     s.task, s.position, {m: s.runs[m] for m in rows if m in s.runs})
-                 for c, s in splits.items()}
-    apart = confirmation.runs_apart(runs_only, rows)
-    for s in apart.values():  # the runs as models only; the rows themselves are resampled by _add_confidence
-        for m in rows:
-            s.preds.pop(m, None)
-            s.runs.pop(m, None)
-    # The same example draws as every other row (seeded by split position, not by the models present).
-    resampled, full = confidence.resampled_columns(apart, resamples, seed), confidence.resampled_columns(apart, 0)
-    run_scores, full_runs = {}, {}
-    for name, cols in resampled.items():
-        row, run = name.rsplit(confirmation.RUN_SEP, 1)
-        value = macro(cols)
-        if isinstance(value, np.ndarray) and np.isfinite(value).all():
-            run_scores.setdefault(row, {})[int(run)] = value
-            full_runs.setdefault(row, {})[int(run)] = float(macro(full[name])[0])
-    if base not in run_scores:
+    result = confirmation.from_splits(splits, base, finalists, macro, metric, resamples, seed)
+    if result is None:
         return {}
-    finalists = {m: of for m, of in finalists.items() if m in run_scores}
-    sigma2, dof = confirmation.between_run_variance(runs_only, list(run_scores), macro)
-    result = confirmation.confirm(run_scores, full_runs, base, finalists, sigma2, dof, metric, seed=seed)
     sfx = FAMILIES.get(metric)
     if sfx is not None:
         column = "delta_vs_default" + sfx

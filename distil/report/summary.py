@@ -152,7 +152,7 @@ def confirmation_lines(confirmation: dict) -> list[str]:
     .to_json()): the claim (which finalists are better than the paper defaults, with simultaneous
     intervals over the finalists) and the A/A line. When the A/A pair comes out distinguishable no
     finalist is called better: the protocol could not tell a configuration from itself."""
-    if not confirmation or not confirmation.get("comparisons"):
+    if not confirmation:
         return []
     level = f"{100 * confirmation['level']:.0f} %"
     comps, runs, k = confirmation["comparisons"], confirmation["runs"], len(confirmation["comparisons"])
@@ -163,6 +163,9 @@ def confirmation_lines(confirmation: dict) -> list[str]:
     head = (f"confirmation (each finalist and the paper defaults distilled {pd_runs} times with fresh seeds, "
             f"scored on validation rows the search never ranked on; {level} intervals, {over}):")
     lines = [head]
+    if not comps:
+        lines.append("  no finalist was confirmed (none finished its confirmation runs with scores to compare): "
+                     "no claim against the paper defaults")
     for c in comps:
         verdict = c["verdict"]
         if verdict == "better" and not noisy:
@@ -175,10 +178,12 @@ def confirmation_lines(confirmation: dict) -> list[str]:
                      f"{c['paper_defaults']:.2f}: {c['delta']:+.2f} [{c['lo']:.2f}, {c['hi']:.2f}] — {said}")
     if aa is not None:
         what = ("distinguishable: the protocol tells a configuration from itself, so it is too noisy to rank"
-                if noisy else f"not distinguishable at {level}, as it should be")
+                if noisy else f"not distinguishable at {level}, as it should be" if pd.notna(aa[1])
+                else "no interval (nothing varied)")
         lines.append(f"  A/A: the paper defaults' distillation run 0 − run 1 {aa[0]:+.2f} [{aa[1]:.2f}, {aa[2]:.2f}] "
-                     f"— {what}; pooled SD between distillation runs {confirmation['sigma_run']:.2f} {name} points "
-                     f"({confirmation['run_dof']} degrees of freedom)")
+                     f"— {what}; SD between distillation runs {confirmation['sigma_run']:.2f} {name} points, pooled "
+                     f"over the confirmed rows ({confirmation['run_dof']} degrees of freedom, of which "
+                     f"{confirmation.get('aa_run_dof', confirmation['run_dof'])} from the rows that judge the A/A)")
     return lines
 
 
@@ -242,7 +247,7 @@ def headline(board: Board) -> str:
     else:
         first += (f"; vs paper defaults {best[delta]:+.2f}{interval_text(best, delta)} — "
                   f"{_verdict(best.get(delta + '_lo'), best.get(delta + '_hi'))}")
-        if not board.confirmation and pd.notna(best.get(delta + "_lo")) and best[delta + "_lo"] > 0:
+        if not board.confirmation.get("comparisons") and pd.notna(best.get(delta + "_lo")) and best[delta + "_lo"] > 0:
             first += (" (not confirmed: the best of the candidates, picked on these same rows, looks better than it "
                       "is; search.confirm reruns the finalists on fresh seeds)")
     confirmed = confirmation_lines(board.confirmation)

@@ -85,12 +85,15 @@ def run_confirmation(ctx: SweepContext) -> list[str]:
     with a failed run (said on stderr; `resume` retries them), sorted."""
     confirm = ctx.spec.search.confirm
     rows = rows_to_confirm(ctx)
+    ctx.results.write_confirmation_plan({"paper_defaults": PAPER_DEFAULTS,
+                                         "finalists": [n for n in rows if n != PAPER_DEFAULTS],
+                                         "distill_seeds": list(confirm.distill_seeds), "seeds": list(confirm.seeds)})
     print(f"confirmation: {', '.join(rows)}, distillation seeds {confirm.distill_seeds}, fine-tuning seeds "
           f"{confirm.seeds}", flush=True)
     pending, done = {}, {}
     for name, params in rows.items():
         row = ctx.results.confirmation(name)
-        if row.has_result():
+        if row.has_result() and _current(row.read_result().params, confirm):
             print(f"confirmation: {name} done before this start", flush=True)
             continue
         done[name] = {}
@@ -114,11 +117,18 @@ def run_confirmation(ctx: SweepContext) -> list[str]:
         if len(done[name]) == len(confirm.distill_seeds):
             result = confirmation_result(ctx, name, rows[name], [done[name][r] for r in sorted(done[name])])
             ctx.results.confirmation(name).write_result(result)
-            quality = ctx.spec.search.objectives[0]
-            score = scores.row_from_result(result.to_json(), ctx.spec.glue.include_wnli, ctx.spec.tasks).get(quality)
+            quality, spec = ctx.spec.search.objectives[0], ctx.spec
+            score = scores.row_from_result(result.to_json(), spec.glue.include_wnli, spec.tasks).get(quality, math.nan)
             print(f"confirmation: {name} done ({quality} {score:.2f} on the validation splits, mean of "
                   f"{len(done[name])} distillation runs)", flush=True)
     return sorted(failed)
+
+
+def _current(params: dict, confirm) -> bool:
+    """Whether a confirmation row's result.json was made with the spec's distillation and fine-tuning
+    seeds (a resumed sweep whose confirm section changed redoes the others)."""
+    return (list(params.get("distill_seeds") or []) == list(confirm.distill_seeds)
+            and list(params.get("seeds") or confirm.seeds) == list(confirm.seeds))
 
 
 def confirmation_result(ctx: SweepContext, name: str, params: CandidateParams, runs: list[ConfirmationRun]) -> Result:
@@ -131,7 +141,8 @@ def confirmation_result(ctx: SweepContext, name: str, params: CandidateParams, r
     losses = [run.distill["loss"] for run in runs if run.distill.get("loss") is not None]
     distill = {"loss": float(np.mean(losses)) if losses else None, "runs": [run.distill for run in runs]}
     return Result(
-        kind="confirmation", params={**params.to_json(), "of": name, "distill_seeds": [r.distill_seed for r in runs]},
+        kind="confirmation", params={**params.to_json(), "of": name, "distill_seeds": [r.distill_seed for r in runs],
+                                     "seeds": list(ctx.spec.search.confirm.seeds)},
         glue=glue, distill=distill, n_params=runs[0].n_params, profile=ctx.profile(params.n_layers),
         distill_seconds=round(sum(run.distill_seconds for run in runs), 1),
         finetune_seconds=finetune_seconds(list(glue)), provenance=ctx.provenance)
@@ -146,13 +157,22 @@ def _confirm_run(ctx: SweepContext, name: str, params: CandidateParams, run: int
     to_log_file(*ctx.log)
     row, train_run = ctx.results.confirmation(name), confirm_run_name(name, run)
     record = row.read_run(run)
+    confirm, seeds_on = ctx.spec.search.confirm, ctx.spec.glue.seeds_on
+    expected = {(t.name, int(s)) for t in ctx.tasks for s in confirm.seeds_for(t, seeds_on)}
+    ran = {(g["task"], int(g["seed"])) for g in record.glue} if record is not None else set()
+    if record is not None and (record.distill_seed != seed or ran != expected):
+        # Started under other seeds (the spec's confirm section changed before a resume): redone, so the
+        # row's result.json and its predictions describe the same runs.
+        shutil.rmtree(row.run_predictions_dir(run), ignore_errors=True)
+        row.run_file(run).unlink(missing_ok=True)
+        storage.remove_tree(storage.join(ctx.job.storage, train_run))
+        record = None
     if record is None:
         student = row.run_student_dir(run)
         t0 = time.time()
         # The seed sets the student's random init, the batches and the masks (distil.search.train).
         metrics = distill_student(train_run, params, replace(ctx.job, seed=seed), student)
         distill_seconds = round(time.time() - t0, 1)
-        confirm, seeds_on = ctx.spec.search.confirm, ctx.spec.glue.seeds_on
         refs = submit_glue(str(student), ctx.spec.glue, ctx.tasks, ctx.caches, None, ctx.log,
                            pred_dir=str(row.run_predictions_dir(run)),
                            seeds_for=lambda task: confirm.seeds_for(task, seeds_on))

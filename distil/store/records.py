@@ -14,6 +14,7 @@ resumed (Tune's own tables can drop resumed trials):
     <out>/candidates/<trial_id>/result.json   written when it ends (Result: scores, objectives, params)
     <out>/candidates/<trial_id>/status.json   `stopped` (early stopping) or `failed` (with the reason) (TrialStatus)
     <out>/candidates/<trial_id>/student/      the distilled student (HF dir; pruned for most: student.pruned says why)
+    <out>/confirmation/plan.json              the finalists, distillation seeds and fine-tuning seeds last started
     <out>/confirmation/<name>/result.json     a rerun row (paper_defaults or a finalist's trial id) of the
                                               confirmation stage (Result, kind "confirmation"): every run's GLUE dicts
     <out>/confirmation/<name>/run<d>.json     distillation run d done and fine-tuned (ConfirmationRun)
@@ -544,6 +545,23 @@ class ResultsDir:
     def confirmation(self, name: str) -> ConfirmationDir:
         """The confirmation stage's row `name` (`paper_defaults` or a finalist's trial id)."""
         return ConfirmationDir(self.path / CONFIRMATION_DIR / name, "confirmation")
+
+    @property
+    def confirmation_plan_file(self) -> Path:
+        """confirmation/plan.json: the confirmation stage's finalists (best first), distillation seeds and
+        fine-tuning seeds as last started; the leaderboard reads only the rows of this plan."""
+        return self.path / CONFIRMATION_DIR / "plan.json"
+
+    def write_confirmation_plan(self, plan: dict) -> None:
+        write_json(self.confirmation_plan_file, plan)
+
+    def read_confirmation_plan(self) -> dict | None:
+        """plan.json as a dict, or None when it is missing or unreadable (every confirmation row counts)."""
+        try:
+            plan = read_json(self.confirmation_plan_file)
+        except (OSError, ValueError):
+            return None
+        return plan if isinstance(plan, dict) else None
 
     def confirmations(self) -> list[ConfirmationDir]:
         """Every confirmation row's dir that has a result.json, by name."""
