@@ -26,6 +26,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # before Ray is imported,
 
 from distil import preflight  # noqa: E402
 from distil.config import rules  # noqa: E402
+from distil.config.families import family_of  # noqa: E402
 from distil.config.spec import SpecError, SweepSpec, load_spec  # noqa: E402
 from distil.store import provenance, storage  # noqa: E402
 from distil.store.logs import quiet_libraries  # noqa: E402
@@ -204,14 +205,15 @@ def prepare_teacher_and_corpus(spec: SweepSpec, cache: Path) -> tuple[str, str, 
     """(teacher source, dir of the teacher with an MLM head, its head-fit report, tokenised corpus dir),
     both cached under `cache`; prints the teacher line."""
     # Late: torch and transformers; called only on the run path, after every check passed.
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     from distil.science.data import prepare_corpus
     from distil.science.teacher import prepare_teacher
 
     source = rules.resolve_teacher(spec.teacher.model)
+    family = family_of(AutoConfig.from_pretrained(source).model_type)  # its bos and eos frame the corpus sequences
     corpus_dir = prepare_corpus(spec.corpus, AutoTokenizer.from_pretrained(source), cache,
-                                spec.teacher.head_fit.eval_sequences)
+                                spec.teacher.head_fit.eval_sequences, family=family)
     teacher_dir, head_fit = prepare_teacher(source, corpus_dir, spec.teacher.head_fit, cache, spec.seed)
     fitted = (f"MLM head fitted in {head_fit['steps']} steps, {head_fit['seconds']:.0f} s: held-out masked-token "
               f"accuracy {head_fit['masked_token_acc_before']:.1f} -> {head_fit['masked_token_acc_after']:.1f} %"
@@ -241,6 +243,9 @@ def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
     except (ValueError, OSError) as e:
         raise SpecError(f"teacher.model: {str(e).splitlines()[0]}") from None
     rules.check_bert_family(config, f"teacher.model: {spec.teacher.model}")
+    family = family_of(config.get("model_type"))
+    rules.check_family_terms(spec, family)
+    rules.check_max_seq_len(spec.corpus, family, config)
     return rules.student_depth(spec, config.get("num_hidden_layers", 12))  # 12: BertConfig's default
 
 

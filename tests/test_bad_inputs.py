@@ -255,8 +255,8 @@ SPEC = [
     case("spec-log-range-at-zero", lambda e: e.spec(search__temperature={"low": 0.0, "high": 2.0, "log": True}),
          r"search\.temperature: log ranges need low > 0", dry=True),
     case("spec-alphas-all-zero", lambda e: e.spec(search__alpha_ce=0.0, search__alpha_mlm=0.0, search__alpha_cos=0.0),
-         r"search: alpha_ce, alpha_mlm, alpha_cos, alpha_mse, alpha_hidden, alpha_attn, alpha_relation can all only "
-         r"be 0: nothing to learn; give", dry=True),
+         r"search: alpha_ce, alpha_mlm, alpha_cos, alpha_mse, alpha_clm, alpha_hidden, alpha_attn, alpha_relation can "
+         r"all only be 0: nothing to learn; give", dry=True),
     case("spec-alphas-can-draw-zero",
          lambda e: e.spec(search__alpha_ce={"choices": [0.0, 5.0]}, search__alpha_mlm={"choices": [0.0, 2.0]},
                           search__alpha_cos=0.0),

@@ -198,8 +198,9 @@ def test_the_causal_lm_loss_is_transformers_own_labels_loss_on_a_padded_batch(gp
 def test_causal_terms_are_the_original_distillers_on_the_real_positions(gpt2_tokenizer):
     """KL·T² and 1 − cos over the real positions picked out as distiller.py does (masked_select), the
     weighted sum of the four terms."""
-    from distil.science.losses import (CausalLossWeights, causal_distillation_loss, causal_labels, ce_loss, clm_loss,
-                                       cosine_loss, mse_loss)
+    from distil.config.settings import LossWeights
+    from distil.science.losses import (causal_distillation_loss, causal_labels, ce_loss, clm_loss, cosine_loss,
+                                       mse_loss)
 
     ids, attn = _gpt2_batch(gpt2_tokenizer)
     torch.manual_seed(0)
@@ -207,7 +208,7 @@ def test_causal_terms_are_the_original_distillers_on_the_real_positions(gpt2_tok
     hs, ht = torch.randn(*ids.shape, 8), torch.randn(*ids.shape, 8)
     s[attn == 0], hs[attn == 0] = float("nan"), float("nan")  # a pad's value never enters a term
     labels = causal_labels(ids, attn).clamp(max=49).masked_fill(attn == 0, -100)
-    w = CausalLossWeights(alpha_ce=5.0, alpha_clm=2.0, alpha_cos=1.0, temperature=2.0, alpha_mse=0.5)
+    w = LossWeights(alpha_ce=5.0, alpha_mlm=0.0, alpha_clm=2.0, alpha_cos=1.0, temperature=2.0, alpha_mse=0.5)
     out = causal_distillation_loss(student_logits=s, teacher_logits=t, labels=labels, student_hidden=hs,
                                    teacher_hidden=ht, attention_mask=attn, weights=w)
     real = attn.bool()
@@ -221,16 +222,20 @@ def test_causal_terms_are_the_original_distillers_on_the_real_positions(gpt2_tok
         assert torch.allclose(out[k], v, atol=1e-6), k
     assert torch.allclose(out["loss"], 5 * out["ce"] + 2 * out["clm"] + out["cos"] + 0.5 * out["mse"])
     with pytest.raises(ValueError, match="every alpha is 0"):
-        CausalLossWeights(alpha_ce=0.0, alpha_clm=0.0, alpha_cos=0.0, temperature=1.0)
+        LossWeights(alpha_ce=0.0, alpha_mlm=0.0, alpha_clm=0.0, alpha_cos=0.0, temperature=1.0)
+    with pytest.raises(ValueError, match="set alpha_mlm, alpha_hidden, alpha_attn and alpha_relation to 0"):
+        causal_distillation_loss(student_logits=s, teacher_logits=t, labels=labels, student_hidden=hs,
+                                 teacher_hidden=ht, attention_mask=attn, weights=LossWeights(
+                                     alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, temperature=2.0))
 
 
 def test_a_gpt2_step_a_full_depth_student_has_nothing_to_learn_from_and_a_shallow_one_learns(gpt2_teacher,
                                                                                                gpt2_tokenizer):
+    from distil.config.settings import LossWeights
     from distil.science.distill import causal_loss_terms
-    from distil.science.losses import CausalLossWeights
 
     ids, attn = _gpt2_batch(gpt2_tokenizer)
-    w = CausalLossWeights(alpha_ce=5.0, alpha_clm=2.0, alpha_cos=1.0, temperature=2.0)
+    w = LossWeights(alpha_ce=5.0, alpha_mlm=0.0, alpha_clm=2.0, alpha_cos=1.0, temperature=2.0)
     with torch.no_grad():
         same = causal_loss_terms(gpt2_teacher, build_student(gpt2_teacher, 4, "first").eval(), ids, attn, w)
         own = gpt2_teacher(input_ids=ids, attention_mask=attn, labels=ids.masked_fill(attn == 0, -100)).loss

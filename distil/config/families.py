@@ -56,7 +56,16 @@ class Family:
     eos_token: str
     pad_token: str
     mask_token: str | None
+    positions_key: str = "max_position_embeddings"  # the config key of the position table's size
+    positions_after_pad: bool = False  # positions are numbered from pad_token_id + 1 (RoBERTa's padding_idx)
     student_config: tuple[tuple[str, object], ...] = field(default=())  # config keys the student overrides
+
+    def max_seq_len(self, config: dict) -> int:
+        """The longest sequence (tokens, bos and eos included) a model of this family with `config` (its
+        config.json, or `config.to_dict()`) takes: its position table's size, less pad_token_id + 1 when
+        the positions start after the pad id (RoBERTa: max_position_embeddings 514, pad 1 -> 512)."""
+        n = config.get(self.positions_key, 512)
+        return n - config.get("pad_token_id", 1) - 1 if self.positions_after_pad else n
 
     @property
     def copies_by_name(self) -> bool:
@@ -86,7 +95,7 @@ FAMILIES: dict[str, Family] = {
             embeddings=("roberta.embeddings.word_embeddings", "roberta.embeddings.position_embeddings",
                         "roberta.embeddings.token_type_embeddings", "roberta.embeddings.LayerNorm"),
             final_norm=None, head="lm_head", objective=MLM, evaluation=GLUE,
-            bos_token="<s>", eos_token="</s>", pad_token="<pad>", mask_token="<mask>",
+            bos_token="<s>", eos_token="</s>", pad_token="<pad>", mask_token="<mask>", positions_after_pad=True,
             student_config=(("type_vocab_size", 1),),
         ),
         Family(
@@ -97,6 +106,7 @@ FAMILIES: dict[str, Family] = {
             # GPT-2 has one special token; pads carry no label and no attention, so any id serves (the
             # original distiller pads causal batches with it too)
             bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>", mask_token=None,
+            positions_key="n_positions",
         ),
     ]
 }

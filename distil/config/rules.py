@@ -3,12 +3,12 @@
 
 * which refs are local paths: `is_local`; which model a teacher ref names: `resolve_teacher`,
   `local_teacher`, and its `teacher_config`;
-* the teacher is a BERT encoder: `check_bert_family`;
+* the teacher is a BERT encoder: `check_bert_family`; the loss terms apply to its family: `check_family_terms`;
 * the student's depths, layer selections and layer map fit the teacher: `student_depth`;
 * the student's width fits the teacher and the loss terms: `teacher_shape`, `resolve_shape`,
   `check_layer_terms`, and for a whole spec `student_shape`;
 * which text a corpus split is read from and how it is cut into training sequences: `corpus_split_file`,
-  `corpus_pieces`, and how many sequences a sweep needs: `train_sequences_needed`.
+  `corpus_pieces`, `check_max_seq_len`, and how many sequences a sweep needs: `train_sequences_needed`.
 
 No torch and no transformers here (a teacher's config.json is read as JSON), so a bad input fails in
 well under a second.
@@ -22,6 +22,7 @@ import math
 import os
 from pathlib import Path
 
+from distil.config.families import CLM, Family
 from distil.config.layers import parse_layer_key, select_layers
 from distil.config.settings import StudentShape
 from distil.config.spec import Choice, CorpusSpec, DistillSpec, SpecError, SweepSpec
@@ -78,6 +79,27 @@ def check_bert_family(config: dict, where: str) -> None:
     if model_type != "bert":
         raise SpecError(f"{where} is a {model_type!r} model; the student is built from BERT layers, so use a "
                         "BERT-family encoder (model_type 'bert', e.g. bert-base-uncased)")
+
+
+def check_family_terms(spec: SweepSpec, family: Family) -> None:
+    """The loss terms that can be positive apply to the teacher's `family`: alpha_mlm to a masked LM,
+    alpha_clm to a causal one (distil.config.families: its objective), the layer-wise terms (alpha_hidden,
+    alpha_attn, alpha_relation) to a BERT teacher's DistilBERT student only.
+
+    Raises:
+        SpecError: one line naming the `search.` field and the fix.
+    """
+    lm, other = ("alpha_clm", "alpha_mlm") if family.objective == CLM else ("alpha_mlm", "alpha_clm")
+    kind = "causal" if family.objective == CLM else "masked"
+    if spec.search.can_be_positive(other):
+        raise SpecError(f"search.{other}: a {family.model_type} teacher is a {kind} LM, trained with {lm}; "
+                        f"set {other} to 0 (and give {lm} the weight)")
+    if family.model_type != "bert":
+        layer = [n for n in ("alpha_hidden", "alpha_attn", "alpha_relation") if spec.search.can_be_positive(n)]
+        if layer:
+            raise SpecError(f"search.{layer[0]}: the layer-wise terms are built for DistilBERT students (a BERT "
+                            f"teacher's); a {family.model_type} student takes alpha_ce, {lm}, alpha_cos and "
+                            f"alpha_mse; set {layer[0]} to 0")
 
 
 def student_depth(spec: SweepSpec, teacher_layers: int) -> int:
@@ -196,6 +218,22 @@ def corpus_pieces(n_tokens: int, max_seq_len: int, min_tokens: int) -> list[tupl
     body = max_seq_len - 2
     return [(start, min(start + body, n_tokens)) for start in range(0, n_tokens, body)
             if min(start + body, n_tokens) - start >= min_tokens]
+
+
+def check_max_seq_len(corpus: CorpusSpec, family: Family, config: dict) -> None:
+    """corpus.max_seq_len fits the positions of the teacher of `config` (its config.json), `family`'s
+    (Family.max_seq_len: RoBERTa's start after its pad id).
+
+    Raises:
+        SpecError: one line naming corpus.max_seq_len and the most the teacher takes.
+    """
+    most = family.max_seq_len(config)
+    if corpus.max_seq_len > most:
+        key, pad = family.positions_key, config.get("pad_token_id", 1)
+        why = (f"{key} {config.get(key)} - pad id {pad} - 1: its positions start after the pad id"
+               if family.positions_after_pad else f"{key} {most}")
+        raise SpecError(f"corpus.max_seq_len: {corpus.max_seq_len} tokens, and this {family.model_type} teacher takes "
+                        f"at most {most} ({why}); use at most {most}")
 
 
 def train_sequences_needed(distill: DistillSpec) -> int:

@@ -18,9 +18,12 @@ class LossWeights:
     (see distil.science.losses):
 
         L = alpha_ce · L_ce(T) + alpha_mlm · L_mlm + alpha_cos · L_cos + alpha_mse · L_mse
-            + alpha_hidden · L_hidden + alpha_attn · L_attn + alpha_relation · L_relation
+            + alpha_clm · L_clm + alpha_hidden · L_hidden + alpha_attn · L_attn + alpha_relation · L_relation
 
-    The first four are DistilBERT's (Sanh et al. 2019 §2-3); `temperature` T softens L_ce. The
+    The first four are DistilBERT's (Sanh et al. 2019 §2-3); `temperature` T softens L_ce. L_clm is the
+    causal LM's next-token cross-entropy (the original distiller's `alpha_clm`, DistilGPT2): it takes
+    alpha_mlm's place for a causal teacher (distil.config.families: objective `clm`; the terms are then
+    losses.causal_distillation_loss's, no masking), and is 0 for a masked one. The
     layer-wise terms: L_hidden, TinyBERT's hidden-state and embedding MSE through learned projections
     (Jiao et al. 2020, eq. 8-9); L_attn, TinyBERT's MSE of attention scores (eq. 7); L_relation,
     MiniLMv2's Q-Q/K-K/V-V self-attention relation KL over `relation_heads` relation heads from
@@ -43,6 +46,7 @@ class LossWeights:
     alpha_cos: float
     temperature: float
     alpha_mse: float = 0.0
+    alpha_clm: float = 0.0
     alpha_hidden: float = 0.0
     alpha_attn: float = 0.0
     alpha_relation: float = 0.0
@@ -51,7 +55,7 @@ class LossWeights:
     relation_layer: int = -1
 
     def __post_init__(self):
-        if max(self.alpha_ce, self.alpha_mlm, self.alpha_cos, self.alpha_mse, *self.layer_alphas) <= 0:
+        if max(self.alpha_ce, self.alpha_mlm, self.alpha_cos, self.alpha_mse, self.alpha_clm, *self.layer_alphas) <= 0:
             raise ValueError("every alpha is 0: nothing to learn; give at least one loss term a positive weight")
 
     @property
@@ -61,8 +65,8 @@ class LossWeights:
 
     @property
     def needs_teacher(self) -> bool:
-        """Whether a term that reads the teacher (every one but mlm) has a positive weight: MLM alone
-        (the mlm_only reference row) needs no teacher forward."""
+        """Whether a term that reads the teacher (every one but mlm and clm) has a positive weight: MLM
+        alone (the mlm_only reference row), or CLM alone, needs no teacher forward."""
         return max(self.alpha_ce, self.alpha_cos, self.alpha_mse, *self.layer_alphas) > 0
 
 
@@ -81,7 +85,7 @@ class StudentShape:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
-# alpha_ce, alpha_mlm, alpha_cos, temperature, alpha_mse, then the layer-wise terms and their settings
+# alpha_ce, alpha_mlm, alpha_cos, temperature, alpha_mse, alpha_clm, then the layer-wise terms and their settings
 LOSS_WEIGHT_NAMES = tuple(f.name for f in fields(LossWeights))
 
 

@@ -89,7 +89,7 @@ FloatParam = Union[float, FloatRange, Choice]
 # The loss weights (distil.config.settings.LossWeights) as the search section names them; the order
 # of SEARCHABLE is the order Optuna draws them in. layer_map and relation_heads are always fixed
 # (SearchSpec.fixed() hands them to every candidate), relation_layer may be searched.
-ALPHAS = tuple(n for n in LOSS_WEIGHT_NAMES if n.startswith("alpha_"))  # alpha_ce, ..., alpha_mse, alpha_hidden, ...
+ALPHAS = tuple(n for n in LOSS_WEIGHT_NAMES if n.startswith("alpha_"))  # alpha_ce, ..., alpha_clm, alpha_hidden, ...
 SEARCHABLE = (*ALPHAS, "temperature", "layer_selection", "layer_map", "relation_heads", "relation_layer")
 LAYER_KEYS = ("layer_selection", "layer_map")  # a list value travels as its canonical key (layer_key)
 # Objectives the search can optimise, and their direction. The first objective of a spec must be
@@ -251,6 +251,9 @@ class SearchSpec(_Strict):
     alpha_mlm: FloatParam = 2.0
     alpha_cos: FloatParam = 1.0
     alpha_mse: FloatParam = 0.0
+    # the causal LM's next-token cross-entropy (the original distiller's alpha_clm; DistilGPT2: 2.0 with
+    # alpha_mlm 0): a causal (gpt2) teacher's LM term in alpha_mlm's place; 0 (the default) leaves it out
+    alpha_clm: FloatParam = 0.0
     # TinyBERT's hidden-state MSE through a learned projection W_h, plus the embeddings' through W_e (Jiao
     # et al. 2020, eq. 8-9), summed over the student's layers; 0 (the default) leaves the term out
     alpha_hidden: FloatParam = 0.0
@@ -334,14 +337,20 @@ class SearchSpec(_Strict):
         """Whether a draw of the loss weight `name` (an alpha) can be > 0: its term may be computed."""
         return _max_value(getattr(self, name)) > 0
 
+    def _left_out(self, name: str) -> bool:
+        """alpha_clm when it can only be 0: neither searched nor fixed, so a candidate takes LossWeights'
+        default 0 and every spec written before alpha_clm existed searches and records what it did."""
+        return name == "alpha_clm" and not self.can_be_positive(name)
+
     def searched(self) -> dict:
         """The searched loss/selection parameters: name -> FloatRange | Choice (SweepSpec.space()
         adds the student depth when it is searched)."""
-        return {n: getattr(self, n) for n in SEARCHABLE if isinstance(getattr(self, n), (FloatRange, Choice))}
+        return {n: getattr(self, n) for n in SEARCHABLE
+                if isinstance(getattr(self, n), (FloatRange, Choice)) and not self._left_out(n)}
 
     def fixed(self) -> dict:
         """The fixed parameters: name -> value (layer selection and layer map as canonical keys)."""
-        out = {n: getattr(self, n) for n in SEARCHABLE if n not in self.searched()}
+        out = {n: getattr(self, n) for n in SEARCHABLE if n not in self.searched() and not self._left_out(n)}
         return {n: layer_key(v) if n in LAYER_KEYS else v for n, v in out.items()}
 
     def encoded_points(self) -> list[dict]:

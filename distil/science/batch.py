@@ -56,6 +56,41 @@ class MaskedBatch:
         return self._map(lambda t: t.pin_memory())
 
 
+@dataclass
+class CausalBatch:
+    """One micro-batch of a causal teacher's step (no masking): B sequences right-padded to L positions.
+
+    input_ids: (B, L), pads `pad_id`; attention_mask: (B, L) 1 = real token; tokens: real tokens (a host
+    int). The labels are the ids themselves (distil.science.losses.causal_labels), built on the device.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    tokens: int
+
+    def to(self, device: torch.device | str) -> CausalBatch:
+        """On `device`, copied asynchronously (no host wait when the batch is in pinned memory)."""
+        return CausalBatch(self.input_ids.to(device, non_blocking=True),
+                           self.attention_mask.to(device, non_blocking=True), self.tokens)
+
+    def pin_memory(self) -> CausalBatch:
+        """In page-locked memory: the copy to a GPU can then overlap compute."""
+        return CausalBatch(self.input_ids.pin_memory(), self.attention_mask.pin_memory(), self.tokens)
+
+
+def prepare_causal_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, *, pad_id: int,
+                         length: int | None = None) -> CausalBatch:
+    """A (B, L0) CPU batch right-padded to `length` (≥ L0; default L0) positions with `pad_id`."""
+    l0 = input_ids.shape[1]
+    length = length or l0
+    if length < l0:
+        raise ValueError(f"cannot pad a batch of length {l0} to {length}")
+    pad = length - l0
+    ids = torch.nn.functional.pad(input_ids, (0, pad), value=pad_id)
+    attn = torch.nn.functional.pad(attention_mask, (0, pad), value=0)
+    return CausalBatch(ids, attn, int(attn.sum()))
+
+
 def round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 

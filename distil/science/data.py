@@ -29,8 +29,10 @@ import torch
 from datasets import Dataset, Features, List, Value, concatenate_datasets, load_dataset
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
+from distil.config.families import FAMILIES, Family
 from distil.config.rules import MIN_TRAIN_SEQUENCES, corpus_pieces, corpus_split_file
 from distil.config.spec import CorpusSpec
+from distil.science.families import token_ids
 
 ROWS_PER_SHARD = 100_000  # text rows per Arrow shard: bounds the driver's memory while streaming
 ROWS_PER_PROC = 10_000  # fewest rows worth a tokenising process (starting one costs ~1 s)
@@ -53,28 +55,35 @@ def stream_texts(corpus: CorpusSpec, split: str) -> datasets.IterableDataset:
     return ds.select_columns([corpus.text_column]).with_format("arrow")
 
 
-def _cut(batch: dict, tokenizer, max_seq_len: int, min_tokens: int) -> dict:
-    """`Dataset.map` function: [CLS] piece [SEP] for every piece of every text that
+def _cut(batch: dict, tokenizer, max_seq_len: int, min_tokens: int, bos: int, eos: int) -> dict:
+    """`Dataset.map` function: bos piece eos for every piece of every text that
     distil.config.rules.corpus_pieces keeps (the cut preflight counts with)."""
     rows = tokenizer([t or "" for t in batch["text"]], add_special_tokens=False, verbose=False)["input_ids"]
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    return {"input_ids": [[cls, *ids[start:end], sep] for ids in rows
+    return {"input_ids": [[bos, *ids[start:end], eos] for ids in rows
                           for start, end in corpus_pieces(len(ids), max_seq_len, min_tokens)]}
 
 
-def tokenize(texts: Dataset, tokenizer, max_seq_len: int, min_tokens: int, num_proc: int = 1) -> Dataset:
-    """Token-id sequences of a `text` dataset, in row order: [CLS] piece [SEP], at most max_seq_len ids.
+def tokenize(texts: Dataset, tokenizer, max_seq_len: int, min_tokens: int, num_proc: int = 1,
+             family: Family = FAMILIES["bert"]) -> Dataset:
+    """Token-id sequences of a `text` dataset, in row order: bos piece eos, at most max_seq_len ids, with
+    `family`'s bos and eos (distil.config.families: BERT [CLS] piece [SEP], RoBERTa <s> piece </s>,
+    GPT-2 <|endoftext|> piece <|endoftext|>).
 
     Each text is cut into pieces of max_seq_len - 2 tokens; pieces shorter than min_tokens (titles,
     headings, tails) are dropped. Up to `num_proc` processes (ROWS_PER_PROC rows each at least)
     tokenise contiguous slices of `texts`, so the result does not depend on their number.
     Cached next to `texts` under `datasets`' fingerprint.
+
+    Raises:
+        ValueError: the tokenizer lacks one of the family's tokens (distil.science.families.token_ids).
     """
+    ids = token_ids(family, tokenizer)
     num_proc = min(num_proc, math.ceil(len(texts) / ROWS_PER_PROC))
     return texts.map(
         _cut, batched=True, remove_columns=texts.column_names, features=FEATURES,
         num_proc=num_proc if num_proc > 1 else None,
-        fn_kwargs={"tokenizer": tokenizer, "max_seq_len": max_seq_len, "min_tokens": min_tokens},
+        fn_kwargs={"tokenizer": tokenizer, "max_seq_len": max_seq_len, "min_tokens": min_tokens, "bos": ids.bos,
+                   "eos": ids.eos},
     )
 
 
@@ -109,7 +118,8 @@ def _text_shard(batches, path: Path, rows: int) -> Dataset | None:
     return Dataset.from_file(str(path))
 
 
-def _tokenize_split(corpus: CorpusSpec, split: str, tokenizer, limit: int, work: Path, num_proc: int) -> Dataset:
+def _tokenize_split(corpus: CorpusSpec, split: str, tokenizer, limit: int, work: Path, num_proc: int,
+                    family: Family) -> Dataset:
     """The first `limit` sequences of a split, streaming only as many text rows as they need."""
     work.mkdir(parents=True, exist_ok=True)
     batches = stream_texts(corpus, split).iter(batch_size=1000)
@@ -121,7 +131,7 @@ def _tokenize_split(corpus: CorpusSpec, split: str, tokenizer, limit: int, work:
             texts = _text_shard(batches, work / f"{len(parts):05d}.arrow", want)
             if texts is None:
                 break
-            parts.append(tokenize(texts, tokenizer, corpus.max_seq_len, corpus.min_tokens, num_proc))
+            parts.append(tokenize(texts, tokenizer, corpus.max_seq_len, corpus.min_tokens, num_proc, family))
             rows_read, found = rows_read + len(texts), found + len(parts[-1])
             if len(texts) < want:  # the split is exhausted
                 break
@@ -132,25 +142,32 @@ def _tokenize_split(corpus: CorpusSpec, split: str, tokenizer, limit: int, work:
     return concatenate_datasets(parts).select(range(min(found, limit)))
 
 
-def _key(corpus: CorpusSpec, tokenizer, eval_sequences: int) -> str:
+def _key(corpus: CorpusSpec, tokenizer, eval_sequences: int, family: Family) -> str:
     vocab = hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()
-    return hashlib.sha256(f"{corpus.model_dump_json()}|{vocab}|eval={eval_sequences}|v2".encode()).hexdigest()[:16]
+    # BERT's [CLS] ... [SEP] is the frame every corpus had before families: its key stays what it was
+    frame = "" if family.model_type == "bert" else f"|frame={family.bos_token},{family.eos_token}"
+    key = f"{corpus.model_dump_json()}|{vocab}|eval={eval_sequences}{frame}|v2"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def prepare_corpus(corpus: CorpusSpec, tokenizer, cache_dir: Path, eval_sequences: int = 512,
-                   num_proc: int | None = None) -> Path:
+                   num_proc: int | None = None, family: Family = FAMILIES["bert"]) -> Path:
     """Tokenise the train and eval splits and count tokens; returns the corpus dir (reused if present).
 
     Writes `train/` and `eval/` (`Dataset.save_to_disk`, column `input_ids`: list<int32>, at most
-    corpus.max_sequences and eval_sequences rows) and counts.npy ((V,) int64 token counts over the
-    train sequences, for the masking's smoothing). The dir is keyed by the corpus spec, the
-    vocabulary and eval_sequences. num_proc: tokenising processes (default: the usable CPUs).
+    corpus.max_sequences and eval_sequences rows; each sequence framed by the teacher `family`'s bos and
+    eos, see tokenize) and counts.npy ((V,) int64 token counts over the train sequences, for the
+    masking's smoothing). The dir is keyed by the corpus spec, the vocabulary, eval_sequences and the
+    frame (a BERT corpus by the first three alone, as before families). num_proc: tokenising processes
+    (default: the usable CPUs). The teacher's positions are checked against corpus.max_seq_len before
+    (distil.config.rules.check_max_seq_len).
 
     Raises:
-        ValueError: fewer than MIN_TRAIN_SEQUENCES (16) train sequences.
+        ValueError: fewer than MIN_TRAIN_SEQUENCES (16) train sequences; a tokenizer without the family's tokens.
         FileNotFoundError: a local corpus dir without the split's parquet file.
     """
-    out = Path(cache_dir) / f"corpus-{_key(corpus, tokenizer, eval_sequences)}"
+    token_ids(family, tokenizer)  # a tokenizer without the family's tokens fails here, before any work
+    out = Path(cache_dir) / f"corpus-{_key(corpus, tokenizer, eval_sequences, family)}"
     if (out / "done").exists():
         return out
     num_proc = num_proc or len(os.sched_getaffinity(0))
@@ -162,8 +179,9 @@ def prepare_corpus(corpus: CorpusSpec, tokenizer, cache_dir: Path, eval_sequence
         work = out / "work"
         splits = {
             "train": _tokenize_split(corpus, corpus.train_split, tokenizer, corpus.max_sequences, work / "train",
-                                     num_proc),
-            "eval": _tokenize_split(corpus, corpus.eval_split, tokenizer, eval_sequences, work / "eval", num_proc),
+                                     num_proc, family),
+            "eval": _tokenize_split(corpus, corpus.eval_split, tokenizer, eval_sequences, work / "eval", num_proc,
+                                    family),
         }
         if len(splits["train"]) < MIN_TRAIN_SEQUENCES:
             raise ValueError(f"corpus.path: only {len(splits['train'])} sequences of >= {corpus.min_tokens} tokens in "
@@ -184,7 +202,7 @@ def prepare_corpus(corpus: CorpusSpec, tokenizer, cache_dir: Path, eval_sequence
 class TokenSequences:
     """The token-id sequences of a corpus split, memory-mapped; nothing is read until indexed.
 
-    `lengths`: (N,) int64 numpy array. `seqs[i]`: (L_i,) int64 tensor ([CLS] ... [SEP]), read
+    `lengths`: (N,) int64 numpy array. `seqs[i]`: (L_i,) int64 tensor (bos ... eos: [CLS] ... [SEP]), read
     from the mapped file; `seqs[a:b]`: a list of such tensors. Per Arrow record batch it keeps
     two zero-copy numpy views (offsets, values), so a million sequences cost ~12 bytes each
     (lengths + offsets), not a Python object each.

@@ -20,13 +20,14 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForMaskedLM, DistilBertForMaskedLM, get_linear_schedule_with_warmup
 
+from distil.config.families import CLM, family_of
 from distil.config.layers import parse_layer_key, select_layers
 from distil.config.rules import check_layer_terms, teacher_shape
 from distil.config.settings import LossWeights, StudentShape
 from distil.science.data import length_grouped_batches, pad_batch
-from distil.science.batch import MaskedBatch, encoder_mask, gather_rows, prepare_batch
-from distil.science.losses import (CausalLossWeights, LayerStates, attention_scores, causal_distillation_loss,
-                                   causal_labels, distillation_loss)
+from distil.science.batch import CausalBatch, MaskedBatch, encoder_mask, gather_rows, prepare_batch
+from distil.science.losses import (LayerStates, attention_scores, causal_distillation_loss, causal_labels,
+                                   distillation_loss)
 from distil.science.teacher import mlm_logits_at
 
 
@@ -115,10 +116,52 @@ class MaskedLMStudent(nn.Module):
             raise ValueError(f"alpha_hidden, alpha_attn and alpha_relation are DistilBERT students' only; a "
                              f"{student.config.model_type} student takes alpha_ce, alpha_mlm, alpha_cos, alpha_mse")
         self.student = student
+        self.projections = nn.ModuleDict()  # none: what the Distiller's checkpoints carry for every student
 
     def forward(self, input_ids, attention_mask, positions):
         hidden = self.student.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return hidden, self.student.lm_head(gather_rows(hidden, positions)), {}
+
+
+class CausalLMStudent(nn.Module):
+    """Wraps a causal student (GPT2LMHeadModel: distil.config.families) as the Distiller holds every
+    student: `.student` is the model saved in checkpoints, `.projections` is empty (no layer-wise terms).
+    The forward is the student's own (DDP synchronises it): `causal_loss_terms` calls it with input_ids,
+    attention_mask and output_hidden_states.
+
+    Raises:
+        ValueError: `weights` turn on alpha_mlm or a layer-wise term (a causal student takes alpha_ce,
+            alpha_clm, alpha_cos and alpha_mse).
+    """
+
+    def __init__(self, student: nn.Module, weights: LossWeights | None = None):
+        super().__init__()
+        if weights is not None and (weights.alpha_mlm > 0 or any(a > 0 for a in weights.layer_alphas)):
+            raise ValueError(f"a {student.config.model_type} student is distilled with alpha_ce, alpha_clm, alpha_cos "
+                             "and alpha_mse; set alpha_mlm, alpha_hidden, alpha_attn and alpha_relation to 0")
+        self.student = student
+        self.projections = nn.ModuleDict()
+
+    def forward(self, input_ids, attention_mask, output_hidden_states: bool = False):
+        return self.student(input_ids=input_ids, attention_mask=attention_mask,
+                            output_hidden_states=output_hidden_states)
+
+
+def wrap_student(student: nn.Module, weights: LossWeights, teacher_config) -> nn.Module:
+    """The wrapper a student of the teacher's family (`teacher_config`: its transformers config) is
+    distilled in: a DistilBERT (BERT teacher) in StudentForDistillation, with the layer-wise terms'
+    projections; a RoBERTa student in MaskedLMStudent; a GPT-2 student in CausalLMStudent.
+
+    Raises:
+        SpecError (a ValueError): a model_type outside the family table.
+        ValueError: a term of `weights` that the family's student does not take.
+    """
+    family = family_of(teacher_config.model_type)
+    if family.objective == CLM:
+        return CausalLMStudent(student, weights)
+    if family.copies_by_name:
+        return MaskedLMStudent(student, weights)
+    return StudentForDistillation(student, weights, teacher_config)
 
 
 @torch.no_grad()
@@ -301,7 +344,7 @@ def _flat(extras: dict) -> LayerStates:
 
 
 def causal_loss_terms(teacher: nn.Module, student: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      weights: CausalLossWeights) -> dict[str, torch.Tensor]:
+                      weights: LossWeights) -> dict[str, torch.Tensor]:
     """Run a causal teacher (no grad) and student (GPT2LMHeadModel, possibly DDP-wrapped) on one batch
     and return the causal loss terms (distil.science.losses.causal_distillation_loss: 'loss', 'ce', 'clm',
     'cos', 'mse'). No masking: the original distiller's step for GPT-2.
@@ -322,3 +365,9 @@ def causal_loss_terms(teacher: nn.Module, student: nn.Module, input_ids: torch.T
     return causal_distillation_loss(student_logits=s.logits, teacher_logits=t_logits, labels=labels,
                                     student_hidden=s_hidden, teacher_hidden=t_hidden, attention_mask=attention_mask,
                                     weights=weights)
+
+
+def causal_batch_terms(teacher: nn.Module, student: nn.Module, batch: CausalBatch, weights: LossWeights
+                       ) -> dict[str, torch.Tensor]:
+    """causal_loss_terms on a CausalBatch (on the models' device): the Distiller's step for a causal teacher."""
+    return causal_loss_terms(teacher, student, batch.input_ids, batch.attention_mask, weights)

@@ -33,9 +33,12 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from distil.config.families import CLM
 from distil.config.settings import LossWeights
-from distil.science.batch import MaskedBatch, Prefetcher, bucket_length, prepare_batch
-from distil.science.distill import apply_update, loss_terms, optimizer_for, step_seed
+from distil.science.batch import (CausalBatch, MaskedBatch, Prefetcher, bucket_length, prepare_batch,
+                                  prepare_causal_batch)
+from distil.science.distill import apply_update, causal_batch_terms, loss_terms, optimizer_for, step_seed
+from distil.science.families import family_of_model
 
 
 class NonFiniteLoss(RuntimeError):
@@ -67,16 +70,24 @@ def cast_frozen_linears(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 class Distiller:
     """One student's distillation: `step()` runs one optimiser step, `interval()` reads the metrics.
 
-    teacher: a frozen BertForMaskedLM on `device`, in eval mode (with bf16 the Distiller runs a copy
-    with bf16 linear layers, cast_frozen_linears, and leaves `teacher` as it is). model: a
-    StudentForDistillation built for `weights`, on `device`, possibly DDP-wrapped. batches:
+    teacher: a frozen teacher of a family of distil.config.families (BertForMaskedLM, RobertaForMaskedLM,
+    GPT2LMHeadModel) on `device`, in eval mode (with bf16 the Distiller runs a copy with bf16 linear layers,
+    cast_frozen_linears, and leaves `teacher` as it is). model: the student in the wrapper of its family
+    (distil.science.distill.wrap_student: StudentForDistillation, MaskedLMStudent, CausalLMStudent) built
+    for `weights`, on `device`, possibly DDP-wrapped. batches:
     `batches(s, pad_id)` -> (input_ids (B, L), attention_mask (B, L)) on the CPU, a pure function of
     the micro-step s (a distil.science.distill.BatchStream). probs: (V,) masking weights
     (distil.science.masking.token_probs). d: the run's DistillSpec (lr, weight_decay, warmup_ratio,
     grad_accumulation, max_grad_norm, mlm_mask_prob, restrict_ce_to_mask, compile; its `bf16` is not read:
     `bf16` is the resolved choice, distil.science.precision.resolve_bf16). rank/world: this worker's
     place (seeds and token counts). terms_fn: `loss_terms` or a function with its signature (a
-    benchmark's other math: `fn(teacher, model, batch: MaskedBatch, weights)`).
+    benchmark's other math: `fn(teacher, model, batch: MaskedBatch, weights)`; default: `loss_terms`, or
+    `causal_batch_terms` for a causal teacher).
+
+    A causal teacher (objective `clm`: GPT-2) is distilled without masking, as the original distiller does
+    for GPT-2: each micro-batch is only padded (distil.science.batch.CausalBatch; `probs` and `mask_id` are
+    not read, pass None) and its terms are causal_loss_terms' (ce, clm, cos, mse at every real position);
+    the accumulation, token counts, non-finite check, state dict and resume are the same.
 
     Masks are drawn on the CPU with a CPU generator (the same masks on every device) before the batch
     moves to `device`; dropout draws from the global RNG seeded per micro-step. Each batch's length is
@@ -88,22 +99,26 @@ class Distiller:
     batches on a background thread (default: on CUDA, into pinned memory); the same batches either way.
     """
 
-    def __init__(self, teacher: nn.Module, model: nn.Module, batches, probs: torch.Tensor, weights: LossWeights, d,
-                 *, total_steps: int, seed: int, pad_id: int, mask_id: int, device: torch.device | str = "cpu",
-                 bf16: bool = False, rank: int = 0, world: int = 1, terms_fn=loss_terms,
+    def __init__(self, teacher: nn.Module, model: nn.Module, batches, probs: torch.Tensor | None,
+                 weights: LossWeights, d, *, total_steps: int, seed: int, pad_id: int, mask_id: int | None,
+                 device: torch.device | str = "cpu", bf16: bool = False, rank: int = 0, world: int = 1, terms_fn=None,
                  length_multiple: int | None = None, deferred: bool | None = None, prefetch: bool | None = None):
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
+        family = family_of_model(teacher)
+        self.causal = family.objective == CLM  # no masking: CausalBatch, causal_batch_terms
         self.teacher = cast_frozen_linears(teacher, torch.bfloat16) if bf16 else teacher
         self.model, self.batches, self.weights, self.d = model, batches, weights, d
-        self.probs = probs.cpu()  # masks are drawn on the CPU: no copy back from the GPU per micro-step
+        # masks are drawn on the CPU: no copy back from the GPU per micro-step
+        self.probs = probs.cpu() if not self.causal else None
         self.seed, self.pad_id, self.mask_id, self.rank, self.world = seed, pad_id, mask_id, rank, world
         # Padding L changes the shape of dropout's draws, so a padded step is not the unpadded one up to
         # summation order, and on 2 CPU cores the padding is extra work: buckets where fixed shapes pay
         # (CUDA: torch.compile, CUDA graphs, no reallocation), the batch's own length on a CPU.
         self.length_multiple = length_multiple or (32 if cuda else 1)
-        self.bf16, self.terms_fn = bf16, terms_fn
-        positions = [c.max_position_embeddings for c in (teacher.config, self.student.config)]
+        self.bf16 = bf16
+        self.terms_fn = terms_fn or (causal_batch_terms if self.causal else loss_terms)
+        positions = [family.max_seq_len(c.to_dict()) for c in (teacher.config, self.student.config)]
         lengths = getattr(batches, "lengths", None)
         self.max_len = min(positions + ([int(max(lengths))] if lengths is not None and len(lengths) else []))
         self.deferred = cuda if deferred is None else deferred
@@ -124,26 +139,31 @@ class Distiller:
 
     @property
     def wrapper(self) -> nn.Module:
-        """The StudentForDistillation (DDP's `.module` when wrapped)."""
+        """The student's wrapper, StudentForDistillation, MaskedLMStudent or CausalLMStudent (DDP's `.module`
+        when wrapped)."""
         return getattr(self.model, "module", self.model)
 
     @property
     def student(self) -> nn.Module:
-        """The DistilBertForMaskedLM being distilled (what a checkpoint saves; no projections)."""
+        """The student being distilled, e.g. a DistilBertForMaskedLM (what a checkpoint saves; no projections)."""
         return self.wrapper.student
 
-    def _prepare(self, micro: int) -> MaskedBatch:
+    def _prepare(self, micro: int) -> MaskedBatch | CausalBatch:
         """Micro-batch `micro` masked, padded and indexed on the CPU (pinned for a GPU): a pure function
-        of (seed, micro, rank, world), whichever thread runs it."""
+        of (seed, micro, rank, world), whichever thread runs it. A causal teacher's: padded only."""
         seed = step_seed(self.seed, micro, self.rank, self.world)
         ids, attn = self.batches(micro, self.pad_id)
+        if self.causal:
+            batch = prepare_causal_batch(ids, attn, pad_id=self.pad_id,
+                                         length=bucket_length(ids.shape[1], self.length_multiple, self.max_len))
+            return batch.pin_memory() if self.pin else batch
         batch = prepare_batch(ids, attn, self.probs, mask_id=self.mask_id, pad_id=self.pad_id,
                               mask_prob=self.d.mlm_mask_prob, restrict_ce_to_mask=self.d.restrict_ce_to_mask,
                               generator=torch.Generator().manual_seed(seed),
                               length=bucket_length(ids.shape[1], self.length_multiple, self.max_len))
         return batch.pin_memory() if self.pin else batch
 
-    def batch(self, micro: int) -> MaskedBatch:
+    def batch(self, micro: int) -> MaskedBatch | CausalBatch:
         """Micro-batch `micro` on the CPU as step() uses it (prefetched or not: the same tensors)."""
         return self._prefetch.get(micro) if self._prefetch is not None else self._prepare(micro)
 

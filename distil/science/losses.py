@@ -265,37 +265,6 @@ def distillation_loss(
     return out
 
 
-@dataclass(frozen=True)
-class CausalLossWeights:
-    """The weights of a causal teacher's objective (the original distiller's `--alpha_ce --alpha_clm
-    --alpha_cos --alpha_mse --temperature` with `--mlm` off; DistilGPT2 used 5/2/1, no MSE, T = 2):
-
-        L = alpha_ce · L_ce(T) + alpha_clm · L_clm + alpha_cos · L_cos + alpha_mse · L_mse
-
-    Its own type until the spec carries an objective per family (then distil.config.settings.LossWeights
-    gains alpha_clm and this goes): the names and meanings are LossWeights' with alpha_clm in alpha_mlm's place.
-
-    Raises:
-        ValueError: every alpha is 0 (nothing to learn).
-    """
-
-    alpha_ce: float
-    alpha_clm: float
-    alpha_cos: float
-    temperature: float
-    alpha_mse: float = 0.0
-
-    def __post_init__(self):
-        if max(self.alpha_ce, self.alpha_clm, self.alpha_cos, self.alpha_mse) <= 0:
-            raise ValueError("every alpha is 0: nothing to learn; give at least one loss term a positive weight")
-
-    @property
-    def needs_teacher(self) -> bool:
-        """Whether a term that reads the teacher (every one but clm) has a positive weight: CLM alone (a
-        clm_only reference row) needs no teacher forward."""
-        return max(self.alpha_ce, self.alpha_cos, self.alpha_mse) > 0
-
-
 def causal_distillation_loss(
     *,
     student_logits: torch.Tensor,
@@ -304,7 +273,7 @@ def causal_distillation_loss(
     student_hidden: torch.Tensor,
     teacher_hidden: torch.Tensor | None,
     attention_mask: torch.Tensor,
-    weights: CausalLossWeights,
+    weights: LossWeights,
 ) -> dict[str, torch.Tensor]:
     """Weighted sum of a causal teacher's terms by `weights`; returns {'loss', 'ce', 'clm', 'cos', 'mse'}
     (scalars; a term whose alpha is 0 is not computed and reported as 0).
@@ -315,9 +284,16 @@ def causal_distillation_loss(
 
     logits (B, L, V), hidden (B, L, H), labels and attention_mask (B, L); the teacher's tensors may be None
     when alpha_ce, alpha_cos and alpha_mse are 0. Static shapes: the pads weigh 0 (weighted_mean), no
-    boolean gathers.
+    boolean gathers. `weights`' alpha_mlm and layer-wise alphas must be 0 (a causal student has no
+    masked positions and no DistilBERT layers to read).
+
+    Raises:
+        ValueError: alpha_mlm or a layer-wise alpha is positive.
     """
     w = weights
+    if w.alpha_mlm > 0 or any(a > 0 for a in w.layer_alphas):
+        raise ValueError("a causal teacher is distilled with alpha_ce, alpha_clm, alpha_cos and alpha_mse; set "
+                         "alpha_mlm, alpha_hidden, alpha_attn and alpha_relation to 0")
     zero = student_hidden.new_zeros(())
     real = attention_mask.flatten().float()  # (B·L,) 1 = a real position
     s_rows = student_logits.flatten(0, 1)  # (B·L, V)

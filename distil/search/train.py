@@ -4,17 +4,17 @@ Supports: gradient accumulation (DDP syncs once per optimizer step), bf16 autoca
 budget per candidate (equal compute across candidates), checkpoint/resume. Not supported:
 resuming with a different number of workers (the batch of a step depends on the world size).
 
-Each worker loads the (head-fitted) teacher and the cached token sequences, builds the same
-student (same seed), and runs a `distil.science.distiller.Distiller` (the loop, Ray-free). Rank 0
-reports a checkpoint every `checkpoint_every` steps, at the end of each call (a rung of early
-stopping) and at the end: the student as a Hugging Face dir (safetensors + tokenizer) plus
-`train_state.pt` (`Distiller.state_dict()`: optimizer, scheduler, step, tokens seen, and the learned
-projections of the layer-wise loss terms, which are never part of the student). A restarted worker
-group (`FailureConfig`), a later rung, or a trial restarted after the driver died resumes from the
-last checkpoint; masks, dropout and batches are functions of the step, so the resumed run repeats
-the uninterrupted one. A NaN/inf loss (seen as a non-finite gradient norm) raises NonFiniteLoss at
-once on a CPU, at the next report on a GPU (the check is read there, Distiller's deferred mode)
-("loss is nan at step 37").
+Each worker loads the (head-fitted) teacher as its family's class (distil.config.families: BERT,
+RoBERTa, GPT-2; `load_models`) and the cached token sequences, builds the same student (same seed), and
+runs a `distil.science.distiller.Distiller` (the loop, Ray-free). Rank 0 reports a checkpoint every
+`checkpoint_every` steps, at the end of each call (a rung of early stopping) and at the end: the student
+as a Hugging Face dir (safetensors + tokenizer) plus `train_state.pt` (`Distiller.state_dict()`:
+optimizer, scheduler, step, tokens seen, and the learned projections of the layer-wise loss terms, which
+are never part of the student). A restarted worker group (`FailureConfig`), a later rung, or a trial
+restarted after the driver died resumes from the last checkpoint; masks, dropout and batches are
+functions of the step, so the resumed run repeats the uninterrupted one. A NaN/inf loss (seen as a
+non-finite gradient norm) raises NonFiniteLoss at once on a CPU, at the next report on a GPU (the check
+is read there, Distiller's deferred mode) ("loss is nan at step 37").
 """
 
 from __future__ import annotations
@@ -31,14 +31,16 @@ import ray.train
 import torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
-from transformers import AutoTokenizer, BertForMaskedLM, DistilBertForMaskedLM
+from transformers import AutoConfig, AutoTokenizer
 
+from distil.config.families import MLM, Family, family_of
 from distil.config.layers import parse_layer_key
 from distil.config.settings import LOSS_WEIGHT_NAMES, LossWeights, StudentShape
 from distil.config.spec import DistillSpec
 from distil.science.data import load_counts, load_sequences
-from distil.science.distill import BatchStream, StudentForDistillation
+from distil.science.distill import BatchStream, wrap_student
 from distil.science.distiller import Distiller, NonFiniteLoss
+from distil.science.families import FamilyTokens, model_class, token_ids
 from distil.science.masking import token_probs
 from distil.science.precision import enable_tf32, resolve_bf16
 from distil.science.student import build_student
@@ -113,29 +115,27 @@ def train_loop_per_worker(cfg: dict) -> None:
     device = ray.train.torch.get_device()
     bf16 = resolve_bf16(d.bf16, device)  # the spec's precision, decided here for this worker's device
     enable_tf32(device)
-    tokenizer = AutoTokenizer.from_pretrained(job.teacher_dir)
-    teacher = BertForMaskedLM.from_pretrained(job.teacher_dir).to(device).eval()
-    for p in teacher.parameters():
-        p.requires_grad = False
-
-    torch.manual_seed(job.seed)  # identical initial student on every rank
-    student = build_student(teacher, params.n_layers, parse_layer_key(params.layer_selection), params.shape)
+    models = load_models(job.teacher_dir, params, job.seed, device)
+    tokenizer, teacher, tokens = models.tokenizer, models.teacher, models.tokens
     checkpoint = ray.train.get_checkpoint()
     state = None
     if checkpoint:
         with checkpoint.as_directory() as ckpt:
-            student = DistilBertForMaskedLM.from_pretrained(ckpt)
+            student = models.load_student(ckpt)
             # weights_only: the checkpoint may sit on shared storage; never unpickle code from it.
             # map_location: each rank's own device (saved from rank 0's, which would be GPU 0 for all).
             state = torch.load(Path(ckpt) / "train_state.pt", map_location=device, weights_only=True)
-    model = ray.train.torch.prepare_model(StudentForDistillation(student, params.weights, teacher.config))
+    else:
+        student = models.student
+    model = ray.train.torch.prepare_model(wrap_student(student, params.weights, teacher.config))
     sequences = load_sequences(job.corpus_dir)
     total_steps = planned_steps(d, sequences.lengths, world)
     stop_step = max(1, math.ceil(cfg.get("stop_at_fraction", 1.0) * total_steps - 1e-9))
-    probs = token_probs(load_counts(job.corpus_dir), d.mlm_smoothing, tokenizer.all_special_ids)
+    probs = models.masking_probs(job.corpus_dir, d.mlm_smoothing)
     dist = Distiller(teacher, model, BatchStream(sequences, d.batch_size, job.seed, rank, world), probs,
-                     params.weights, d, total_steps=total_steps, seed=job.seed, pad_id=tokenizer.pad_token_id,
-                     mask_id=tokenizer.mask_token_id, device=device, bf16=bf16, rank=rank, world=world)
+                     params.weights, d, total_steps=total_steps, seed=job.seed, pad_id=tokens.pad,
+                     mask_id=tokens.mask, device=device, bf16=bf16, rank=rank, world=world)
+    del models
     del teacher  # with bf16 the Distiller holds a copy with bf16 linear layers: free the fp32 ones
     if state:
         dist.load_state_dict(state)
@@ -162,6 +162,49 @@ def train_loop_per_worker(cfg: dict) -> None:
             _report(metrics, dist, tokenizer, rank, cfg.get("live_file"))
             t0 = time.time()
     dist.close()
+
+
+@dataclass
+class WorkerModels:
+    """What a distillation worker loads, by the teacher's family (distil.config.families): its tokenizer
+    and token ids, the frozen teacher (`family.teacher_class`) on the worker's device in eval mode, and
+    the student built from it by the candidate's layer rule (seeded: the same on every rank)."""
+
+    family: Family
+    tokenizer: object
+    tokens: FamilyTokens
+    teacher: torch.nn.Module
+    student: torch.nn.Module
+
+    def load_student(self, checkpoint_dir: str | os.PathLike) -> torch.nn.Module:
+        """The student saved in a checkpoint dir (`family.student_class`: DistilBertForMaskedLM for BERT)."""
+        return model_class(self.family.student_class).from_pretrained(checkpoint_dir)
+
+    def masking_probs(self, corpus_dir: str | os.PathLike, smoothing: float) -> torch.Tensor | None:
+        """(V,) masking weights of a masked-LM family (special tokens 0; distil.science.masking.token_probs);
+        None for a causal one, which masks nothing."""
+        if self.family.objective != MLM:
+            return None
+        return token_probs(load_counts(corpus_dir), smoothing, list(self.tokens.special))
+
+
+def load_models(teacher_dir: str, params: CandidateParams, seed: int, device: torch.device | str = "cpu"
+                ) -> WorkerModels:
+    """The tokenizer, frozen teacher and initial student of a candidate's run (WorkerModels), Ray-free.
+
+    Raises:
+        SpecError (a ValueError): the teacher's model_type is outside the family table.
+        ValueError: its tokenizer lacks the family's special tokens (distil.science.families.token_ids).
+    """
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    family = family_of(AutoConfig.from_pretrained(teacher_dir).model_type, f"teacher.model: {teacher_dir}")
+    tokens = token_ids(family, tokenizer)
+    teacher = model_class(family.teacher_class).from_pretrained(teacher_dir).to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad = False
+    torch.manual_seed(seed)  # identical initial student on every rank
+    student = build_student(teacher, params.n_layers, parse_layer_key(params.layer_selection), params.shape)
+    return WorkerModels(family, tokenizer, tokens, teacher, student)
 
 
 def planned_steps(d: DistillSpec, lengths: list[int], world: int) -> int:
