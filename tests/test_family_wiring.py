@@ -379,3 +379,51 @@ def test_a_roberta_distiller_step_masks_with_mask(models):
     terms = dist.interval()["terms"]
     assert set(terms) == {"loss", "ce", "mlm", "cos", "mse"} and all(math.isfinite(v) for v in terms.values())
     assert terms["ce"] > 0 and dist.state_dict()["projections"] == {}
+
+
+# ---------------------------------------------------------------- the Ray Train worker's loop, without Ray
+@pytest.mark.parametrize("family", ["gpt2", "roberta", "bert"])
+def test_the_workers_loop_distils_and_resumes_a_candidate_of_each_family(tmp_path, monkeypatch, saved, corpus, family,
+                                                                          teacher_source):
+    """train_loop_per_worker with Ray Train's calls replaced in-process (one worker, CPU, no cluster): the
+    candidate runs to a rung, reports checkpoints of its family's student, and a second call resumes from
+    the last one (the student class loaded back by family) to the end."""
+    import ray.train
+    import ray.train.torch
+    from transformers import AutoTokenizer
+
+    from distil.config.spec import DistillSpec
+    from distil.science.data import prepare_corpus
+    from distil.search import train
+
+    teacher_dir = teacher_source if family == "bert" else saved[family]  # BERT: the MiniLM teacher
+    corpus_dir = prepare_corpus(_corpus_spec(corpus), AutoTokenizer.from_pretrained(teacher_dir), tmp_path / "cache",
+                                8, num_proc=1, family=FAMILIES[family])
+    reports, kept = [], tmp_path / "checkpoint"
+
+    def report(metrics, checkpoint=None):
+        reports.append(metrics)
+        if checkpoint is not None:  # Ray copies it to storage before the worker's temporary dir goes
+            import shutil
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(checkpoint.path, kept)
+
+    context = type("Context", (), {"get_world_rank": lambda self: 0, "get_world_size": lambda self: 1})()
+    monkeypatch.setattr(ray.train, "get_context", lambda: context)
+    monkeypatch.setattr(ray.train, "report", report)
+    monkeypatch.setattr(ray.train.torch, "get_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(ray.train.torch, "prepare_model", lambda model: model)
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)
+    job = train.DistillJob(teacher_dir=teacher_dir, corpus_dir=str(corpus_dir), storage=str(tmp_path),
+                           distill=DistillSpec(steps=4, batch_size=4, num_workers=1, checkpoint_every=2, bf16=False))
+    cfg = {"job": job, "params": _params(family), "stop_at_fraction": 0.5}
+    train.train_loop_per_worker(cfg)
+    assert [r["step"] for r in reports] == [2] and (kept / "train_state.pt").is_file()
+    lm = "clm" if family == "gpt2" else "mlm"
+    assert reports[0][lm] > 0 and all(math.isfinite(reports[0][k]) for k in ("loss", "ce", "cos", lm))
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: ray.train.Checkpoint.from_directory(str(kept)))
+    train.train_loop_per_worker({**cfg, "stop_at_fraction": 1.0})
+    assert [r["step"] for r in reports] == [2, 4] and reports[1]["resumed_from_step"] == 2
+    assert reports[1]["tokens"] > reports[0]["tokens"] > 0
+    student = train.model_class(FAMILIES[family].student_class).from_pretrained(kept)
+    assert getattr(student.config, FAMILIES[family].depth_key if family != "bert" else "n_layers") == 2
