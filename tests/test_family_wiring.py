@@ -370,6 +370,12 @@ def test_a_gpt2_student_refuses_the_masked_terms(models):
         _distiller(models, "gpt2", LossWeights(**PARAMS, alpha_mlm=2.0))  # refused by CausalLMStudent
 
 
+def test_a_masked_lm_step_refuses_alpha_clm(models):
+    dist = _distiller(models, "roberta", LossWeights(**PARAMS, alpha_mlm=2.0, alpha_clm=1.0))
+    with pytest.raises(ValueError, match="alpha_clm is a causal teacher's term; .* set alpha_clm to 0"):
+        dist.step()
+
+
 def test_a_roberta_distiller_step_masks_with_mask(models):
     dist = _distiller(models, "roberta")
     assert not dist.causal and dist.max_len == max(dist.batches.lengths)  # < 64 positions after the pad id

@@ -241,8 +241,14 @@ def distillation_loss(
     logits' rows (0 = padding), `labels` (N,) is then aligned with them, -100 where a row is not a masked
     position (`mlm_rows` unused); `hidden_weight` (M,) weighs the hidden states' and the layer states'
     rows (every position, 0 at the pads). The same values up to float summation order.
+
+    Raises:
+        ValueError: alpha_clm is positive (the causal LM term is causal_distillation_loss's: a masked LM has none).
     """
     w = weights
+    if w.alpha_clm > 0:
+        raise ValueError("alpha_clm is a causal teacher's term; a masked LM is distilled with alpha_mlm: set "
+                         "alpha_clm to 0")
     zero = student_hidden.new_zeros(())
     rw, hw = row_weight, hidden_weight
     ce = ce_loss(student_logits, teacher_logits, w.temperature, rw) if w.alpha_ce > 0 else zero
