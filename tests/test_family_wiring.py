@@ -279,6 +279,18 @@ def test_a_bert_worker_loads_what_it_always_loaded(teacher_source, tmp_path):
     assert type(wrap_student(m.student, _params("bert").weights, m.teacher.config)) is StudentForDistillation
 
 
+def test_parameter_counts_compare_teacher_and_student_bodies(saved, models, tmp_path):
+    from distil.science.student import count_parameters
+    from distil.search.context import encoder_parameters
+
+    for family, m in models.items():
+        m.student.save_pretrained(tmp_path / family)
+        body = m.teacher.base_model  # RobertaForMaskedLM's has no pooler; GPT-2's transformer has none
+        token_type = body.embeddings.token_type_embeddings.weight.numel() if family == "roberta" else 0
+        assert encoder_parameters(saved[family]) == count_parameters(body) - token_type
+        assert encoder_parameters(str(tmp_path / family)) < encoder_parameters(saved[family])
+
+
 # ---------------------------------------------------------------- the Distiller by family
 @pytest.fixture(scope="module")
 def models(saved):

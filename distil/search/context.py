@@ -70,11 +70,12 @@ def profile_architectures(teacher_source: str, teacher_dir: str, depths: list[in
 
 
 def encoder_parameters(model_dir: str) -> int:
-    """Parameters of a BERT-family encoder as the leaderboard counts them for every row: word and
-    position embeddings and the layers, without token-type embeddings, pooler or heads (a
-    DistilBERT student has none of these, so teacher and student counts compare like for like)."""
-    bert = AutoConfig.from_pretrained(model_dir).model_type == "bert"
-    model = AutoModel.from_pretrained(model_dir, **({"add_pooling_layer": False} if bert else {}))
+    """Parameters of an encoder or decoder body as the leaderboard counts them for every row: word and
+    position embeddings and the layers (GPT-2: and ln_f), without token-type embeddings, pooler or heads (a
+    DistilBERT student has none of these, a RoBERTa student no pooler, so teacher and student counts
+    compare like for like)."""
+    pooled = AutoConfig.from_pretrained(model_dir).model_type in ("bert", "roberta")  # AutoModel adds a pooler
+    model = AutoModel.from_pretrained(model_dir, **({"add_pooling_layer": False} if pooled else {}))
     token_type = getattr(getattr(model, "embeddings", None), "token_type_embeddings", None)
     return count_parameters(model) - (token_type.weight.numel() if token_type is not None else 0)
 
