@@ -224,7 +224,8 @@ def prepare_teacher_and_corpus(spec: SweepSpec, cache: Path) -> tuple[str, str, 
 
 def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
     """The student depth of a candidate whose depth is not searched (distil.config.rules.student_depth),
-    after checking that the teacher is a BERT encoder and that every depth and layer selection fits it.
+    after checking that a sweep runs the teacher's family (BERT, RoBERTa), that its loss terms
+    and sequence lengths fit the teacher, and that every depth and layer selection fits it.
 
     A local teacher's config.json (checked by preflight) is read as JSON; a hub-id teacher's is
     fetched, except with `offline` (--dry-run): its depth is checked when the run starts.
@@ -242,10 +243,9 @@ def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
             config = AutoConfig.from_pretrained(source).to_dict()
     except (ValueError, OSError) as e:
         raise SpecError(f"teacher.model: {str(e).splitlines()[0]}") from None
-    rules.check_bert_family(config, f"teacher.model: {spec.teacher.model}")
-    family = family_of(config.get("model_type"))
+    family = rules.sweep_family(config, f"teacher.model: {spec.teacher.model}")
     rules.check_family_terms(spec, family)
-    rules.check_max_seq_len(spec.corpus, family, config)
+    rules.check_seq_lens(spec, family, config)
     return rules.student_depth(spec, config.get("num_hidden_layers", 12))  # 12: BertConfig's default
 
 

@@ -108,8 +108,8 @@ def check_remote(uri: str, field: str) -> None:
 
 # ---------------------------------------------------------------- teacher
 def check_teacher(ref: str) -> str | None:
-    """The teacher's local dir after checking config (BERT), weights and tokenizer; None for a
-    hub id (not fetched: its config is checked when the run starts). Raises SpecError."""
+    """The teacher's local dir after checking config (a family a sweep runs: BERT, RoBERTa), weights and
+    tokenizer; None for a hub id (not fetched: its config is checked when the run starts). Raises SpecError."""
     d = rules.local_teacher(ref)
     if d is None:
         return None
@@ -127,7 +127,7 @@ def check_teacher(ref: str) -> str | None:
     except (ValueError, OSError) as e:
         raise SpecError(f"{where}: config.json is not readable JSON ({_first_line(e)}); restore it from the "
                         "checkpoint") from None
-    rules.check_bert_family(config, where)
+    rules.sweep_family(config, where)
     _check_weights(Path(d), where)
     if not any((Path(d) / n).is_file() for n in ("tokenizer.json", "vocab.txt")):
         raise SpecError(f"{where} has no tokenizer (tokenizer.json or vocab.txt); save it beside the weights "

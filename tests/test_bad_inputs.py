@@ -173,6 +173,21 @@ def _gpt2_teacher(env: Env) -> str:
     return env.spec(teacher__model=str(t))
 
 
+def _teacher_of_type(env: Env, model_type: str) -> str:
+    t = env.teacher()
+    (t / "config.json").write_text(json.dumps({"model_type": model_type, "num_hidden_layers": 6}))
+    return env.spec(teacher__model=str(t))
+
+
+def _tiny_roberta_teacher(env: Env, **changes) -> str:
+    """A RoBERTa config.json of 64 usable positions (66 - pad id 1 - 1) over the package teacher's files:
+    the checks before Ray read config.json and the weights' header only."""
+    t = env.teacher()
+    roberta = {"model_type": "roberta", "num_hidden_layers": 6, "max_position_embeddings": 66, "pad_token_id": 1}
+    (t / "config.json").write_text(json.dumps(roberta))
+    return env.spec(teacher__model=str(t), **changes)
+
+
 def _teacher_without(env: Env, *names: str) -> str:
     t = env.teacher()
     for n in names:
@@ -419,8 +434,17 @@ DATA = [
 TEACHER = [
     case("teacher-missing-dir", lambda e: e.spec(teacher__model="./no_teacher"),
          r"teacher\.model: path './no_teacher' does not exist .*; fix the path"),
-    case("teacher-not-bert", _gpt2_teacher,
-         r"teacher\.model: .*/teacher is a 'gpt2' model; .* use a BERT-family encoder"),
+    case("teacher-gpt2-not-wired-yet", _gpt2_teacher,
+         r"teacher\.model: .*/teacher is a 'gpt2' model; GPT-2 sweeps are not wired yet \(no perplexity objective "
+         r"or clm_only row: issue 26\); use a 'bert' or 'roberta' teacher$"),
+    case("teacher-not-in-the-family-table", lambda e: _teacher_of_type(e, "gpt_neo"),
+         r"teacher\.model: .*/teacher is a 'gpt_neo' model; sweeps take 'bert' and 'roberta' teachers only "
+         r"\(config\.json model_type, e\.g\. bert-base-uncased, roberta-base\)$"),
+    case("teacher-roberta-glue-max-seq-len", lambda e: _tiny_roberta_teacher(e, glue__max_seq_len=128),
+         r"^error: glue\.max_seq_len: 128 tokens, and this roberta teacher takes at most 64 \(max_position_embeddings "
+         r"66 - pad id 1 - 1: its positions start after the pad id\); use at most 64$"),
+    case("teacher-roberta-profile-seq-len", lambda e: _tiny_roberta_teacher(e, glue__max_seq_len=64),
+         r"^error: profile\.seq_len: 128 tokens, and this roberta teacher takes at most 64 .*; use at most 64$"),
     case("teacher-no-weights", lambda e: _teacher_without(e, "model.safetensors"),
          r"teacher\.model: .*/teacher has no weights \(model\.safetensors "
          r"or pytorch_model\.bin\); save the model there"),

@@ -28,13 +28,38 @@ def _spec(tmp_path, **search):
 
 # ---------------------------------------------------------------- the spec's alpha_clm
 def test_alpha_clm_is_left_out_of_every_existing_spec(tmp_path):
-    for name in ("smoke", "cpu", "distilbert-base", "news-emotions", "smoke-tasks", "bench-early-stopping"):
+    for name in ("smoke", "cpu", "distilbert-base", "distilroberta-base", "news-emotions", "smoke-tasks",
+                 "bench-early-stopping"):
         spec = load_spec(ROOT / "sweeps" / f"{name}.yaml")
         assert spec.search.alpha_clm == 0.0
         assert "alpha_clm" not in spec.search.fixed() and "alpha_clm" not in spec.space()
     for zero in ({"choices": [0.0]}, {"low": 0.0, "high": 0.0}):  # can only be 0: left out as well
         spec = _spec(tmp_path, alpha_clm=zero)
         assert "alpha_clm" not in spec.search.fixed() and "alpha_clm" not in spec.space()
+
+
+def test_the_distilroberta_spec_validates_offline_with_the_papers_recipe(tmp_path, monkeypatch, capsys):
+    """sweeps/distilroberta-base.yaml: --dry-run validates it without network (roberta-base's config is fetched,
+    and its family checked, when the run starts); the paper defaults are DistilRoBERTa's (Sanh et al. 2019)."""
+    import run_sweep
+    from distil.config.layers import select_layers
+    from distil.config.rules import check_family_terms
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    capsys.readouterr()
+    rc = run_sweep.main(["run", "sweeps/distilroberta-base.yaml", "--dry-run", "--output", str(tmp_path / "o")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "spec OK: distilroberta-base" in out and not (tmp_path / "o").exists()
+    spec = load_spec(ROOT / "sweeps" / "distilroberta-base.yaml")
+    assert spec.teacher.model == "roberta-base" and spec.student.n_layers == 6
+    assert spec.search.points_to_evaluate[0] == {"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0,
+                                                 "temperature": 2.0, "layer_selection": "distilbert"}
+    assert select_layers("distilbert", 12, 6) == [0, 2, 4, 7, 9, 11]
+    check_family_terms(spec, FAMILIES["roberta"])  # no causal or layer-wise term can be positive
+    assert spec.corpus.max_seq_len <= FAMILIES["roberta"].max_seq_len({"max_position_embeddings": 514,
+                                                                       "pad_token_id": 1})
 
 
 def test_alpha_clm_is_fixed_or_searched_once_it_can_be_positive(tmp_path):

@@ -3,12 +3,13 @@
 
 * which refs are local paths: `is_local`; which model a teacher ref names: `resolve_teacher`,
   `local_teacher`, and its `teacher_config`;
-* the teacher is a BERT encoder: `check_bert_family`; the loss terms apply to its family: `check_family_terms`;
+* the teacher's family is one a sweep runs: `sweep_family`; the loss terms apply to it: `check_family_terms`;
 * the student's depths, layer selections and layer map fit the teacher: `student_depth`;
 * the student's width fits the teacher and the loss terms: `teacher_shape`, `resolve_shape`,
   `check_layer_terms`, and for a whole spec `student_shape`;
 * which text a corpus split is read from and how it is cut into training sequences: `corpus_split_file`,
-  `corpus_pieces`, `check_max_seq_len`, and how many sequences a sweep needs: `train_sequences_needed`.
+  `corpus_pieces`, `check_max_seq_len` (with GLUE's and the latency profile's lengths: `check_seq_lens`), and how
+  many sequences a sweep needs: `train_sequences_needed`.
 
 No torch and no transformers here (a teacher's config.json is read as JSON), so a bad input fails in
 well under a second.
@@ -22,7 +23,7 @@ import math
 import os
 from pathlib import Path
 
-from distil.config.families import CLM, Family
+from distil.config.families import CLM, FAMILIES, Family
 from distil.config.layers import parse_layer_key, select_layers
 from distil.config.settings import StudentShape
 from distil.config.spec import Choice, CorpusSpec, DistillSpec, SpecError, SweepSpec
@@ -72,13 +73,23 @@ def teacher_config(teacher_dir: str | os.PathLike) -> dict:
     return config if isinstance(config, dict) else {}
 
 
-def check_bert_family(config: dict, where: str) -> None:
-    """The teacher of `config` (its config.json) is a BERT encoder: the student is built from BERT
-    layers (distil.science.student). Raises SpecError starting with `where` (`teacher.model: REF`)."""
+def sweep_family(config: dict, where: str) -> Family:
+    """The family of the teacher of `config` (its config.json), after checking that a sweep runs it: BERT and
+    RoBERTa (masked LMs, evaluated on GLUE and the spec's own tasks). GPT-2's student is built and distilled
+    (distil.science), but a sweep has no perplexity objective or clm_only row for it yet (issue 26).
+
+    Raises:
+        SpecError: one line starting with `where` (`teacher.model: REF`) naming the model types a sweep takes.
+    """
     model_type = config.get("model_type")
-    if model_type != "bert":
-        raise SpecError(f"{where} is a {model_type!r} model; the student is built from BERT layers, so use a "
-                        "BERT-family encoder (model_type 'bert', e.g. bert-base-uncased)")
+    family = FAMILIES.get(model_type)
+    if family is None:
+        raise SpecError(f"{where} is a {model_type!r} model; sweeps take 'bert' and 'roberta' teachers only "
+                        "(config.json model_type, e.g. bert-base-uncased, roberta-base)")
+    if family.objective == CLM:
+        raise SpecError(f"{where} is a {model_type!r} model; GPT-2 sweeps are not wired yet (no perplexity objective "
+                        "or clm_only row: issue 26); use a 'bert' or 'roberta' teacher")
+    return family
 
 
 def check_family_terms(spec: SweepSpec, family: Family) -> None:
@@ -227,12 +238,25 @@ def check_max_seq_len(corpus: CorpusSpec, family: Family, config: dict) -> None:
     Raises:
         SpecError: one line naming corpus.max_seq_len and the most the teacher takes.
     """
+    _fits_positions("corpus.max_seq_len", corpus.max_seq_len, family, config)
+
+
+def check_seq_lens(spec: SweepSpec, family: Family, config: dict) -> None:
+    """Every sequence length a sweep feeds the teacher and its students fits their positions: the corpus's
+    (check_max_seq_len), GLUE fine-tuning's (glue.max_seq_len: the spec's own tasks too) and the latency
+    profile's (profile.seq_len). Raises SpecError: one line naming the field and the most the teacher takes."""
+    check_max_seq_len(spec.corpus, family, config)
+    _fits_positions("glue.max_seq_len", spec.glue.max_seq_len, family, config)
+    _fits_positions("profile.seq_len", spec.profile.seq_len, family, config)
+
+
+def _fits_positions(field: str, n: int, family: Family, config: dict) -> None:
     most = family.max_seq_len(config)
-    if corpus.max_seq_len > most:
+    if n > most:
         key, pad = family.positions_key, config.get("pad_token_id", 1)
         why = (f"{key} {config.get(key)} - pad id {pad} - 1: its positions start after the pad id"
                if family.positions_after_pad else f"{key} {most}")
-        raise SpecError(f"corpus.max_seq_len: {corpus.max_seq_len} tokens, and this {family.model_type} teacher takes "
+        raise SpecError(f"{field}: {n} tokens, and this {family.model_type} teacher takes "
                         f"at most {most} ({why}); use at most {most}")
 
 
