@@ -102,20 +102,20 @@ def sweep_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory, sweep_cache):
     """One real tiny sweep (tests/tiny_spec.py, full protocol: two GLUE tasks, every reference row,
-    task-specific distillation, early stopping, the paper defaults as a row) run as a user runs it:
-    `python run_sweep.py run SPEC --output DIR` on a local Ray. Tests that only read a sweep's
-    results share it (never write into it). Returns (results dir, the finished process)."""
+    task-specific distillation, early stopping, the paper defaults as a row, the confirmation stage)
+    run as a user runs it: `python run_sweep.py run SPEC --output DIR` on a local Ray. Tests that only
+    read a sweep's results share it (never write into it). Returns (results dir, the finished process)."""
     import subprocess
     import sys
 
-    from tests.tiny_spec import TINY_EARLY_STOPPING, write_tiny_spec
+    from tests.tiny_spec import TINY_CONFIRM, TINY_EARLY_STOPPING, write_tiny_spec
 
     work = tmp_path_factory.mktemp("tiny-sweep")
     # One Train worker per distillation: two 1-CPU runs (a trial beside the paper_defaults row) share
     # the 2 CPUs instead of queueing for both; DDP over 2 workers is tests/test_train.py's (~30 s less).
     spec = write_tiny_spec(work / "tiny.yaml", num_candidates=2, early_stopping=TINY_EARLY_STOPPING, keep_students=1,
                            points_to_evaluate=[{"alpha_ce": 5.0, "layer_selection": "last"}],
-                           distill={"num_workers": 1})
+                           confirm=TINY_CONFIRM, distill={"num_workers": 1})
     out = work / "results"
     r = subprocess.run([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out),
                         "--cache-dir", str(sweep_cache)], cwd=ROOT, capture_output=True, text=True, timeout=900)

@@ -135,3 +135,45 @@ def test_report_rebuilds_the_same_leaderboard(tiny_sweep, board, tmp_path, capsy
     pd.testing.assert_frame_equal(pd.read_csv(out / "leaderboard.csv"), board)
     references = {"teacher", "random_init", "mlm_only", "paper_defaults", "init_only-last", "task-kd-wnli"}
     assert set(leaderboard.load(out).frame["model"]) >= references
+
+
+def test_the_confirmation_reruns_the_finalist_and_the_paper_defaults_with_fresh_seeds(tiny_sweep):
+    """search.confirm (tests/tiny_spec.py TINY_CONFIRM): the best finished trial by its selection score and
+    the paper defaults, each distilled again with seeds 1 and 2 and fine-tuned with seeds 0-2; each run's
+    predictions in its own folder, the row's scores the mean over runs of each run's mean over seeds."""
+    from distil.config.glue import TASKS
+    from distil.evaluation.finetune import score_predictions
+
+    out, r = tiny_sweep
+    done = {c.name: json.loads((c / "result.json").read_text())["objectives"]["macro_score"]
+            for c in (out / "candidates").iterdir() if (c / "result.json").exists()}
+    best = max(sorted(done), key=done.get)
+    assert sorted(p.name for p in (out / "confirmation").iterdir() if p.is_dir()) == sorted(["paper_defaults", best])
+    plan = json.loads((out / "confirmation" / "plan.json").read_text())
+    assert plan["finalists"] == [best] and (plan["distill_seeds"], plan["seeds"]) == ([1, 2], [0, 1, 2])
+    for name in ("paper_defaults", best):
+        row = out / "confirmation" / name
+        result = json.loads((row / "result.json").read_text())
+        assert result["kind"] == "confirmation" and result["params"]["of"] == name
+        assert result["params"]["distill_seeds"] == [1, 2] and len(result["distill"]["runs"]) == 2
+        assert all(m["step"] == 4 for m in result["distill"]["runs"])  # the candidates' full steps
+        assert sorted((g["run"], g["task"], g["seed"]) for g in result["glue"]) == [
+            (d, t, s) for d in (0, 1) for t in ("stsb", "wnli") for s in (0, 1, 2)]
+        # Each run's predictions in predictions/run<d>/ (none directly in predictions/), and they are
+        # what its scores were computed from.
+        assert not list((row / "predictions").glob("*.parquet"))
+        for g in result["glue"]:
+            preds = pd.read_parquet(row / "predictions" / f"run{g['run']}" / f"{g['task']}-seed{g['seed']}.parquet")
+            assert score_predictions(TASKS[g["task"]], preds) == pytest.approx(g["scores"][""])
+        # The row's score of a split: the mean over runs of each run's mean over its seeds.
+        board_row = scores.row_from_result(result)
+        for task in ("wnli", "stsb"):
+            per_run = [scores.row_from_result({"glue": [g for g in result["glue"] if g["run"] == d]})[task]
+                       for d in (0, 1)]
+            assert board_row[task] == pytest.approx(sum(per_run) / 2)
+        # Runs on disk for resume; the rerun students and their Train checkpoints are gone.
+        assert (row / "run0.json").exists() and (row / "run1.json").exists()
+        assert not list(row.glob("student-run*")) and not list((out / "train").glob(f"confirm-{name}-d*"))
+        for d, seed in enumerate([1, 2]):
+            assert f"confirmation: distilling {name} with distillation seed {seed} (run {d})" in r.stdout
+        assert f"confirmation: {name} done (macro_score" in r.stdout

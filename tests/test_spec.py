@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,50 @@ def test_small_tasks_run_every_seed_and_large_tasks_the_first(tmp_path):
         ("sst2", "qqp", "mnli", "qnli"), [3])
     everywhere = load_spec(_write(tmp_path, **{"glue.seeds": [3, 1, 2], "glue.seeds_on": "all"}))
     assert everywhere.glue.seeds_for("mnli") == [3, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"search.confirm": {"distill_seeds": [1]}},
+         r"spec\.yaml: search\.confirm\.distill_seeds: \[1\] has 1 seed\(s\); give at least 2 distinct ones, "
+         r"e\.g\. \[1, 2\]$"),
+        ({"search.confirm": {"distill_seeds": [1, 1]}}, r"search\.confirm\.distill_seeds: \[1, 1\] repeats a seed; "
+         "give distinct seeds"),
+        ({"search.confirm": {"distill_seeds": [0, 1]}}, r"search\.confirm\.distill_seeds: 0 is the sweep's seed: the "
+         r"search's own run was selected, so it is not reused; use other seeds, e\.g\. \[1, 2\]"),
+        ({"seed": 3, "search.confirm": {"distill_seeds": [2, 3]}},
+         r"distill_seeds: 3 is the sweep's seed: .*e\.g\. \[4, 5\]"),
+        ({"search.confirm": {"seeds": [0, 1]}},
+         r"search\.confirm\.seeds: \[0, 1\] has 2 seed\(s\); give at least 3 distinct ones, e\.g\. \[0, 1, 2\]$"),
+        ({"search.confirm": {"seeds": [0, 1, 0]}}, r"search\.confirm\.seeds: \[0, 1, 0\] repeats a seed"),
+        ({"search.confirm": {"top_k": 0}}, r"search\.confirm\.top_k: Input should be greater than or equal to 1"),
+        ({"search.confirm": {"top_k": 5}}, r"search: confirm\.top_k: 5 finalists of 4 candidates; use a top_k of at "
+         r"most num_candidates \(4\)"),
+        ({"search.confirm": {}, "search.points_to_evaluate": []}, r"search: confirm: the confirmation compares the "
+         r"finalists with the paper defaults, search\.points_to_evaluate\[0\], and there is none; add that point"),
+        ({"search.confirm": {"top_k": 1, "seed": 3}}, r"search\.confirm\.seed: unknown key"),
+    ],
+)
+def test_bad_confirmation_settings_give_one_line_errors_naming_the_field(tmp_path, changes, message):
+    with pytest.raises(SpecError, match=message) as e:
+        load_spec(_write(tmp_path, **changes))
+    assert "\n" not in str(e.value)
+
+
+def test_confirmation_is_off_unless_given_and_runs_two_seeds_or_more_on_every_task(tmp_path):
+    assert load_spec(_write(tmp_path)).search.confirm is None
+    confirm = load_spec(_write(tmp_path, **{"search.confirm": {}})).search.confirm
+    assert (confirm.top_k, confirm.distill_seeds, confirm.seeds) == (1, [1, 2], [0, 1, 2])
+    confirm = load_spec(_write(tmp_path, **{"search.confirm": {"top_k": 2, "seeds": [5, 6, 7, 8]}})).search.confirm
+    assert {t: confirm.seeds_for(t) for t in ("cola", "mrpc", "stsb", "rte", "wnli")} == dict.fromkeys(
+        ("cola", "mrpc", "stsb", "rte", "wnli"), [5, 6, 7, 8])
+    assert {t: confirm.seeds_for(t) for t in ("sst2", "qqp", "mnli", "qnli")} == dict.fromkeys(
+        ("sst2", "qqp", "mnli", "qnli"), [5, 6])
+    assert confirm.seeds_for("mnli", seeds_on="all") == [5, 6, 7, 8]  # the sweep ran every seed everywhere
+    from distil.config.tasks import Task
+    own = Task(name="news", data="x", text_fields=("text",), num_labels=4)
+    assert confirm.seeds_for(own) == [5, 6] and confirm.seeds_for(replace(own, small=True)) == [5, 6, 7, 8]
 
 
 def test_layer_keys_round_trip():

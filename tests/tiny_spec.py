@@ -39,3 +39,6 @@ def write_tiny_spec(path, name="tiny", lean=False, distill=None, **search):
 # Early stopping at tiny scale: two rungs (1/3 and all of the steps), the proxy on wnli.
 TINY_EARLY_STOPPING = {"rungs": 2, "reduction_factor": 3, "proxy": {"tasks": ["wnli"], "max_train_examples": 16,
                                                                      "max_eval_examples": 16}}
+# The confirmation stage at tiny scale: the best finished trial and the paper defaults, each distilled
+# again with 2 fresh seeds (4 steps each) and fine-tuned with 3 seeds.
+TINY_CONFIRM = {"top_k": 1, "distill_seeds": [1, 2], "seeds": [0, 1, 2]}
