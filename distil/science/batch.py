@@ -81,14 +81,20 @@ class CausalBatch:
 def prepare_causal_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, *, pad_id: int,
                          length: int | None = None) -> CausalBatch:
     """A (B, L0) CPU batch right-padded to `length` (≥ L0; default L0) positions with `pad_id`."""
-    l0 = input_ids.shape[1]
+    ids, attn = _pad_right(input_ids, length, pad_id), _pad_right(attention_mask, length, 0)
+    return CausalBatch(ids, attn, int(attn.sum()))
+
+
+def _pad_right(t: torch.Tensor, length: int | None, value: int) -> torch.Tensor:
+    """(B, L0) `t` right-padded with `value` to `length` (≥ L0; None: as it is) positions.
+
+    Raises:
+        ValueError: `length` < L0."""
+    l0 = t.shape[1]
     length = length or l0
     if length < l0:
         raise ValueError(f"cannot pad a batch of length {l0} to {length}")
-    pad = length - l0
-    ids = torch.nn.functional.pad(input_ids, (0, pad), value=pad_id)
-    attn = torch.nn.functional.pad(attention_mask, (0, pad), value=0)
-    return CausalBatch(ids, attn, int(attn.sum()))
+    return torch.nn.functional.pad(t, (0, length - l0), value=value)
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -124,14 +130,11 @@ def prepare_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, probs: 
     B·length (every position, the real ones weighted 1).
     """
     corrupted, labels = mask_tokens(input_ids, probs, mask_id=mask_id, mask_prob=mask_prob, generator=generator)
-    b, l0 = input_ids.shape
-    length = length or l0
-    if length < l0:
-        raise ValueError(f"cannot pad a batch of length {l0} to {length}")
-    pad = length - l0
-    corrupted = torch.nn.functional.pad(corrupted, (0, pad), value=pad_id)
-    attention_mask = torch.nn.functional.pad(attention_mask, (0, pad), value=0)
-    labels = torch.nn.functional.pad(labels, (0, pad), value=-100)
+    b = input_ids.shape[0]
+    corrupted = _pad_right(corrupted, length, pad_id)
+    attention_mask = _pad_right(attention_mask, length, 0)
+    labels = _pad_right(labels, length, -100)
+    length = corrupted.shape[1]
     if restrict_ce_to_mask:
         rows, weight = _padded_index((labels != -100).flatten(), round_up(math.ceil(mask_prob * b * length), 8))
     else:
