@@ -98,8 +98,10 @@ def run(args: argparse.Namespace, how: str) -> int:
     print(sweep_line(spec.distill.bf16, spec.distill.use_gpu, spec.glue.bf16, spec.glue.use_gpu), flush=True)
     # 3. Profiles (size, CPU latency) of the teacher and each student depth, timed while nothing else runs.
     if state is None:
+        # Timed on GLUE text, or WikiText's for a causal sweep without GLUE tasks.
+        text = spec.lm_eval.data if spec.lm_eval and spec.glue.tasks == [] else spec.glue.data
         profiles = profile_architectures(source, teacher_dir, spec.student.depths() or [n_layers], spec.seed,
-                                         spec.glue.data, spec.profile)
+                                         text, spec.profile)
         spec_json = spec.model_dump_json(indent=2)
         state = {"n_layers": n_layers, "cache_dir": str(cache), "profiles": profiles,
                  "provenance": provenance.collect(spec, spec_json, teacher_dir, cache)}
@@ -189,7 +191,16 @@ def dry_run_summary(spec: SweepSpec, n_layers: int | None) -> str:
     return (f"spec OK: {spec.name}: {spec.search.num_candidates} candidates ({spec.search.n_startup_trials()} startup, "
             f"then {spec.search.sampler.name}), student {'/'.join(map(str, depths))} layers, searching "
             f"{sorted(spec.space())}; early stopping {'on' if spec.search.early_stopping else 'off'}; "
-            f"{confirmation_summary(spec)}; teacher {spec.teacher.model}; GLUE {spec.glue.data}")
+            f"{confirmation_summary(spec)}; teacher {spec.teacher.model}; {evaluation_summary(spec)}")
+
+
+def evaluation_summary(spec: SweepSpec) -> str:
+    """The dry-run summary's words on how rows are scored: GLUE (and own tasks), and/or perplexity."""
+    lm = spec.lm_eval
+    words = [f"GLUE {spec.glue.data}"] if spec.glue.tasks != [] else []
+    words += [f"{len(spec.tasks)} own task(s)"] if spec.tasks else []
+    words += [f"perplexity on {lm.data} (window {lm.window}, stride {lm.stride} tokens)"] if lm else []
+    return "; ".join(words)
 
 
 def confirmation_summary(spec: SweepSpec) -> str:
@@ -224,8 +235,9 @@ def prepare_teacher_and_corpus(spec: SweepSpec, cache: Path) -> tuple[str, str, 
 
 def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
     """The student depth of a candidate whose depth is not searched (distil.config.rules.student_depth),
-    after checking that a sweep runs the teacher's family (BERT, RoBERTa), that its loss terms
-    and sequence lengths fit the teacher, and that every depth and layer selection fits it.
+    after checking that a sweep runs the teacher's family (BERT, RoBERTa, GPT-2), that its loss terms,
+    evaluation (GLUE, or perplexity for GPT-2) and sequence lengths fit the teacher, and that every depth and
+    layer selection fits it.
 
     A local teacher's config.json (checked by preflight) is read as JSON; a hub-id teacher's is
     fetched, except with `offline` (--dry-run): its depth is checked when the run starts.
@@ -245,8 +257,9 @@ def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
         raise SpecError(f"teacher.model: {str(e).splitlines()[0]}") from None
     family = rules.sweep_family(config, f"teacher.model: {spec.teacher.model}")
     rules.check_family_terms(spec, family)
+    rules.check_family_evaluation(spec, family)
     rules.check_seq_lens(spec, family, config)
-    return rules.student_depth(spec, config.get("num_hidden_layers", 12))  # 12: BertConfig's default
+    return rules.student_depth(spec, config.get(family.depth_key, 12))  # 12: BertConfig's and GPT2Config's default
 
 
 def claim_output_dir(location: str, cache_dir: str | None, dry_run: bool) -> tuple[Path, str | None]:

@@ -6,12 +6,13 @@ fix (a `SpecError`, which distil.cli prints as one stderr line with exit 2). The
 are the run's own (distil.config.rules). What it reads:
 
 * `--output` / `--cache-dir`: a dir, or creatable under a writable dir (`--output` a URI: its bucket exists);
-* the teacher (a local dir or `package:`): config.json of model_type `bert`, weights (a
+* the teacher (a local dir or `package:`): config.json of a family sweeps run (bert, roberta, gpt2), weights (a
   safetensors header that fits its file, or a .bin) and a tokenizer (tokenizer.json or vocab.txt);
 * local GLUE data, for every task the spec runs (glue.tasks, task_distill.tasks,
   search.early_stopping.proxy.tasks): the train split and at least one validation split exist
   (or their `_subset` stand-ins, see distil.config.glue.find_split), are readable parquet with the task's
   text columns and `label`, labels in range, at least a batch of training rows;
+* the LM evaluation's WikiText data (`lm_eval.data`): its test split is a readable parquet with a text column;
 * a local corpus: `<train_split>.parquet` and `<eval_split>.parquet` with the text column and,
   estimated from the first SAMPLE_ROWS rows tokenised with the teacher's tokenizer, at least one
   batch per worker of sequences that survive `min_tokens` (the cut of distil.config.rules.corpus_pieces);
@@ -70,6 +71,7 @@ def check(spec: SweepSpec, output: str | os.PathLike, cache_dir: str | os.PathLi
     teacher = check_teacher(spec.teacher.model)
     check_student(spec, teacher)
     check_glue(spec)
+    check_lm_eval(spec)
     check_corpus(spec, teacher)
 
 
@@ -439,6 +441,27 @@ def check_address(address: str, field: str = "--address") -> None:
                 raise SpecError(f"{field}: {address} answers, but not as a Ray GCS ({e.code().name}: {detail}); "
                                 "give the head node's GCS address (host:6379, as `ray start --head` prints it); "
                                 "nothing was started") from None
+
+
+# ---------------------------------------------------------------- LM evaluation
+def check_lm_eval(spec: SweepSpec) -> None:
+    """lm_eval.data (load_spec made it absolute, so it exists) is a WikiText test parquet, or a dir holding
+    test.parquet, with a string column `text` and at least one row (distil.evaluation.perplexity.read_wikitext
+    reads it). Raises SpecError naming lm_eval.data and the fix."""
+    if spec.lm_eval is None:
+        return
+    data = Path(spec.lm_eval.data)
+    path = data / "test.parquet" if data.is_dir() else data
+    if not path.is_file():
+        raise SpecError(f"lm_eval.data: {path} does not exist; point lm_eval.data at a WikiText raw dir holding "
+                        "test.parquet (e.g. ../shared/data/corpus/wikitext-2-raw-v1)")
+    pf = _open_parquet(str(path), "lm_eval.data")
+    text = pf.schema_arrow.field("text").type if "text" in pf.schema_arrow.names else None
+    if text is None or not (pa.types.is_string(text) or pa.types.is_large_string(text)):
+        raise SpecError(f"lm_eval.data: {path} has no string column 'text' (has {pf.schema_arrow.names}); use "
+                        "WikiText's raw rows, one line of the raw file per row")
+    if pf.metadata.num_rows == 0:
+        raise SpecError(f"lm_eval.data: {path} has no rows; restore the file")
 
 
 # ---------------------------------------------------------------- helpers

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.conftest import CORPUS, GLUE
+from tests.conftest import CORPUS, GLUE, SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "run_sweep.py"
@@ -166,11 +166,17 @@ def _damaged_report(env: Env) -> list[str]:
     return ["report", str(env.results / "tiny")]
 
 
-def _gpt2_teacher(env: Env) -> str:
+def _gpt2_teacher(env: Env, **changes) -> str:
+    """A GPT-2 config.json (12 layers, 1024 positions) over the package teacher's files: the checks before Ray
+    read config.json and the weights' header only."""
     t = env.teacher()
-    gpt2 = {"model_type": "gpt2", "n_layer": 12, "n_embd": 768, "vocab_size": 50257}
+    gpt2 = {"model_type": "gpt2", "n_layer": 12, "n_embd": 768, "vocab_size": 50257, "n_positions": 1024}
     (t / "config.json").write_text(json.dumps(gpt2))
-    return env.spec(teacher__model=str(t))
+    return env.spec(teacher__model=str(t), **changes)
+
+
+CAUSAL = {"search__alpha_mlm": 0.0, "search__alpha_clm": 2.0}  # the LM weight a gpt2 teacher takes
+WIKITEXT = SHARED / "data" / "corpus" / "wikitext-2-raw-v1"
 
 
 def _teacher_of_type(env: Env, model_type: str) -> str:
@@ -434,12 +440,38 @@ DATA = [
 TEACHER = [
     case("teacher-missing-dir", lambda e: e.spec(teacher__model="./no_teacher"),
          r"teacher\.model: path './no_teacher' does not exist .*; fix the path"),
-    case("teacher-gpt2-not-wired-yet", _gpt2_teacher,
-         r"teacher\.model: .*/teacher is a 'gpt2' model; GPT-2 sweeps are not wired yet \(no perplexity objective "
-         r"or clm_only row: issue 26\); use a 'bert' or 'roberta' teacher$"),
+    case("teacher-gpt2-masked-lm-weight", _gpt2_teacher,
+         r"^error: search\.alpha_mlm: a gpt2 teacher is a causal LM, trained with alpha_clm; set alpha_mlm to 0 "
+         r"\(and give alpha_clm the weight\)$"),
+    case("teacher-gpt2-without-lm-eval", lambda e: _gpt2_teacher(e, **CAUSAL),
+         r"^error: lm_eval: a gpt2 teacher is a causal LM, scored by perplexity, and the spec has no lm_eval; add "
+         r"lm_eval: \{data: \.\./shared/data/corpus/wikitext-2-raw-v1, window: 1024, stride: 512\}$"),
+    case("teacher-gpt2-glue-tasks",
+         lambda e: _gpt2_teacher(e, **CAUSAL, lm_eval__data=str(WIKITEXT), glue__tasks=["stsb"]),
+         r"^error: glue\.tasks: a gpt2 teacher is a causal LM, scored by perplexity; GLUE and own-task fine-tuning "
+         r"of a gpt2 student is not wired \(lm_eval scores it\); set glue\.tasks: \[\] and drop tasks$"),
+    case("teacher-gpt2-early-stopping",
+         lambda e: _gpt2_teacher(e, **CAUSAL, lm_eval__data=str(WIKITEXT),
+                                 search__early_stopping={"proxy": {"tasks": ["stsb"]}}),
+         r"^error: search\.early_stopping: a gpt2 teacher is a causal LM, scored by perplexity, and its proxy "
+         r"fine-tunes on GLUE tasks; a held-out perplexity proxy is not wired; drop search\.early_stopping for a "
+         r"gpt2 teacher$"),
+    case("teacher-gpt2-lm-eval-window", lambda e: _gpt2_teacher(e, **CAUSAL, lm_eval__data=str(WIKITEXT),
+                                                                lm_eval__window=2048, lm_eval__stride=1024),
+         r"^error: lm_eval\.window: 2048 tokens, and this gpt2 teacher takes at most 1024 \(n_positions 1024\); use "
+         r"at most 1024$"),
+    case("teacher-bert-lm-eval", lambda e: e.spec(lm_eval__data=str(WIKITEXT), glue__tasks=["stsb"]),
+         r"^error: lm_eval: perplexity scores causal LMs, and a bert teacher is a masked LM \(evaluated on GLUE and "
+         r"tasks\); remove lm_eval$"),
+    case("data-lm-eval-not-wikitext", lambda e: e.spec(lm_eval__data=str(e.glue / "stsb" / "validation.parquet")),
+         r"^error: lm_eval\.data: .*/validation\.parquet has no string column 'text' \(has \[.*\]\); use WikiText's "
+         r"raw rows"),
+    case("data-lm-eval-stride", lambda e: e.spec(lm_eval__data=str(WIKITEXT), lm_eval__stride=1024),
+         r"lm_eval: stride 1024 must be below window 1024 \(else a window's first token has no context\); use e\.g\. "
+         r"stride 512$", dry=True),
     case("teacher-not-in-the-family-table", lambda e: _teacher_of_type(e, "gpt_neo"),
-         r"teacher\.model: .*/teacher is a 'gpt_neo' model; sweeps take 'bert' and 'roberta' teachers only "
-         r"\(config\.json model_type, e\.g\. bert-base-uncased, roberta-base\)$"),
+         r"teacher\.model: .*/teacher is a 'gpt_neo' model; sweeps take 'bert', 'roberta', 'gpt2' teachers only "
+         r"\(config\.json model_type, e\.g\. bert-base-uncased, roberta-base, gpt2\)$"),
     case("teacher-roberta-glue-max-seq-len", lambda e: _tiny_roberta_teacher(e, glue__max_seq_len=128),
          r"^error: glue\.max_seq_len: 128 tokens, and this roberta teacher takes at most 64 \(max_position_embeddings "
          r"66 - pad id 1 - 1: its positions start after the pad id\); use at most 64$"),

@@ -58,6 +58,33 @@ def test_the_distilroberta_spec_validates_offline_with_the_papers_recipe(tmp_pat
                                                  "temperature": 2.0, "layer_selection": "distilbert"}
     assert select_layers("distilbert", 12, 6) == [0, 2, 4, 7, 9, 11]
     check_family_terms(spec, FAMILIES["roberta"])  # no causal or layer-wise term can be positive
+
+
+def test_the_distilgpt2_spec_validates_offline_with_the_papers_recipe(tmp_path, monkeypatch, capsys):
+    """sweeps/distilgpt2.yaml: --dry-run validates it without network (gpt2's config is fetched, and its family
+    checked, when the run starts); the paper defaults are DistilGPT2's (5·KL + 2·causal LM + 1·cos, T = 2) and
+    its evaluation WikiText perplexity with the window and stride stated, minimised."""
+    import run_sweep
+    from distil.config.layers import select_layers
+    from distil.config.rules import check_family_evaluation, check_family_terms
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    capsys.readouterr()
+    rc = run_sweep.main(["run", "sweeps/distilgpt2.yaml", "--dry-run", "--output", str(tmp_path / "o")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "spec OK: distilgpt2" in out and "perplexity on" in out and not (tmp_path / "o").exists()
+    spec = load_spec(ROOT / "sweeps" / "distilgpt2.yaml")
+    assert spec.teacher.model == "gpt2" and spec.student.n_layers == 6
+    assert spec.search.points_to_evaluate[0] == {"alpha_ce": 5.0, "alpha_clm": 2.0, "alpha_cos": 1.0,
+                                                 "temperature": 2.0, "layer_selection": "distilbert"}
+    assert spec.search.objectives == ["perplexity"] and spec.glue.tasks == []
+    assert (spec.lm_eval.window, spec.lm_eval.stride) == (1024, 512)
+    assert "alpha_mlm" not in spec.space() and {"alpha_ce", "alpha_clm", "alpha_cos"} <= set(spec.space())
+    assert select_layers("distilbert", 12, 6) == [0, 2, 4, 7, 9, 11]
+    check_family_terms(spec, FAMILIES["gpt2"])  # alpha_mlm 0, no layer-wise term
+    check_family_evaluation(spec, FAMILIES["gpt2"])  # lm_eval, no GLUE, early stopping or confirmation
     assert spec.corpus.max_seq_len <= FAMILIES["roberta"].max_seq_len({"max_position_embeddings": 514,
                                                                        "pad_token_id": 1})
 

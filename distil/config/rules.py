@@ -4,6 +4,7 @@
 * which refs are local paths: `is_local`; which model a teacher ref names: `resolve_teacher`,
   `local_teacher`, and its `teacher_config`;
 * the teacher's family is one a sweep runs: `sweep_family`; the loss terms apply to it: `check_family_terms`;
+  the spec evaluates it as its family is evaluated (GLUE, or perplexity): `check_family_evaluation`;
 * the student's depths, layer selections and layer map fit the teacher: `student_depth`;
 * the student's width fits the teacher and the loss terms: `teacher_shape`, `resolve_shape`,
   `check_layer_terms`, and for a whole spec `student_shape`;
@@ -74,9 +75,9 @@ def teacher_config(teacher_dir: str | os.PathLike) -> dict:
 
 
 def sweep_family(config: dict, where: str) -> Family:
-    """The family of the teacher of `config` (its config.json), after checking that a sweep runs it: BERT and
-    RoBERTa (masked LMs, evaluated on GLUE and the spec's own tasks). GPT-2's student is built and distilled
-    (distil.science), but a sweep has no perplexity objective or clm_only row for it yet (issue 26).
+    """The family of the teacher of `config` (its config.json), after checking that a sweep runs it: every row
+    of the family table (distil.config.families): BERT and RoBERTa (masked LMs, evaluated on GLUE and the spec's
+    own tasks) and GPT-2 (a causal LM, evaluated by perplexity: `check_family_evaluation`).
 
     Raises:
         SpecError: one line starting with `where` (`teacher.model: REF`) naming the model types a sweep takes.
@@ -84,12 +85,41 @@ def sweep_family(config: dict, where: str) -> Family:
     model_type = config.get("model_type")
     family = FAMILIES.get(model_type)
     if family is None:
-        raise SpecError(f"{where} is a {model_type!r} model; sweeps take 'bert' and 'roberta' teachers only "
-                        "(config.json model_type, e.g. bert-base-uncased, roberta-base)")
-    if family.objective == CLM:
-        raise SpecError(f"{where} is a {model_type!r} model; GPT-2 sweeps are not wired yet (no perplexity objective "
-                        "or clm_only row: issue 26); use a 'bert' or 'roberta' teacher")
+        supported = ", ".join(repr(m) for m in FAMILIES)
+        raise SpecError(f"{where} is a {model_type!r} model; sweeps take {supported} teachers only "
+                        "(config.json model_type, e.g. bert-base-uncased, roberta-base, gpt2)")
     return family
+
+
+def check_family_evaluation(spec: SweepSpec, family: Family) -> None:
+    """The spec evaluates the teacher's `family` the way the family table says (Family.evaluation): a masked LM
+    on GLUE and the spec's own tasks (no lm_eval: a masked LM has no next-token perplexity); a causal LM by
+    perplexity (lm_eval required) and nothing else a sweep does not wire for it yet: GLUE or own-task
+    fine-tuning (sequence classification on the last token), task-specific distillation, the early-stopping
+    proxy (GLUE fine-tuning) and the confirmation stage (GLUE reruns).
+
+    Raises:
+        SpecError: one line naming the field and the fix.
+    """
+    if family.objective != CLM:
+        if spec.lm_eval is not None:
+            raise SpecError(f"lm_eval: perplexity scores causal LMs, and a {family.model_type} teacher is a masked LM "
+                            "(evaluated on GLUE and tasks); remove lm_eval")
+        return
+    where = f"a {family.model_type} teacher is a causal LM, scored by perplexity"
+    if spec.lm_eval is None:
+        raise SpecError(f"lm_eval: {where}, and the spec has no lm_eval; add lm_eval: {{data: "
+                        "../shared/data/corpus/wikitext-2-raw-v1, window: 1024, stride: 512}")
+    if spec.glue.tasks != [] or spec.tasks:
+        field = "tasks" if spec.tasks else "glue.tasks"
+        raise SpecError(f"{field}: {where}; GLUE and own-task fine-tuning of a {family.model_type} student is not "
+                        "wired (lm_eval scores it); set glue.tasks: [] and drop tasks")
+    for field, value, why in (("search.early_stopping", spec.search.early_stopping,
+                               "its proxy fine-tunes on GLUE tasks; a held-out perplexity proxy is not wired"),
+                              ("search.confirm", spec.search.confirm, "its reruns are scored on GLUE"),
+                              ("task_distill", spec.task_distill, "it distils GLUE tasks")):
+        if value is not None:
+            raise SpecError(f"{field}: {where}, and {why}; drop {field} for a {family.model_type} teacher")
 
 
 def check_family_terms(spec: SweepSpec, family: Family) -> None:
@@ -243,10 +273,14 @@ def check_max_seq_len(corpus: CorpusSpec, family: Family, config: dict) -> None:
 
 def check_seq_lens(spec: SweepSpec, family: Family, config: dict) -> None:
     """Every sequence length a sweep feeds the teacher and its students fits their positions: the corpus's
-    (check_max_seq_len), GLUE fine-tuning's (glue.max_seq_len: the spec's own tasks too) and the latency
-    profile's (profile.seq_len). Raises SpecError: one line naming the field and the most the teacher takes."""
+    (check_max_seq_len), GLUE fine-tuning's (glue.max_seq_len: the spec's own tasks too; only with tasks to
+    fine-tune on), the perplexity window's (lm_eval.window) and the latency profile's (profile.seq_len).
+    Raises SpecError: one line naming the field and the most the teacher takes."""
     check_max_seq_len(spec.corpus, family, config)
-    _fits_positions("glue.max_seq_len", spec.glue.max_seq_len, family, config)
+    if spec.glue.tasks != [] or spec.tasks:
+        _fits_positions("glue.max_seq_len", spec.glue.max_seq_len, family, config)
+    if spec.lm_eval is not None:
+        _fits_positions("lm_eval.window", spec.lm_eval.window, family, config)
     _fits_positions("profile.seq_len", spec.profile.seq_len, family, config)
 
 

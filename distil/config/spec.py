@@ -19,6 +19,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
                       model_validator)
 
 from distil.config.glue import TASKS, glue_tasks, score_columns
+from distil.config.objectives import COST_OBJECTIVES, PERPLEXITY, QUALITY_OBJECTIVES
 from distil.config.layers import (  # noqa: F401  (LAYER_RULES, parse_layer_key: imported from here too)
     RULES as LAYER_RULES, LayerSelection, check_selection, layer_key, parse_layer_key)
 from distil.config.settings import LOSS_WEIGHT_NAMES, Bf16, FinetuneSettings, StudentShape
@@ -92,12 +93,11 @@ FloatParam = Union[float, FloatRange, Choice]
 ALPHAS = tuple(n for n in LOSS_WEIGHT_NAMES if n.startswith("alpha_"))  # alpha_ce, ..., alpha_clm, alpha_hidden, ...
 SEARCHABLE = (*ALPHAS, "temperature", "layer_selection", "layer_map", "relation_heads", "relation_layer")
 LAYER_KEYS = ("layer_selection", "layer_map")  # a list value travels as its canonical key (layer_key)
-# Objectives the search can optimise, and their direction. The first objective of a spec must be
-# a quality score (max): the GLUE macro, the macro over the spec's own tasks, or any one score
-# column of a task the spec runs (`sst2`, `mnli_m`, `uci_news`, ...; see quality_objectives); a
-# second one, if any, a cost (min): Optuna's multi-objective search.
-QUALITY_OBJECTIVES = ("macro_score", "tasks_macro")
-COST_OBJECTIVES = ("latency_ms_b1", "latency_ms_b32", "n_params", "size_mb")
+# Objectives the search can optimise; their directions are in distil.config.objectives. The first objective of
+# a spec must be a quality score: the GLUE macro, the macro over the spec's own tasks, any one score column
+# of a task the spec runs (`sst2`, `mnli_m`, `uci_news`, ...; all maximised), or with `lm_eval` the
+# perplexity (minimised; see quality_objectives); a second one, if any, a cost (min): Optuna's
+# multi-objective search.
 DEFAULT_SELECTION_EXAMPLES = 500  # glue.selection_examples when neither it nor max_eval_examples is set
 
 
@@ -306,8 +306,9 @@ class SearchSpec(_Strict):
             raise ValueError(f"relation_layer: choices {layers} must be teacher layer indices (integers)")
         quality, *cost = self.objectives  # the first is checked against the spec's tasks (SweepSpec._objectives)
         if quality in COST_OBJECTIVES:
-            raise ValueError(f"objectives: the first must be a score to maximise ({', '.join(QUALITY_OBJECTIVES)} "
-                             f"or a task's score column), not the cost {quality!r}; put the cost second")
+            raise ValueError(f"objectives: the first must be a score to maximise ({', '.join(QUALITY_OBJECTIVES[:2])} "
+                             f"or a task's score column) or, with lm_eval, perplexity; not the cost {quality!r}; put "
+                             "the cost second")
         if cost and cost[0] not in COST_OBJECTIVES:
             raise ValueError(f"objectives: the second must be a cost to minimise, one of {list(COST_OBJECTIVES)}; "
                              f"got {cost[0]!r}")
@@ -543,7 +544,8 @@ class GlueSpec(_Strict):
     random_init_reference: bool = True
     # `mlm_only`: a student of the same shape from random weights trained with the MLM loss alone
     # on the candidates' token budget (pre-training from scratch, no teacher) -> gain_over_mlm_only,
-    # the value of distillation. `init_only-<rule>`: the student initialised from the teacher's
+    # the value of distillation (a causal teacher's twin: `clm_only`, the causal LM loss alone; its column is
+    # the perplexity). `init_only-<rule>`: the student initialised from the teacher's
     # layers with no distillation step (the paper-default rule, and the best candidate's rule if
     # different) -> gain_over_init, what the distillation steps added to the copied layers.
     mlm_only_reference: bool = True
@@ -596,8 +598,33 @@ class TaskDistillSpec(_Strict):
         return v
 
 
+DEFAULT_WIKITEXT = "../shared/data/corpus/wikitext-2-raw-v1"  # test.parquet: WikiText-2's (= WikiText-103's) test split
+
+
+class LMEvalSpec(_Strict):
+    """Language-model evaluation of a causal (gpt2) teacher and every student and reference row: perplexity on
+    WikiText's test split (distil.evaluation.perplexity: articles cut at ` = Title = ` lines, sliding windows
+    of `window` tokens moved by `stride`, each token scored once with at least window − stride tokens of
+    context after the first window), with a bootstrap interval over articles and the ratio to the teacher's
+    (`ppl_vs_teacher`). Perplexity is per GPT-2 BPE token, so comparable within one tokenizer only."""
+
+    data: str = DEFAULT_WIKITEXT  # a dir holding test.parquet (column text, one row per raw line), or that file
+    window: int = Field(1024, ge=2)  # tokens a window holds (GPT-2: its 1024 positions)
+    stride: int = Field(512, ge=1)  # tokens a window moves by: half the window (HF's perplexity guide)
+    max_articles: int | None = Field(None, ge=1)  # the first N articles (None: all 62 of the test split)
+    batch_size: int = Field(4, ge=1)  # windows per forward pass
+
+    @model_validator(mode="after")
+    def _stride_below_window(self):
+        if self.stride >= self.window:
+            raise ValueError(f"stride {self.stride} must be below window {self.window} (else a window's first token "
+                             f"has no context); use e.g. stride {self.window // 2}")
+        return self
+
+
 class SweepSpec(_Strict):
-    """A whole sweep: teacher, corpus, student, distillation, search and GLUE protocol."""
+    """A whole sweep: teacher, corpus, student, distillation, search and the evaluation: the GLUE protocol
+    (and own tasks) for masked-LM teachers, WikiText perplexity (`lm_eval`) for causal ones."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     teacher: TeacherSpec = TeacherSpec()
@@ -609,6 +636,9 @@ class SweepSpec(_Strict):
     # The user's own tasks (distil.config.tasks.Task fields), or the path of a YAML list of them.
     tasks: list[Task] = Field(default_factory=list)
     task_distill: TaskDistillSpec | None = None  # off unless given
+    # Perplexity on WikiText for every row: a causal (gpt2) teacher's evaluation, required there; with it and
+    # no glue section, glue.tasks is [] and the first objective `perplexity`.
+    lm_eval: LMEvalSpec | None = None
     profile: ProfileSpec = ProfileSpec()
     seed: int = 0
 
@@ -647,8 +677,9 @@ class SweepSpec(_Strict):
             raise ValueError(f"tasks: duplicate task name(s) or column(s) {clash} (GLUE's: {', '.join(TASKS)}); "
                              "rename them")
         glue = list(TASKS) if self.glue.tasks == "all" else self.glue.tasks
-        if not glue and not self.tasks:
-            raise ValueError("glue.tasks: no GLUE task and no tasks: nothing to fine-tune on; add tasks or GLUE tasks")
+        if not glue and not self.tasks and self.lm_eval is None:
+            raise ValueError("glue.tasks: no GLUE task and no tasks: nothing to fine-tune on; add tasks or GLUE tasks "
+                             "(or lm_eval for a causal teacher)")
         unknown = sorted(set(self.glue.overrides) - set(TASKS) - set(names))
         if unknown:
             raise ValueError(f"glue.overrides: overrides for unknown task(s) {unknown}; use GLUE task names or the "
@@ -678,10 +709,19 @@ class SweepSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_objectives(cls, data):
-        # A sweep with no GLUE task has no macro_score to optimise: its default is tasks_macro.
-        if isinstance(data, dict) and isinstance(data.get("glue"), dict) and data["glue"].get("tasks") == [] \
-                and data.get("tasks") and not (data.get("search") or {}).get("objectives"):
-            data = {**data, "search": {**(data.get("search") or {}), "objectives": ["tasks_macro"]}}
+        if not isinstance(data, dict):
+            return data
+        # An LM evaluation with no glue.tasks given: no GLUE fine-tuning (a causal student's evaluation is its
+        # perplexity).
+        if isinstance(data.get("lm_eval"), dict) and "tasks" not in (data.get("glue") or {}):
+            data = {**data, "glue": {**(data.get("glue") or {}), "tasks": []}}
+        # A sweep with no GLUE task has no macro_score to optimise: its default is tasks_macro, else perplexity.
+        if isinstance(data.get("glue"), dict) and data["glue"].get("tasks") == [] \
+                and not (data.get("search") or {}).get("objectives"):
+            lm = isinstance(data.get("lm_eval"), dict)
+            first = "tasks_macro" if data.get("tasks") else PERPLEXITY if lm else None
+            if first:
+                data = {**data, "search": {**(data.get("search") or {}), "objectives": [first]}}
         return data
 
     @model_validator(mode="after")
@@ -690,7 +730,8 @@ class SweepSpec(_Strict):
         allowed = self.quality_objectives()
         if quality not in allowed:
             hints = {"macro_score": "macro_score is the GLUE macro and glue.tasks is empty; ",
-                     "tasks_macro": "tasks_macro is the macro over the spec's own tasks and it has none; "}
+                     "tasks_macro": "tasks_macro is the macro over the spec's own tasks and it has none; ",
+                     PERPLEXITY: "perplexity needs an lm_eval section; "}
             hint = hints.get(quality, "")
             raise ValueError(f"search.objectives: the first must be a score to maximise: {hint}use one of {allowed}; "
                              f"got {quality!r}")
@@ -703,7 +744,7 @@ class SweepSpec(_Strict):
         them, so a trial's result["objectives"] carries the value)."""
         glue = [t for t in TASKS.values() if self.glue.tasks == "all" or t.name in self.glue.tasks]  # GLUE order
         return ((["macro_score"] if glue else []) + (["tasks_macro"] if self.tasks else [])
-                + [c for t in [*glue, *self.tasks] for c in t.columns()])
+                + ([PERPLEXITY] if self.lm_eval else []) + [c for t in [*glue, *self.tasks] for c in t.columns()])
 
     def finetune_tasks(self) -> list[Task]:
         """Every task a model is fine-tuned on: the GLUE tasks of glue.tasks that have data in
@@ -835,7 +876,9 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
     teacher = spec.teacher.model_copy(update={"model": resolve_source(spec.teacher.model, "teacher.model")})
     corpus = spec.corpus.model_copy(update={"path": resolve_source(spec.corpus.path, "corpus.path")})
     glue = spec.glue.model_copy(update={"data": resolve_source(spec.glue.data, "glue.data")})
-    return spec.model_copy(update={"teacher": teacher, "corpus": corpus, "glue": glue,
+    lm_eval = spec.lm_eval and spec.lm_eval.model_copy(
+        update={"data": resolve_source(spec.lm_eval.data, "lm_eval.data")})
+    return spec.model_copy(update={"teacher": teacher, "corpus": corpus, "glue": glue, "lm_eval": lm_eval,
                                    "tasks": [_checked(t, str(path)) for t in spec.tasks]})
 
 

@@ -32,8 +32,6 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
-import torch.nn.functional as F
 
 from distil.evaluation.confidence import LEVEL, RESAMPLES, SEED, interval, resample_counts
 
@@ -93,6 +91,18 @@ class ArticleNLL:
         """exp(Σ NLL / Σ tokens) over every article."""
         return math.exp(self.nll.sum() / self.tokens.sum())
 
+    def to_json(self) -> dict:
+        """What a row's result.json keeps under "lm" (distil.store.records.Result): every field, arrays as lists,
+        and the perplexity they give (for a reader of the file; the leaderboard recomputes it)."""
+        return {"perplexity": self.perplexity, "window": self.window, "stride": self.stride, "bos": self.bos,
+                "titles": list(self.titles), "nll": self.nll.tolist(), "tokens": self.tokens.tolist()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> ArticleNLL:
+        """The ArticleNLL of `to_json`'s dict. Raises KeyError naming a missing field."""
+        return cls(tuple(d["titles"]), np.asarray(d["nll"], dtype=np.float64), np.asarray(d["tokens"], dtype=np.int64),
+                   d["window"], d["stride"], d.get("bos"))
+
 
 def window_spans(n: int, window: int, stride: int) -> list[tuple[int, int, int]]:
     """The windows over a sequence of n tokens: (begin, end, first) with tokens [begin, end) as input and
@@ -117,7 +127,6 @@ def window_spans(n: int, window: int, stride: int) -> list[tuple[int, int, int]]
     return spans
 
 
-@torch.no_grad()
 def article_nll(model, tokenizer, articles: Sequence[Article], *, window: int, stride: int, bos: bool = True,
                 batch_size: int = 4) -> ArticleNLL:
     """Score `articles` with the causal LM `model` (put in eval mode; on its own device) by sliding windows
@@ -133,6 +142,17 @@ def article_nll(model, tokenizer, articles: Sequence[Article], *, window: int, s
         ValueError: a window longer than the model's positions; a bad stride (window_spans); `bos` with a
             tokenizer that has no bos token.
     """
+    import torch  # here, not at the top: the leaderboard reads ArticleNLL records without torch
+
+    with torch.no_grad():
+        return _article_nll(model, tokenizer, articles, window, stride, bos, batch_size)
+
+
+def _article_nll(model, tokenizer, articles: Sequence[Article], window: int, stride: int, bos: bool,
+                 batch_size: int) -> ArticleNLL:
+    import torch
+    import torch.nn.functional as F
+
     positions = model.config.max_position_embeddings  # GPT-2: n_positions
     if window > positions:
         raise ValueError(f"perplexity window {window} is longer than the model's {positions} positions")
@@ -173,6 +193,31 @@ def wikitext_perplexity(model, tokenizer, path: str | os.PathLike, *, window: in
     """`article_nll` of `model` on the WikiText split at `path` (read_wikitext), GPT-2's window (1024)
     and half of it as the stride by default."""
     return article_nll(model, tokenizer, read_wikitext(path), window=window, stride=stride, batch_size=batch_size)
+
+
+def score_saved_model(model_dir: str, data: str | os.PathLike, *, window: int, stride: int,
+                      max_articles: int | None = None, batch_size: int = 4) -> dict:
+    """A saved causal LM's perplexity record, as a row's result.json keeps it (ArticleNLL.to_json) plus
+    "data" (the WikiText path), "articles" (how many were scored) and "seconds" (wall time of the scoring).
+    `model_dir` is a local dir or hub id loaded with AutoModelForCausalLM and its own tokenizer, on the CPU;
+    the first `max_articles` articles of the split at `data` (read_wikitext; None: all) are scored by
+    article_nll with `window`, `stride` and `batch_size`. The sweep runs it as a Ray task per row
+    (distil.search.finetune_runs.submit_lm).
+
+    Raises:
+        ValueError: a window longer than the model's positions, a bad stride (article_nll).
+        FileNotFoundError: no WikiText split at `data`.
+    """
+    import time
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.time()
+    articles = read_wikitext(data)[:max_articles]
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    result = article_nll(model, AutoTokenizer.from_pretrained(model_dir), articles, window=window, stride=stride,
+                         batch_size=batch_size)
+    return {**result.to_json(), "data": str(data), "articles": len(articles), "seconds": round(time.time() - t0, 1)}
 
 
 def resampled_perplexities(results: Sequence[ArticleNLL], resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:

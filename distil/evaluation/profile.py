@@ -17,6 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import torch
 
 from distil.config.glue import TASKS, load_split
@@ -39,8 +40,14 @@ def weight_files(model_dir: str | Path) -> list[Path]:
 def packed_texts(tokenizer, n: int, seq_len: int, data: str | None) -> list[str]:
     """`n` pieces of real text, each of at least `seq_len` tokens: consecutive SST-2 validation
     sentences joined (single sentences are ~20 tokens; 128 is GLUE fine-tuning's max length).
-    A local GLUE dir without SST-2 gives the first text field of the first task it has."""
+    A local GLUE dir without SST-2 gives the first text field of the first task it has; a WikiText dir
+    (holding test.parquet: a causal sweep's lm_eval.data) its non-empty lines."""
     data = data or DEFAULT_GLUE
+    wikitext = Path(data) / "test.parquet"
+    if wikitext.is_file():  # a WikiText dir (a causal sweep's lm_eval.data, when it has no GLUE): its lines
+        sentences = itertools.cycle([r for r in pq.read_table(wikitext, columns=["text"]).column("text").to_pylist()
+                                     if r.strip()])
+        return [_packed(tokenizer, sentences, seq_len) for _ in range(n)]
     # SST-2 first (what the docs and the leaderboard say is timed), then any task with data.
     for task in sorted(TASKS.values(), key=lambda t: t.name != "sst2"):
         found = load_split(data, task.name, next(iter(task.eval_splits.values())), None)
@@ -49,13 +56,15 @@ def packed_texts(tokenizer, n: int, seq_len: int, data: str | None) -> list[str]
     else:
         raise FileNotFoundError(f"profile: no GLUE validation split in {data}")
     sentences = itertools.cycle(found[0][task.text_fields[0]])  # a small split (wnli) may be reused
-    texts = []
-    for _ in range(n):
-        piece = []
-        while len(tokenizer(" ".join(piece))["input_ids"]) < seq_len:
-            piece.append(next(sentences))
-        texts.append(" ".join(piece))
-    return texts
+    return [_packed(tokenizer, sentences, seq_len) for _ in range(n)]
+
+
+def _packed(tokenizer, sentences, seq_len: int) -> str:
+    """The next sentences of the iterator `sentences` joined with spaces until they make `seq_len` tokens."""
+    piece = []
+    while len(tokenizer(" ".join(piece))["input_ids"]) < seq_len:
+        piece.append(next(sentences))
+    return " ".join(piece)
 
 
 @torch.inference_mode()
@@ -109,10 +118,14 @@ def measure(model_dir: str, kind: str, data: str | None = None, seq_len: int = _
 
     local = model_dir if os.path.isdir(model_dir) else _hub_snapshot(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:  # GPT-2 has none: pad with <|endoftext|> (its eos), as its family does
+        tokenizer.pad_token = tokenizer.eos_token
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected here, not news
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2).eval()
+        # GPT2ForSequenceClassification refuses batches > 1 without a pad id in its config
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2,
+                                                                   pad_token_id=tokenizer.pad_token_id).eval()
     finally:
         hf_logging.set_verbosity(verbosity)
     texts = packed_texts(tokenizer, 32, seq_len, data)

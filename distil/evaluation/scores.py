@@ -16,13 +16,16 @@ import math
 import numpy as np
 
 from distil.config.glue import TASKS, score_columns
+from distil.config.objectives import PERPLEXITY
 from distil.config.tasks import Task
+from distil.evaluation.perplexity import ArticleNLL
 
 # From result.json's "profile" (distil.evaluation.profile).
 PROFILE_COLUMNS = ["size_mb", "latency_ms_b1", "latency_ms_b32"]
 # Spread of the latency over timing rounds (min and max of the rounds' medians), when measured.
 LATENCY_SPREAD_COLUMNS = ["latency_ms_b1_min", "latency_ms_b1_max", "latency_ms_b32_min", "latency_ms_b32_max"]
 CONFIG_COLUMNS = ["alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "temperature", "layer_selection", "n_layers"]
+CAUSAL_CONFIG_COLUMNS = ["alpha_clm"]  # a causal (gpt2) row's LM weight, in alpha_mlm's place; absent elsewhere
 TASKS_MACRO = "tasks_macro"
 
 
@@ -118,6 +121,10 @@ def macro_score(columns: dict, include_wnli: bool = True):
 def row_from_result(result: dict, include_wnli: bool = True, tasks=()) -> dict:
     """One leaderboard row (dict) from a teacher/candidate result.json.
 
+    A row with an LM evaluation (result "lm": distil.evaluation.perplexity.score_saved_model) gets
+    `perplexity` (ArticleNLL.perplexity: exp of the summed NLL over the summed scored tokens) and, when
+    positive, `alpha_clm`.
+
     tasks: the spec's own tasks (Task rows or their dicts): their split columns, tasks_macro and
     finetune_seconds_<task> (seconds of one fine-tuning run of that task, mean over its seeds)
     are added. The sweep reads a trial's objectives from this row (distil.search.trial)."""
@@ -133,7 +140,11 @@ def row_from_result(result: dict, include_wnli: bool = True, tasks=()) -> dict:
     subsets = sorted({f"{r['task']}:{s}" for r in runs for s in r.get("subset_splits", [])})
     row["subset_data"] = " ".join(subsets)
     row["n_params"] = result.get("n_params")
-    row.update({k: result.get("params", {}).get(k) for k in CONFIG_COLUMNS if k in result.get("params", {})})
+    params = result.get("params", {})
+    row.update({k: params.get(k) for k in CONFIG_COLUMNS if k in params})
+    row.update({k: params[k] for k in CAUSAL_CONFIG_COLUMNS if params.get(k)})
+    if result.get("lm"):  # with lm_eval: the WikiText perplexity (its interval needs the other rows: leaderboard)
+        row[PERPLEXITY] = ArticleNLL.from_json(result["lm"]).perplexity
     if "distill" in result:
         row["distill_loss"] = result["distill"].get("loss")
     # Results written before profiling existed have none of these: they stay empty.

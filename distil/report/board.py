@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from distil.config.glue import TASKS
+from distil.config.objectives import lower_is_better
 from distil.config.tasks import Task
 from distil.evaluation.confidence import task_columns
 from distil.evaluation.scores import TASKS_MACRO, all_columns, macro_over
@@ -60,6 +61,9 @@ class Board:
     confirmation: the confirmation stage (distil.evaluation.confirmation.Confirmation.to_json(): each
         finalist's `confirm-<trial>` row against `confirm-paper_defaults` with simultaneous intervals, the
         A/A pair, the pooled SD between distillation runs); {} when the sweep has none.
+    perplexity: with lm_eval, how the perplexity columns were made (leaderboard._add_perplexity: data,
+        window, stride, articles, tokens, the bootstrap's method, resamples, seed and level, the teacher
+        the ratios divide by, rows left without an interval and why); {} without lm_eval.
     """
 
     frame: pd.DataFrame
@@ -77,6 +81,7 @@ class Board:
     retention: dict = field(default_factory=dict)
     spec: dict = field(default_factory=dict)
     confirmation: dict = field(default_factory=dict)
+    perplexity: dict = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -107,10 +112,11 @@ class Board:
         return rows.iloc[0] if len(rows) else None
 
     def best_student(self) -> pd.Series | None:
-        """The row of the done student with the highest `rank_by`, or None."""
+        """The row of the done student with the best `rank_by` (the highest; the lowest for a minimised
+        objective such as perplexity: distil.config.objectives), or None."""
         df, metric = self.frame, self.rank_by
         done = df[(df["kind"] == "student") & (df["status"] == "done") & df[metric].notna()]
-        return None if done.empty else done.loc[done[metric].idxmax()]
+        return None if done.empty else done.loc[best_index(done[metric], metric)]
 
     def only(self, models) -> Board:
         """The same board over the rows of `models` only (e.g. the model card speaks of the exported
@@ -125,7 +131,14 @@ class Board:
                 "tasks": [asdict(t) for t in self.tasks], "glue_tasks": list(self.glue_tasks), "rank_by": self.rank_by,
                 "chance": self.chance,
                 "chance_rule": self.chance_rule, "bootstrap": self.bootstrap, "comparison": list(self.comparison),
-                "retention": self.retention, "confirmation": self.confirmation}
+                "retention": self.retention, "confirmation": self.confirmation,
+                **({"perplexity": self.perplexity} if self.perplexity else {})}
+
+
+def best_index(values: pd.Series, metric: str):
+    """The index of the best of `values` (no NaN) on `metric`: idxmin for a minimised objective, else idxmax
+    (the first on a tie)."""
+    return values.idxmin() if lower_is_better(metric) else values.idxmax()
 
 
 def families(tasks) -> list[str]:

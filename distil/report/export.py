@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from distil.config.objectives import PERPLEXITY
 from distil.evaluation.scores import CONFIG_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO
 from distil.report import summary
 from distil.report.board import FAMILIES, Board, families
@@ -23,6 +24,15 @@ from distil.store.records import ResultsDir
 
 def _num(v, digits: int = 2) -> str:
     return "" if pd.isna(v) else f"{v:.{digits}f}"
+
+
+MASKED_USE = """from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained("best_student")
+mlm = AutoModelForMaskedLM.from_pretrained("best_student")               # the distilled model
+clf = AutoModelForSequenceClassification.from_pretrained("best_student", num_labels=2)  # new head, to fine-tune"""
+CAUSAL_USE = """from transformers import AutoModelForCausalLM, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained("best_student")   # pad token: <|endoftext|>, so batches pad
+lm = AutoModelForCausalLM.from_pretrained("best_student")   # the distilled model"""
 
 
 def model_card(board: Board, sweep: str, teacher_source: str) -> str:
@@ -50,6 +60,12 @@ def model_card(board: Board, sweep: str, teacher_source: str) -> str:
     pct = best.get(f"pct_teacher{sfx}") if rank in FAMILIES else (
         100 * best[rank] / teacher[rank] if teacher is not None and pd.notna(teacher.get(rank)) and teacher[rank] > 0
         else None)
+    quality = f"{_num(best[rank])}, {_num(pct, 1)} % of the teacher's{interval}{gain}"
+    use, style = MASKED_USE, "DistilBERT"
+    if rank == PERPLEXITY:  # a causal student: lower is better, its ratio to the teacher's
+        quality = (f"{_num(best[rank])}{summary.interval_text(best, rank)} (lower is better), "
+                   f"{summary._ratio(best, 'ppl_vs_teacher') or '?'} the teacher's perplexity")
+        use, style = CAUSAL_USE, "DistilGPT2"
     shown_rows = board.only([best["model"]] + ([teacher["model"]] if teacher is not None else []))
     notes = "\n".join(f"- {n}" for n in summary.conventions(shown_rows))
     compared = [c for c in summary.comparison_sentences(board) if f"`{best['model']}`" in c]  # where it is the best
@@ -62,15 +78,12 @@ tags: [distillation, distilbert]
 
 # Distilled student `{best['model']}` (sweep `{sweep}`)
 
-A DistilBERT-style student ({_num(best['n_params'] / 1e6, 1)}M encoder parameters) distilled by
+A {style}-style student ({_num(best['n_params'] / 1e6, 1)}M encoder parameters) distilled by
 distil-sweep from the teacher `{teacher_source}`. It is the best of the sweep's finished students
-by {rank}: {_num(best[rank])}, {_num(pct, 1)} % of the teacher's{interval}{gain}.
+by {rank}: {quality}.
 
 ```python
-from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
-tokenizer = AutoTokenizer.from_pretrained("best_student")
-mlm = AutoModelForMaskedLM.from_pretrained("best_student")               # the distilled model
-clf = AutoModelForSequenceClassification.from_pretrained("best_student", num_labels=2)  # new head, to fine-tune
+{use}
 ```
 
 ## Distillation settings

@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from distil.config.objectives import lower_is_better  # noqa: E402
 from distil.evaluation.scores import TASKS_MACRO, macro_over, macro_score  # noqa: E402
 from distil.report import summary  # noqa: E402
 from distil.report.board import Board  # noqa: E402
@@ -140,7 +141,7 @@ def _pareto_panel(ax, board: Board, cost: str, what: str, xlabel: str, scale: fl
         ax.set_xticks([]), ax.set_yticks([])
         return
     # Same architecture (n_params), or latencies within each other's spread: one cost.
-    front = pareto_front(x, y, *spread, same=done["n_params"])
+    front = pareto_front(x, -y if lower_is_better(metric) else y, *spread, same=done["n_params"])
     teacher = (done["kind"] == "teacher").to_numpy()
     has_spread = ~np.isnan(spread[0]) & ~np.isnan(spread[1])
     if has_spread.any():
@@ -171,7 +172,8 @@ def plot_pareto(board: Board, path: Path) -> None:
     _pareto_panel(axes[0], board, "n_params", "parameter", "encoder parameters (millions)", scale=1e6)
     _pareto_panel(axes[1], board, "latency_ms_b32", "latency",
                   f"CPU latency at batch 32 (ms per example, {board.latency_tokens} tokens, 1 thread)")
-    fig.suptitle("Quality against cost: up and to the left is better", fontsize=11)
+    way = "down" if lower_is_better(board.rank_by) else "up"
+    fig.suptitle(f"Quality against cost: {way} and to the left is better", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -185,7 +187,8 @@ def plot_progress(board: Board, path: Path) -> None:
     idx = trials["trial_index"].to_numpy(dtype=float)
     macro = trials[metric].to_numpy(dtype=float)
     ax.scatter(idx, macro, color=STUDENT_COLOUR, zorder=3, label="trial")
-    ax.step(idx, pd.Series(macro).cummax().ffill().to_numpy(), where="post", color=FRONT_COLOUR, label="best so far")
+    running = pd.Series(macro).cummin() if lower_is_better(metric) else pd.Series(macro).cummax()
+    ax.step(idx, running.ffill().to_numpy(), where="post", color=FRONT_COLOUR, label="best so far")
     for i, m, (_, row) in zip(idx, macro, trials.iterrows()):
         if not np.isnan(m):
             ax.annotate(_label(board, row), (i, m), textcoords="offset points", xytext=(5, 4), fontsize=8)
@@ -293,6 +296,8 @@ def write_html(board: Board, results_dir: str | Path) -> Path:
     (results_dir / "plots").mkdir(exist_ok=True)
     images = []
     for name, plot in PLOTS.items():
+        if plot is plot_scores and not score_columns_shown(board):
+            continue  # no split scores (a perplexity sweep): the Pareto and progress plots show its metric
         png = results_dir / "plots" / f"{name}.png"
         plot(board, png, results_dir) if plot is plot_learning_curves else plot(board, png)
         data = base64.b64encode(png.read_bytes()).decode()

@@ -12,8 +12,9 @@ Conventions (as in the GLUE paper and DistilBERT's Table 1):
     empty and is not counted.
 
 Rows are ranked by the spec's first `search.objectives` (macro_score, tasks_macro or one score
-column). How sure the order is comes from distil.evaluation.confidence: paired multi-bootstrap
-intervals (validation examples and fine-tuning seeds) of pct_teacher, retention_over_chance, the
+column, best first: highest; perplexity, a causal teacher's objective, lowest first). How sure the
+order is comes from distil.evaluation.confidence: paired multi-bootstrap intervals (validation examples
+and fine-tuning seeds) of pct_teacher, retention_over_chance, the
 gains over the reference rows and the difference to the paper-default candidate (on macro_score, and
 with a `_tasks` suffix on tasks_macro), p_best, and each split's chance (majority-class) score, all
 from the saved validation predictions. `load` returns a
@@ -32,11 +33,13 @@ import pandas as pd
 
 from distil.config.glue import TASKS, score_columns
 from distil.config.layers import layer_key
+from distil.config.objectives import PERPLEXITY, lower_is_better
 from distil.config.tasks import REGRESSION, Task
 from distil.evaluation import confidence, confirmation
+from distil.evaluation.perplexity import ArticleNLL, perplexity_interval, perplexity_ratio
 from distil.evaluation.scores import (
-    CONFIG_COLUMNS, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, all_columns, macro_over, macro_score,
-    own_tasks, row_from_result,
+    CAUSAL_CONFIG_COLUMNS, CONFIG_COLUMNS, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, all_columns,
+    macro_over, macro_score, own_tasks, row_from_result,
 )
 from distil.report import summary
 from distil.report.board import (
@@ -98,6 +101,10 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     distill_loss, finetune_seconds (fine-tuning + evaluation, seconds summed over tasks and
     seeds), finetune_seconds_<task> per own task (one run, mean over seeds), trial_index (0, 1,
     ... in order of trial start, from config.json's `started`; empty for the teacher),
+    with lm_eval (a causal teacher): alpha_clm, perplexity (WikiText test, per GPT-2 token) with its 95 %
+    bootstrap interval over articles in perplexity_lo / perplexity_hi, and ppl_vs_teacher (the row's
+    perplexity over the teacher's, 1 = the teacher, above 1 worse) and ppl_vs_default (over the paper
+    defaults' row: below 1, better than the paper defaults), each with its paired interval (_add_perplexity);
     paper_defaults (True on the row run with search.points_to_evaluate[0]: the `paper_defaults`
     reference row, or in a sweep from before that row the candidate that ran them), seeds,
     subset_data (splits only available as subsets), at_chance (split columns where the row
@@ -120,7 +127,7 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     own = own_tasks(spec)
     wanted = spec.get("glue", {}).get("tasks", "all")
     glue_run = list(TASKS) if wanted == "all" else [t for t in TASKS if t in wanted]
-    rows, row_dirs, provenance = [], {}, []
+    rows, row_dirs, provenance, lm = [], {}, [], {}  # lm: model -> its result.json "lm" (lm_eval)
     for ref in [results.teacher(), *results.references()]:
         if ref.has_result():
             try:
@@ -131,6 +138,8 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
                 continue
             rows.append({"model": ref.name, "kind": result.get("kind", "teacher"), "status": "done", **row})
             row_dirs[ref.name] = ref.path
+            if result.get("lm"):
+                lm[ref.name] = result["lm"]
             provenance.append((ref.name, result.get("provenance")))
     plan = results.read_confirmation_plan()  # None: a dir from before the plan file; every row counts
     for row_dir in results.confirmations():
@@ -163,6 +172,8 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
         if result is not None:
             rows.append({"model": cand.name, "kind": "student", "status": "done", **row, **extra})
             row_dirs[cand.name] = cand.path
+            if result.get("lm"):
+                lm[cand.name] = result["lm"]
             provenance.append((cand.name, result.get("provenance")))
         elif config or status:
             result = {}
@@ -194,11 +205,57 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     confirmation = _add_confirmation(df, kept, _macro_of(rank_by, own, include_wnli), rank_by, resamples, seed)
     retention = _add_retention(df, own, include_wnli, chance, resampled, chance_resampled)
     comparison = _comparison(df, own, resampled)
-    df = df[_columns(df, own)].sort_values(rank_by, ascending=False, na_position="last").reset_index(drop=True)
+    perplexity = _add_perplexity(df, lm, paper_defaults, resamples, seed)
+    df = df[_columns(df, own)].sort_values(rank_by, ascending=lower_is_better(rank_by),
+                                           na_position="last").reset_index(drop=True)
     return Board(df, tasks=tuple(own), include_wnli=include_wnli, glue_tasks=tuple(glue_run), rank_by=rank_by,
                  paper_defaults=paper_defaults, chance=chance, chance_rule=chance_rule, bootstrap=bootstrap,
                  resampled=resampled, comparison=tuple(comparison), provenance=_provenance(provenance), spec=spec,
-                 retention=retention, confirmation=confirmation)
+                 retention=retention, confirmation=confirmation, perplexity=perplexity)
+
+
+PERPLEXITY_METHOD = "percentile bootstrap over articles (paired: the same article draws for every row)"
+
+
+def _add_perplexity(df: pd.DataFrame, lm: dict[str, dict], paper_defaults: str | None, resamples: int,
+                    seed: int) -> dict:
+    """With lm_eval (rows whose result.json has "lm"): add perplexity_lo/_hi (percentile bootstrap over the
+    WikiText articles: distil.evaluation.perplexity.perplexity_interval) and ppl_vs_teacher with
+    ppl_vs_teacher_lo/_hi (the row's perplexity over the teacher's and its paired interval:
+    perplexity_ratio; 1 is the teacher, above 1 worse) to df (in place; `perplexity` itself is
+    row_from_result's), and ppl_vs_default with its interval likewise over the paper defaults' row (a
+    perplexity sweep's delta_vs_default: below 1, better than the paper defaults). A row scored on other
+    articles or tokens than the teacher (another lm_eval, or a tokenizer) gets no ratio; resamples=0 gives
+    no intervals. Returns Board.perplexity ({} without lm)."""
+    if not lm:
+        return {}
+    records = {m: ArticleNLL.from_json(d) for m, d in lm.items()}
+    teacher = next((m for m in df.loc[df["kind"] == "teacher", "model"] if m in records), None)
+    default = paper_defaults if paper_defaults in records else None
+    ratios = {"ppl_vs_teacher": teacher, "ppl_vs_default": default}
+    cols = {c: {} for c in ("perplexity_lo", "perplexity_hi", *(r + s for r in ratios for s in ("", "_lo", "_hi")))}
+    excluded = {}
+    for m, r in records.items():
+        if resamples > 0:
+            cols["perplexity_lo"][m], cols["perplexity_hi"][m] = perplexity_interval(r, resamples, seed)
+        for column, ref in ratios.items():
+            if ref is None:
+                continue
+            try:
+                ratio, lo, hi = perplexity_ratio(r, records[ref], max(resamples, 1), seed)
+            except ValueError as e:
+                excluded[m] = str(e).splitlines()[0]
+                continue
+            cols[column][m] = ratio
+            if resamples > 0:
+                cols[column + "_lo"][m], cols[column + "_hi"][m] = lo, hi
+    for c, values in cols.items():
+        df[c] = df["model"].map(values).astype(float)
+    first = records[teacher] if teacher else next(iter(records.values()))
+    info = lm[teacher] if teacher else next(iter(lm.values()))
+    return {"method": PERPLEXITY_METHOD, "resamples": resamples, "seed": seed, "level": confidence.LEVEL,
+            "data": info.get("data"), "window": first.window, "stride": first.stride, "articles": len(first.titles),
+            "tokens": int(first.tokens.sum()), "teacher": teacher, "paper_defaults": default, "excluded": excluded}
 
 
 def rank_metric(df: pd.DataFrame, spec: dict) -> str:
@@ -252,6 +309,11 @@ def _columns(df: pd.DataFrame, tasks=()) -> list[str]:
                         and not c.endswith(("_lo", "_hi")) and (sfx or not c.endswith("_tasks")))
         at = base.index(anchor) + 1
         base[at:at] = others
+    # A causal sweep's columns (absent from a masked-LM sweep's board): its LM weight, its perplexity.
+    present = [c for c in CAUSAL_CONFIG_COLUMNS if c in df.columns]
+    base[base.index("alpha_mlm") + 1:base.index("alpha_mlm") + 1] = present
+    if PERPLEXITY in df.columns:
+        base[base.index("macro_score"):base.index("macro_score")] = [PERPLEXITY, "ppl_vs_teacher", "ppl_vs_default"]
     out = []
     for c in base:
         out += [c] + [c + s for s in ("_lo", "_hi") if c + s in df.columns]

@@ -15,13 +15,16 @@ from distil.config.glue import TASKS, score_columns
 from distil.config.tasks import MULTI, Task
 from distil.evaluation import confidence
 from distil.evaluation.scores import LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, macro_over, macro_score
-from distil.report.board import CLEAR_MARGIN, FAMILIES, Board, reference_rows
+from distil.config.objectives import PERPLEXITY
+from distil.report.board import CLEAR_MARGIN, FAMILIES, Board, best_index, reference_rows
 from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS
 
 REFERENCE_NOTES = {
     "random_init": "the students' architecture with random weights, no distillation",
     "mlm_only": "the students' architecture trained from random weights with the MLM loss alone on the same "
                 "token budget, no teacher: the gain over it is the value of distillation",
+    "clm_only": "the students' architecture trained from random weights with the causal LM loss alone on the same "
+                "token budget, no teacher: its perplexity against the students' is the value of distillation",
     "init_only": "the student initialised from the teacher's layers, not distilled",
 }
 INIT_NOTE = ("init_only-<rule>: the candidates' architecture initialised from the teacher's layers by <rule>, with no "
@@ -205,6 +208,8 @@ def headline(board: Board) -> str:
     if best is None:
         return "No student has finished yet: nothing to rank."
     rank = board.rank_by
+    if rank == PERPLEXITY:
+        return perplexity_headline(board, best)
     sfx, is_macro = _family(board, rank), rank in FAMILIES
     teacher = board.teacher()
     lines = []
@@ -234,11 +239,11 @@ def headline(board: Board) -> str:
         if others.empty:
             first += "; it is the only finished student"
         elif delta is None:
-            nxt = others.loc[others[rank].idxmax()]
+            nxt = others.loc[best_index(others[rank], rank)]
             first += (f"; vs the next best `{nxt['model']}` {best[rank] - nxt[rank]:+.2f} "
                       "(no interval on a single column)")
         else:
-            nxt = others.loc[others[rank].idxmax()]
+            nxt = others.loc[best_index(others[rank], rank)]
             d, lo, hi = -nxt[delta], -nxt.get(delta + "_hi", math.nan), -nxt.get(delta + "_lo", math.nan)
             ci = f" [{lo:.2f}, {hi:.2f}]" if pd.notna(lo) and pd.notna(hi) else ""
             first += f"; vs the next best `{nxt['model']}` {d:+.2f}{ci} — {_verdict(lo, hi)}"
@@ -283,6 +288,43 @@ def headline(board: Board) -> str:
     return "\n".join(lines)
 
 
+def _ratio(row, column: str) -> str:
+    """`×1.23 [1.10, 1.40]`: a perplexity ratio column of `row` with its interval (empty when missing)."""
+    v = row.get(column)
+    return "" if v is None or pd.isna(v) else f"×{v:.3f}{interval_text(row, column, 3)}"
+
+
+def perplexity_headline(board: Board, best: pd.Series) -> str:
+    """The headline of a sweep ranked by perplexity (a causal teacher's; lower is better): the best student's
+    perplexity with its interval over articles, its ratio to the teacher's (DistilGPT2's 21.1 against GPT-2's
+    16.3 is ×1.29) and to the paper defaults' (below 1: better) with paired intervals, the reference rows'
+    perplexities (clm_only: no teacher; init_only-<rule>: no distillation step; random_init), and how the
+    intervals were made (Board.perplexity)."""
+    df, info = board.frame, board.perplexity
+    paper = " (paper defaults)" if board.is_paper_defaults(best) else ""
+    first = f"best student `{best['model']}`{paper}: perplexity {best[PERPLEXITY]:.2f}{interval_text(best, PERPLEXITY)}"
+    if teacher := _ratio(best, "ppl_vs_teacher"):
+        t = board.teacher()
+        first += f" ({teacher} the teacher's {t[PERPLEXITY]:.2f})" if t is not None else f" ({teacher} the teacher's)"
+    default = df[(df["model"] == board.paper_defaults) & (df["status"] == "done")]
+    if default.empty:
+        first += "; no finished paper defaults to compare with"
+    elif default.iloc[0]["model"] != best["model"] and (vs := _ratio(best, "ppl_vs_default")):
+        lo, hi = best.get("ppl_vs_default_lo"), best.get("ppl_vs_default_hi")
+        verdict = ("better" if hi < 1 else "worse" if lo > 1 else "not distinguishable") if pd.notna(lo) else ""
+        first += f"; vs paper defaults {vs}" + (f" — {verdict}" if verdict else "")
+    lines = [first]
+    refs = df[df["kind"].isin(["reference"]) & df[PERPLEXITY].notna() & (df["model"] != PAPER_DEFAULTS)]
+    if len(refs):
+        lines.append("references: " + "; ".join(f"{r['model']} {r[PERPLEXITY]:.2f} ({_ratio(r, 'ppl_vs_teacher')} "
+                                                 "the teacher's)" for _, r in refs.iterrows()))
+    if info:
+        lines.append(f"[lo, hi]: {100 * info['level']:.0f} % {info['method']}, {info['resamples']} resamples, "
+                     f"seed {info['seed']}; {info['articles']} WikiText articles, {info['tokens']} tokens, window "
+                     f"{info['window']}, stride {info['stride']}; not in it: distillation or init seeds")
+    return "\n".join(lines)
+
+
 def _task_note(task: Task) -> str:
     kind = (f"multi-label, {task.num_labels} labels, threshold {task.threshold:g}" if task.problem_type == MULTI
             else f"single-label, {task.num_labels} classes" if task.num_labels and task.num_labels > 1
@@ -304,6 +346,7 @@ def conventions(board: Board) -> list[str]:
     glue = "macro_score" in df and df["macro_score"].notna().any()
     rank = board.rank_by
     rules = board.chance_rule
+    lm = rank == PERPLEXITY  # a perplexity sweep: no macro, so no gain_over_ / delta_vs_default columns
     notes = [
         "Scores ×100 on GLUE validation splits; macro_score = mean of task scores (mnli = mean of its splits present)."
         if glue else
@@ -313,16 +356,19 @@ def conventions(board: Board) -> list[str]:
         "F1s on the probabilities thresholded); tasks_macro = mean of the user tasks' scores; pct_teacher_tasks, "
         "gain_over_<ref>_tasks, gain_over_init_tasks and delta_vs_default_tasks are pct_teacher, gain_over_<ref>, "
         "gain_over_init and delta_vs_default on tasks_macro instead of macro_score." if own else "",
-        f"Ranked by {rank} (the spec's first search.objectives; the best student is the best by it)."
-        if rank != "macro_score" or own else "",
-        *[f"{r}: {REFERENCE_NOTES.get(r, 'a reference row')}; gain_over_{r} = macro_score minus its macro_score "
-          "(points)." for r in refs],
-        INIT_NOTE if df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX).any() else "",
+        f"Ranked by {rank} (the spec's first search.objectives; the best student is the best by it"
+        + (", lowest first)." if rank == PERPLEXITY else ").") if rank != "macro_score" or own else "",
+        perplexity_note(board) if board.perplexity else "",
+        *[f"{r}: {REFERENCE_NOTES.get(r, 'a reference row')}" + (f"; gain_over_{r} = macro_score minus its "
+          "macro_score (points)." if not lm else ".") for r in refs],
+        (INIT_NOTE if not lm else INIT_NOTE.split(";")[0] + ".")
+        if df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX).any() else "",
         "task-kd-<task>: task-specific distillation, scored on that task only (no macro_score)."
         if (df["kind"] == "task_distill").any() else "",
         "paper_defaults: the spec's search.points_to_evaluate[0] (the paper's settings) distilled for the "
         "candidates' full budget and fine-tuned, never stopped early: a reference row, not a trial; "
-        "delta_vs_default = macro_score minus its macro_score (points)."
+        + ("ppl_vs_default = perplexity over its perplexity." if lm else
+           "delta_vs_default = macro_score minus its macro_score (points).")
         if len(default) and default.iloc[0]["model"] == PAPER_DEFAULTS else
         f"paper defaults: candidate `{default.iloc[0]['model']}`, run with the spec's search.points_to_evaluate[0] "
         "(the paper's settings); delta_vs_default = macro_score minus its macro_score (points)."
@@ -333,14 +379,15 @@ def conventions(board: Board) -> list[str]:
         "the best; empty with fewer than 2 such students." if boot.get("students", 0) >= 2 else "",
         *retention_notes(board),
         ("No intervals for " + "; ".join(f"{m} ({why})" for m, why in sorted(boot.get("excluded", {}).items())) + ".")
-        if boot.get("excluded") else "",
+        if boot.get("excluded") and not lm else "",  # a perplexity sweep has no predictions to resample
         "chance = the score of predicting the majority class of each split's validation sample (a constant scores 0 on "
         "stsb and on cola's MCC" + ("; on a multi-label task each label's majority, scored as a constant probability: "
                                     "ROC AUC 50" if any(t.problem_type == MULTI for t in own) else "") + "): "
         + ", ".join(f"{c} {v:.2f}" + (f" ({rules[c]})" if c in rules else "") for c, v in chance.items())
         + f"; {CHANCE_MARK} marks a score at or below it." if chance else "",
         f"Seeds: {', '.join(sorted(set(df['seeds'].dropna()) - {''}))}; a score with a matching _std column is the "
-        "mean over seeds (sample std in that column), the others come from the first seed." if "seeds" in df else "",
+        "mean over seeds (sample std in that column), the others come from the first seed." if "seeds" in df and not lm
+        else "",
         f"Only available as subsets (task:split): {', '.join(subsets)}." if subsets else "",
         "size_mb: weight files on disk (1e6 bytes); latency_ms_b1/_b32: CPU forward pass of "
         f"{board.latency_tokens} tokens, 1 torch thread, milliseconds per example at batch 1/32"
@@ -420,6 +467,17 @@ def provenance_notes(provenance: dict) -> list[str]:
     under = f" (under {root})" if root else ""
     return (([f"Provenance: {'; '.join(plain)}."] if plain else [])
             + ([f"Data sha256{under}: {'; '.join(data)}."] if data else []))
+
+
+def perplexity_note(board: Board) -> str:
+    """How to read the perplexity columns (a sweep with lm_eval)."""
+    info = board.perplexity
+    return (f"perplexity: exp of the mean negative log-likelihood per GPT-2 token on the first {info['articles']} "
+            f"articles of WikiText's test split ({info['tokens']} tokens; sliding windows of {info['window']} tokens "
+            f"moved by {info['stride']}; {info.get('data')}); lower is better. [lo, hi]: "
+            f"{100 * info['level']:.0f} % {info['method']} ({info['resamples']} resamples): the spread from which "
+            "articles were drawn, not from distillation or initialisation seeds. ppl_vs_teacher = the row's perplexity "
+            "/ the teacher's, ppl_vs_default = / the paper defaults' (below 1: better), with paired intervals.")
 
 
 def hidden_empty_columns(board: Board) -> set[str]:

@@ -24,7 +24,7 @@ from distil.config.families import Family
 from distil.config.layers import LayerSelection, select_layers  # noqa: F401  (select_layers re-exported)
 from distil.config.rules import resolve_shape, teacher_shape
 from distil.config.settings import StudentShape
-from distil.science.families import family_of_model, model_class
+from distil.science.families import family_of_model, model_class, save_model
 
 
 def student_config(teacher: BertConfig, n_layers: int, shape: StudentShape = StudentShape()) -> DistilBertConfig:
@@ -242,6 +242,5 @@ def save_student(teacher_dir: str, n_layers: int, selection: LayerSelection, see
     torch.manual_seed(seed)
     teacher = model_class(family.teacher_class).from_pretrained(teacher_dir)
     student = build_student(teacher, n_layers, selection, shape)
-    student.save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(out_dir)
+    save_model(student, AutoTokenizer.from_pretrained(teacher_dir), out_dir)  # GPT-2: with a pad token
     return count_parameters(student.base_model)

@@ -37,6 +37,7 @@ from dataclasses import replace
 import numpy as np
 import ray
 
+from distil.config.objectives import sort_key
 from distil.config.spec import SweepSpec
 from distil.evaluation import scores
 from distil.search.context import SweepContext, encoder_parameters, paper_default_point
@@ -49,7 +50,7 @@ from distil.store.records import PAPER_DEFAULTS, ConfirmationRun, Result, Result
 
 def finalists(results_dir, spec: SweepSpec) -> list[str]:
     """Trial ids of the search's finalists in results dir `results_dir`: the `spec.search.confirm.top_k`
-    finished candidates (result.json with a finite first objective) with the highest first objective
+    finished candidates (result.json with a finite first objective) with the best first objective
     (spec.search.objectives[0]: selection scores, never the validation rows), best first, ties by
     trial id; fewer if fewer finished. Unreadable result.json files are passed over (the
     leaderboard reports them as corrupt)."""
@@ -63,7 +64,7 @@ def finalists(results_dir, spec: SweepSpec) -> list[str]:
         except (OSError, ValueError):
             continue
         if isinstance(value, (int, float)) and math.isfinite(value):
-            scored.append((-value, cand.name))
+            scored.append((sort_key(metric, value), cand.name))  # best first by the objective's direction
     return [name for _, name in sorted(scored)[:top_k]]
 
 

@@ -1,5 +1,6 @@
-"""Fine-tuning runs on Ray: one Ray task per (task, seed) of a model, the task data tokenised once
-per sweep, and the early-stopping proxy (a small fine-tuning protocol that ranks students cheaply)."""
+"""Evaluation runs on Ray: one Ray task per (task, seed) of a model's fine-tuning, the task data tokenised once
+per sweep, the early-stopping proxy (a small fine-tuning protocol that ranks students cheaply), and a causal
+LM's perplexity (one Ray task per model)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from distil.config.spec import GlueSpec, SweepSpec
 from distil.config.tasks import Task
 from distil.evaluation import scores
 from distil.evaluation.finetune import finetune_and_evaluate, prepare_task_data
+from distil.evaluation.perplexity import score_saved_model
 from distil.search.context import SweepContext
 from distil.store.logs import to_log_file
 from distil.store.records import ProxyPoint, RowDir
@@ -42,6 +44,18 @@ def submit_glue(model_dir: str, glue: GlueSpec, tasks, caches: dict | None, row:
     return {(t.name, s): remote.remote(log, finetune_and_evaluate, model_dir, t, glue.settings(t.name), s, pred_dir,
                                        save_dir(t.name, s), data_cache=(caches or {}).get(t.name))
             for t in tasks for s in seeds_for(t)}
+
+
+def submit_lm(model_dir: str, spec: SweepSpec, log: tuple[str, bool] | None):
+    """Start the perplexity scoring of the saved causal LM at `model_dir` on lm_eval's WikiText split as one
+    Ray task (one CPU, outside the caller's placement group, as a fine-tuning task); its ref, resolving to
+    distil.evaluation.perplexity.score_saved_model's dict (a row's result.json "lm"). None without lm_eval."""
+    lm = spec.lm_eval
+    if lm is None:
+        return None
+    remote = ray.remote(logged).options(**task_options(spec.glue.model_copy(update={"use_gpu": False})))
+    return remote.remote(log, score_saved_model, model_dir, lm.data, window=lm.window, stride=lm.stride,
+                         max_articles=lm.max_articles, batch_size=lm.batch_size)
 
 
 def prepare_task_caches(spec: SweepSpec, tasks, tokenizer, cache_dir) -> dict:

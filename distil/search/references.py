@@ -12,16 +12,20 @@ from dataclasses import replace
 
 import ray
 
+from transformers import AutoConfig
+
+from distil.config.families import CLM, family_of
 from distil.config.layers import layer_key, parse_layer_key
+from distil.config.objectives import sort_key
 from distil.config.settings import LossWeights
 from distil.evaluation.task_distill import TaskDistillRun, distill_on_task
 from distil.science.student import save_student
 from distil.search.context import SweepContext, encoder_parameters, paper_default_point, paper_default_rule
-from distil.search.finetune_runs import finetune_seconds, logged, proxy_point, submit_glue, task_options
+from distil.search.finetune_runs import finetune_seconds, logged, proxy_point, submit_glue, submit_lm, task_options
 from distil.search.train import CandidateParams, distill_student
 from distil.store import storage
 from distil.store.logs import to_log_file
-from distil.store.records import PAPER_DEFAULTS, ProxyPoint, Result, ResultsDir, RowDir
+from distil.store.records import CLM_ONLY, PAPER_DEFAULTS, ProxyPoint, Result, ResultsDir, RowDir
 
 
 def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, skip: set[str] = frozenset()) -> list:
@@ -35,6 +39,7 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
       and random weights, not distilled: the row "gain over no distillation" subtracts;
     * `mlm_only` (<out>/references/mlm_only): the same shape from random weights, trained with
       the MLM loss alone on the candidates' budget: the row "the value of distillation" subtracts;
+      `clm_only` for a causal (gpt2) teacher, trained with the causal LM loss alone;
     * `paper_defaults` (<out>/references/paper_defaults): search.points_to_evaluate[0] distilled for
       the candidates' full budget and fine-tuned, never stopped early: the row every candidate is
       compared with (delta_vs_default). Not a trial, so its place in the search order gives it no
@@ -45,6 +50,8 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
     * `task-kd-<task>` (<out>/references/...): task-specific distillation from the teacher
       fine-tuned on that task (its first seed's run above), when the spec has `task_distill`;
     * with early stopping, the teacher's proxy score (teacher/proxy.json, the learning curves' ceiling).
+
+    With lm_eval every row (but task-kd) is scored by perplexity too (one Ray task each, submit_lm).
     """
     spec, results, glue, kd = ctx.spec, ctx.results, ctx.spec.glue, ctx.spec.task_distill
     teacher = results.teacher()
@@ -56,7 +63,8 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
         row = Result(kind="teacher", params={"model": teacher_source}, head_fit=head_fit,
                      n_params=encoder_parameters(teacher_source), profile=ctx.profiles.get("teacher"),
                      provenance=ctx.provenance)
-        writers.append(_write_reference.remote(teacher, row, *teacher_runs.values()))
+        lm = submit_lm(teacher_source, spec, ctx.log)
+        writers.append(_write_reference.remote(teacher, row, lm, *teacher_runs.values()))
     random_init = results.reference("random_init")
     if glue.random_init_reference and random_init.name not in skip:
         n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, "random_init", spec.seed,
@@ -64,13 +72,16 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
         runs = submit_glue(str(random_init.student_dir), glue, ctx.tasks, ctx.caches, random_init, ctx.log).values()
         row = Result(kind="reference", params={"layer_selection": "random_init", "n_layers": ctx.n_layers},
                      n_params=n_params, profile=ctx.profile(ctx.n_layers), provenance=ctx.provenance)
-        writers.append(_write_reference.remote(random_init, row, *runs))
-    if glue.mlm_only_reference and "mlm_only" not in skip:
-        # Trained from random weights with the MLM loss alone (alpha_mlm 1, every teacher term 0, so
-        # no teacher forward) for the candidates' steps.
-        params = CandidateParams(LossWeights(alpha_ce=0.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0),
+        lm = submit_lm(str(random_init.student_dir), spec, ctx.log)
+        writers.append(_write_reference.remote(random_init, row, lm, *runs))
+    lm_only = lm_only_name(ctx)
+    if glue.mlm_only_reference and lm_only not in skip:
+        # Trained from random weights with the family's LM loss alone (alpha_mlm or alpha_clm 1, every teacher
+        # term 0, so no teacher forward) for the candidates' steps.
+        lm_weight = {"alpha_clm": 1.0, "alpha_mlm": 0.0} if lm_only == CLM_ONLY else {"alpha_mlm": 1.0}
+        params = CandidateParams(LossWeights(alpha_ce=0.0, alpha_cos=0.0, temperature=1.0, **lm_weight),
                                  layer_selection="random_init", n_layers=ctx.n_layers)
-        writers.append(_distilled_row.remote(ctx, "mlm_only", params))
+        writers.append(_distilled_row.remote(ctx, lm_only, params))
     point = paper_default_point(spec)
     if point is not None and PAPER_DEFAULTS not in skip:
         params = CandidateParams.from_values({**spec.search.fixed(), "n_layers": ctx.n_layers, **point})
@@ -99,7 +110,7 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
         params = {"task": task, "alpha_ce": kd.alpha_ce, "temperature": kd.temperature,
                   "layer_selection": layer_key(kd.layer_selection)}
         row = Result(kind="task_distill", params=params, provenance=ctx.provenance)
-        writers.append(_write_reference.remote(row_dir, row, *runs))
+        writers.append(_write_reference.remote(row_dir, row, None, *runs))
     return writers
 
 
@@ -115,7 +126,7 @@ def submit_init_only(ctx: SweepContext, rule: str) -> list:
     runs = submit_glue(str(row_dir.student_dir), ctx.spec.glue, ctx.tasks, ctx.caches, row_dir, ctx.log).values()
     row = Result(kind="reference", params={"layer_selection": rule, "n_layers": ctx.n_layers}, n_params=n_params,
                  profile=ctx.profile(ctx.n_layers), provenance=ctx.provenance)
-    return [_write_reference.remote(row_dir, row, *runs)]
+    return [_write_reference.remote(row_dir, row, submit_lm(str(row_dir.student_dir), ctx.spec, ctx.log), *runs)]
 
 
 @ray.remote(num_cpus=0)
@@ -129,28 +140,37 @@ def _distilled_row(ctx: SweepContext, name: str, params: CandidateParams) -> str
     t0 = time.time()
     metrics = distill_student(f"reference-{name}", params, ctx.job, row_dir.student_dir)
     distill_seconds = round(time.time() - t0, 1)
+    lm = submit_lm(str(row_dir.student_dir), ctx.spec, ctx.log)
     runs = ray.get(list(submit_glue(str(row_dir.student_dir), ctx.spec.glue, ctx.tasks, ctx.caches, row_dir,
                                     ctx.log).values()))
     storage.remove_tree(storage.join(ctx.job.storage, f"reference-{name}"))  # the student is copied out
     row_dir.write_result(Result(
         kind="reference", params=params.to_json(), distill=metrics, glue=tuple(runs),
         n_params=encoder_parameters(str(row_dir.student_dir)), profile=ctx.profile(params.n_layers),
-        distill_seconds=distill_seconds, finetune_seconds=finetune_seconds(runs), provenance=ctx.provenance))
+        distill_seconds=distill_seconds, finetune_seconds=finetune_seconds(runs), provenance=ctx.provenance,
+        lm=ray.get(lm) if lm else None))
     return str(row_dir.path)
 
 
 def best_candidate_rule(out, metric: str = "macro_score") -> str | None:
-    """The layer-selection rule of the best finished candidate of results dir `out` by `metric`
-    (None if none finished)."""
+    """The layer-selection rule of the best finished candidate of results dir `out` by `metric` (its
+    direction: distil.config.objectives; the first in trial order on a tie), None if none has a value."""
     best = None
     for cand in ResultsDir(out).candidates():
         if not cand.has_result():
             continue
         result = cand.read_result()
         value = (result.objectives or {}).get(metric)
-        if value is not None and (best is None or value > best[0]):
+        if value is not None and (best is None or sort_key(metric, value) < sort_key(metric, best[0])):
             best = (value, result.params["layer_selection"])
     return best[1] if best else None
+
+
+def lm_only_name(ctx: SweepContext) -> str:
+    """The reference row pre-trained without a teacher: `mlm_only` for a masked-LM teacher, `clm_only` (the
+    causal LM loss alone) for a causal one (distil.config.families: the teacher's objective)."""
+    objective = family_of(AutoConfig.from_pretrained(ctx.job.teacher_dir).model_type).objective
+    return CLM_ONLY if objective == CLM else "mlm_only"
 
 
 def init_proxy(ctx: SweepContext, rule: str, n_layers: int) -> ProxyPoint:
@@ -184,10 +204,11 @@ def _distill_on_task_after(teacher_run: dict | None, run: TaskDistillRun, seed: 
 
 
 @ray.remote(num_cpus=0)
-def _write_reference(row_dir: RowDir, row: Result, *runs: dict) -> str:
-    """Ray task, started once every GLUE run of a reference row has finished (Ray resolves the
-    refs passed as `runs`): writes the row's result.json with its runs and their seconds."""
-    row_dir.write_result(replace(row, glue=tuple(runs), finetune_seconds=finetune_seconds(list(runs))))
+def _write_reference(row_dir: RowDir, row: Result, lm: dict | None, *runs: dict) -> str:
+    """Ray task, started once every GLUE run of a reference row and its perplexity scoring have finished (Ray
+    resolves the refs passed as `lm` and `runs`): writes the row's result.json with its runs and their
+    seconds, and its perplexity record (None without lm_eval)."""
+    row_dir.write_result(replace(row, glue=tuple(runs), finetune_seconds=finetune_seconds(list(runs)), lm=lm))
     return str(row_dir.path)
 
 

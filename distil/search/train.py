@@ -40,7 +40,7 @@ from distil.config.spec import DistillSpec
 from distil.science.data import load_counts, load_sequences
 from distil.science.distill import BatchStream, wrap_student
 from distil.science.distiller import Distiller, NonFiniteLoss
-from distil.science.families import FamilyTokens, model_class, token_ids
+from distil.science.families import FamilyTokens, model_class, save_model, token_ids
 from distil.science.masking import token_probs
 from distil.science.precision import enable_tf32, resolve_bf16
 from distil.science.student import build_student
@@ -239,8 +239,8 @@ def _report(metrics: dict, dist: Distiller, tokenizer, rank: int, live_file: str
     if live_file:
         write_json(live_file, {**metrics, "time": time.time()})
     with tempfile.TemporaryDirectory() as tmp:
-        dist.student.save_pretrained(tmp)  # the student alone: the projections are in train_state.pt
-        tokenizer.save_pretrained(tmp)
+        save_model(dist.student, tokenizer, tmp)  # the student alone (the projections are in
+        # train_state.pt); GPT-2's tokenizer with a pad token
         torch.save(dist.state_dict(), Path(tmp) / "train_state.pt")
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 

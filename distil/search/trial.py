@@ -3,7 +3,8 @@
 A trial distils its student with Ray Train in rungs (one rung without early stopping), scores
 the student on the cheap proxy after each rung and reports `proxy_score` to Tune (whose
 successive-halving scheduler, distil.search.halving, may pause or stop it there), then fine-tunes
-the survivor on the full GLUE protocol (one Ray task per task and seed) and reports the objectives.
+the survivor on the full GLUE protocol (one Ray task per task and seed), scores its perplexity with
+`lm_eval` (one Ray task), and reports the objectives.
 What it writes, where: distil.store.records (candidates/<trial_id>/config.json, progress.json,
 result.json, status.json, student/).
 """
@@ -18,10 +19,10 @@ from dataclasses import replace
 import ray
 from ray import tune
 
-from distil.config.spec import COST_OBJECTIVES
+from distil.config.objectives import COST_OBJECTIVES, PERPLEXITY
 from distil.evaluation import scores
 from distil.search.context import SweepContext, encoder_parameters
-from distil.search.finetune_runs import finetune_seconds, proxy_point, submit_glue
+from distil.search.finetune_runs import finetune_seconds, proxy_point, submit_glue, submit_lm
 from distil.search.references import init_proxy
 from distil.search.train import CandidateParams, distill_student
 from distil.search.tuner import objectives
@@ -85,20 +86,23 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
         # The status table shows each rung (with early stopping, the scheduler decides here: the
         # report blocks until Tune has, and a paused or stopped trial ends inside it).
         tune.report(_rung_report(rung, es is not None))
+    lm = submit_lm(str(cand.student_dir), spec, ctx.log)  # with lm_eval: perplexity beside the fine-tuning runs
     runs = ray.get(list(submit_glue(str(cand.student_dir), spec.glue, ctx.tasks, ctx.caches, cand, ctx.log).values()))
     result = Result(
         kind="student", params=params.to_json(), distill=rungs[-1].distill, rungs=tuple(rungs), glue=tuple(runs),
         n_params=encoder_parameters(str(cand.student_dir)), profile=ctx.profile(params.n_layers),
         distill_seconds=round(sum(r.distill_seconds for r in rungs), 1),
         proxy_seconds=round(sum(r.proxy.proxy_seconds if r.proxy else 0.0 for r in rungs), 1),
-        finetune_seconds=finetune_seconds(runs), provenance=ctx.provenance,
+        finetune_seconds=finetune_seconds(runs), provenance=ctx.provenance, lm=ray.get(lm) if lm else None,
     )
     # The leaderboard's row of this result (validation splits: what is reported), and the
-    # objectives the search ranks by: scores on the held-out selection slices, costs from the row.
+    # objectives the search ranks by: scores on the held-out selection slices, costs and the
+    # perplexity (WikiText test: it has no selection slice) from the row.
     row = _row(result, ctx)
     selection = scores.selection_row(result.to_json(), include_wnli=spec.glue.include_wnli, tasks=spec.tasks)
     names, _ = objectives(spec)
-    result = replace(result, objectives={n: _finite_or_none((row if n in COST_OBJECTIVES else selection).get(n))
+    from_row = (*COST_OBJECTIVES, PERPLEXITY)
+    result = replace(result, objectives={n: _finite_or_none((row if n in from_row else selection).get(n))
                                          for n in names})
     cand.write_result(result)
     # Test hook (tests/test_resume.py): hold the trial between its result on disk and Tune's

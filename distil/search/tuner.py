@@ -30,7 +30,8 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from distil.config.layers import layer_key
-from distil.config.spec import COST_OBJECTIVES, Choice, FloatRange, SweepSpec
+from distil.config.objectives import direction, sort_key
+from distil.config.spec import Choice, FloatRange, SweepSpec
 from distil.search.halving import SuccessiveHalving
 from distil.search.sampler import RungTPESampler
 from distil.store import storage
@@ -46,9 +47,10 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
 def objectives(spec: SweepSpec) -> tuple[list[str], list[str]]:
-    """(metric names, Tune modes) of the search: the quality score first (max), a cost second (min)."""
+    """(metric names, Tune modes) of the search: the quality score first (max; perplexity min), a cost second
+    (min); the modes from distil.config.objectives.direction."""
     names = list(spec.search.objectives)
-    return names, ["min" if n in COST_OBJECTIVES else "max" for n in names]
+    return names, [direction(n) for n in names]
 
 
 def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
@@ -229,9 +231,9 @@ class Janitor(tune.Callback):
         done = []
         for cand in self.out.candidates():
             if cand.has_result():
-                value = (cand.read_result().objectives or {}).get(self.metric)
-                done.append((value if value is not None else float("-inf"), cand))
-        for _, cand in sorted(done, key=lambda x: x[0], reverse=True)[self.keep:]:
+                done.append((sort_key(self.metric, (cand.read_result().objectives or {}).get(self.metric)), cand.name,
+                             cand))
+        for _, _, cand in sorted(done, key=lambda x: x[:2])[self.keep:]:  # best first, ties by trial id
             _prune_student(cand, f"not among the best {self.keep} finished students (search.keep_students)")
 
 

@@ -4,10 +4,11 @@ Results live in plain files so a leaderboard can be rebuilt at any time and a ki
 resumed (Tune's own tables can drop resumed trials):
 
     <out>/spec.json, run.json                 the validated spec; what `resume` needs (RunState)
-    <out>/teacher/result.json                 reference row (teacher's GLUE scores, head-fit report)
+    <out>/teacher/result.json                 reference row (teacher's GLUE scores or perplexity, head-fit report)
     <out>/teacher/proxy.json                  the teacher's early-stopping proxy score (ProxyPoint)
     <out>/teacher/finetuned/<task>/           the teacher fine-tuned on a task_distill task
-    <out>/references/<name>/result.json       random_init, mlm_only, paper_defaults, init_only-<rule>, task-kd-<task>
+    <out>/references/<name>/result.json       random_init, mlm_only (clm_only), paper_defaults, init_only-<rule>,
+                                              task-kd-<task>
     <out>/references/init_only-<rule>/proxy-<n>L.json   proxy score of that undistilled n-layer student
     <out>/candidates/<trial_id>/config.json   written when the trial starts (TrialConfig)
     <out>/candidates/<trial_id>/progress.json one entry per finished rung (Rung)
@@ -49,6 +50,7 @@ BUDGET = "rung_budget"  # rf^k at rung k: the rung's budget (distil.search.halvi
 GAIN = "proxy_gain_over_init"
 INIT_ONLY_PREFIX = "init_only-"
 PAPER_DEFAULTS = "paper_defaults"  # the reference row run with search.points_to_evaluate[0]
+CLM_ONLY = "clm_only"  # a causal teacher's twin of mlm_only: random init, the causal LM loss alone, no teacher
 TASK_KD_PREFIX = "task-kd-"
 CONFIRMATION_DIR = "confirmation"  # <out>/confirmation/<name>: the confirmation stage's rows
 CONFIRM_PREFIX = "confirm-"  # their Ray Train runs: confirm-<name>-d<d> (confirm_run_name)
@@ -230,6 +232,8 @@ class Result:
     finetune_seconds: float | None = None  # fine-tuning + evaluation seconds summed over glue's runs
     provenance: dict | None = None  # distil.store.provenance.collect()
     objectives: dict | None = None  # students: objective name -> value (None: not finite)
+    # with lm_eval: the row's WikiText perplexity per article (distil.evaluation.perplexity.score_saved_model)
+    lm: dict | None = None
 
     def to_json(self) -> dict:
         out = {"kind": self.kind, "params": self.params, "head_fit": self.head_fit, "distill": self.distill,
@@ -237,7 +241,7 @@ class Result:
                "glue": list(self.glue), "n_params": self.n_params, "profile": self.profile,
                "distill_seconds": self.distill_seconds, "proxy_seconds": self.proxy_seconds,
                "finetune_seconds": self.finetune_seconds, "provenance": self.provenance,
-               "objectives": self.objectives}
+               "objectives": self.objectives, "lm": self.lm}
         return _without_none(out)
 
     @classmethod
@@ -250,7 +254,7 @@ class Result:
                    rungs=tuple(Rung.from_json(r) for r in rungs) if rungs is not None else None,
                    n_params=d.get("n_params"), profile=d.get("profile"), distill_seconds=d.get("distill_seconds"),
                    proxy_seconds=d.get("proxy_seconds"), finetune_seconds=d.get("finetune_seconds"),
-                   provenance=d.get("provenance"), objectives=d.get("objectives"))
+                   provenance=d.get("provenance"), objectives=d.get("objectives"), lm=d.get("lm"))
 
 
 @dataclass(frozen=True)
