@@ -59,7 +59,8 @@ NOTES = {
     "SearchSpec.num_candidates": "candidates (Tune trials) in the sweep",
     "SearchSpec.max_concurrent": "trials at once; each needs distill.num_workers workers",
     "SearchSpec.seed": "seed of the sampler",
-    "SearchSpec.objectives": "first: macro_score, tasks_macro or a task's column (maximised); optional second: "
+    "SearchSpec.objectives": "first: macro_score, tasks_macro or a task's column (maximised), or with lm_eval "
+                             "perplexity (minimised; its default without GLUE or own tasks); optional second: "
                              "latency_ms_b32, latency_ms_b1, n_params or size_mb (minimised)",
     "SearchSpec.alpha_ce": "weight of the KL term; a number fixes it, `{low, high, log}` or `{choices: [...]}` "
                            "searches it (so for every alpha and the temperature)",

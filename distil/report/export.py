@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from distil.config.objectives import PERPLEXITY
-from distil.evaluation.scores import CONFIG_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO
+from distil.evaluation.scores import CAUSAL_CONFIG_COLUMNS, CONFIG_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO
 from distil.report import summary
 from distil.report.board import FAMILIES, Board, families
 from distil.store.records import ResultsDir
@@ -40,7 +40,8 @@ def model_card(board: Board, sweep: str, teacher_source: str) -> str:
     its settings, its scores beside the teacher's (if the board has a teacher row), the notes of
     the leaderboard over those two rows, its comparison on each user task, its cost."""
     best, teacher = board.best_student(), board.teacher()
-    config = "\n".join(f"| {k} | {best[k]} |" for k in CONFIG_COLUMNS if k in best and pd.notna(best[k]))
+    config = "\n".join(f"| {k} | {best[k]} |" for k in [*CONFIG_COLUMNS, *CAUSAL_CONFIG_COLUMNS]
+                       if k in best and pd.notna(best[k]))
     rank = board.rank_by
     shown = [c for c in board.columns if c not in summary.hidden_empty_columns(board.only([best["model"]]))]
     macros = [m for m in families(board.tasks) if m in best and pd.notna(best.get(m))] or ["macro_score"]
@@ -61,11 +62,11 @@ def model_card(board: Board, sweep: str, teacher_source: str) -> str:
         100 * best[rank] / teacher[rank] if teacher is not None and pd.notna(teacher.get(rank)) and teacher[rank] > 0
         else None)
     quality = f"{_num(best[rank])}, {_num(pct, 1)} % of the teacher's{interval}{gain}"
-    use, style = MASKED_USE, "DistilBERT"
+    use, style, scores = MASKED_USE, "DistilBERT", "Validation scores (×100)"
     if rank == PERPLEXITY:  # a causal student: lower is better, its ratio to the teacher's
         quality = (f"{_num(best[rank])}{summary.interval_text(best, rank)} (lower is better), "
                    f"{summary._ratio(best, 'ppl_vs_teacher') or '?'} the teacher's perplexity")
-        use, style = CAUSAL_USE, "DistilGPT2"
+        use, style, scores = CAUSAL_USE, "DistilGPT2", "Perplexity (WikiText test) and the other columns"
     shown_rows = board.only([best["model"]] + ([teacher["model"]] if teacher is not None else []))
     notes = "\n".join(f"- {n}" for n in summary.conventions(shown_rows))
     compared = [c for c in summary.comparison_sentences(board) if f"`{best['model']}`" in c]  # where it is the best
@@ -92,7 +93,7 @@ by {rank}: {quality}.
 |---|---|
 {config}
 
-## Validation scores (×100)
+## {scores}
 
 | column | this student | teacher | % of teacher |
 |---|---|---|---|

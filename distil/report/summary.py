@@ -482,13 +482,17 @@ def perplexity_note(board: Board) -> str:
 
 def hidden_empty_columns(board: Board) -> set[str]:
     """Columns a sweep cannot fill, left out of the displayed tables when empty: GLUE tasks the
-    spec does not run, and without any GLUE task the macro_score family (csv/parquet keep them)."""
+    spec does not run, without any GLUE task the macro_score family, ppl_vs_default without a paper-defaults
+    perplexity; and with neither GLUE nor own tasks (a perplexity sweep) finetune_seconds and p_best, which
+    only fine-tuning fills (csv/parquet keep them all)."""
     df, run = board.frame, board.glue_tasks
     out = {c + x for t in TASKS.values() if t.name not in run for c in t.columns() for x in ("", "_std")}
     if not run:
         macro = ("macro_score", "pct_teacher", "retention_over_chance", "delta_vs_default")
         out |= {c for c in df.columns if c in macro or (c.startswith("gain_over_") and not c.endswith("_tasks"))}
-    return {c for c in out if c in df and df[c].isna().all()}
+    out |= {"ppl_vs_default"}  # a perplexity sweep without a paper_defaults row
+    no_finetuning = {"finetune_seconds", "p_best"} if not run and not board.tasks else set()  # perplexity only
+    return {c for c in out if c in df and df[c].isna().all()} | {c for c in no_finetuning if c in df}
 
 
 def formatted(board: Board) -> pd.DataFrame:
@@ -505,6 +509,8 @@ def formatted(board: Board) -> pd.DataFrame:
             return f"{v / 1e6:.1f}M"
         if column in ("n_layers", "rung"):
             return f"{int(v)}"
+        if column.startswith("ppl_vs_"):  # a ratio near 1: three decimals
+            return f"{v:.3f}"
         return f"{v:.2f}" if isinstance(v, float) else str(v)
 
     df = board.frame

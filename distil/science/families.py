@@ -58,15 +58,14 @@ def token_ids(family: Family, tokenizer) -> FamilyTokens:
 
 def save_model(model, tokenizer, out_dir) -> None:
     """`model.save_pretrained(out_dir)` and `tokenizer.save_pretrained(out_dir)`, after giving a tokenizer with no
-    pad token (GPT-2's) its family's pad token (distil.config.families: `<|endoftext|>`, as HF's GPT-2 examples
-    do), in the tokenizer and in the model's config (`pad_token_id`), so that the saved model takes padded
-    batches: latency profiling at batch 32, sequence classification, a user's batched generate. A causal
-    model never attends to pads, so its outputs at real positions do not change. Other families' tokenizers
-    have their pad token already: saved as they are. Both objects are changed in place.
+    pad token (GPT-2's) its eos token as the pad token (GPT-2: `<|endoftext|>`, the gpt2 family's pad_token, as
+    HF's GPT-2 examples do), in the tokenizer and in the model's config (`pad_token_id`), so that the saved model
+    takes padded batches: latency profiling at batch 32, sequence classification, a user's batched generate. A
+    causal model never attends to pads, so its outputs at real positions do not change. A tokenizer with a pad
+    token (BERT's, RoBERTa's) is saved as it is. Both objects are changed in place.
     """
-    family = family_of_model(model)
-    if tokenizer.pad_token is None and family.pad_token in tokenizer.get_vocab():
-        tokenizer.pad_token = family.pad_token
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
