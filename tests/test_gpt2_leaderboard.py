@@ -88,6 +88,10 @@ def results(tmp_path_factory, teacher_dir, wiki):
         cand.write_result(Result(kind="student", params={"layer_selection": rule, "n_layers": 2, "alpha_ce": 5.0,
                                                         "alpha_mlm": 0.0, "alpha_clm": 2.0},
                                  objectives={"perplexity": scored["perplexity"]}, lm=scored))
+    # The paper defaults' row: the random init's student re-scored (any model of this tokenizer will do).
+    paper = out.reference("paper_defaults")
+    paper.write_result(Result(kind="reference", params={"layer_selection": "random_init", "n_layers": 2},
+                              lm=lm(out.candidate("t1").student_dir)))
     return out
 
 
@@ -112,8 +116,11 @@ def test_rows_rank_lowest_perplexity_first_with_intervals_and_ratios(results):
     assert (df.perplexity_hi > df.perplexity_lo).all()
     assert teacher.ppl_vs_teacher_lo == teacher.ppl_vs_teacher_hi == pytest.approx(1.0)
     assert "alpha_clm" in df and list(df.columns).index("alpha_clm") == list(df.columns).index("alpha_mlm") + 1
+    paper = df[df.model == "paper_defaults"].iloc[0]
+    assert (df.ppl_vs_default.to_numpy() == pytest.approx((df.perplexity / paper.perplexity).to_numpy()))
     head = summary.headline(board)
     assert head.startswith(f"best student `{best['model']}`: perplexity {best['perplexity']:.2f}")
+    assert f"vs paper defaults ×{best['ppl_vs_default']:.3f}" in head
     assert "the teacher's" in head and board.metadata()["perplexity"]["articles"] == 2
 
 
