@@ -110,7 +110,7 @@ def check_remote(uri: str, field: str) -> None:
 
 # ---------------------------------------------------------------- teacher
 def check_teacher(ref: str) -> str | None:
-    """The teacher's local dir after checking config (a family a sweep runs: BERT, RoBERTa), weights and
+    """The teacher's local dir after checking config (a family a sweep runs: BERT, RoBERTa, GPT-2), weights and
     tokenizer; None for a hub id (not fetched: its config is checked when the run starts). Raises SpecError."""
     d = rules.local_teacher(ref)
     if d is None:
