@@ -613,6 +613,7 @@ class LMEvalSpec(_Strict):
     stride: int = Field(512, ge=1)  # tokens a window moves by: half the window (HF's perplexity guide)
     max_articles: int | None = Field(None, ge=1)  # the first N articles (None: all 62 of the test split)
     batch_size: int = Field(4, ge=1)  # windows per forward pass
+    use_gpu: bool = False  # score each row on one GPU (a Ray task with num_gpus 1); else on one CPU
 
     @model_validator(mode="after")
     def _stride_below_window(self):

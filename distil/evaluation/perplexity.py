@@ -199,7 +199,8 @@ def score_saved_model(model_dir: str, data: str | os.PathLike, *, window: int, s
                       max_articles: int | None = None, batch_size: int = 4) -> dict:
     """A saved causal LM's perplexity record, as a row's result.json keeps it (ArticleNLL.to_json) plus
     "data" (the WikiText path), "articles" (how many were scored) and "seconds" (wall time of the scoring).
-    `model_dir` is a local dir or hub id loaded with AutoModelForCausalLM and its own tokenizer, on the CPU;
+    `model_dir` is a local dir or hub id loaded with AutoModelForCausalLM and its own tokenizer, on the GPU when
+    the process sees one (a Ray task given num_gpus), else on the CPU;
     the first `max_articles` articles of the split at `data` (read_wikitext; None: all) are scored by
     article_nll with `window`, `stride` and `batch_size`. The sweep runs it as a Ray task per row
     (distil.search.finetune_runs.submit_lm).
@@ -210,11 +211,12 @@ def score_saved_model(model_dir: str, data: str | os.PathLike, *, window: int, s
     """
     import time
 
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.time()
     articles = read_wikitext(data)[:max_articles]
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).to("cuda" if torch.cuda.is_available() else "cpu")
     result = article_nll(model, AutoTokenizer.from_pretrained(model_dir), articles, window=window, stride=stride,
                          batch_size=batch_size)
     return {**result.to_json(), "data": str(data), "articles": len(articles), "seconds": round(time.time() - t0, 1)}

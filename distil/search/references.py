@@ -11,7 +11,6 @@ import time
 from dataclasses import replace
 
 import ray
-
 from transformers import AutoConfig
 
 from distil.config.families import CLM, family_of
