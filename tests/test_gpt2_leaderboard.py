@@ -16,7 +16,8 @@ import yaml
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
 from distil.config.spec import load_spec
-from distil.evaluation.perplexity import score_saved_model
+from distil.evaluation.perplexity import score_saved_model, sequence_perplexity
+from distil.evaluation.scores import selection_row
 from distil.report import leaderboard, summary
 from distil.science.student import save_student
 from distil.search.references import best_candidate_rule
@@ -134,3 +135,25 @@ def test_the_search_minimises_perplexity(results, wiki, tmp_path):
     lowest = min(("t0", "t1"), key=lambda t: results.candidate(t).read_result().objectives["perplexity"])
     rule = results.candidate(lowest).read_result().params["layer_selection"]
     assert best_candidate_rule(results.path, "perplexity") == rule
+
+
+def test_the_selection_perplexity_is_transformers_own_loss_on_held_out_sequences(teacher_dir):
+    """What the search ranks a candidate by (sequence_perplexity on the corpus' held-out eval sequences, `bos piece
+    eos`) is exp of transformers' own `labels=` loss on those sequences, padded; selection_row takes it from
+    result["lm"]["selection"], never the WikiText perplexity the leaderboard reports."""
+    from distil.science.data import pad_batch
+    from distil.science.losses import causal_labels
+
+    tokenizer = GPT2TokenizerFast.from_pretrained(teacher_dir)
+    model = GPT2LMHeadModel.from_pretrained(teacher_dir).eval()
+    eos = tokenizer.eos_token_id
+    seqs = [torch.tensor([eos, *tokenizer(t)["input_ids"], eos]) for t in
+            ("The cat sat on the mat.", "A river runs through the old town in spring, and it floods.", "Short.")]
+    got = sequence_perplexity(model, seqs, batch_size=2)  # two batches, padded differently
+    ids, attn = pad_batch(seqs, 0)
+    with torch.no_grad():
+        loss = model(input_ids=ids, attention_mask=attn, labels=causal_labels(ids, attn)).loss
+    assert got["perplexity"] == pytest.approx(math.exp(loss.item()), rel=1e-5)
+    assert got["tokens"] == sum(len(s) - 1 for s in seqs) and got["sequences"] == 3
+    result = {"lm": {"perplexity": 99.0, "selection": got}}
+    assert selection_row(result)["perplexity"] == got["perplexity"]

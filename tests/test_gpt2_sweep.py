@@ -104,7 +104,11 @@ def test_a_gpt2_teacher_runs_a_sweep_to_a_perplexity_leaderboard(gpt2_sweep):
     assert len(lm["titles"]) == ARTICLES and lm["window"] == 32 and lm["stride"] == 24
     (cand,) = [c for c in (out / "candidates").iterdir() if (c / "result.json").exists()]
     result = json.loads((cand / "result.json").read_text())
-    assert result["objectives"]["perplexity"] == pytest.approx(df.set_index("model").loc[cand.name, "perplexity"])
+    # The search ranked it on the corpus' held-out eval sequences, the leaderboard reports WikiText.
+    selection = result["lm"]["selection"]
+    assert selection["sequences"] == 16 and selection["tokens"] > 16 and math.isfinite(selection["perplexity"])
+    assert result["objectives"]["perplexity"] == pytest.approx(selection["perplexity"])
+    assert df.set_index("model").loc[cand.name, "perplexity"] == pytest.approx(result["lm"]["perplexity"])
     assert "perplexity" in (out / "leaderboard.md").read_text()
 
 

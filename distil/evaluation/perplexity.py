@@ -195,14 +195,54 @@ def wikitext_perplexity(model, tokenizer, path: str | os.PathLike, *, window: in
     return article_nll(model, tokenizer, read_wikitext(path), window=window, stride=stride, batch_size=batch_size)
 
 
+def sequence_perplexity(model, sequences: Sequence, batch_size: int = 16) -> dict:
+    """Perplexity of the causal LM `model` on whole token sequences that each fit its positions (the held-out
+    `eval` split of the distillation corpus, distil.science.data.load_sequences: `bos piece eos`, at most
+    corpus.max_seq_len tokens): every token after the first is scored with all tokens before it, and
+
+        PPL = exp(Σ NLL / Σ scored tokens)   (nats per token, natural log).
+
+    `sequences`: 1-D int64 tensors. Batches of `batch_size`, right-padded (pads carry no label:
+    distil.science.losses.causal_labels), on the model's device, log-likelihoods in fp32. Returns
+    {"perplexity", "sequences", "tokens" (scored)}.
+
+    Raises:
+        ValueError: no sequence of 2 or more tokens.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from distil.science.data import pad_batch
+    from distil.science.losses import causal_labels
+
+    device = next(model.parameters()).device
+    model.eval()
+    nll, tokens, n = 0.0, 0, 0
+    with torch.no_grad():
+        for start in range(0, len(sequences), batch_size):
+            seqs = [sequences[i] for i in range(start, min(start + batch_size, len(sequences)))]
+            ids, attn = pad_batch(seqs, 0)  # (b, m); the pad id is never attended or scored
+            labels = causal_labels(ids, attn)[:, 1:].to(device)  # position l predicts token l + 1
+            logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits[:, :-1]  # (b, m-1, V)
+            nll += F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="sum").item()
+            tokens += int((labels != -100).sum())
+            n += len(seqs)
+    if tokens == 0:
+        raise ValueError("no sequence of 2 or more tokens to score")
+    return {"perplexity": math.exp(nll / tokens), "sequences": n, "tokens": tokens}
+
+
 def score_saved_model(model_dir: str, data: str | os.PathLike, *, window: int, stride: int,
-                      max_articles: int | None = None, batch_size: int = 4) -> dict:
+                      max_articles: int | None = None, batch_size: int = 4,
+                      selection_corpus: str | os.PathLike | None = None) -> dict:
     """A saved causal LM's perplexity record, as a row's result.json keeps it (ArticleNLL.to_json) plus
     "data" (the WikiText path), "articles" (how many were scored) and "seconds" (wall time of the scoring).
     `model_dir` is a local dir or hub id loaded with AutoModelForCausalLM and its own tokenizer, on the GPU when
     the process sees one (a Ray task given num_gpus), else on the CPU;
     the first `max_articles` articles of the split at `data` (read_wikitext; None: all) are scored by
-    article_nll with `window`, `stride` and `batch_size`. The sweep runs it as a Ray task per row
+    article_nll with `window`, `stride` and `batch_size`. With `selection_corpus` (a prepare_corpus dir) also
+    "selection": sequence_perplexity on its held-out `eval` sequences, what the search ranks a candidate by (so
+    it never selects on the WikiText rows the leaderboard reports). The sweep runs it as a Ray task per row
     (distil.search.finetune_runs.submit_lm).
 
     Raises:
@@ -219,7 +259,12 @@ def score_saved_model(model_dir: str, data: str | os.PathLike, *, window: int, s
     model = AutoModelForCausalLM.from_pretrained(model_dir).to("cuda" if torch.cuda.is_available() else "cpu")
     result = article_nll(model, AutoTokenizer.from_pretrained(model_dir), articles, window=window, stride=stride,
                          batch_size=batch_size)
-    return {**result.to_json(), "data": str(data), "articles": len(articles), "seconds": round(time.time() - t0, 1)}
+    out = {**result.to_json(), "data": str(data), "articles": len(articles)}
+    if selection_corpus is not None:
+        from distil.science.data import load_sequences
+
+        out["selection"] = sequence_perplexity(model, load_sequences(Path(selection_corpus), "eval"))
+    return {**out, "seconds": round(time.time() - t0, 1)}
 
 
 def resampled_perplexities(results: Sequence[ArticleNLL], resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:

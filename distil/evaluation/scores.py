@@ -89,7 +89,9 @@ def selection_row(result: dict, include_wnli: bool = True, tasks=()) -> dict:
     """The scores the search ranks a result by: row_from_result's split columns, task macro and
     macro_score computed from each run's held-out selection slice instead of the validation splits
     (every split column of a task holds the task's selection score, mean over seeds), so the
-    selection never reads a row the leaderboard reports (issue 21, point 2)."""
+    selection never reads a row the leaderboard reports (issue 21, point 2); with an LM evaluation,
+    `perplexity` on the distillation corpus' held-out eval split (result "lm"["selection"]) instead of
+    WikiText's test split."""
     tasks = own_tasks(tasks)
     per_task: dict[str, list[float]] = {}
     for run in result.get("glue", []):
@@ -99,6 +101,8 @@ def selection_row(result: dict, include_wnli: bool = True, tasks=()) -> dict:
     for task in [*TASKS.values(), *tasks]:
         if task.name in per_task:
             row.update({c: float(np.mean(per_task[task.name])) for c in task.columns()})
+    if (result.get("lm") or {}).get("selection"):
+        row[PERPLEXITY] = float(result["lm"]["selection"]["perplexity"])
     return _with_macros(row, result, include_wnli, tasks)
 
 

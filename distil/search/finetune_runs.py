@@ -46,18 +46,19 @@ def submit_glue(model_dir: str, glue: GlueSpec, tasks, caches: dict | None, row:
             for t in tasks for s in seeds_for(t)}
 
 
-def submit_lm(model_dir: str, spec: SweepSpec, log: tuple[str, bool] | None):
+def submit_lm(model_dir: str, spec: SweepSpec, log: tuple[str, bool] | None, selection_corpus: str | None = None):
     """Start the perplexity scoring of the saved causal LM at `model_dir` on lm_eval's WikiText split as one
     Ray task (one CPU, and one GPU with lm_eval.use_gpu; outside the caller's placement group, as a fine-tuning
     task); its ref, resolving to distil.evaluation.perplexity.score_saved_model's dict (a row's result.json
-    "lm"). None without lm_eval."""
+    "lm"). `selection_corpus`: the tokenised distillation corpus (DistillJob.corpus_dir), whose held-out eval
+    sequences a candidate's selection perplexity is computed on ("lm"["selection"]). None without lm_eval."""
     lm = spec.lm_eval
     if lm is None:
         return None
     gpu = spec.glue.model_copy(update={"use_gpu": lm.use_gpu, "gpus_per_task": 1.0})
     remote = ray.remote(logged).options(**task_options(gpu))
     return remote.remote(log, score_saved_model, model_dir, lm.data, window=lm.window, stride=lm.stride,
-                         max_articles=lm.max_articles, batch_size=lm.batch_size)
+                         max_articles=lm.max_articles, batch_size=lm.batch_size, selection_corpus=selection_corpus)
 
 
 def prepare_task_caches(spec: SweepSpec, tasks, tokenizer, cache_dir) -> dict:

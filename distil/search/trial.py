@@ -19,7 +19,7 @@ from dataclasses import replace
 import ray
 from ray import tune
 
-from distil.config.objectives import COST_OBJECTIVES, PERPLEXITY
+from distil.config.objectives import COST_OBJECTIVES
 from distil.evaluation import scores
 from distil.search.context import SweepContext, encoder_parameters
 from distil.search.finetune_runs import finetune_seconds, proxy_point, submit_glue, submit_lm
@@ -86,7 +86,8 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
         # The status table shows each rung (with early stopping, the scheduler decides here: the
         # report blocks until Tune has, and a paused or stopped trial ends inside it).
         tune.report(_rung_report(rung, es is not None))
-    lm = submit_lm(str(cand.student_dir), spec, ctx.log)  # with lm_eval: perplexity beside the fine-tuning runs
+    # With lm_eval: perplexity (WikiText, and the corpus' held-out eval split to select on) beside the fine-tuning
+    lm = submit_lm(str(cand.student_dir), spec, ctx.log, selection_corpus=ctx.job.corpus_dir)
     runs = ray.get(list(submit_glue(str(cand.student_dir), spec.glue, ctx.tasks, ctx.caches, cand, ctx.log).values()))
     result = Result(
         kind="student", params=params.to_json(), distill=rungs[-1].distill, rungs=tuple(rungs), glue=tuple(runs),
@@ -95,14 +96,13 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
         proxy_seconds=round(sum(r.proxy.proxy_seconds if r.proxy else 0.0 for r in rungs), 1),
         finetune_seconds=finetune_seconds(runs), provenance=ctx.provenance, lm=ray.get(lm) if lm else None,
     )
-    # The leaderboard's row of this result (validation splits: what is reported), and the
-    # objectives the search ranks by: scores on the held-out selection slices, costs and the
-    # perplexity (WikiText test: it has no selection slice) from the row.
+    # The leaderboard's row of this result (validation splits, WikiText test: what is reported), and the
+    # objectives the search ranks by: scores on the held-out selection slices (the perplexity on the
+    # distillation corpus' held-out eval split), costs from the row.
     row = _row(result, ctx)
     selection = scores.selection_row(result.to_json(), include_wnli=spec.glue.include_wnli, tasks=spec.tasks)
     names, _ = objectives(spec)
-    from_row = (*COST_OBJECTIVES, PERPLEXITY)
-    result = replace(result, objectives={n: _finite_or_none((row if n in from_row else selection).get(n))
+    result = replace(result, objectives={n: _finite_or_none((row if n in COST_OBJECTIVES else selection).get(n))
                                          for n in names})
     cand.write_result(result)
     # Test hook (tests/test_resume.py): hold the trial between its result on disk and Tune's
