@@ -112,7 +112,9 @@ NOTES = {
     "HeadFitSpec.steps": "optimizer steps of the head fit",
     "HeadFitSpec.batch_size": "sequences per step",
     "HeadFitSpec.lr": "learning rate of the head fit",
-    "HeadFitSpec.eval_sequences": "held-out sequences for the masked-token accuracy before/after",
+    "HeadFitSpec.eval_sequences": "held-out sequences (corpus.eval_split) for the masked-token accuracy "
+                                  "before/after; with lm_eval, the ones a candidate's selection perplexity is "
+                                  "computed on",
     "Choice.choices": "the values to choose among",
     "FloatRange.low": "lower end",
     "FloatRange.high": "upper end",

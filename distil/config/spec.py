@@ -606,7 +606,9 @@ class LMEvalSpec(_Strict):
     WikiText's test split (distil.evaluation.perplexity: articles cut at ` = Title = ` lines, sliding windows
     of `window` tokens moved by `stride`, each token scored once with at least window − stride tokens of
     context after the first window), with a bootstrap interval over articles and the ratio to the teacher's
-    (`ppl_vs_teacher`). Perplexity is per GPT-2 BPE token, so comparable within one tokenizer only."""
+    (`ppl_vs_teacher`). Perplexity is per GPT-2 BPE token, so comparable within one tokenizer only. The search
+    ranks candidates by their perplexity on the distillation corpus' held-out eval split instead
+    (teacher.head_fit.eval_sequences sequences of corpus.eval_split), never on the WikiText rows it reports."""
 
     data: str = DEFAULT_WIKITEXT  # a dir holding test.parquet (column text, one row per raw line), or that file
     window: int = Field(1024, ge=2)  # tokens a window holds (GPT-2: its 1024 positions)
