@@ -186,7 +186,8 @@ def _check_weights(d: Path, where: str) -> None:
 def _glue_runs(spec: SweepSpec) -> list[tuple[str, str, int, str, bool]]:
     """(field, task, train batch size, name of the batch-size field, explicit) for every task run:
     GLUE fine-tuning (settings with glue.overrides, as GlueSpec.settings), task_distill
-    (same settings), and the early-stopping proxy (its own batch size; overrides do not apply)."""
+    (same settings), and the GLUE early-stopping proxy (its own batch size; overrides do not apply; a
+    causal teacher's proxy is held-out perplexity and runs no task)."""
     g = spec.glue
 
     def batch(task):
@@ -199,7 +200,7 @@ def _glue_runs(spec: SweepSpec) -> list[tuple[str, str, int, str, bool]]:
     if spec.task_distill:
         runs += [("task_distill.tasks", t, *batch(t), True) for t in spec.task_distill.tasks]
     es = spec.search.early_stopping
-    if es:
+    if es and not spec.perplexity_proxy():  # a causal teacher's proxy is held-out perplexity: no GLUE task
         b, name = ((es.proxy.batch_size, "search.early_stopping.proxy.batch_size") if es.proxy.batch_size
                    else (g.batch_size, "glue.batch_size"))
         runs += [("search.early_stopping.proxy.tasks", t, b, name, True) for t in es.proxy.tasks]

@@ -450,12 +450,12 @@ TEACHER = [
          lambda e: _gpt2_teacher(e, **CAUSAL, lm_eval__data=str(WIKITEXT), glue__tasks=["stsb"]),
          r"^error: glue\.tasks: a gpt2 teacher is a causal LM, scored by perplexity; GLUE and own-task fine-tuning "
          r"of a gpt2 student is not wired \(lm_eval scores it\); set glue\.tasks: \[\] and drop tasks$"),
-    case("teacher-gpt2-early-stopping",
+    case("teacher-gpt2-glue-proxy",
          lambda e: _gpt2_teacher(e, **CAUSAL, lm_eval__data=str(WIKITEXT),
                                  search__early_stopping={"proxy": {"tasks": ["stsb"]}}),
-         r"^error: search\.early_stopping: a gpt2 teacher is a causal LM, scored by perplexity, and its proxy "
-         r"fine-tunes on GLUE tasks; a held-out perplexity proxy is not wired; drop search\.early_stopping for a "
-         r"gpt2 teacher$"),
+         r"^error: search\.early_stopping\.proxy\.tasks: a gpt2 teacher is a causal LM, scored by perplexity, and "
+         r"its early-stopping proxy is the perplexity on the corpus' held-out eval split "
+         r"\(teacher\.head_fit\.eval_sequences sequences\), not GLUE fine-tuning; drop search\.early_stopping\.proxy$"),
     case("teacher-gpt2-lm-eval-window", lambda e: _gpt2_teacher(e, **CAUSAL, lm_eval__data=str(WIKITEXT),
                                                                 lm_eval__window=2048, lm_eval__stride=1024),
          r"^error: lm_eval\.window: 2048 tokens, and this gpt2 teacher takes at most 1024 \(n_positions 1024\); use "

@@ -27,7 +27,7 @@ from pathlib import Path
 from distil.config.families import CLM, FAMILIES, Family
 from distil.config.layers import parse_layer_key, select_layers
 from distil.config.settings import StudentShape
-from distil.config.spec import Choice, CorpusSpec, DistillSpec, SpecError, SweepSpec
+from distil.config.spec import Choice, CorpusSpec, DistillSpec, ProxySpec, SpecError, SweepSpec
 
 MIN_TRAIN_SEQUENCES = 16  # fewest training sequences a corpus may give (distil.science.data.prepare_corpus)
 
@@ -95,8 +95,9 @@ def check_family_evaluation(spec: SweepSpec, family: Family) -> None:
     """The spec evaluates the teacher's `family` the way the family table says (Family.evaluation): a masked LM
     on GLUE and the spec's own tasks (no lm_eval: a masked LM has no next-token perplexity); a causal LM by
     perplexity (lm_eval required) and nothing else a sweep does not wire for it yet: GLUE or own-task
-    fine-tuning (sequence classification on the last token), task-specific distillation, the early-stopping
-    proxy (GLUE fine-tuning) and the confirmation stage (GLUE reruns).
+    fine-tuning (sequence classification on the last token), task-specific distillation and the confirmation
+    stage (GLUE reruns). A causal LM's early stopping scores held-out perplexity (ProxySpec), so the GLUE
+    proxy's fields (search.early_stopping.proxy) must keep their defaults.
 
     Raises:
         SpecError: one line naming the field and the fix.
@@ -114,9 +115,13 @@ def check_family_evaluation(spec: SweepSpec, family: Family) -> None:
         field = "tasks" if spec.tasks else "glue.tasks"
         raise SpecError(f"{field}: {where}; GLUE and own-task fine-tuning of a {family.model_type} student is not "
                         "wired (lm_eval scores it); set glue.tasks: [] and drop tasks")
-    for field, value, why in (("search.early_stopping", spec.search.early_stopping,
-                               "its proxy fine-tunes on GLUE tasks; a held-out perplexity proxy is not wired"),
-                              ("search.confirm", spec.search.confirm, "its reruns are scored on GLUE"),
+    es = spec.search.early_stopping
+    if es is not None and es.proxy != ProxySpec():
+        field = next(k for k in ProxySpec.model_fields if getattr(es.proxy, k) != getattr(ProxySpec(), k))
+        raise SpecError(f"search.early_stopping.proxy.{field}: {where}, and its early-stopping proxy is the "
+                        "perplexity on the corpus' held-out eval split (teacher.head_fit.eval_sequences sequences), "
+                        "not GLUE fine-tuning; drop search.early_stopping.proxy")
+    for field, value, why in (("search.confirm", spec.search.confirm, "its reruns are scored on GLUE"),
                               ("task_distill", spec.task_distill, "it distils GLUE tasks")):
         if value is not None:
             raise SpecError(f"{field}: {where}, and {why}; drop {field} for a {family.model_type} teacher")

@@ -156,7 +156,13 @@ class SamplerSpec(_Strict):
 class ProxySpec(_Strict):
     """The cheap proxy of early stopping: the student at each rung is fine-tuned on a few fast
     GLUE tasks on small samples; proxy_score = mean of their task scores (x100). It depends only on
-    the student, never on the loss weights (the distillation loss does, so it cannot rank candidates)."""
+    the student, never on the loss weights (the distillation loss does, so it cannot rank candidates).
+
+    With a causal (gpt2) teacher (a spec with lm_eval) the proxy is fixed and these fields do not apply (a
+    value other than the default is a spec error): proxy_score = −ln(perplexity) = minus the mean NLL per
+    token (nats, natural log) on the distillation corpus' held-out eval split, the same
+    teacher.head_fit.eval_sequences sequences the search selects on (distil.search.finetune_runs.proxy_point).
+    Higher is better, as for GLUE, and a rung's gain over init is ln(PPL_init) − ln(PPL_student)."""
 
     tasks: list[str] = Field(default_factory=lambda: ["sst2", "stsb"], min_length=1)
     max_train_examples: int = Field(500, ge=8)
@@ -176,8 +182,9 @@ class EarlyStoppingSpec(_Strict):
 
     rungs: int = Field(3, ge=2, le=6)
     reduction_factor: int = Field(3, ge=2)
-    # Proxy score points (the proxy is x100): a trial less than this below a rung's cutoff is kept,
-    # not stopped. Set it to the proxy's noise (its spread between reruns of one student), so that
+    # In the proxy's units: score points (the GLUE proxy is x100), or nats per token with a causal (gpt2)
+    # teacher (0.05: a perplexity ~5 % above the cutoff's). A trial less than this below a rung's cutoff is
+    # kept, not stopped. Set it to the proxy's noise (its spread between reruns of one student), so that
     # a difference the proxy cannot resolve stops nobody. 0: the cutoff alone decides.
     tolerance: float = Field(0.0, ge=0)
     proxy: ProxySpec = ProxySpec()
@@ -753,6 +760,12 @@ class SweepSpec(_Strict):
         """Every task a model is fine-tuned on: the GLUE tasks of glue.tasks that have data in
         glue.data (GLUE order), then the spec's own tasks (declaration order)."""
         return [*glue_tasks(self.glue.data, self.glue.tasks), *self.tasks]
+
+    def perplexity_proxy(self) -> bool:
+        """Whether early stopping's proxy is held-out perplexity (ProxySpec) rather than GLUE fine-tuning: early
+        stopping in a spec with lm_eval, which distil.config.rules.check_family_evaluation allows for causal
+        teachers only."""
+        return self.search.early_stopping is not None and self.lm_eval is not None
 
     @model_validator(mode="after")
     def _consistent(self):

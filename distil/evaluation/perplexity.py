@@ -267,6 +267,31 @@ def score_saved_model(model_dir: str, data: str | os.PathLike, *, window: int, s
     return {**out, "seconds": round(time.time() - t0, 1)}
 
 
+def held_out_perplexity(model_dir: str, corpus_dir: str | os.PathLike) -> dict:
+    """`sequence_perplexity` of the saved causal LM at `model_dir` (a local dir or hub id, AutoModelForCausalLM;
+    on the GPU when the process sees one, else the CPU) on the held-out `eval` sequences of the prepare_corpus dir
+    `corpus_dir`: the sequences, batches and arithmetic of score_saved_model's "selection", so that a rung's
+    perplexity and a finished candidate's selection perplexity are one measure. Returns sequence_perplexity's
+    {"perplexity", "sequences", "tokens"} and "seconds" (wall time, loading included). The early-stopping proxy
+    of a causal teacher's sweep (distil.search.finetune_runs.proxy_point) runs it as a Ray task.
+
+    Raises:
+        FileNotFoundError: no `eval` split in `corpus_dir`.
+        ValueError: no sequence of 2 or more tokens (sequence_perplexity).
+    """
+    import time
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from distil.science.data import load_sequences
+
+    t0 = time.time()
+    model = AutoModelForCausalLM.from_pretrained(model_dir).to("cuda" if torch.cuda.is_available() else "cpu")
+    out = sequence_perplexity(model, load_sequences(Path(corpus_dir), "eval"))
+    return {**out, "seconds": round(time.time() - t0, 1)}
+
+
 def resampled_perplexities(results: Sequence[ArticleNLL], resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
     """(resamples, M) perplexities of M models' results over the same bootstrap draws of the articles:
     resample b draws A articles with replacement (numpy default_rng(seed); distil.evaluation.confidence's

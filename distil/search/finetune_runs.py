@@ -1,9 +1,10 @@
 """Evaluation runs on Ray: one Ray task per (task, seed) of a model's fine-tuning, the task data tokenised once
-per sweep, the early-stopping proxy (a small fine-tuning protocol that ranks students cheaply), and a causal
-LM's perplexity (one Ray task per model)."""
+per sweep, the early-stopping proxy (a small fine-tuning protocol that ranks students cheaply; held-out
+perplexity for a causal LM), and a causal LM's perplexity (one Ray task per model)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -16,7 +17,7 @@ from distil.config.spec import GlueSpec, SweepSpec
 from distil.config.tasks import Task
 from distil.evaluation import scores
 from distil.evaluation.finetune import finetune_and_evaluate, prepare_task_data
-from distil.evaluation.perplexity import score_saved_model
+from distil.evaluation.perplexity import held_out_perplexity, score_saved_model
 from distil.search.context import SweepContext
 from distil.store.logs import to_log_file
 from distil.store.records import ProxyPoint, RowDir
@@ -55,8 +56,7 @@ def submit_lm(model_dir: str, spec: SweepSpec, log: tuple[str, bool] | None, sel
     lm = spec.lm_eval
     if lm is None:
         return None
-    gpu = spec.glue.model_copy(update={"use_gpu": lm.use_gpu, "gpus_per_task": 1.0})
-    remote = ray.remote(logged).options(**task_options(gpu))
+    remote = ray.remote(logged).options(**lm_task_options(spec))
     return remote.remote(log, score_saved_model, model_dir, lm.data, window=lm.window, stride=lm.stride,
                          max_articles=lm.max_articles, batch_size=lm.batch_size, selection_corpus=selection_corpus)
 
@@ -65,7 +65,7 @@ def prepare_task_caches(spec: SweepSpec, tasks, tokenizer, cache_dir) -> dict:
     """Tokenise every task split once per sweep (every student shares the teacher's tokenizer):
     {task name: dir}. Each task is prepared with the largest budget any protocol of the sweep asks
     of it (the full protocol, the early-stopping proxy), since a smaller one takes a prefix."""
-    proxy = proxy_glue(spec) if spec.search.early_stopping else None
+    proxy = proxy_glue(spec) if proxy_tasks(spec) else None
     out = {}
     for t in {t.name: t for t in [*tasks, *proxy_tasks(spec)]}.values():
         settings = [spec.glue.settings(t.name)] + ([proxy.settings(t.name)] if proxy and t.name in proxy.tasks else [])
@@ -77,10 +77,13 @@ def prepare_task_caches(spec: SweepSpec, tasks, tokenizer, cache_dir) -> dict:
 
 
 def proxy_tasks(spec: SweepSpec) -> list[Task]:
-    """The early-stopping proxy's tasks (GLUE rows bound to glue.data, or the spec's own)."""
+    """The early-stopping proxy's tasks (GLUE rows bound to glue.data, or the spec's own); none for the
+    perplexity proxy of a causal teacher's sweep (SweepSpec.perplexity_proxy)."""
     es = spec.search.early_stopping
     own = {t.name: t for t in spec.tasks}
-    return [own.get(n) or glue_task(spec.glue.data, n) for n in es.proxy.tasks] if es else []
+    if es is None or spec.perplexity_proxy():
+        return []
+    return [own.get(n) or glue_task(spec.glue.data, n) for n in es.proxy.tasks]
 
 
 def logged(log: tuple[str, bool] | None, fn, *args, **kwargs):
@@ -97,6 +100,11 @@ def task_options(glue: GlueSpec) -> dict:
     # fine-tuning tasks take the cluster's free CPUs/GPUs, in parallel.
     return {"num_cpus": 1, "num_gpus": glue.gpus_per_task if glue.use_gpu else 0,
             "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=None)}
+
+
+def lm_task_options(spec: SweepSpec) -> dict:
+    """Ray options of a perplexity-scoring task: one CPU, and one whole GPU with lm_eval.use_gpu (task_options)."""
+    return task_options(spec.glue.model_copy(update={"use_gpu": spec.lm_eval.use_gpu, "gpus_per_task": 1.0}))
 
 
 def proxy_glue(spec: SweepSpec) -> GlueSpec:
@@ -119,9 +127,30 @@ def finetune_seconds(runs: list[dict]) -> float:
 def proxy_point(model_dir: str, ctx: SweepContext) -> ProxyPoint:
     """A model's score on the early-stopping proxy: each proxy task's score on its held-out
     selection slice of the train split (the mean of its metrics; GLUE's or an own task's; never the
-    validation rows the leaderboard reports), their mean, and the seconds its runs took."""
+    validation rows the leaderboard reports), their mean, and the seconds its runs took.
+
+    A causal teacher's sweep (SweepSpec.perplexity_proxy) scores held-out perplexity instead: one Ray task
+    (one CPU, and one GPU with lm_eval.use_gpu) runs distil.evaluation.perplexity.held_out_perplexity on the
+    distillation corpus' held-out eval split (teacher.head_fit.eval_sequences sequences: those the search
+    selects on), and
+
+        proxy_score = −ln PPL = −Σ NLL / Σ scored tokens   (nats per token; higher is better, ≤ 0)
+
+    so that a rung's gain over the undistilled init (Rung.gain_over_init) is ln PPL_init − ln PPL_student
+    and search.early_stopping.tolerance is in nats per token (perplexity_point)."""
+    if ctx.spec.perplexity_proxy():
+        remote = ray.remote(logged).options(**lm_task_options(ctx.spec))
+        return perplexity_point(ray.get(remote.remote(ctx.log, held_out_perplexity, model_dir, ctx.job.corpus_dir)))
     runs = ray.get(list(submit_glue(model_dir, proxy_glue(ctx.spec), proxy_tasks(ctx.spec), ctx.caches, None,
                                     ctx.log).values()))
     proxy = {r["task"]: scores.selection_score(r) for r in runs}
     return ProxyPoint(proxy=proxy, proxy_score=float(np.mean(list(proxy.values()))),
                       proxy_seconds=finetune_seconds(runs))
+
+
+def perplexity_point(ppl: dict) -> ProxyPoint:
+    """The perplexity proxy's point from held_out_perplexity's record `ppl`: proxy_score = −ln ppl["perplexity"]
+    (minus the mean NLL per token, nats; higher is better), `proxy` = its perplexity, sequences and scored
+    tokens, proxy_seconds = the scoring's wall seconds (model loading included)."""
+    return ProxyPoint(proxy={k: ppl[k] for k in ("perplexity", "sequences", "tokens")},
+                      proxy_score=-math.log(ppl["perplexity"]), proxy_seconds=ppl["seconds"])

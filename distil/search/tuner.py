@@ -88,7 +88,8 @@ def encoded_points(spec: SweepSpec) -> list[dict]:
 
 class Searcher(OptunaSearch):
     """OptunaSearch that (1) tells the study each trial's proxy score per rung as an intermediate
-    value (Tune's OptunaSearch expects the final metric in every result) and (2) records in the
+    value (Tune's OptunaSearch expects the final metric in every result; minus it, ln PPL, in a study
+    that minimises perplexity) and (2) records in the
     user attr `proposed_by` whether a trial was enqueued, random startup, or the sampler's own."""
 
     def __init__(self, *args, n_startup_trials: int, sampler_name: str, **kwargs):
@@ -147,7 +148,11 @@ class Searcher(OptunaSearch):
             ot_trial, rung = self._ot_trials[trial_id], int(result["rung"])
             # A resumed trial reports its last rung again (distil.search.trial): recorded once.
             if rung not in self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values:
-                ot_trial.report(float(result[PROXY]), step=rung)
+                # proxy_score is higher-is-better; a minimised objective's study (perplexity: a causal teacher's
+                # sweep, whose proxy_score is −ln PPL) is told ln PPL (nats per token), so that the sampler's rung
+                # model and a pruned trial's value point the study's way.
+                score = float(result[PROXY])
+                ot_trial.report(score if self._mode == "max" else -score, step=rung)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         # A trial that the scheduler stops on a rung's result reaches the searcher only here (Tune calls

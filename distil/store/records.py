@@ -110,9 +110,11 @@ def _without_none(d: dict) -> dict:
 @dataclass(frozen=True)
 class ProxyPoint:
     """A model's score on the early-stopping proxy: per task (x100), their mean, and the
-    fine-tuning seconds it cost (summed over the proxy's runs)."""
+    fine-tuning seconds it cost (summed over the proxy's runs). A causal teacher's perplexity proxy: its
+    held-out perplexity, sequences and scored tokens, −ln(perplexity) (nats per token) and the scoring's
+    seconds (distil.search.finetune_runs.proxy_point)."""
 
-    proxy: dict  # task name -> task score
+    proxy: dict  # task name -> task score; perplexity proxy: "perplexity", "sequences", "tokens"
     proxy_score: float
     proxy_seconds: float
 
