@@ -84,7 +84,8 @@ def test_the_distilgpt2_spec_validates_offline_with_the_papers_recipe(tmp_path, 
     assert "alpha_mlm" not in spec.space() and {"alpha_ce", "alpha_clm", "alpha_cos"} <= set(spec.space())
     assert select_layers("distilbert", 12, 6) == [0, 2, 4, 7, 9, 11]
     check_family_terms(spec, FAMILIES["gpt2"])  # alpha_mlm 0, no layer-wise term
-    check_family_evaluation(spec, FAMILIES["gpt2"])  # lm_eval, no GLUE, early stopping or confirmation
+    check_family_evaluation(spec, FAMILIES["gpt2"])  # lm_eval, no GLUE or confirmation; the perplexity proxy
+    assert spec.perplexity_proxy() and spec.search.early_stopping.rungs == 3
     assert spec.corpus.max_seq_len <= FAMILIES["roberta"].max_seq_len({"max_position_embeddings": 514,
                                                                        "pad_token_id": 1})
 

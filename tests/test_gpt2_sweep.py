@@ -43,18 +43,20 @@ def gpt2_teacher_dir(tmp_path_factory):
 
 
 def write_gpt2_spec(path, teacher_dir):
-    """One candidate, two distillation steps, no early stopping, no glue section; perplexity on 3 WikiText
-    articles with 32-token windows moved by 24; 32 tokens everywhere (the teacher takes 64); the reference rows
-    that show what the distillation steps add (clm_only, init_only-<rule>). random_init and paper_defaults are
-    left out: each costs a run."""
+    """Two candidates (temperature 1 or 4), two distillation steps in two rungs with early stopping at rf 2 (the
+    proxy: perplexity on the corpus' 16 held-out eval sequences; one candidate is stopped after step 1), no glue
+    section; perplexity on 3 WikiText articles with 32-token windows moved by 24; 32 tokens everywhere (the
+    teacher takes 64); the reference rows that show what the distillation steps add (clm_only,
+    init_only-<rule>). random_init and paper_defaults are left out: each costs a run."""
     spec = {
         "name": "tiny-gpt2",
         "teacher": {"model": str(teacher_dir), "head_fit": {"eval_sequences": 16}},
         "corpus": {"path": str(CORPUS), "max_seq_len": 32, "max_sequences": 64},
         "student": {"n_layers": 2},
         "distill": {"num_workers": 1, "batch_size": 8, "steps": 2, "checkpoint_every": 2},
-        "search": {"num_candidates": 1, "alpha_ce": 5.0, "alpha_mlm": 0.0, "alpha_clm": 2.0, "alpha_cos": 1.0,
-                   "temperature": 2.0, "layer_selection": "every_other"},
+        "search": {"num_candidates": 2, "alpha_ce": 5.0, "alpha_mlm": 0.0, "alpha_clm": 2.0, "alpha_cos": 1.0,
+                   "temperature": {"choices": [1.0, 4.0]}, "layer_selection": "every_other",
+                   "early_stopping": {"rungs": 2, "reduction_factor": 2}},
         "lm_eval": {"data": str(WIKITEXT), "window": 32, "stride": 24, "max_articles": ARTICLES, "batch_size": 16},
         "glue": {"random_init_reference": False},
         "profile": {"seq_len": 32, "rounds": 2, "repeats_b1": 3, "repeats_b32": 1},
@@ -81,10 +83,11 @@ def test_a_gpt2_teacher_runs_a_sweep_to_a_perplexity_leaderboard(gpt2_sweep):
     print(df[["model", "kind", "status", "perplexity", "perplexity_lo", "perplexity_hi", "ppl_vs_teacher",
               "ppl_vs_teacher_lo", "ppl_vs_teacher_hi", "n_params", "latency_ms_b32"]].to_string())
     kinds = df.set_index("model")["kind"]
-    assert kinds["teacher"] == "teacher" and list(kinds).count("student") == 1
+    assert kinds["teacher"] == "teacher" and list(kinds).count("student") == 2
     assert kinds["clm_only"] == kinds["init_only-every_other"] == "reference"
     assert "mlm_only" not in kinds and "macro_score" in df and df["macro_score"].isna().all()
-    assert (df.status == "done").all() and len(df) == 4
+    assert sorted(df.status) == ["done"] * 4 + ["stopped"] and len(df) == 5
+    df = df[df.status == "done"]  # the stopped candidate has no scores
     for c in ("perplexity", "perplexity_lo", "perplexity_hi", "ppl_vs_teacher", "ppl_vs_teacher_lo",
               "ppl_vs_teacher_hi", "latency_ms_b32"):
         assert df[c].map(math.isfinite).all(), c
@@ -110,6 +113,48 @@ def test_a_gpt2_teacher_runs_a_sweep_to_a_perplexity_leaderboard(gpt2_sweep):
     assert result["objectives"]["perplexity"] == pytest.approx(selection["perplexity"])
     assert df.set_index("model").loc[cand.name, "perplexity"] == pytest.approx(result["lm"]["perplexity"])
     assert "perplexity" in (out / "leaderboard.md").read_text()
+
+
+def test_early_stopping_keeps_the_candidate_with_the_lower_held_out_perplexity(gpt2_sweep):
+    """Rung 0 (step 1 of 2) scores both candidates by perplexity on the corpus' 16 held-out eval sequences:
+    proxy_score = −ln PPL (nats per token), the gain over the undistilled init ln PPL_init − ln PPL_student.
+    Successive halving at rf 2 keeps the higher gain and stops the other; the survivor's last-rung perplexity is
+    its selection perplexity (same student, same sequences). The teacher has its proxy point, and the Optuna
+    study (minimising perplexity) holds ln PPL as each rung's intermediate value."""
+    import optuna
+
+    from distil.search.halving import rung_score
+    from distil.store.records import ResultsDir
+
+    results = ResultsDir(gpt2_sweep)
+    init = results.init_only("every_other").read_init_proxy(2)
+    assert init.proxy["sequences"] == 16 and init.proxy_score == pytest.approx(-math.log(init.proxy["perplexity"]))
+    teacher = results.teacher().read_proxy()
+    assert teacher.proxy["sequences"] == 16 and math.isfinite(teacher.proxy_score)
+    cands = {c.name: c for c in results.candidates()}
+    (done,) = [n for n, c in cands.items() if c.has_result()]
+    (stopped,) = [n for n, c in cands.items() if not c.has_result()]
+    rungs = {n: c.read_rungs() for n, c in cands.items()}
+    for name, rs in rungs.items():
+        for r in rs:
+            print(f"{name} rung {r.rung} step {r.step}: held-out perplexity {r.proxy.proxy['perplexity']:.2f} "
+                  f"(init {init.proxy['perplexity']:.2f}, teacher {teacher.proxy['perplexity']:.2f}), proxy_score "
+                  f"{r.proxy_score:.4f}, gain over init {r.gain_over_init:+.4f} nats/token")
+            assert r.proxy_score == pytest.approx(-math.log(r.proxy.proxy["perplexity"]))
+            assert r.gain_over_init == pytest.approx(math.log(init.proxy["perplexity"])
+                                                     - math.log(r.proxy.proxy["perplexity"]))
+    status = cands[stopped].read_status()
+    assert status.status == "stopped" and status.rung == 0 and [r.rung for r in rungs[stopped]] == [0]
+    assert [r.rung for r in rungs[done]] == [0, 1] and [r.step for r in rungs[done]] == [1, 2]
+    score = {n: rung_score(rs[0].proxy_score, rs[0].gain_over_init) for n, rs in rungs.items()}
+    assert score[done] > score[stopped]  # the lower rung-0 perplexity went on
+    selection = cands[done].read_result().lm["selection"]
+    assert rungs[done][-1].proxy.proxy["perplexity"] == pytest.approx(selection["perplexity"], rel=1e-6)
+    study = optuna.load_study(study_name="tiny-gpt2", storage=results.optuna_url())
+    by_trial = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    assert by_trial[stopped].state == optuna.trial.TrialState.PRUNED
+    for name, rs in rungs.items():
+        assert by_trial[name].intermediate_values == pytest.approx({r.rung: -r.proxy_score for r in rs})
 
 
 def test_the_best_student_is_a_2_layer_gpt2_of_the_selected_teacher_layers_with_a_pad_token(gpt2_sweep,

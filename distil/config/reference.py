@@ -51,7 +51,9 @@ NOTES = {
     "TeacherSpec.head_fit": "used only when the teacher has no MLM head (its head is then fitted on the corpus)",
     "CorpusSpec.path": "dir of `<split>.parquet`, or a hub dataset id",
     "CorpusSpec.train_split": "split the students distil on",
-    "CorpusSpec.eval_split": "held-out text for the head-fit accuracy",
+    "CorpusSpec.eval_split": "held-out text for the head-fit accuracy; with lm_eval, the selection's and early "
+                             "stopping's perplexity (its first teacher.head_fit.eval_sequences sequences; the same "
+                             "split as train_split gives the first training sequences)",
     "CorpusSpec.text_column": "column that holds the text",
     "CorpusSpec.max_seq_len": "tokens per sequence",
     "CorpusSpec.min_tokens": "drop shorter pieces (titles, headings)",
@@ -75,7 +77,8 @@ NOTES = {
                                      "delta_vs_default compares with, never as a trial; the rest are the first trials",
     "EarlyStoppingSpec.rungs": "distillation cut at rf^-(rungs-1), ..., 1/rf, 1 of its steps",
     "EarlyStoppingSpec.reduction_factor": "rf: each rung keeps the best max(1, floor(n / rf)) of its n trials",
-    "EarlyStoppingSpec.proxy": "the proxy tasks a rung is scored on",
+    "EarlyStoppingSpec.proxy": "the GLUE proxy a rung is scored on; with lm_eval (a causal teacher) leave it out: "
+                               "the proxy is held-out perplexity (ProxySpec)",
     "ProxySpec.tasks": "GLUE tasks of the proxy",
     "DistillSpec.num_workers": "DDP workers of a candidate's Ray Train run",
     "DistillSpec.backend": "gloo on CPU, nccl on GPU",
@@ -113,8 +116,8 @@ NOTES = {
     "HeadFitSpec.batch_size": "sequences per step",
     "HeadFitSpec.lr": "learning rate of the head fit",
     "HeadFitSpec.eval_sequences": "held-out sequences (corpus.eval_split) for the masked-token accuracy "
-                                  "before/after; with lm_eval, the ones a candidate's selection perplexity is "
-                                  "computed on",
+                                  "before/after; with lm_eval, the ones a candidate's selection perplexity and "
+                                  "early stopping's proxy are computed on",
     "Choice.choices": "the values to choose among",
     "FloatRange.low": "lower end",
     "FloatRange.high": "upper end",

@@ -178,7 +178,8 @@ class EarlyStoppingSpec(_Strict):
     is scored on the proxy; synchronous successive halving (Jamieson & Talwalkar 2016;
     distil.search.halving) waits until every trial that can reach the rung has its score there, then
     keeps the best max(1, floor(n / rf)) of them (and any trial less than `tolerance` below the last
-    kept) and stops the rest. Trials past the last rung get the full GLUE protocol."""
+    kept) and stops the rest. Trials past the last rung get the full protocol (GLUE, or with lm_eval the
+    perplexity scoring)."""
 
     rungs: int = Field(3, ge=2, le=6)
     reduction_factor: int = Field(3, ge=2)
