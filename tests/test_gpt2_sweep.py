@@ -43,19 +43,21 @@ def gpt2_teacher_dir(tmp_path_factory):
 
 
 def write_gpt2_spec(path, teacher_dir):
-    """Two candidates (temperature 1 or 4), two distillation steps in two rungs with early stopping at rf 2 (the
-    proxy: perplexity on the corpus' 16 held-out eval sequences; one candidate is stopped after step 1), no glue
-    section; perplexity on 3 WikiText articles with 32-token windows moved by 24; 32 tokens everywhere (the
-    teacher takes 64); the reference rows that show what the distillation steps add (clm_only,
-    init_only-<rule>). random_init and paper_defaults are left out: each costs a run."""
+    """Two candidates (alpha_clm 0 or 2: the random-init teacher's KL teaches little), two distillation steps in
+    two rungs with early stopping at rf 2 (the proxy: perplexity on the corpus' 16 held-out eval sequences; one
+    candidate is stopped after step 1), no glue section; perplexity on 3 WikiText articles with 32-token windows
+    moved by 24; 32 tokens everywhere (the teacher takes 64); the reference rows that show what the distillation
+    steps add (clm_only, init_only-<rule>). random_init and paper_defaults are left out: each costs a run."""
     spec = {
         "name": "tiny-gpt2",
         "teacher": {"model": str(teacher_dir), "head_fit": {"eval_sequences": 16}},
         "corpus": {"path": str(CORPUS), "max_seq_len": 32, "max_sequences": 64},
         "student": {"n_layers": 2},
-        "distill": {"num_workers": 1, "batch_size": 8, "steps": 2, "checkpoint_every": 2},
-        "search": {"num_candidates": 2, "alpha_ce": 5.0, "alpha_mlm": 0.0, "alpha_clm": 2.0, "alpha_cos": 1.0,
-                   "temperature": {"choices": [1.0, 4.0]}, "layer_selection": "every_other",
+        # No warmup: with warmup_ratio's default one of the 2 steps is warmup, and step 1 (rung 0) runs at lr 0,
+        # leaving every student at rung 0 equal to its init (a tie: successive halving keeps both).
+        "distill": {"num_workers": 1, "batch_size": 8, "steps": 2, "checkpoint_every": 2, "warmup_ratio": 0.0},
+        "search": {"num_candidates": 2, "alpha_ce": 5.0, "alpha_mlm": 0.0, "alpha_clm": {"choices": [0.0, 2.0]},
+                   "alpha_cos": 1.0, "temperature": 2.0, "layer_selection": "every_other",
                    "early_stopping": {"rungs": 2, "reduction_factor": 2}},
         "lm_eval": {"data": str(WIKITEXT), "window": 32, "stride": 24, "max_articles": ARTICLES, "batch_size": 16},
         "glue": {"random_init_reference": False},
@@ -73,6 +75,7 @@ def gpt2_sweep(tmp_path_factory, gpt2_teacher_dir):
     r = subprocess.run([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out),
                         "--cache-dir", str(work / "cache")], cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (work / "console.log").write_text(r.stdout)
     print(r.stdout[-4000:])
     return out
 
@@ -126,6 +129,9 @@ def test_early_stopping_keeps_the_candidate_with_the_lower_held_out_perplexity(g
     from distil.search.halving import rung_score
     from distil.store.records import ResultsDir
 
+    said = [ln for ln in (gpt2_sweep.parent / "console.log").read_text().splitlines() if "rung" in ln]
+    print("\n".join(said))  # the sweep's own words on each rung and the stop
+    assert any("rung 0 at step 1" in ln for ln in said)
     results = ResultsDir(gpt2_sweep)
     init = results.init_only("every_other").read_init_proxy(2)
     assert init.proxy["sequences"] == 16 and init.proxy_score == pytest.approx(-math.log(init.proxy["perplexity"]))
