@@ -96,10 +96,12 @@ def run(args: argparse.Namespace, how: str) -> int:
     # 2. Teacher and corpus (both cached): tokenise the corpus, fit the MLM head if it is missing.
     source, teacher_dir, head_fit, corpus_dir = prepare_teacher_and_corpus(spec, cache)
     print(sweep_line(spec.distill.bf16, spec.distill.use_gpu, spec.glue.bf16, spec.glue.use_gpu), flush=True)
-    # 3. Profiles (size, CPU latency) of the teacher and each student depth, timed while nothing else runs.
+    # 3. Profiles (size, CPU latency) of the teacher and each student depth and width, timed while nothing else runs.
+    teacher_shape = rules.teacher_shape(rules.teacher_config(teacher_dir))
     if state is None:
         profiles = profile_architectures(source, teacher_dir, spec.student.depths() or [n_layers], spec.seed,
-                                         spec.glue.data, spec.profile)
+                                         spec.glue.data, spec.profile,
+                                         shapes=[rules.sweep_shape(spec.student.shape(), teacher_shape)])
         spec_json = spec.model_dump_json(indent=2)
         state = {"n_layers": n_layers, "cache_dir": str(cache), "profiles": profiles,
                  "provenance": provenance.collect(spec, spec_json, teacher_dir, cache)}
@@ -111,7 +113,8 @@ def run(args: argparse.Namespace, how: str) -> int:
     tasks = spec.finetune_tasks()
     caches = prepare_task_caches(spec, tasks, AutoTokenizer.from_pretrained(source), cache)
     ctx = SweepContext(spec=spec, out=str(out), job=job, n_layers=n_layers, profiles=state["profiles"],
-                       provenance=state["provenance"], tasks=tuple(tasks), caches=caches, verbose=args.verbose)
+                       provenance=state["provenance"], tasks=tuple(tasks), caches=caches, verbose=args.verbose,
+                       teacher_shape=teacher_shape)
     # 4. Reference rows (teacher, random_init student, task-specific distillation) run as Ray tasks beside the search.
     done = ResultsDir(out).finished_references()
     if args.command == "run":  # written only now: a run that failed before leaves an empty dir to rerun in
@@ -224,8 +227,8 @@ def prepare_teacher_and_corpus(spec: SweepSpec, cache: Path) -> tuple[str, str, 
 
 def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
     """The student depth of a candidate whose depth is not searched (distil.config.rules.student_depth),
-    after checking that a sweep runs the teacher's family (BERT, RoBERTa), that its loss terms
-    and sequence lengths fit the teacher, and that every depth and layer selection fits it.
+    after checking that a sweep runs the teacher's family (BERT, RoBERTa), that its loss terms,
+    sequence lengths and student width fit the teacher, and that every depth and layer selection fits it.
 
     A local teacher's config.json (checked by preflight) is read as JSON; a hub-id teacher's is
     fetched, except with `offline` (--dry-run): its depth is checked when the run starts.
@@ -246,6 +249,7 @@ def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
     family = rules.sweep_family(config, f"teacher.model: {spec.teacher.model}")
     rules.check_family_terms(spec, family)
     rules.check_seq_lens(spec, family, config)
+    rules.student_shape(spec, config)  # preflight checked a local teacher's already; a hub one's here
     return rules.student_depth(spec, config.get("num_hidden_layers", 12))  # 12: BertConfig's default
 
 

@@ -90,6 +90,42 @@ def test_reference_rows_give_gain_over_random_init_and_task_kd_has_no_macro(tmp_
     assert "random_init: the students' architecture" in summary.to_markdown(leaderboard.load(tmp_path))
 
 
+def test_rows_of_two_widths_are_each_compared_with_the_reference_rows_of_their_own_width(tmp_path):
+    # A teacher-width sweep's rows name no width (the teacher's, filled in from its config.json); a narrower
+    # student's reference rows carry its shape in their names and are what its gains subtract.
+    from tests.handmade import write_json as write
+
+    def sst2(acc):
+        return [_run("sst2", 0, **{"": {"accuracy": acc}})]
+
+    teacher_dir = tmp_path / "teacher-model"
+    teacher_dir.mkdir()
+    (teacher_dir / "config.json").write_text(json.dumps({"num_hidden_layers": 6, "hidden_size": 384,
+                                                         "num_attention_heads": 12, "intermediate_size": 1536}))
+    narrow = {"n_layers": 2, "hidden_size": 192, "num_attention_heads": 12, "intermediate_size": 768}
+    out = tmp_path / "out"
+    write(out / "teacher" / "result.json",
+          {"kind": "teacher", "params": {"model": str(teacher_dir)}, "glue": sst2(90.0)})
+    for name, params, acc in [("mlm_only", {"layer_selection": "random_init", "n_layers": 2}, 60.0),
+                              ("mlm_only-2L192H12F768", {"layer_selection": "random_init", **narrow}, 55.0),
+                              ("init_only-first", {"layer_selection": "first", "n_layers": 2}, 70.0),
+                              ("init_only-first-2L192H12F768", {"layer_selection": "first", **narrow}, 52.0)]:
+        write(out / "references" / name / "result.json", {"kind": "reference", "params": params, "glue": sst2(acc)})
+    write(out / "candidates" / "wide" / "result.json",
+          {"params": {"alpha_ce": 1.0, "layer_selection": "first", "n_layers": 2}, "glue": sst2(80.0)})
+    write(out / "candidates" / "narrow" / "result.json",
+          {"params": {"alpha_ce": 1.0, "layer_selection": "first", **narrow}, "glue": sst2(65.0)})
+    df = leaderboard.load(out, resamples=0).frame.set_index("model")
+    assert df.loc["wide", "gain_over_mlm_only"] == 20.0 and df.loc["narrow", "gain_over_mlm_only"] == 10.0
+    assert df.loc["wide", "gain_over_init"] == 10.0 and df.loc["narrow", "gain_over_init"] == 13.0
+    assert not [c for c in df.columns if "2L192" in c]  # one gain column per kind of reference row
+    assert df.loc["teacher", ["n_layers", "hidden_size", "heads", "ffn"]].tolist() == [6, 384, 12, 1536]
+    assert df.loc["wide", ["n_layers", "hidden_size", "heads", "ffn"]].tolist() == [2, 384, 12, 1536]
+    assert df.loc["narrow", ["n_layers", "hidden_size", "heads", "ffn"]].tolist() == [2, 192, 12, 768]
+    columns = list(df.reset_index().columns)
+    assert columns.index("ffn") + 1 == columns.index("n_params")  # the shape beside params and latency
+
+
 # ---------------------------------------------------------------- intervals, chance, headline
 from tests.handmade import DEFAULT_PARAMS, SPEC, labels_for, noisy, write_json, write_row  # noqa: E402
 

@@ -310,14 +310,31 @@ def test_layer_map_and_relation_layer_must_be_teacher_layers(tmp_path, changes, 
         rules.student_depth(spec, 6)
 
 
-def test_sweeps_refuse_another_width_until_its_reference_rows_exist(tmp_path, teacher_source):
+def test_preflight_takes_a_narrower_student_and_checks_it_against_the_teacher(tmp_path, teacher_source):
     from distil import preflight
+    from distil.config import rules
+    from distil.config.settings import StudentShape
 
-    narrow = load_spec(_write(tmp_path, **{"student.hidden_size": 192}))
-    with pytest.raises(SpecError, match=r"^student\.hidden_size: 192 is not the teacher's, and sweeps do not run"):
-        preflight.check_student(narrow, teacher_source)
+    preflight.check_student(load_spec(_write(tmp_path, **{"student.hidden_size": 192})), teacher_source)
     preflight.check_student(load_spec(_write(tmp_path, **{"student.hidden_size": 384})), teacher_source)  # its own
-    preflight.check_student(load_spec(_write(tmp_path)), None)  # nothing set: nothing to refuse for a hub teacher
+    preflight.check_student(load_spec(_write(tmp_path)), None)  # a hub teacher: checked when the run starts
+    with pytest.raises(SpecError, match=r"^student\.hidden_size: 768 is more than the teacher's 384"):
+        preflight.check_student(load_spec(_write(tmp_path, **{"student.hidden_size": 768})), teacher_source)
+    # The width a sweep builds and names: none at the teacher's own (row names and profiles as before), else all set.
+    teacher = StudentShape(384, 12, 1536)
+    assert rules.sweep_shape(StudentShape(hidden_size=384), teacher) == StudentShape()
+    assert rules.sweep_shape(StudentShape(hidden_size=192), teacher) == StudentShape(192, 12, 1536)
+    assert rules.sweep_shape(StudentShape(hidden_size=192), StudentShape()) == StudentShape(hidden_size=192)
+
+
+def test_only_a_bert_teachers_student_is_built_narrower(tmp_path):
+    from distil.config import rules
+
+    roberta = {**MINILM, "model_type": "roberta"}
+    spec = load_spec(_write(tmp_path, **{"student.hidden_size": 192}))
+    with pytest.raises(SpecError, match=r"^student\.hidden_size: 192 is not the roberta teacher's, and only a BERT "):
+        rules.student_shape(spec, roberta)
+    rules.student_shape(load_spec(_write(tmp_path, **{"student.hidden_size": 384})), roberta)  # its own width
 
 
 def test_fixed_values_carry_the_layer_terms_settings_to_every_candidate(tmp_path):

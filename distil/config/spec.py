@@ -406,7 +406,8 @@ class StudentSpec(_Strict):
     The width (hidden size, attention heads, FFN size) is the teacher's unless set here, one value
     each (not searched yet). A student narrower than the teacher is initialised by weight selection
     from the layers its layer rule picks (Xu et al. 2024: evenly spaced rows and columns of the
-    teacher's weights); sweeps run only the teacher's width so far (preflight says why)."""
+    teacher's weights); its reference rows, latency profile and early-stopping baseline are built at
+    its shape and named by it (`mlm_only-4L192H12F768`)."""
 
     n_layers: Annotated[int, Field(ge=1)] | Choice | None = None
     hidden_size: Annotated[int, Field(ge=1)] | None = None  # width of the student (null: the teacher's)

@@ -5,8 +5,9 @@ A `Board` is built once by distil.report.leaderboard.load from a results dir; di
 metric, the paper-default candidate) is resolved there, once, and carried here.
 
 Also here: the names of the columns derived from a macro (FAMILIES), the reference rows a row is
-compared with (reference_rows, init_rows), and the rule for retention over chance (CLEAR_MARGIN,
-cleared_tasks, retention_over_chance), which both the builder and the readers need.
+compared with (reference_rows, reference_map, init_rows: each of the row's own width, `widths`), and
+the rule for retention over chance (CLEAR_MARGIN, cleared_tasks, retention_over_chance), which both the
+builder and the readers need.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import pandas as pd
 from distil.config.glue import TASKS
 from distil.config.tasks import Task
 from distil.evaluation.confidence import task_columns
-from distil.evaluation.scores import TASKS_MACRO, all_columns, macro_over
-from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS, init_only_name
+from distil.evaluation.scores import SHAPE_COLUMNS, TASKS_MACRO, all_columns, macro_over
+from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS, base_name, init_only_name
 
 # The two macros and the suffix of the columns derived from each (pct_teacher, gain_over_<ref>,
 # gain_over_init, delta_vs_default): pct_teacher is on macro_score, pct_teacher_tasks on tasks_macro.
@@ -133,25 +134,55 @@ def families(tasks) -> list[str]:
     return ["macro_score"] + ([TASKS_MACRO] if tasks else [])
 
 
+def widths(df: pd.DataFrame) -> dict[str, tuple | None]:
+    """{model: its width (hidden_size, heads, ffn), or None at the teacher's width}: a row whose width
+    columns are empty, or equal the teacher row's, has the teacher's width (a teacher-width sweep writes
+    none; the leaderboard fills the teacher's in)."""
+    cols = [c for c in SHAPE_COLUMNS if c in df]
+    if len(cols) < len(SHAPE_COLUMNS):
+        return {m: None for m in df["model"]}
+    teacher = df.loc[df["kind"] == "teacher", cols]
+    teacher_width = tuple(teacher.iloc[0]) if len(teacher) and teacher.iloc[0].notna().all() else None
+    out = {}
+    for m, *w in df[["model", *cols]].itertuples(index=False):
+        w = tuple(w)
+        out[m] = None if any(pd.isna(v) for v in w) or w == teacher_width else tuple(int(v) for v in w)
+    return out
+
+
 def reference_rows(df: pd.DataFrame, metric: str = "macro_score") -> list[str]:
-    """Names of the reference rows with a `metric` (macro_score or tasks_macro) that every row is
+    """Names of the kinds of reference row with a `metric` (macro_score or tasks_macro) that every row is
     compared with (random_init, mlm_only, ...; not task-kd, not init_only-<rule>: see init_rows;
-    not paper_defaults: delta_vs_default is that comparison)."""
+    not paper_defaults: delta_vs_default is that comparison), without their shape suffix: a row of
+    another width than the teacher's (mlm_only-4L192H12F768) is of kind mlm_only (reference_map)."""
     if metric not in df:
         return []
     init_only = df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX)
     refs = df[(df["kind"] == "reference") & df[metric].notna() & ~init_only & (df["model"] != PAPER_DEFAULTS)]
-    return sorted(refs["model"].astype(str), key=lambda m: (m != "random_init", m))
+    return sorted({base_name(m) for m in refs["model"].astype(str)}, key=lambda m: (m != "random_init", m))
+
+
+def reference_map(df: pd.DataFrame, base: str, metric: str = "macro_score") -> dict[str, str]:
+    """{model: the reference row of kind `base` (reference_rows) and of the model's own width (widths)} for
+    every row that has one with a `metric`: gain_over_<base> compares a row with the reference of its shape
+    (at the teacher's width `base` itself, as always)."""
+    width = widths(df)
+    refs = df.loc[(df["kind"] == "reference") & df[metric].notna(), "model"].astype(str)
+    by_width = {width[m]: m for m in refs if base_name(m) == base}
+    return {m: by_width[w] for m, w in width.items() if w in by_width}
 
 
 def init_rows(df: pd.DataFrame, metric: str = "macro_score") -> dict[str, str]:
-    """{model: its init_only-<rule> row} for every row whose layer rule has an init_only row with
-    a `metric`: gain_over_init compares a student with the undistilled student of its own init."""
-    inits = set(df.loc[df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX) & df[metric].notna(), "model"])
+    """{model: its init_only-<rule> row} for every row whose layer rule has an init_only row of its
+    width (widths) with a `metric`: gain_over_init compares a student with the undistilled student of
+    its own init and shape."""
+    width = widths(df)
+    inits = df.loc[df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX) & df[metric].notna(), "model"]
+    by_rule = {(base_name(m), width[m]): m for m in inits.astype(str)}
     out = {}
     for _, r in df.iterrows():
-        name = init_only_name(str(r.get("layer_selection")))
-        if name in inits and r["model"] != name and r["kind"] in ("student", "reference"):
+        name = by_rule.get((init_only_name(str(r.get("layer_selection"))), width[r["model"]]))
+        if name is not None and r["model"] != name and r["kind"] in ("student", "reference"):
             out[r["model"]] = name
     return out
 

@@ -33,7 +33,7 @@ import pandas as pd  # noqa: E402
 from distil.evaluation.scores import TASKS_MACRO, macro_over, macro_score  # noqa: E402
 from distil.report import summary  # noqa: E402
 from distil.report.board import Board  # noqa: E402
-from distil.store.records import ResultsDir, read_json  # noqa: E402
+from distil.store.records import ResultsDir, base_name, read_json, shape_key  # noqa: E402
 
 TEACHER_COLOUR, STUDENT_COLOUR, FRONT_COLOUR = "tab:orange", "tab:blue", "tab:red"
 
@@ -192,7 +192,7 @@ def plot_progress(board: Board, path: Path) -> None:
     teacher = df.loc[df["kind"] == "teacher", metric].dropna()
     if len(teacher):
         ax.axhline(teacher.iloc[0], color=TEACHER_COLOUR, linestyle="--", label="teacher")
-    random_init = df.loc[df["model"] == "random_init", metric].dropna()
+    random_init = df.loc[df["model"].astype(str).map(base_name) == "random_init", metric].dropna()
     if len(random_init):
         ax.axhline(random_init.iloc[0], color="grey", linestyle=":", label="random_init (no distillation)")
     missing = int(np.isnan(macro).sum())
@@ -233,8 +233,9 @@ def learning_curves(results_dir: str | Path) -> dict:
             return None
 
     teacher = read(results.teacher().proxy_file)
-    inits = {f"{ref.rule} ({n}L)": read(p)["proxy_score"] for ref in results.init_onlys()
-             for n, p in ref.init_proxies().items()}
+    # At another width than the teacher's the row's name ends in its shape (init_only-<rule>-4L192H12F768).
+    inits = {f"{ref.rule} ({ref.name[len(base_name(ref.name)) + 1:] or f'{n}L'})": read(p)["proxy_score"]
+             for ref in results.init_onlys() for n, p in ref.init_proxies().items()}
     curves, status = {}, {}
     for cand in results.candidates():
         progress, config = read(cand.progress_file), read(cand.config_file)
@@ -243,7 +244,9 @@ def learning_curves(results_dir: str | Path) -> dict:
         params = (config or {}).get("params") if isinstance(config, dict) else None
         if not rungs or not isinstance(params, dict) or "layer_selection" not in params:
             continue
-        start = read(results.init_only(str(params["layer_selection"])).init_proxy_file(params.get("n_layers")))
+        key = shape_key(params.get("n_layers"), params.get("hidden_size"), params.get("num_attention_heads"),
+                        params.get("intermediate_size"))  # '' at the teacher's width
+        start = read(results.init_only(str(params["layer_selection"]), key).init_proxy_file(params.get("n_layers")))
         curves[cand.name] = (([(0, start["proxy_score"])] if start else [])
                              + [(r.get("tokens", 0), r["proxy_score"]) for r in rungs])
         status[cand.name] = "done" if cand.has_result() else (read(cand.status_file) or {}).get("status", "running")

@@ -13,7 +13,7 @@ from dataclasses import replace
 import ray
 
 from distil.config.layers import layer_key, parse_layer_key
-from distil.config.settings import LossWeights
+from distil.config.settings import LossWeights, StudentShape
 from distil.evaluation.task_distill import TaskDistillRun, distill_on_task
 from distil.science.student import save_student
 from distil.search.context import SweepContext, encoder_parameters, paper_default_point, paper_default_rule
@@ -21,7 +21,7 @@ from distil.search.finetune_runs import finetune_seconds, logged, proxy_point, s
 from distil.search.train import CandidateParams, distill_student
 from distil.store import storage
 from distil.store.logs import to_log_file
-from distil.store.records import PAPER_DEFAULTS, ProxyPoint, Result, ResultsDir, RowDir
+from distil.store.records import PAPER_DEFAULTS, ProxyPoint, Result, ResultsDir, RowDir, row_name
 
 
 def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, skip: set[str] = frozenset()) -> list:
@@ -57,30 +57,31 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
                      n_params=encoder_parameters(teacher_source), profile=ctx.profiles.get("teacher"),
                      provenance=ctx.provenance)
         writers.append(_write_reference.remote(teacher, row, *teacher_runs.values()))
-    random_init = results.reference("random_init")
+    key, shape = ctx.key(ctx.n_layers), ctx.shape  # '' and StudentShape() at the teacher's width
+    random_init = results.reference(row_name("random_init", key))
     if glue.random_init_reference and random_init.name not in skip:
         n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, "random_init", spec.seed,
-                                str(random_init.student_dir))
+                                str(random_init.student_dir), shape)
         runs = submit_glue(str(random_init.student_dir), glue, ctx.tasks, ctx.caches, random_init, ctx.log).values()
-        row = Result(kind="reference", params={"layer_selection": "random_init", "n_layers": ctx.n_layers},
+        row = Result(kind="reference", params={"layer_selection": "random_init", "n_layers": ctx.n_layers,
+                                               **shape.given()},
                      n_params=n_params, profile=ctx.profile(ctx.n_layers), provenance=ctx.provenance)
         writers.append(_write_reference.remote(random_init, row, *runs))
-    if glue.mlm_only_reference and "mlm_only" not in skip:
+    if glue.mlm_only_reference and row_name("mlm_only", key) not in skip:
         # Trained from random weights with the MLM loss alone (alpha_mlm 1, every teacher term 0, so
         # no teacher forward) for the candidates' steps.
         params = CandidateParams(LossWeights(alpha_ce=0.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0),
-                                 layer_selection="random_init", n_layers=ctx.n_layers)
-        writers.append(_distilled_row.remote(ctx, "mlm_only", params))
+                                 layer_selection="random_init", n_layers=ctx.n_layers, shape=shape)
+        writers.append(_distilled_row.remote(ctx, row_name("mlm_only", key), params))
     point = paper_default_point(spec)
     if point is not None and PAPER_DEFAULTS not in skip:
-        params = CandidateParams.from_values({**spec.search.fixed(), "n_layers": ctx.n_layers, **point})
-        writers.append(_distilled_row.remote(ctx, PAPER_DEFAULTS, params))
+        writers.append(_distilled_row.remote(ctx, PAPER_DEFAULTS, ctx.params(point)))
     if glue.init_only_reference:
         writers += submit_init_only(ctx, paper_default_rule(spec))
     if spec.search.early_stopping and not teacher.proxy_file.exists():
         writers.append(_teacher_proxy.remote(ctx, teacher_source))
     for task in (kd.tasks if kd else []):
-        row_dir = results.task_kd(task)
+        row_dir = results.task_kd(task, key)
         if row_dir.name in skip:
             continue
         # The teacher fine-tuned on the task: its first-seed run now, or saved by an earlier start.
@@ -90,7 +91,7 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
             print(f"task_distill: {task} has no data in {glue.data}; skipped", flush=True)
             continue
         run = TaskDistillRun(teacher_mlm_dir=ctx.job.teacher_dir, teacher_task_dir=str(teacher.finetuned_dir(task)),
-                             task=task_obj, n_layers=ctx.n_layers, layer_selection=kd.layer_selection,
+                             task=task_obj, n_layers=ctx.n_layers, layer_selection=kd.layer_selection, shape=shape,
                              alpha_ce=kd.alpha_ce, temperature=kd.temperature, settings=glue.settings(task),
                              pred_dir=str(row_dir.predictions_dir), data_cache=(ctx.caches or {}).get(task))
         remote = ray.remote(logged).options(**task_options(glue))
@@ -104,17 +105,18 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
 
 
 def submit_init_only(ctx: SweepContext, rule: str) -> list:
-    """The `init_only-<rule>` row: the candidates' architecture initialised from the teacher's
+    """The `init_only-<rule>` row: the candidates' architecture (depth and width: at another width
+    than the teacher's the name says it, `init_only-<rule>-4L192H12F768`) initialised from the teacher's
     layers by `rule`, no distillation step, fine-tuned under the protocol (its result.json is
     written by a writer task as soon as its runs end). [] if the row exists already."""
-    row_dir = ctx.results.init_only(rule)
+    row_dir = ctx.results.init_only(rule, ctx.key(ctx.n_layers))
     if row_dir.has_result():
         return []
     n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, parse_layer_key(rule), ctx.spec.seed,
-                            str(row_dir.student_dir))
+                            str(row_dir.student_dir), ctx.shape)
     runs = submit_glue(str(row_dir.student_dir), ctx.spec.glue, ctx.tasks, ctx.caches, row_dir, ctx.log).values()
-    row = Result(kind="reference", params={"layer_selection": rule, "n_layers": ctx.n_layers}, n_params=n_params,
-                 profile=ctx.profile(ctx.n_layers), provenance=ctx.provenance)
+    row = Result(kind="reference", params={"layer_selection": rule, "n_layers": ctx.n_layers, **ctx.shape.given()},
+                 n_params=n_params, profile=ctx.profile(ctx.n_layers), provenance=ctx.provenance)
     return [_write_reference.remote(row_dir, row, *runs)]
 
 
@@ -134,7 +136,7 @@ def _distilled_row(ctx: SweepContext, name: str, params: CandidateParams) -> str
     storage.remove_tree(storage.join(ctx.job.storage, f"reference-{name}"))  # the student is copied out
     row_dir.write_result(Result(
         kind="reference", params=params.to_json(), distill=metrics, glue=tuple(runs),
-        n_params=encoder_parameters(str(row_dir.student_dir)), profile=ctx.profile(params.n_layers),
+        n_params=encoder_parameters(str(row_dir.student_dir)), profile=ctx.profile(params.n_layers, params.shape),
         distill_seconds=distill_seconds, finetune_seconds=finetune_seconds(runs), provenance=ctx.provenance))
     return str(row_dir.path)
 
@@ -153,16 +155,18 @@ def best_candidate_rule(out, metric: str = "macro_score") -> str | None:
     return best[1] if best else None
 
 
-def init_proxy(ctx: SweepContext, rule: str, n_layers: int) -> ProxyPoint:
-    """The proxy score of the undistilled student (`rule`, `n_layers`): step 0 of every learning
-    curve of that init. Computed once per sweep by the first trial that needs it, then read from
-    references/init_only-<rule>/proxy-<n>L.json."""
-    row_dir = ctx.results.init_only(rule)
+def init_proxy(ctx: SweepContext, rule: str, n_layers: int, shape: StudentShape = StudentShape()) -> ProxyPoint:
+    """The proxy score of the undistilled student (`rule`, `n_layers`, width `shape` as
+    distil.config.rules.sweep_shape gives it: StudentShape() the teacher's): step 0 of every learning
+    curve of that init and shape, the baseline successive halving judges a trial's gain against. Computed
+    once per sweep by the first trial that needs it, then read from
+    references/init_only-<rule>/proxy-<n>L.json (another width: init_only-<rule>-<shape>/proxy-<n>L.json)."""
+    row_dir = ctx.results.init_only(rule, ctx.key(n_layers, shape))
     point = row_dir.read_init_proxy(n_layers)
     if point is not None:
         return point
     with tempfile.TemporaryDirectory() as tmp:
-        save_student(ctx.job.teacher_dir, n_layers, parse_layer_key(rule), ctx.spec.seed, tmp)
+        save_student(ctx.job.teacher_dir, n_layers, parse_layer_key(rule), ctx.spec.seed, tmp, shape)
         point = proxy_point(tmp, ctx)
     row_dir.write_init_proxy(n_layers, point)
     return point
