@@ -112,9 +112,14 @@ def test_rows_of_two_widths_are_each_compared_with_the_reference_rows_of_their_o
                               ("init_only-first-2L192H12F768", {"layer_selection": "first", **narrow}, 52.0)]:
         write(out / "references" / name / "result.json", {"kind": "reference", "params": params, "glue": sst2(acc)})
     write(out / "candidates" / "wide" / "result.json",
-          {"params": {"alpha_ce": 1.0, "layer_selection": "first", "n_layers": 2}, "glue": sst2(80.0)})
+          {"params": {"alpha_ce": 1.0, "layer_selection": "first", "n_layers": 2}, "glue": sst2(80.0),
+           "profile": {"latency_ms_b32": 1.0}, "n_params": 200})
     write(out / "candidates" / "narrow" / "result.json",
-          {"params": {"alpha_ce": 1.0, "layer_selection": "first", **narrow}, "glue": sst2(65.0)})
+          {"params": {"alpha_ce": 1.0, "layer_selection": "first", **narrow}, "glue": sst2(65.0),
+           "profile": {"latency_ms_b32": 0.4}, "n_params": 100})
+    write(out / "candidates" / "slow" / "result.json",  # slower than `wide` and no better: off the front
+          {"params": {"alpha_ce": 2.0, "layer_selection": "first", **narrow}, "glue": sst2(64.0),
+           "profile": {"latency_ms_b32": 1.5}, "n_params": 100})
     df = leaderboard.load(out, resamples=0).frame.set_index("model")
     assert df.loc["wide", "gain_over_mlm_only"] == 20.0 and df.loc["narrow", "gain_over_mlm_only"] == 10.0
     assert df.loc["wide", "gain_over_init"] == 10.0 and df.loc["narrow", "gain_over_init"] == 13.0
@@ -124,6 +129,10 @@ def test_rows_of_two_widths_are_each_compared_with_the_reference_rows_of_their_o
     assert df.loc["narrow", ["n_layers", "hidden_size", "heads", "ffn"]].tolist() == [2, 192, 12, 768]
     columns = list(df.reset_index().columns)
     assert columns.index("ffn") + 1 == columns.index("n_params")  # the shape beside params and latency
+    # The Pareto front across shapes, in the markdown's head (the teacher has no latency here: not on it).
+    assert summary.pareto_line(leaderboard.load(out, resamples=0)) == (
+        "Pareto front of macro_score against CPU latency at batch 32 (ms per example), across shapes: "
+        "wide [2L384H12F1536] 80.00 at 1.00 ms; narrow [2L192H12F768] 65.00 at 0.40 ms")
 
 
 # ---------------------------------------------------------------- intervals, chance, headline

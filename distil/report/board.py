@@ -22,7 +22,7 @@ from distil.config.glue import TASKS
 from distil.config.tasks import Task
 from distil.evaluation.confidence import task_columns
 from distil.evaluation.scores import SHAPE_COLUMNS, TASKS_MACRO, all_columns, macro_over
-from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS, base_name, init_only_name
+from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS, base_name, init_only_name, shape_key
 
 # The two macros and the suffix of the columns derived from each (pct_teacher, gain_over_<ref>,
 # gain_over_init, delta_vs_default): pct_teacher is on macro_score, pct_teacher_tasks on tasks_macro.
@@ -148,6 +148,55 @@ def widths(df: pd.DataFrame) -> dict[str, tuple | None]:
         w = tuple(w)
         out[m] = None if any(pd.isna(v) for v in w) or w == teacher_width else tuple(int(v) for v in w)
     return out
+
+
+def shape_label(df: pd.DataFrame, row) -> str:
+    """' [2L192H12F768]' (distil.store.records.shape_key) after a row's name in plots and the Pareto line when
+    the rows of `df` are not all of one width (a narrower student's sweep), else '' (a teacher-width sweep's
+    plots as before). A row at the teacher's width shows the teacher's shape."""
+    width = widths(df)
+    if all(w is None for w in width.values()) or pd.isna(row.get("n_layers")):
+        return ""
+    cols = [row.get(c) for c in SHAPE_COLUMNS]
+    return f" [{shape_key(row['n_layers'], *cols)}]" if all(pd.notna(c) for c in cols) else ""
+
+
+def pareto_rows(board: Board, cost: str = "latency_ms_b32") -> list[str]:
+    """The models on the Pareto front of the ranking metric against `cost` (pareto_front: lower cost,
+    higher score; two latencies within each other's timing spread, or one n_params, are one cost) among
+    the teacher and the students, of every shape, best score first."""
+    df, metric = board.frame, board.rank_by
+    if metric not in df or cost not in df:
+        return []
+    done = df[df[metric].notna() & df["kind"].isin(["teacher", "student"])]
+    num = lambda c: pd.to_numeric(done.get(c, pd.Series(np.nan, index=done.index)), errors="coerce")  # noqa: E731
+    front = pareto_front(num(cost), num(metric), num(cost + "_min"), num(cost + "_max"), same=done["n_params"])
+    return list(done.loc[front].sort_values(metric, ascending=False)["model"])
+
+
+def pareto_front(cost, score, lo=None, hi=None, same=None) -> np.ndarray:
+    """Boolean mask of the points no other point beats: none has cost <= and score >= with one
+    of them strict. Lower cost and higher score are better; points with a NaN are never on it.
+
+    Two costs count as equal (neither is lower) when their measured ranges [lo, hi] overlap
+    (e.g. min and max of a latency's timing rounds: a difference inside the noise is no
+    difference) or when the points share a `same` value (e.g. n_params: one architecture has
+    one cost), so among such points only the best score is on the front. Without lo/hi a cost
+    is its own range."""
+    cost, score = np.asarray(cost, dtype=float), np.asarray(score, dtype=float)
+    lo = cost if lo is None else np.where(np.isnan(np.asarray(lo, dtype=float)), cost, np.asarray(lo, dtype=float))
+    hi = cost if hi is None else np.where(np.isnan(np.asarray(hi, dtype=float)), cost, np.asarray(hi, dtype=float))
+    equal = (lo[:, None] <= hi[None, :]) & (lo[None, :] <= hi[:, None])  # [j, i]: j costs the same as i
+    if same is not None:
+        same = pd.Series(list(same))
+        equal |= (same.to_numpy()[:, None] == same.to_numpy()[None, :]) & same.notna().to_numpy()[:, None]
+    cheaper = (cost[:, None] < cost[None, :]) & ~equal  # [j, i]: j costs less than i
+    valid = ~(np.isnan(cost) | np.isnan(score))
+    front = np.zeros(len(cost), dtype=bool)
+    for i in np.flatnonzero(valid):
+        better = valid & (cheaper[:, i] | equal[:, i]) & (score >= score[i]) & (cheaper[:, i] | (score > score[i]))
+        front[i] = not better.any()
+    return front
 
 
 def reference_rows(df: pd.DataFrame, metric: str = "macro_score") -> list[str]:

@@ -32,41 +32,17 @@ import pandas as pd  # noqa: E402
 
 from distil.evaluation.scores import TASKS_MACRO, macro_over, macro_score  # noqa: E402
 from distil.report import summary  # noqa: E402
-from distil.report.board import Board  # noqa: E402
+from distil.report.board import Board, pareto_front, shape_label  # noqa: E402, F401  (pareto_front: html's API too)
 from distil.store.records import ResultsDir, base_name, read_json, shape_key  # noqa: E402
 
 TEACHER_COLOUR, STUDENT_COLOUR, FRONT_COLOUR = "tab:orange", "tab:blue", "tab:red"
 
 
-def pareto_front(cost, score, lo=None, hi=None, same=None) -> np.ndarray:
-    """Boolean mask of the points no other point beats: none has cost <= and score >= with one
-    of them strict. Lower cost and higher score are better; points with a NaN are never on it.
-
-    Two costs count as equal (neither is lower) when their measured ranges [lo, hi] overlap
-    (e.g. min and max of a latency's timing rounds: a difference inside the noise is no
-    difference) or when the points share a `same` value (e.g. n_params: one architecture has
-    one cost), so among such points only the best score is on the front. Without lo/hi a cost
-    is its own range."""
-    cost, score = np.asarray(cost, dtype=float), np.asarray(score, dtype=float)
-    lo = cost if lo is None else np.where(np.isnan(np.asarray(lo, dtype=float)), cost, np.asarray(lo, dtype=float))
-    hi = cost if hi is None else np.where(np.isnan(np.asarray(hi, dtype=float)), cost, np.asarray(hi, dtype=float))
-    equal = (lo[:, None] <= hi[None, :]) & (lo[None, :] <= hi[:, None])  # [j, i]: j costs the same as i
-    if same is not None:
-        same = pd.Series(list(same))
-        equal |= (same.to_numpy()[:, None] == same.to_numpy()[None, :]) & same.notna().to_numpy()[:, None]
-    cheaper = (cost[:, None] < cost[None, :]) & ~equal  # [j, i]: j costs less than i
-    valid = ~(np.isnan(cost) | np.isnan(score))
-    front = np.zeros(len(cost), dtype=bool)
-    for i in np.flatnonzero(valid):
-        better = valid & (cheaper[:, i] | equal[:, i]) & (score >= score[i]) & (cheaper[:, i] | (score > score[i]))
-        front[i] = not better.any()
-    return front
-
-
 def _label(board: Board, row) -> str:
     if row["kind"] == "teacher":
         return "teacher"
-    return str(row["model"]) + (" (paper defaults)" if board.is_paper_defaults(row) else "")
+    return (str(row["model"]) + (" (paper defaults)" if board.is_paper_defaults(row) else "")
+            + shape_label(board.frame, row))
 
 
 def score_columns_shown(board: Board) -> list[str]:

@@ -15,7 +15,7 @@ from distil.config.glue import TASKS, score_columns
 from distil.config.tasks import MULTI, Task
 from distil.evaluation import confidence
 from distil.evaluation.scores import LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, macro_over, macro_score
-from distil.report.board import CLEAR_MARGIN, FAMILIES, Board, reference_rows
+from distil.report.board import CLEAR_MARGIN, FAMILIES, Board, pareto_rows, reference_rows, shape_label, widths
 from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS
 
 REFERENCE_NOTES = {
@@ -551,6 +551,20 @@ COMPARISON_NOTE = (
     "interval on that task's score.")
 
 
+def pareto_line(board: Board) -> str:
+    """'Pareto front of <metric> against CPU latency at batch 32, across shapes: ...' naming each model on the
+    front (board.pareto_rows) with its shape, score and latency, best score first; '' when every row has the
+    teacher's width (a teacher-width sweep's front is the Pareto plot's alone)."""
+    df = board.frame
+    if "model" not in df or all(w is None for w in widths(df).values()):
+        return ""
+    rows = df.set_index("model")
+    front = [f"{m}{shape_label(df, rows.loc[m])} {rows.loc[m, board.rank_by]:.2f} at "
+             f"{rows.loc[m, 'latency_ms_b32']:.2f} ms" for m in pareto_rows(board)]
+    return (f"Pareto front of {board.rank_by} against CPU latency at batch 32 (ms per example), across shapes: "
+            + ("; ".join(front) if front else "none (no latency profiled)"))
+
+
 def to_markdown(board: Board) -> str:
     """The headline, the leaderboard as a markdown table (chance row last), the teacher-vs-best-
     student comparison on each own task, and the conventions as a bullet list."""
@@ -562,4 +576,6 @@ def to_markdown(board: Board) -> str:
         extra = ("\n\n### Teacher vs best student on each user task\n\n"
                  + "\n".join(f"- {s}" for s in comparison_sentences(board)) + "\n\n"
                  + comparison.to_markdown(index=False, disable_numparse=True) + "\n\n" + comparison_note(board))
+    front = pareto_line(board)
+    head += f"\n{front}  " if front else ""
     return head + "\n\n" + table + extra + "\n\n" + "\n".join(f"- {n}" for n in conventions(board)) + "\n"
