@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, how: str) -> int:
     if state is None:
         profiles = profile_architectures(source, teacher_dir, spec.student.depths() or [n_layers], spec.seed,
                                          spec.glue.data, spec.profile,
-                                         shapes=[rules.sweep_shape(spec.student.shape(), teacher_shape)])
+                                         shapes=[rules.sweep_shape(s, teacher_shape) for s in spec.student.shapes()])
         spec_json = spec.model_dump_json(indent=2)
         state = {"n_layers": n_layers, "cache_dir": str(cache), "profiles": profiles,
                  "provenance": provenance.collect(spec, spec_json, teacher_dir, cache)}
@@ -189,8 +189,10 @@ def open_resume(args: argparse.Namespace) -> tuple[SweepSpec, Path, str | None, 
 def dry_run_summary(spec: SweepSpec, n_layers: int | None) -> str:
     """The one line `run --dry-run` prints for a valid spec."""
     depths = spec.student.depths() or [n_layers or "?"]
+    width = "".join(f", {k} {'/'.join(map(str, spec.student.values(k)))}" for k in spec.student.WIDTH
+                    if spec.student.values(k))  # none given: the teacher's width, the line as before
     return (f"spec OK: {spec.name}: {spec.search.num_candidates} candidates ({spec.search.n_startup_trials()} startup, "
-            f"then {spec.search.sampler.name}), student {'/'.join(map(str, depths))} layers, searching "
+            f"then {spec.search.sampler.name}), student {'/'.join(map(str, depths))} layers{width}, searching "
             f"{sorted(spec.space())}; early stopping {'on' if spec.search.early_stopping else 'off'}; "
             f"{confirmation_summary(spec)}; teacher {spec.teacher.model}; GLUE {spec.glue.data}")
 
@@ -249,7 +251,7 @@ def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
     family = rules.sweep_family(config, f"teacher.model: {spec.teacher.model}")
     rules.check_family_terms(spec, family)
     rules.check_seq_lens(spec, family, config)
-    rules.student_shape(spec, config)  # preflight checked a local teacher's already; a hub one's here
+    rules.student_shapes(spec, config)  # preflight checked a local teacher's already; a hub one's here
     return rules.student_depth(spec, config.get("num_hidden_layers", 12))  # 12: BertConfig's default
 
 

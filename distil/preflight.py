@@ -136,12 +136,13 @@ def check_teacher(ref: str) -> str | None:
 
 
 def check_student(spec: SweepSpec, teacher_dir: str | None) -> None:
-    """The student's width fits the teacher (a local one's config.json) and the loss terms
-    (distil.config.rules.student_shape); a hub-id teacher's width is read, and the same rules applied,
-    when the run starts (distil.cli.check_against_teacher). A sweep builds its reference rows, latency
-    profiles and early-stopping baseline at the students' own shape (issue 25). Raises SpecError."""
+    """The student's width fits the teacher (a local one's config.json) and the loss terms, each width a
+    searched one can take (distil.config.rules.student_shapes); a hub-id teacher's width is read, and the
+    same rules applied, when the run starts (distil.cli.check_against_teacher). A sweep builds its
+    reference rows, latency profiles and early-stopping baseline at the students' own shape (issue 25).
+    Raises SpecError."""
     if teacher_dir is not None:
-        rules.student_shape(spec, rules.teacher_config(teacher_dir))
+        rules.student_shapes(spec, rules.teacher_config(teacher_dir))
 
 
 def _check_weights(d: Path, where: str) -> None:

@@ -42,14 +42,20 @@ class SweepContext:
         return ResultsDir(self.out)
 
     @property
+    def shapes(self) -> list[StudentShape]:
+        """Every width the spec's students can have (one unless student.hidden_size, num_attention_heads
+        or intermediate_size is searched), as they are built and named (distil.config.rules.sweep_shape):
+        StudentShape() at the teacher's width, else every field set. The reference rows exist per shape."""
+        return list(dict.fromkeys(sweep_shape(s, self.teacher_shape) for s in self.spec.student.shapes()))
+
+    @property
     def shape(self) -> StudentShape:
-        """The width of the spec's students as they are built and named (distil.config.rules.sweep_shape):
-        StudentShape() at the teacher's width, else every field set."""
-        return sweep_shape(self.spec.student.shape(), self.teacher_shape)
+        """The first of `shapes`: the width of every student when it is not searched."""
+        return self.shapes[0]
 
     def key(self, n_layers: int, shape: StudentShape | None = None) -> str:
         """The shape part of the name of a reference row of `n_layers` layers and width `shape` (default
-        the spec's: `self.shape`): '' at the teacher's width (distil.store.records.shape_key)."""
+        `self.shape`): '' at the teacher's width (distil.store.records.shape_key)."""
         return shape_key(n_layers, **(self.shape if shape is None else shape).given())
 
     def params(self, values: dict) -> CandidateParams:
@@ -66,8 +72,8 @@ class SweepContext:
         return str(self.results.logs_dir), self.verbose
 
     def profile(self, n_layers: int, shape: StudentShape | None = None) -> dict | None:
-        """The size and latency of a student of `n_layers` layers and width `shape` (default the spec's:
-        `self.shape`) (None if it was not profiled)."""
+        """The size and latency of a student of `n_layers` layers and width `shape` (default `self.shape`)
+        (None if it was not profiled)."""
         return self.profiles.get(student_arch(n_layers, self.shape if shape is None else shape))
 
 

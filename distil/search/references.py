@@ -31,6 +31,9 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
     Returns the writers' refs (`finish_references` waits on them).
 
     * `teacher` (<out>/teacher): the teacher itself, the row "% of teacher retained" divides by;
+    Rows of students are built at the candidates' shape, one per width when the width is searched, named by it
+    when it is not the teacher's (`mlm_only-4L192H12F768`; distil.store.records.row_name); task-kd at the first.
+
     * `random_init` (<out>/references/random_init): a student with the candidates' architecture
       and random weights, not distilled: the row "gain over no distillation" subtracts;
     * `mlm_only` (<out>/references/mlm_only): the same shape from random weights, trained with
@@ -57,22 +60,9 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
                      n_params=encoder_parameters(teacher_source), profile=ctx.profiles.get("teacher"),
                      provenance=ctx.provenance)
         writers.append(_write_reference.remote(teacher, row, *teacher_runs.values()))
-    key, shape = ctx.key(ctx.n_layers), ctx.shape  # '' and StudentShape() at the teacher's width
-    random_init = results.reference(row_name("random_init", key))
-    if glue.random_init_reference and random_init.name not in skip:
-        n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, "random_init", spec.seed,
-                                str(random_init.student_dir), shape)
-        runs = submit_glue(str(random_init.student_dir), glue, ctx.tasks, ctx.caches, random_init, ctx.log).values()
-        row = Result(kind="reference", params={"layer_selection": "random_init", "n_layers": ctx.n_layers,
-                                               **shape.given()},
-                     n_params=n_params, profile=ctx.profile(ctx.n_layers), provenance=ctx.provenance)
-        writers.append(_write_reference.remote(random_init, row, *runs))
-    if glue.mlm_only_reference and row_name("mlm_only", key) not in skip:
-        # Trained from random weights with the MLM loss alone (alpha_mlm 1, every teacher term 0, so
-        # no teacher forward) for the candidates' steps.
-        params = CandidateParams(LossWeights(alpha_ce=0.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0),
-                                 layer_selection="random_init", n_layers=ctx.n_layers, shape=shape)
-        writers.append(_distilled_row.remote(ctx, row_name("mlm_only", key), params))
+    for shape in ctx.shapes:  # one set of rows per width a student can have (one unless the width is searched)
+        writers += _no_teacher_rows(ctx, shape, skip)
+    key, shape = ctx.key(ctx.n_layers), ctx.shape  # task-kd at the first width ('': the teacher's)
     point = paper_default_point(spec)
     if point is not None and PAPER_DEFAULTS not in skip:
         writers.append(_distilled_row.remote(ctx, PAPER_DEFAULTS, ctx.params(point)))
@@ -104,20 +94,45 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
     return writers
 
 
+def _no_teacher_rows(ctx: SweepContext, shape: StudentShape, skip: set[str]) -> list:
+    """Start the `random_init` and `mlm_only` rows of width `shape` (named by it: row_name; StudentShape()
+    is the teacher's width, the names as always), unless off in the spec or named in `skip`."""
+    glue, key, writers = ctx.spec.glue, ctx.key(ctx.n_layers, shape), []
+    random_init = ctx.results.reference(row_name("random_init", key))
+    if glue.random_init_reference and random_init.name not in skip:
+        n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, "random_init", ctx.spec.seed,
+                                str(random_init.student_dir), shape)
+        runs = submit_glue(str(random_init.student_dir), glue, ctx.tasks, ctx.caches, random_init, ctx.log).values()
+        row = Result(kind="reference", params={"layer_selection": "random_init", "n_layers": ctx.n_layers,
+                                               **shape.given()},
+                     n_params=n_params, profile=ctx.profile(ctx.n_layers, shape), provenance=ctx.provenance)
+        writers.append(_write_reference.remote(random_init, row, *runs))
+    if glue.mlm_only_reference and row_name("mlm_only", key) not in skip:
+        # Trained from random weights with the MLM loss alone (alpha_mlm 1, every teacher term 0, so
+        # no teacher forward) for the candidates' steps.
+        params = CandidateParams(LossWeights(alpha_ce=0.0, alpha_mlm=1.0, alpha_cos=0.0, temperature=1.0),
+                                 layer_selection="random_init", n_layers=ctx.n_layers, shape=shape)
+        writers.append(_distilled_row.remote(ctx, row_name("mlm_only", key), params))
+    return writers
+
+
 def submit_init_only(ctx: SweepContext, rule: str) -> list:
-    """The `init_only-<rule>` row: the candidates' architecture (depth and width: at another width
-    than the teacher's the name says it, `init_only-<rule>-4L192H12F768`) initialised from the teacher's
-    layers by `rule`, no distillation step, fine-tuned under the protocol (its result.json is
-    written by a writer task as soon as its runs end). [] if the row exists already."""
-    row_dir = ctx.results.init_only(rule, ctx.key(ctx.n_layers))
-    if row_dir.has_result():
-        return []
-    n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, parse_layer_key(rule), ctx.spec.seed,
-                            str(row_dir.student_dir), ctx.shape)
-    runs = submit_glue(str(row_dir.student_dir), ctx.spec.glue, ctx.tasks, ctx.caches, row_dir, ctx.log).values()
-    row = Result(kind="reference", params={"layer_selection": rule, "n_layers": ctx.n_layers, **ctx.shape.given()},
-                 n_params=n_params, profile=ctx.profile(ctx.n_layers), provenance=ctx.provenance)
-    return [_write_reference.remote(row_dir, row, *runs)]
+    """The `init_only-<rule>` row of each width of the candidates (ctx.shapes; at another width than the
+    teacher's the name says it, `init_only-<rule>-4L192H12F768`), initialised from the teacher's layers by
+    `rule` at the candidates' depth, no distillation step, fine-tuned under the protocol (its result.json
+    is written by a writer task as soon as its runs end). The rows that exist already are not run again."""
+    writers = []
+    for shape in ctx.shapes:
+        row_dir = ctx.results.init_only(rule, ctx.key(ctx.n_layers, shape))
+        if row_dir.has_result():
+            continue
+        n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, parse_layer_key(rule), ctx.spec.seed,
+                                str(row_dir.student_dir), shape)
+        runs = submit_glue(str(row_dir.student_dir), ctx.spec.glue, ctx.tasks, ctx.caches, row_dir, ctx.log).values()
+        row = Result(kind="reference", params={"layer_selection": rule, "n_layers": ctx.n_layers, **shape.given()},
+                     n_params=n_params, profile=ctx.profile(ctx.n_layers, shape), provenance=ctx.provenance)
+        writers.append(_write_reference.remote(row_dir, row, *runs))
+    return writers
 
 
 @ray.remote(num_cpus=0)
