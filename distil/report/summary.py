@@ -14,7 +14,8 @@ import pandas as pd
 from distil.config.glue import TASKS, score_columns
 from distil.config.tasks import MULTI, Task
 from distil.evaluation import confidence
-from distil.evaluation.scores import LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, macro_over, macro_score
+from distil.evaluation.scores import (LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, SHAPE_COLUMNS, TASKS_MACRO, macro_over,
+                                     macro_score)
 from distil.report.board import CLEAR_MARGIN, FAMILIES, Board, pareto_rows, reference_rows, shape_label, widths
 from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS
 
@@ -342,6 +343,10 @@ def conventions(board: Board) -> list[str]:
         f"Seeds: {', '.join(sorted(set(df['seeds'].dropna()) - {''}))}; a score with a matching _std column is the "
         "mean over seeds (sample std in that column), the others come from the first seed." if "seeds" in df else "",
         f"Only available as subsets (task:split): {', '.join(subsets)}." if subsets else "",
+        "n_layers, hidden_size, heads, ffn: the model's shape (a row whose params name no width has the teacher's, "
+        "read from its config.json); gain_over_<reference> and gain_over_init compare a row with the reference "
+        "rows of its own width (named by their shape, e.g. mlm_only-4L192H12F768, at another width than the "
+        "teacher's)." if any(w is not None for w in widths(df).values()) else "",
         "size_mb: weight files on disk (1e6 bytes); latency_ms_b1/_b32: CPU forward pass of "
         f"{board.latency_tokens} tokens, 1 torch thread, milliseconds per example at batch 1/32"
         + (" (median over timing rounds, [min, max] of the rounds' medians); the Pareto front treats two latencies "
@@ -445,7 +450,7 @@ def formatted(board: Board) -> pd.DataFrame:
             return ""
         if column == "n_params":
             return f"{v / 1e6:.1f}M"
-        if column in ("n_layers", "rung"):
+        if column in ("n_layers", "rung", *SHAPE_COLUMNS):
             return f"{int(v)}"
         return f"{v:.2f}" if isinstance(v, float) else str(v)
 
