@@ -115,7 +115,7 @@ def test_rows_of_two_widths_are_each_compared_with_the_reference_rows_of_their_o
           {"params": {"alpha_ce": 1.0, "layer_selection": "first", "n_layers": 2}, "glue": sst2(80.0),
            "profile": {"latency_ms_b32": 1.0}, "n_params": 200})
     write(out / "candidates" / "narrow" / "result.json",
-          {"params": {"alpha_ce": 1.0, "layer_selection": "first", **narrow}, "glue": sst2(65.0),
+          {"params": {"alpha_ce": 1.0, "layer_selection": "first", **narrow, "alpha_relation": 1.0}, "glue": sst2(65.0),
            "profile": {"latency_ms_b32": 0.4}, "n_params": 100})
     write(out / "candidates" / "slow" / "result.json",  # slower than `wide` and no better: off the front
           {"params": {"alpha_ce": 2.0, "layer_selection": "first", **narrow}, "glue": sst2(64.0),
@@ -129,6 +129,11 @@ def test_rows_of_two_widths_are_each_compared_with_the_reference_rows_of_their_o
     assert df.loc["narrow", ["n_layers", "hidden_size", "heads", "ffn"]].tolist() == [2, 192, 12, 768]
     columns = list(df.reset_index().columns)
     assert columns.index("ffn") + 1 == columns.index("n_params")  # the shape beside params and latency
+    # A layer-wise term's weight is a column once a row uses it (beside the other alphas), 0 where a distilled
+    # row's params omit it, empty for rows that were not distilled.
+    assert columns.index("alpha_relation") == columns.index("alpha_mse") + 1 and "alpha_hidden" not in columns
+    assert df.loc["narrow", "alpha_relation"] == 1.0 and df.loc["wide", "alpha_relation"] == 0.0
+    assert pd.isna(df.loc["init_only-first", "alpha_relation"])
     # The Pareto front across shapes, in the markdown's head (the teacher has no latency here: not on it).
     assert summary.pareto_line(leaderboard.load(out, resamples=0)) == (
         "Pareto front of macro_score against CPU latency at batch 32 (ms per example), across shapes: "

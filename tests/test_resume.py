@@ -161,6 +161,7 @@ def test_a_killed_then_interrupted_sweep_reports_then_resumes_without_rerunning_
     assert rows.loc[winner.name, ["n_layers", "hidden_size", "heads", "ffn"]].tolist() == [2, 192, 12, 768]
     assert rows.loc["teacher", ["n_layers", "hidden_size", "heads", "ffn"]].tolist() == [6, 384, 12, 1536]
     assert rows.loc["teacher", "n_params"] > 2 * rows.loc[winner.name, "n_params"]
+    assert rows.loc[winner.name, ["alpha_hidden", "alpha_attn", "alpha_relation"]].tolist() == [1.0, 1.0, 1.0]
     assert pd.notna(rows.loc[winner.name, "gain_over_init"])  # against the init_only row of its rule and shape
     run_state = json.loads((out / "run.json").read_text())
     assert set(run_state["profiles"]) == {"teacher", f"student-{SHAPE}"}

@@ -23,6 +23,9 @@ PROFILE_COLUMNS = ["size_mb", "latency_ms_b1", "latency_ms_b32"]
 # Spread of the latency over timing rounds (min and max of the rounds' medians), when measured.
 LATENCY_SPREAD_COLUMNS = ["latency_ms_b1_min", "latency_ms_b1_max", "latency_ms_b32_min", "latency_ms_b32_max"]
 CONFIG_COLUMNS = ["alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "temperature", "layer_selection", "n_layers"]
+# The layer-wise loss terms' weights (distil.config.settings.LossWeights): a row's params carry them only when
+# they are not 0, so they are columns only in a sweep that uses them (after alpha_mse on the leaderboard).
+LAYER_TERM_COLUMNS = ["alpha_hidden", "alpha_attn", "alpha_relation"]
 # The student's width beside its depth (n_layers): leaderboard column -> result.json params key. A row's params
 # carry it only at another width than the teacher's; the leaderboard fills the teacher's in the others.
 SHAPE_COLUMNS = {"hidden_size": "hidden_size", "heads": "num_attention_heads", "ffn": "intermediate_size"}
@@ -138,6 +141,7 @@ def row_from_result(result: dict, include_wnli: bool = True, tasks=()) -> dict:
     row["n_params"] = result.get("n_params")
     row.update({k: result.get("params", {}).get(k) for k in CONFIG_COLUMNS if k in result.get("params", {})})
     row.update({c: result["params"][k] for c, k in SHAPE_COLUMNS.items() if k in result.get("params", {})})
+    row.update({k: result["params"][k] for k in LAYER_TERM_COLUMNS if k in result.get("params", {})})
     if "distill" in result:
         row["distill_loss"] = result["distill"].get("loss")
     # Results written before profiling existed have none of these: they stay empty.

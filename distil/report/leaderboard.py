@@ -35,8 +35,8 @@ from distil.config.layers import layer_key
 from distil.config.tasks import REGRESSION, Task
 from distil.evaluation import confidence, confirmation
 from distil.evaluation.scores import (
-    CONFIG_COLUMNS, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, SHAPE_COLUMNS, TASKS_MACRO, all_columns, macro_over,
-    macro_score, own_tasks, row_from_result,
+    CONFIG_COLUMNS, LATENCY_SPREAD_COLUMNS, LAYER_TERM_COLUMNS, PROFILE_COLUMNS, SHAPE_COLUMNS, TASKS_MACRO,
+    all_columns, macro_over, macro_score, own_tasks, row_from_result,
 )
 from distil.report import summary
 from distil.report.board import (
@@ -172,7 +172,8 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
             params = (config or {}).get("params", {})
             rows.append({"model": cand.name, "kind": "student", "status": status.get("status", "incomplete"),
                          **{k: params.get(k) for k in CONFIG_COLUMNS},
-                         **{c: params[k] for c, k in SHAPE_COLUMNS.items() if k in params}, **extra})
+                         **{c: params[k] for c, k in SHAPE_COLUMNS.items() if k in params},
+                         **{k: params[k] for k in LAYER_TERM_COLUMNS if k in params}, **extra})
         else:
             continue
         candidates[cand.name] = {"params": result.get("params") or (config or {}).get("params", {}),
@@ -185,6 +186,8 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
         if c not in df.columns:
             df[c] = math.nan
     _fill_teacher_width(df)
+    for c in (c for c in LAYER_TERM_COLUMNS if c in df.columns):  # a distilled row's params omit a term that is 0
+        df.loc[df[c].isna() & df["alpha_ce"].notna(), c] = 0.0
     order = pd.Series(started, dtype=float).rank(method="first") - 1  # 0 = the first trial started
     df["trial_index"] = df["model"].map(order).astype("Int64")
     own_row = (df["model"] == PAPER_DEFAULTS) & (df["kind"] == "reference")
@@ -270,10 +273,12 @@ def _order(tasks=()) -> list[str]:
 
 
 def _columns(df: pd.DataFrame, tasks=()) -> list[str]:
-    """_order(), each gain_over_<reference> of a macro after its gain_over_random_init, every
-    interval column (`_lo`, `_hi`) right after its column, then the rest (seeds, subset_data,
-    at_chance, _std)."""
+    """_order(), the layer-wise terms' weights after alpha_mse when a row has them, each gain_over_<reference>
+    of a macro after its gain_over_random_init, every interval column (`_lo`, `_hi`) right after its column,
+    then the rest (seeds, subset_data, at_chance, _std)."""
     base = _order(tasks)
+    at = base.index("alpha_mse") + 1
+    base[at:at] = [c for c in LAYER_TERM_COLUMNS if c in df.columns]
     for metric in families(tasks):
         sfx = FAMILIES[metric]
         anchor = f"gain_over_random_init{sfx}"

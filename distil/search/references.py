@@ -30,10 +30,10 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
     interrupted sweep keeps it). Rows named in `skip` (already written) are not run again.
     Returns the writers' refs (`finish_references` waits on them).
 
-    * `teacher` (<out>/teacher): the teacher itself, the row "% of teacher retained" divides by;
     Rows of students are built at the candidates' shape, one per width when the width is searched, named by it
     when it is not the teacher's (`mlm_only-4L192H12F768`; distil.store.records.row_name); task-kd at the first.
 
+    * `teacher` (<out>/teacher): the teacher itself, the row "% of teacher retained" divides by;
     * `random_init` (<out>/references/random_init): a student with the candidates' architecture
       and random weights, not distilled: the row "gain over no distillation" subtracts;
     * `mlm_only` (<out>/references/mlm_only): the same shape from random weights, trained with
