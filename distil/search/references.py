@@ -88,7 +88,9 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
         runs = [remote.remote(ctx.log, _distill_on_task_after, firsts[0] if firsts else None, run, seed)
                 for seed in glue.seeds_for(task_obj)]
         params = {"task": task, "alpha_ce": kd.alpha_ce, "temperature": kd.temperature,
-                  "layer_selection": layer_key(kd.layer_selection)}
+                  "layer_selection": layer_key(kd.layer_selection),
+                  # the shape at another width than the teacher's (the leaderboard's shape columns); none as before
+                  **({"n_layers": ctx.n_layers, **shape.given()} if shape.given() else {})}
         row = Result(kind="task_distill", params=params, provenance=ctx.provenance)
         writers.append(_write_reference.remote(row_dir, row, *runs))
     return writers
