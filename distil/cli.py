@@ -96,12 +96,14 @@ def run(args: argparse.Namespace, how: str) -> int:
     # 2. Teacher and corpus (both cached): tokenise the corpus, fit the MLM head if it is missing.
     source, teacher_dir, head_fit, corpus_dir = prepare_teacher_and_corpus(spec, cache)
     print(sweep_line(spec.distill.bf16, spec.distill.use_gpu, spec.glue.bf16, spec.glue.use_gpu), flush=True)
-    # 3. Profiles (size, CPU latency) of the teacher and each student depth, timed while nothing else runs.
+    # 3. Profiles (size, CPU latency) of the teacher and each student depth and width, timed while nothing else runs.
+    teacher_shape = rules.teacher_shape(rules.teacher_config(teacher_dir))
     if state is None:
         # Timed on GLUE text, or WikiText's for a causal sweep without GLUE tasks.
         text = spec.lm_eval.data if spec.lm_eval and spec.glue.tasks == [] else spec.glue.data
         profiles = profile_architectures(source, teacher_dir, spec.student.depths() or [n_layers], spec.seed,
-                                         text, spec.profile)
+                                         text, spec.profile,
+                                         shapes=[rules.sweep_shape(s, teacher_shape) for s in spec.student.shapes()])
         spec_json = spec.model_dump_json(indent=2)
         state = {"n_layers": n_layers, "cache_dir": str(cache), "profiles": profiles,
                  "provenance": provenance.collect(spec, spec_json, teacher_dir, cache)}
@@ -113,7 +115,8 @@ def run(args: argparse.Namespace, how: str) -> int:
     tasks = spec.finetune_tasks()
     caches = prepare_task_caches(spec, tasks, AutoTokenizer.from_pretrained(source), cache)
     ctx = SweepContext(spec=spec, out=str(out), job=job, n_layers=n_layers, profiles=state["profiles"],
-                       provenance=state["provenance"], tasks=tuple(tasks), caches=caches, verbose=args.verbose)
+                       provenance=state["provenance"], tasks=tuple(tasks), caches=caches, verbose=args.verbose,
+                       teacher_shape=teacher_shape)
     # 4. Reference rows (teacher, random_init student, task-specific distillation) run as Ray tasks beside the search.
     done = ResultsDir(out).finished_references()
     if args.command == "run":  # written only now: a run that failed before leaves an empty dir to rerun in
@@ -188,8 +191,10 @@ def open_resume(args: argparse.Namespace) -> tuple[SweepSpec, Path, str | None, 
 def dry_run_summary(spec: SweepSpec, n_layers: int | None) -> str:
     """The one line `run --dry-run` prints for a valid spec."""
     depths = spec.student.depths() or [n_layers or "?"]
+    width = "".join(f", {k} {'/'.join(map(str, spec.student.values(k)))}" for k in spec.student.WIDTH
+                    if spec.student.values(k))  # none given: the teacher's width, the line as before
     return (f"spec OK: {spec.name}: {spec.search.num_candidates} candidates ({spec.search.n_startup_trials()} startup, "
-            f"then {spec.search.sampler.name}), student {'/'.join(map(str, depths))} layers, searching "
+            f"then {spec.search.sampler.name}), student {'/'.join(map(str, depths))} layers{width}, searching "
             f"{sorted(spec.space())}; early stopping {'on' if spec.search.early_stopping else 'off'}; "
             f"{confirmation_summary(spec)}; teacher {spec.teacher.model}; {evaluation_summary(spec)}")
 
@@ -236,8 +241,8 @@ def prepare_teacher_and_corpus(spec: SweepSpec, cache: Path) -> tuple[str, str, 
 def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
     """The student depth of a candidate whose depth is not searched (distil.config.rules.student_depth),
     after checking that a sweep runs the teacher's family (BERT, RoBERTa, GPT-2), that its loss terms,
-    evaluation (GLUE, or perplexity for GPT-2) and sequence lengths fit the teacher, and that every depth and
-    layer selection fits it.
+    evaluation (GLUE, or perplexity for GPT-2), sequence lengths and student width fit the teacher, and that
+    every depth and layer selection fits it.
 
     A local teacher's config.json (checked by preflight) is read as JSON; a hub-id teacher's is
     fetched, except with `offline` (--dry-run): its depth is checked when the run starts.
@@ -259,6 +264,7 @@ def check_against_teacher(spec: SweepSpec, offline: bool) -> int | None:
     rules.check_family_terms(spec, family)
     rules.check_family_evaluation(spec, family)
     rules.check_seq_lens(spec, family, config)
+    rules.student_shapes(spec, config)  # preflight checked a local teacher's already; a hub one's here
     return rules.student_depth(spec, config.get(family.depth_key, 12))  # 12: BertConfig's and GPT2Config's default
 
 

@@ -314,6 +314,28 @@ SPEC = [
          r"task_distill\.tasks: \['stsb'\] not in glue\.tasks or tasks .*; add them there", dry=True),
     case("spec-glue-path-missing", lambda e: e.spec(glue__data="./no/such/glue"),
          r"glue\.data: path './no/such/glue' does not exist .*; fix the path", dry=True),
+    # A student narrower than the teacher (the MiniLM: 384 wide, 12 heads, FFN 1536), one width or searched.
+    case("spec-width-heads-do-not-divide",
+         lambda e: e.spec(student__hidden_size={"choices": [192, 256]},
+                          student__num_attention_heads={"choices": [12, 4]}, search__points_to_evaluate=[]),
+         r"student\.num_attention_heads: hidden_size 256 does not split into 12 heads \(every head count must divide "
+         r"every hidden_size choice\); use a divisor of 256", dry=True),
+    case("spec-width-searched-with-early-stopping",
+         lambda e: e.spec(student__hidden_size={"choices": [192, 384]}, search__early_stopping={},
+                          search__points_to_evaluate=[]),
+         r"student\.hidden_size: the width is searched, and early stopping would rank students of different widths "
+         r"on one proxy .*; fix the width to one value, or drop search\.early_stopping", dry=True),
+    case("spec-width-attn-needs-the-teachers-heads",
+         lambda e: e.spec(student__hidden_size=192, student__num_attention_heads=4, search__alpha_attn=1.0),
+         r"student\.num_attention_heads: 4 heads, the teacher has 12, and search\.alpha_attn compares attention "
+         r"scores head by head .*; use 12 heads or set alpha_attn to 0", dry=True),
+    case("spec-width-attn-with-a-searched-head-count",
+         lambda e: e.spec(student__hidden_size=192, student__num_attention_heads={"choices": [12, 4]},
+                          search__alpha_attn=1.0, search__points_to_evaluate=[]),
+         r"student\.num_attention_heads: 4 heads, the teacher has 12, and search\.alpha_attn", dry=True),
+    case("spec-width-wider-than-the-teacher", lambda e: e.spec(student__intermediate_size=2048),
+         r"student\.intermediate_size: 2048 is more than the teacher's 1536; weight selection takes a subset of the "
+         r"teacher's weights, so use at most that, or search\.layer_selection random_init", dry=True),
     case("spec-not-utf8", lambda e: _spec_bytes(e, Path(e.spec()).read_bytes() + "# data: Zürich\n".encode("latin-1")),
          r"spec\.yaml: byte 0xfc at line \d+ is not UTF-8; save the file as UTF-8 text", dry=True),
     case("spec-duplicate-key", lambda e: e.spec(text=Path(e.spec()).read_text() + "name: tiny2\n"),
@@ -591,7 +613,7 @@ def test_the_base_setup_is_valid(tmp_path):
     assert "spec OK: tiny" in r.stdout and r.stderr == ""
 
 
-@pytest.mark.parametrize("name", ["smoke", "cpu"])
+@pytest.mark.parametrize("name", ["smoke", "cpu", "narrow"])
 def test_shipped_specs_pass_preflight(tmp_path, monkeypatch, name):
     from distil import preflight
     from distil.config.spec import load_spec

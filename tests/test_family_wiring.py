@@ -29,7 +29,7 @@ def _spec(tmp_path, **search):
 # ---------------------------------------------------------------- the spec's alpha_clm
 def test_alpha_clm_is_left_out_of_every_existing_spec(tmp_path):
     for name in ("smoke", "cpu", "distilbert-base", "distilroberta-base", "news-emotions", "smoke-tasks",
-                 "bench-early-stopping"):
+                 "bench-early-stopping", "narrow"):
         spec = load_spec(ROOT / "sweeps" / f"{name}.yaml")
         assert spec.search.alpha_clm == 0.0
         assert "alpha_clm" not in spec.search.fixed() and "alpha_clm" not in spec.space()

@@ -90,6 +90,56 @@ def test_reference_rows_give_gain_over_random_init_and_task_kd_has_no_macro(tmp_
     assert "random_init: the students' architecture" in summary.to_markdown(leaderboard.load(tmp_path))
 
 
+def test_rows_of_two_widths_are_each_compared_with_the_reference_rows_of_their_own_width(tmp_path):
+    # A teacher-width sweep's rows name no width (the teacher's, filled in from its config.json); a narrower
+    # student's reference rows carry its shape in their names and are what its gains subtract.
+    from tests.handmade import write_json as write
+
+    def sst2(acc):
+        return [_run("sst2", 0, **{"": {"accuracy": acc}})]
+
+    teacher_dir = tmp_path / "teacher-model"
+    teacher_dir.mkdir()
+    (teacher_dir / "config.json").write_text(json.dumps({"num_hidden_layers": 6, "hidden_size": 384,
+                                                         "num_attention_heads": 12, "intermediate_size": 1536}))
+    narrow = {"n_layers": 2, "hidden_size": 192, "num_attention_heads": 12, "intermediate_size": 768}
+    out = tmp_path / "out"
+    write(out / "teacher" / "result.json",
+          {"kind": "teacher", "params": {"model": str(teacher_dir)}, "glue": sst2(90.0)})
+    for name, params, acc in [("mlm_only", {"layer_selection": "random_init", "n_layers": 2}, 60.0),
+                              ("mlm_only-2L192H12F768", {"layer_selection": "random_init", **narrow}, 55.0),
+                              ("init_only-first", {"layer_selection": "first", "n_layers": 2}, 70.0),
+                              ("init_only-first-2L192H12F768", {"layer_selection": "first", **narrow}, 52.0)]:
+        write(out / "references" / name / "result.json", {"kind": "reference", "params": params, "glue": sst2(acc)})
+    write(out / "candidates" / "wide" / "result.json",
+          {"params": {"alpha_ce": 1.0, "layer_selection": "first", "n_layers": 2}, "glue": sst2(80.0),
+           "profile": {"latency_ms_b32": 1.0}, "n_params": 200})
+    write(out / "candidates" / "narrow" / "result.json",
+          {"params": {"alpha_ce": 1.0, "layer_selection": "first", **narrow, "alpha_relation": 1.0}, "glue": sst2(65.0),
+           "profile": {"latency_ms_b32": 0.4}, "n_params": 100})
+    write(out / "candidates" / "slow" / "result.json",  # slower than `wide` and no better: off the front
+          {"params": {"alpha_ce": 2.0, "layer_selection": "first", **narrow}, "glue": sst2(64.0),
+           "profile": {"latency_ms_b32": 1.5}, "n_params": 100})
+    df = leaderboard.load(out, resamples=0).frame.set_index("model")
+    assert df.loc["wide", "gain_over_mlm_only"] == 20.0 and df.loc["narrow", "gain_over_mlm_only"] == 10.0
+    assert df.loc["wide", "gain_over_init"] == 10.0 and df.loc["narrow", "gain_over_init"] == 13.0
+    assert not [c for c in df.columns if "2L192" in c]  # one gain column per kind of reference row
+    assert df.loc["teacher", ["n_layers", "hidden_size", "heads", "ffn"]].tolist() == [6, 384, 12, 1536]
+    assert df.loc["wide", ["n_layers", "hidden_size", "heads", "ffn"]].tolist() == [2, 384, 12, 1536]
+    assert df.loc["narrow", ["n_layers", "hidden_size", "heads", "ffn"]].tolist() == [2, 192, 12, 768]
+    columns = list(df.reset_index().columns)
+    assert columns.index("ffn") + 1 == columns.index("n_params")  # the shape beside params and latency
+    # A layer-wise term's weight is a column once a row uses it (beside the other alphas), 0 where a distilled
+    # row's params omit it, empty for rows that were not distilled.
+    assert columns.index("alpha_relation") == columns.index("alpha_mse") + 1 and "alpha_hidden" not in columns
+    assert df.loc["narrow", "alpha_relation"] == 1.0 and df.loc["wide", "alpha_relation"] == 0.0
+    assert pd.isna(df.loc["init_only-first", "alpha_relation"])
+    # The Pareto front across shapes, in the markdown's head (the teacher has no latency here: not on it).
+    assert summary.pareto_line(leaderboard.load(out, resamples=0)) == (
+        "Pareto front of macro_score against CPU latency at batch 32 (ms per example), across shapes: "
+        "wide [2L384H12F1536] 80.00 at 1.00 ms; narrow [2L192H12F768] 65.00 at 0.40 ms")
+
+
 # ---------------------------------------------------------------- intervals, chance, headline
 from tests.handmade import DEFAULT_PARAMS, SPEC, labels_for, noisy, write_json, write_row  # noqa: E402
 

@@ -3,7 +3,13 @@ rung 0 (the first waiting PAUSED for the rung's decision); resumed, that distill
 from its Train checkpoint, and once the promoted trial has written its result, Ctrl-C (SIGINT) before
 Tune records the trial's end exits 130 with the `resume` command. `report` rebuilds a leaderboard
 from what was written, and a second `resume` finishes the sweep, reporting the ended trial from disk
-instead of running it again."""
+instead of running it again.
+
+The students are narrower than the teacher (2 layers x 192 wide, the teacher's 12 heads, FFN 768, from
+the 6 x 384 x 1536 MiniLM: weight selection) and learn from every loss family: alpha_ce, alpha_mlm,
+alpha_cos, alpha_hidden, alpha_attn and alpha_relation, so the resumed distillation continues with the
+learned projections of its Train checkpoint (issue 25). The early-stopping baseline and the init_only
+rows are built at that shape, and named by it."""
 
 import hashlib
 import json
@@ -16,12 +22,21 @@ import time
 import optuna
 import pandas as pd
 import pytest
+import torch
+import yaml
 
 import run_sweep
 from tests.conftest import ROOT, kill_process_tree, registered_checkpoint, registered_checkpoint_metrics
 from tests.tiny_spec import TINY_EARLY_STOPPING, write_tiny_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-sweeps")]  # one sweep at a time (conftest.py)
+
+# Narrower than the MiniLM teacher (384 wide, 12 heads, FFN 1536), with its head count so that alpha_attn applies.
+NARROW = {"hidden_size": 192, "num_attention_heads": 12, "intermediate_size": 768}
+SHAPE = "2L192H12F768"  # the students' shape as reference rows and profiles name it
+# Every loss family, beside the searched alpha_ce and the default alpha_mlm 2 and alpha_cos 1. relation_heads
+# 12 divides both widths (MiniLMv2's 48 would leave 4 dimensions a relation head in the student).
+NARROW_ALL_TERMS = {"alpha_hidden": 1.0, "alpha_attn": 1.0, "alpha_relation": 1.0, "relation_heads": 12}
 
 
 def _hashes(directory):
@@ -38,7 +53,11 @@ def test_a_killed_then_interrupted_sweep_reports_then_resumes_without_rerunning_
                                                                                               capsys):
     spec = write_tiny_spec(tmp_path / "tiny.yaml", name="tiny-resume", lean=True,
                            distill={"steps": 12, "checkpoint_every": 2}, num_candidates=2,
-                           early_stopping=TINY_EARLY_STOPPING)
+                           early_stopping=TINY_EARLY_STOPPING, **NARROW_ALL_TERMS)
+    spec_yaml = yaml.safe_load(spec.read_text())
+    spec_yaml["student"] |= NARROW
+    spec_yaml["glue"]["init_only_reference"] = True  # the undistilled init of each rule, at the students' shape
+    spec.write_text(yaml.safe_dump(spec_yaml))
     out, cache = tmp_path / "results", sweep_cache
     run = [sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out), "--cache-dir", str(cache)]
     proc = subprocess.Popen(run, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -62,6 +81,13 @@ def test_a_killed_then_interrupted_sweep_reports_then_resumes_without_rerunning_
     # Killed in rung 0 of the second trial (4 of its 12 steps), after its checkpoint at step 2; the
     # first waits for the rung's decision, nothing has a result.
     assert not (second / "progress.json").exists() and at_kill["step"] == 2, at_kill
+    # The checkpoint the resumed run restores holds the learned projections of alpha_hidden (W_h, W_e: the
+    # student's 192 units to the teacher's 384), beside the optimizer's state for them.
+    ckpt = out / "train" / f"distill-{second.name}" / registered_checkpoint(out / "train" / f"distill-{second.name}")
+    state = torch.load(ckpt / "train_state.pt", weights_only=True)
+    assert {k: tuple(v.shape) for k, v in state["projections"].items()} == {
+        "hidden.weight": (384, 192), "hidden.bias": (384,), "embeddings.weight": (384, 192), "embeddings.bias": (384,)}
+    assert json.loads((ckpt / "config.json").read_text())["dim"] == 192  # the student of the checkpoint is narrow
     assert [r["rung"] for r in first_rung0] == [0] and not list(out.glob("candidates/*/result.json"))
     assert not (out / "leaderboard.csv").exists()
 
@@ -126,3 +152,23 @@ def test_a_killed_then_interrupted_sweep_reports_then_resumes_without_rerunning_
     assert replayed.state == optuna.trial.TrialState.COMPLETE and replayed.value == pytest.approx(objective)
     df = pd.read_csv(out / "leaderboard.csv")
     assert (df["kind"] == "student").sum() == 2 and (df["kind"] == "teacher").sum() == 1
+    # Reference rows and the early-stopping baseline at the students' shape, named by it; the shape columns.
+    done = df[df["status"] == "done"]
+    assert f"init_only-first-{SHAPE}" in set(done["model"]), sorted(df["model"])
+    assert sorted(p.parent.name for p in out.glob("references/*/proxy-*L.json")) == [
+        f"init_only-{rule}-{SHAPE}" for rule in ("first", "last")]  # each rule's step 0, at the students' shape
+    rows = df.set_index("model")
+    assert rows.loc[winner.name, ["n_layers", "hidden_size", "heads", "ffn"]].tolist() == [2, 192, 12, 768]
+    assert rows.loc["teacher", ["n_layers", "hidden_size", "heads", "ffn"]].tolist() == [6, 384, 12, 1536]
+    assert rows.loc["teacher", "n_params"] > 2 * rows.loc[winner.name, "n_params"]
+    assert rows.loc[winner.name, ["alpha_hidden", "alpha_attn", "alpha_relation"]].tolist() == [1.0, 1.0, 1.0]
+    assert pd.notna(rows.loc[winner.name, "gain_over_init"])  # against the init_only row of its rule and shape
+    run_state = json.loads((out / "run.json").read_text())
+    assert set(run_state["profiles"]) == {"teacher", f"student-{SHAPE}"}
+    assert rows.loc[winner.name, "latency_ms_b1"] == pytest.approx(
+        run_state["profiles"][f"student-{SHAPE}"]["latency_ms_b1"])
+    params = json.loads((winner / "result.json").read_text())["params"]
+    assert {k: params[k] for k in ("hidden_size", "num_attention_heads", "intermediate_size", "alpha_hidden",
+                                   "alpha_attn", "alpha_relation", "relation_heads")} == {
+        "hidden_size": 192, "num_attention_heads": 12, "intermediate_size": 768, "alpha_hidden": 1.0,
+        "alpha_attn": 1.0, "alpha_relation": 1.0, "relation_heads": 12}

@@ -238,7 +238,15 @@ def test_yaml_merge_keys_may_be_overridden_but_a_key_given_twice_is_refused(tmp_
     "changes, message",
     [
         ({"student.hidden_size": {"choices": [192, 384]}},
-         r"student\.hidden_size: give one number .* searching the width is not supported yet"),
+         r"^[^ ]*spec\.yaml: student\.hidden_size: the width is searched, and early stopping would rank students of "
+         r"different widths on one proxy .*; fix the width to one value, or drop search\.early_stopping$"),
+        ({"student.hidden_size": {"choices": [192, 256]}, "student.num_attention_heads": {"choices": [12, 4]}},
+         r"student\.num_attention_heads: hidden_size 256 does not split into 12 heads \(every head count must divide "
+         r"every hidden_size choice\)"),
+        ({"student.intermediate_size": {"choices": [768, 0]}}, r"student\.intermediate_size: choices \[768, 0\] must "
+         r"be sizes \(integers >= 1\)"),
+        ({"student.hidden_size": {"choices": [192, 384]}, "search.early_stopping": None},
+         r"search\.points_to_evaluate\[0\] lacks \['hidden_size'\]; give every searched parameter"),
         ({"student.hidden_size": 200, "student.num_attention_heads": 12},
          r"student\.num_attention_heads: hidden_size 200 does not split into 12 heads"),
         ({"search.layer_map": "random_init"}, r"search: layer_map: random_init names no teacher layers"),
@@ -297,6 +305,63 @@ def test_a_narrower_student_fits_the_teacher_and_the_terms_that_allow_it(tmp_pat
     assert rules.student_shape(spec, MINILM).hidden_size == 768
 
 
+def test_a_searched_width_is_searched_and_checked_shape_by_shape(tmp_path):
+    from distil.config import rules
+    from distil.config.settings import StudentShape
+
+    point = {"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "temperature": 2.0, "layer_selection": "every_other",
+             "hidden_size": 192, "num_attention_heads": 12}
+    width = {"student.hidden_size": {"choices": [192, 384]}, "student.num_attention_heads": {"choices": [12, 4]},
+             "search.early_stopping": None, "search.points_to_evaluate": [point]}
+    spec = load_spec(_write(tmp_path, **width))
+    assert spec.space()["hidden_size"].choices == [192, 384] and "num_attention_heads" in spec.space()
+    assert spec.student.shape() == StudentShape() and len(spec.student.shapes()) == 4  # every combination
+    assert rules.student_shapes(spec, MINILM) == [StudentShape(192, 12, 1536), StudentShape(192, 4, 1536),
+                                                  StudentShape(384, 12, 1536), StudentShape(384, 4, 1536)]
+    # The sweep builds, names and profiles each shape: none at the teacher's own width (names as before).
+    from distil.search.context import SweepContext, student_arch
+
+    ctx = SweepContext(spec=spec, out=str(tmp_path), job=None, n_layers=3, profiles={}, provenance={},
+                       teacher_shape=StudentShape(384, 12, 1536))
+    assert ctx.shapes == [StudentShape(192, 12, 1536), StudentShape(192, 4, 1536), StudentShape(),
+                          StudentShape(384, 4, 1536)]
+    assert [ctx.key(3, s) for s in ctx.shapes] == ["3L192H12F1536", "3L192H4F1536", "", "3L384H4F1536"]
+    assert [student_arch(3, s) for s in ctx.shapes[1:3]] == ["student-3L192H4F1536", "student-3L"]
+    drawn = {**point, "hidden_size": 384, "num_attention_heads": 12}
+    assert ctx.params(drawn).shape == StudentShape() and "hidden_size" not in ctx.params(drawn).to_json()
+    assert ctx.params(point).to_json()["hidden_size"] == 192 and ctx.params(point).shape.intermediate_size == 1536
+    # alpha_attn needs the teacher's head count in every shape a candidate can draw.
+    spec = load_spec(_write(tmp_path, **{**width, "search.alpha_attn": 1.0}))
+    with pytest.raises(SpecError, match=r"^student\.num_attention_heads: 4 heads, the teacher has 12, and "
+                                        r"search\.alpha_attn compares attention scores head by head"):
+        rules.student_shapes(spec, MINILM)
+
+
+def test_the_narrow_spec_validates_offline_with_one_point_per_loss_family(tmp_path, monkeypatch, capsys):
+    """sweeps/narrow.yaml: --dry-run validates it offline; a 4 x 192 student with the teacher's 12 heads (so
+    every term applies), the paper defaults then one fixed point per loss family before the sampler's trials."""
+    import run_sweep
+    from distil.config import rules
+    from distil.config.settings import StudentShape
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    capsys.readouterr()
+    rc = run_sweep.main(["run", "sweeps/narrow.yaml", "--dry-run", "--output", str(tmp_path / "o")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "spec OK: narrow" in out and "hidden_size 192, num_attention_heads 12, intermediate_size 768" in out
+    spec = load_spec(ROOT / "sweeps" / "narrow.yaml")
+    teacher = rules.teacher_config(rules.resolve_teacher(spec.teacher.model))
+    assert rules.student_shapes(spec, teacher) == [StudentShape(192, 12, 768)] and spec.student.n_layers == 4
+    terms = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_hidden", "alpha_attn", "alpha_relation")
+    positive = [[t for t in terms if point[t] > 0] for point in spec.search.points_to_evaluate]
+    assert positive == [["alpha_ce", "alpha_mlm", "alpha_cos"], ["alpha_ce", "alpha_mlm"], ["alpha_hidden"],
+                        ["alpha_relation"]]
+    assert spec.search.num_candidates > len(spec.search.points_to_evaluate) - 1  # besides the fixed points
+    assert all(spec.search.can_be_positive(t) for t in terms) and spec.search.early_stopping is None
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
@@ -314,14 +379,31 @@ def test_layer_map_and_relation_layer_must_be_teacher_layers(tmp_path, changes, 
         rules.student_depth(spec, 6)
 
 
-def test_sweeps_refuse_another_width_until_its_reference_rows_exist(tmp_path, teacher_source):
+def test_preflight_takes_a_narrower_student_and_checks_it_against_the_teacher(tmp_path, teacher_source):
     from distil import preflight
+    from distil.config import rules
+    from distil.config.settings import StudentShape
 
-    narrow = load_spec(_write(tmp_path, **{"student.hidden_size": 192}))
-    with pytest.raises(SpecError, match=r"^student\.hidden_size: 192 is not the teacher's, and sweeps do not run"):
-        preflight.check_student(narrow, teacher_source)
+    preflight.check_student(load_spec(_write(tmp_path, **{"student.hidden_size": 192})), teacher_source)
     preflight.check_student(load_spec(_write(tmp_path, **{"student.hidden_size": 384})), teacher_source)  # its own
-    preflight.check_student(load_spec(_write(tmp_path)), None)  # nothing set: nothing to refuse for a hub teacher
+    preflight.check_student(load_spec(_write(tmp_path)), None)  # a hub teacher: checked when the run starts
+    with pytest.raises(SpecError, match=r"^student\.hidden_size: 768 is more than the teacher's 384"):
+        preflight.check_student(load_spec(_write(tmp_path, **{"student.hidden_size": 768})), teacher_source)
+    # The width a sweep builds and names: none at the teacher's own (row names and profiles as before), else all set.
+    teacher = StudentShape(384, 12, 1536)
+    assert rules.sweep_shape(StudentShape(hidden_size=384), teacher) == StudentShape()
+    assert rules.sweep_shape(StudentShape(hidden_size=192), teacher) == StudentShape(192, 12, 1536)
+    assert rules.sweep_shape(StudentShape(hidden_size=192), StudentShape()) == StudentShape(hidden_size=192)
+
+
+def test_only_a_bert_teachers_student_is_built_narrower(tmp_path):
+    from distil.config import rules
+
+    roberta = {**MINILM, "model_type": "roberta"}
+    spec = load_spec(_write(tmp_path, **{"student.hidden_size": 192}))
+    with pytest.raises(SpecError, match=r"^student\.hidden_size: 192 is not the roberta teacher's, and only a BERT "):
+        rules.student_shape(spec, roberta)
+    rules.student_shape(load_spec(_write(tmp_path, **{"student.hidden_size": 384})), roberta)  # its own width
 
 
 def test_fixed_values_carry_the_layer_terms_settings_to_every_candidate(tmp_path):

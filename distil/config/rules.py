@@ -7,7 +7,8 @@
   the spec evaluates it as its family is evaluated (GLUE, or perplexity): `check_family_evaluation`;
 * the student's depths, layer selections and layer map fit the teacher: `student_depth`;
 * the student's width fits the teacher and the loss terms: `teacher_shape`, `resolve_shape`,
-  `check_layer_terms`, and for a whole spec `student_shape`;
+  `check_layer_terms`, and for a whole spec `student_shapes`; the width a sweep's candidates and reference
+  rows are built at: `sweep_shape`;
 * which text a corpus split is read from and how it is cut into training sequences: `corpus_split_file`,
   `corpus_pieces`, `check_max_seq_len` (with GLUE's and the latency profile's lengths: `check_seq_lens`), and how
   many sequences a sweep needs: `train_sequences_needed`.
@@ -233,22 +234,53 @@ def check_layer_terms(student: StudentShape, teacher: StudentShape, attn: bool, 
                             f"{widths[0]}, teacher {widths[1]}); use a common divisor, e.g. {fit}")
 
 
-def student_shape(spec: SweepSpec, config: dict) -> StudentShape:
-    """The width of the spec's students (student.hidden_size, num_attention_heads, intermediate_size;
-    unset: the teacher's) against the teacher of `config` (its config.json), after `resolve_shape`
-    (wider than the teacher only if every search.layer_selection choice is random_init) and
-    `check_layer_terms` (for the terms whose alpha can be > 0).
+def student_shapes(spec: SweepSpec, config: dict) -> list[StudentShape]:
+    """Every width of the spec's students (student.hidden_size, num_attention_heads, intermediate_size: one
+    value or choices, each combination a shape; unset: the teacher's) against the teacher of `config` (its
+    config.json), resolved, after `resolve_shape` (wider than the teacher only if every
+    search.layer_selection choice is random_init), `check_layer_terms` (for the terms whose alpha can be
+    > 0: alpha_attn with every head count a choice allows), and that another width than the teacher's has
+    a BERT teacher (RoBERTa and GPT-2 students copy their teacher's width).
 
     Raises:
         SpecError: one line naming the field and the fix.
     """
     teacher = teacher_shape(config)
+    model_type = config.get("model_type", "bert")
     sels = spec.search.layer_selection
     from_teacher = any(s != "random_init" for s in (sels.choices if isinstance(sels, Choice) else [sels]))
-    shape = resolve_shape(spec.student.shape(), teacher, from_teacher)
     relation = spec.search.relation_heads if spec.search.can_be_positive("alpha_relation") else None
-    check_layer_terms(shape, teacher, spec.search.can_be_positive("alpha_attn"), relation)
-    return shape
+    out = []
+    for given in spec.student.shapes():
+        if model_type != "bert" and sweep_shape(given, teacher).given():
+            field, value = next((k, v) for k, v in given.given().items() if v != getattr(teacher, k))
+            raise SpecError(f"student.{field}: {value} is not the {model_type} teacher's, and only a BERT teacher's "
+                            "(DistilBERT) student is built narrower (weight selection); leave student.hidden_size, "
+                            "num_attention_heads and intermediate_size out")
+        shape = resolve_shape(given, teacher, from_teacher)
+        check_layer_terms(shape, teacher, spec.search.can_be_positive("alpha_attn"), relation)
+        out.append(shape)
+    return out
+
+
+def student_shape(spec: SweepSpec, config: dict) -> StudentShape:
+    """The first of `student_shapes` (the only one unless the width is searched). Raises SpecError."""
+    return student_shapes(spec, config)[0]
+
+
+def sweep_shape(shape: StudentShape, teacher: StudentShape) -> StudentShape:
+    """The width a sweep's student of `shape` (a spec's, unset fields: the teacher's) is built and named
+    at: StudentShape() (nothing given) when it resolves to the teacher's own width `teacher`, so that a
+    teacher-width sweep keeps its params, row names and profile keys; else the resolved shape, every
+    field set (distil.store.records.shape_key names it). An empty `teacher` (not known) returns `shape`.
+
+    Raises:
+        SpecError: the shape cannot work (resolve_shape).
+    """
+    if not teacher.given():
+        return shape
+    s = resolve_shape(shape, teacher)
+    return StudentShape() if s == teacher else s
 
 
 # ---------------------------------------------------------------- corpus

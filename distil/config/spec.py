@@ -9,6 +9,7 @@ directory; anything that is not a local path is taken as a Hugging Face hub id.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -412,49 +413,67 @@ class StudentSpec(_Strict):
     """`n_layers`: student depth; default = teacher layers // 2 (DistilBERT). `{choices: [2, 3, 4]}`
     searches it, so candidates differ in size and latency (pair it with a cost objective).
 
-    The width (hidden size, attention heads, FFN size) is the teacher's unless set here, one value
-    each (not searched yet). A student narrower than the teacher is initialised by weight selection
-    from the layers its layer rule picks (Xu et al. 2024: evenly spaced rows and columns of the
-    teacher's weights); sweeps run only the teacher's width so far (preflight says why)."""
+    The width (hidden size, attention heads, FFN size) is the teacher's unless set here: one value
+    each, or `{choices: [...]}` to search it (every combination of the choices is a shape a candidate
+    can have, so every head count must divide every hidden size). A student narrower than the teacher
+    is initialised by weight selection from the layers its layer rule picks (Xu et al. 2024: evenly
+    spaced rows and columns of the teacher's weights); its reference rows, latency profile and
+    early-stopping baseline are built at its shape and named by it (`mlm_only-4L192H12F768`), one set per
+    shape when the width is searched (early stopping is then refused: see SweepSpec)."""
 
     n_layers: Annotated[int, Field(ge=1)] | Choice | None = None
-    hidden_size: Annotated[int, Field(ge=1)] | None = None  # width of the student (null: the teacher's)
-    num_attention_heads: Annotated[int, Field(ge=1)] | None = None  # attention heads (null: the teacher's)
-    intermediate_size: Annotated[int, Field(ge=1)] | None = None  # FFN size (null: the teacher's)
+    hidden_size: Annotated[int, Field(ge=1)] | Choice | None = None  # width of the student (null: the teacher's)
+    num_attention_heads: Annotated[int, Field(ge=1)] | Choice | None = None  # attention heads (null: the teacher's)
+    intermediate_size: Annotated[int, Field(ge=1)] | Choice | None = None  # FFN size (null: the teacher's)
 
-    @field_validator("hidden_size", "num_attention_heads", "intermediate_size", mode="before")
+    WIDTH: ClassVar[tuple[str, ...]] = ("hidden_size", "num_attention_heads", "intermediate_size")
+
+    @field_validator("n_layers", "hidden_size", "num_attention_heads", "intermediate_size")
     @classmethod
-    def _one_width(cls, v):
-        if isinstance(v, dict):
-            raise ValueError("give one number (or leave it out for the teacher's): searching the width is not "
-                             "supported yet (profiles, reference rows and early stopping are kept per depth)")
+    def _whole_numbers(cls, v, info: ValidationInfo):
+        values = v.choices if isinstance(v, Choice) else []
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in values):
+            what = "student depths" if info.field_name == "n_layers" else "sizes"
+            raise ValueError(f"choices {v.choices} must be {what} (integers >= 1)")
         return v
 
     @field_validator("num_attention_heads")
     @classmethod
     def _heads_split_width(cls, v, info: ValidationInfo):
-        width = info.data.get("hidden_size")
-        if v is not None and width is not None and width % v:
-            raise ValueError(f"hidden_size {width} does not split into {v} heads; use a divisor of {width} or a "
-                             f"hidden_size that is a multiple of {v}")
+        width = info.data.get("hidden_size")  # validated before (field order); absent if it failed
+        widths = width.choices if isinstance(width, Choice) else [] if width is None else [width]
+        searched = isinstance(width, Choice) or isinstance(v, Choice)
+        for h in v.choices if isinstance(v, Choice) else [] if v is None else [v]:
+            for w in widths:
+                if w % h:
+                    every = " (every head count must divide every hidden_size choice)" if searched else ""
+                    raise ValueError(f"hidden_size {w} does not split into {h} heads{every}; use a divisor of {w} or "
+                                     f"a hidden_size that is a multiple of {h}")
         return v
+
+    def values(self, name: str) -> list[int] | None:
+        """The values a width field or n_layers can take (its choices, or the one value); None: unset."""
+        v = getattr(self, name)
+        return None if v is None else v.choices if isinstance(v, Choice) else [v]
 
     def shape(self) -> StudentShape:
-        """The student's width as set here (unset fields: the teacher's, distil.config.rules.resolve_shape)."""
-        return StudentShape(self.hidden_size, self.num_attention_heads, self.intermediate_size)
+        """The student's width as fixed here (unset and searched fields None: the teacher's, or a trial's
+        draw; distil.config.rules.resolve_shape)."""
+        return StudentShape(*(None if isinstance(getattr(self, k), Choice) else getattr(self, k)
+                              for k in self.WIDTH))
 
-    @field_validator("n_layers")
-    @classmethod
-    def _depths(cls, v):
-        depths = v.choices if isinstance(v, Choice) else []
-        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in depths):
-            raise ValueError(f"choices {v.choices} must be student depths (integers >= 1)")
-        return v
+    def shapes(self) -> list[StudentShape]:
+        """Every width a candidate can have: the combinations of the width fields' values, in the order
+        of their choices (unset fields None: the teacher's). One shape unless the width is searched."""
+        return [StudentShape(*combo) for combo in itertools.product(*(self.values(k) or [None] for k in self.WIDTH))]
+
+    def searched_width(self) -> list[str]:
+        """The width fields searched with `choices`, in spec order."""
+        return [k for k in self.WIDTH if isinstance(getattr(self, k), Choice)]
 
     def depths(self) -> list[int] | None:
         """The depths a candidate can have (None: teacher layers // 2, known once the teacher is read)."""
-        n = self.n_layers
-        return None if n is None else n.choices if isinstance(n, Choice) else [n]
+        return self.values("n_layers")
 
 
 class DistillSpec(_Strict):
@@ -778,6 +797,11 @@ class SweepSpec(_Strict):
                 raise ValueError(f"search.{field}: list {sel} has {len(sel)} layers but student.n_layers is "
                                  f"{self.student.n_layers}; make them agree (a searched depth needs rule names)")
         space = self.space()
+        searched_width = self.student.searched_width()
+        if self.search.early_stopping and searched_width:
+            raise ValueError(f"student.{searched_width[0]}: the width is searched, and early stopping would rank "
+                             "students of different widths on one proxy (each starts from its own init); fix the "
+                             "width to one value, or drop search.early_stopping")
         if self.search.early_stopping and not space:
             raise ValueError("search.early_stopping: nothing is searched, so every candidate is the same configuration "
                              "and early stopping would rank noise; search a parameter or drop early_stopping")
@@ -799,9 +823,11 @@ class SweepSpec(_Strict):
 
     def space(self) -> dict:
         """The whole searched space: name -> FloatRange | Choice (loss weights, temperature, layer
-        selection, and the student depth `n_layers` when it is searched)."""
-        depth = self.student.n_layers
-        return {**self.search.searched(), **({"n_layers": depth} if isinstance(depth, Choice) else {})}
+        selection, and the student depth `n_layers` and width fields when they are searched)."""
+        student = self.student
+        shape = {k: getattr(student, k) for k in ("n_layers", *student.WIDTH)
+                 if isinstance(getattr(student, k), Choice)}
+        return {**self.search.searched(), **shape}
 
 
 def _one_line(err: ValidationError, source: str) -> str:

@@ -26,6 +26,12 @@ PROFILE_COLUMNS = ["size_mb", "latency_ms_b1", "latency_ms_b32"]
 LATENCY_SPREAD_COLUMNS = ["latency_ms_b1_min", "latency_ms_b1_max", "latency_ms_b32_min", "latency_ms_b32_max"]
 CONFIG_COLUMNS = ["alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "temperature", "layer_selection", "n_layers"]
 CAUSAL_CONFIG_COLUMNS = ["alpha_clm"]  # a causal (gpt2) row's LM weight, in alpha_mlm's place; absent elsewhere
+# The layer-wise loss terms' weights (distil.config.settings.LossWeights): a row's params carry them only when
+# they are not 0, so they are columns only in a sweep that uses them (after alpha_mse on the leaderboard).
+LAYER_TERM_COLUMNS = ["alpha_hidden", "alpha_attn", "alpha_relation"]
+# The student's width beside its depth (n_layers): leaderboard column -> result.json params key. A row's params
+# carry it only at another width than the teacher's; the leaderboard fills the teacher's in the others.
+SHAPE_COLUMNS = {"hidden_size": "hidden_size", "heads": "num_attention_heads", "ffn": "intermediate_size"}
 TASKS_MACRO = "tasks_macro"
 
 
@@ -147,6 +153,8 @@ def row_from_result(result: dict, include_wnli: bool = True, tasks=()) -> dict:
     params = result.get("params", {})
     row.update({k: params.get(k) for k in CONFIG_COLUMNS if k in params})
     row.update({k: params[k] for k in CAUSAL_CONFIG_COLUMNS if params.get(k)})
+    row.update({c: params[k] for c, k in SHAPE_COLUMNS.items() if k in params})
+    row.update({k: params[k] for k in LAYER_TERM_COLUMNS if k in params})
     if result.get("lm"):  # with lm_eval: the WikiText perplexity (its interval needs the other rows: leaderboard)
         row[PERPLEXITY] = ArticleNLL.from_json(result["lm"]).perplexity
     if "distill" in result:

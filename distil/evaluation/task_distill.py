@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from distil.config.settings import FinetuneSettings
+from distil.config.settings import FinetuneSettings, StudentShape
 from distil.config.tasks import Task
 from distil.evaluation.finetune import finetune_and_evaluate
 from distil.science.losses import ce_loss
@@ -106,13 +106,14 @@ class TaskDistillRun:
     settings: FinetuneSettings
     pred_dir: str  # where the predictions go (finetune_and_evaluate)
     data_cache: str | None = None  # the task's prepare_task_data dir
+    shape: StudentShape = StudentShape()  # the student's width (default the teacher's: weight selection if narrower)
 
 
 def distill_on_task(run: TaskDistillRun, seed: int) -> dict:
     """Build a student from `run.teacher_mlm_dir`'s layers (seeded by `seed`), distil it on
     `run.task` from `run.teacher_task_dir`, evaluate it. Returns finetune_and_evaluate's dict."""
     with tempfile.TemporaryDirectory() as student_dir:
-        save_student(run.teacher_mlm_dir, run.n_layers, run.layer_selection, seed, student_dir)
+        save_student(run.teacher_mlm_dir, run.n_layers, run.layer_selection, seed, student_dir, run.shape)
         return finetune_and_evaluate(student_dir, run.task, run.settings, seed, run.pred_dir,
                                      trainer_cls=_trainer_cls(run.alpha_ce, run.temperature),
                                      train_transform=_teacher_logits_adder(

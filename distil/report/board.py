@@ -5,8 +5,9 @@ A `Board` is built once by distil.report.leaderboard.load from a results dir; di
 metric, the paper-default candidate) is resolved there, once, and carried here.
 
 Also here: the names of the columns derived from a macro (FAMILIES), the reference rows a row is
-compared with (reference_rows, init_rows), and the rule for retention over chance (CLEAR_MARGIN,
-cleared_tasks, retention_over_chance), which both the builder and the readers need.
+compared with (reference_rows, reference_map, init_rows: each of the row's own width, `widths`), and
+the rule for retention over chance (CLEAR_MARGIN, cleared_tasks, retention_over_chance), which both the
+builder and the readers need.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from distil.config.glue import TASKS
 from distil.config.objectives import lower_is_better
 from distil.config.tasks import Task
 from distil.evaluation.confidence import task_columns
-from distil.evaluation.scores import TASKS_MACRO, all_columns, macro_over
-from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS, init_only_name
+from distil.evaluation.scores import SHAPE_COLUMNS, TASKS_MACRO, all_columns, macro_over
+from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS, base_name, init_only_name, shape_key
 
 # The two macros and the suffix of the columns derived from each (pct_teacher, gain_over_<ref>,
 # gain_over_init, delta_vs_default): pct_teacher is on macro_score, pct_teacher_tasks on tasks_macro.
@@ -146,25 +147,104 @@ def families(tasks) -> list[str]:
     return ["macro_score"] + ([TASKS_MACRO] if tasks else [])
 
 
+def widths(df: pd.DataFrame) -> dict[str, tuple | None]:
+    """{model: its width (hidden_size, heads, ffn), or None at the teacher's width}: a row whose width
+    columns are empty, or equal the teacher row's, has the teacher's width (a teacher-width sweep writes
+    none; the leaderboard fills the teacher's in)."""
+    cols = [c for c in SHAPE_COLUMNS if c in df]
+    if len(cols) < len(SHAPE_COLUMNS):
+        return {m: None for m in df["model"]}
+    teacher = df.loc[df["kind"] == "teacher", cols]
+    teacher_width = tuple(teacher.iloc[0]) if len(teacher) and teacher.iloc[0].notna().all() else None
+    out = {}
+    for m, *w in df[["model", *cols]].itertuples(index=False):
+        w = tuple(w)
+        out[m] = None if any(pd.isna(v) for v in w) or w == teacher_width else tuple(int(v) for v in w)
+    return out
+
+
+def shape_label(df: pd.DataFrame, row) -> str:
+    """' [2L192H12F768]' (distil.store.records.shape_key) after a row's name in plots and the Pareto line when
+    the rows of `df` are not all of one width (a narrower student's sweep), else '' (a teacher-width sweep's
+    plots as before). A row at the teacher's width shows the teacher's shape."""
+    width = widths(df)
+    if all(w is None for w in width.values()) or pd.isna(row.get("n_layers")):
+        return ""
+    cols = [row.get(c) for c in SHAPE_COLUMNS]
+    return f" [{shape_key(row['n_layers'], *cols)}]" if all(pd.notna(c) for c in cols) else ""
+
+
+def pareto_rows(board: Board, cost: str = "latency_ms_b32") -> list[str]:
+    """The models on the Pareto front of the ranking metric against `cost` (pareto_front: lower cost,
+    higher score; two latencies within each other's timing spread, or one n_params, are one cost) among
+    the teacher and the students, of every shape, best score first."""
+    df, metric = board.frame, board.rank_by
+    if metric not in df or cost not in df:
+        return []
+    done = df[df[metric].notna() & df["kind"].isin(["teacher", "student"])]
+    num = lambda c: pd.to_numeric(done.get(c, pd.Series(np.nan, index=done.index)), errors="coerce")  # noqa: E731
+    front = pareto_front(num(cost), num(metric), num(cost + "_min"), num(cost + "_max"), same=done["n_params"])
+    return list(done.loc[front].sort_values(metric, ascending=False)["model"])
+
+
+def pareto_front(cost, score, lo=None, hi=None, same=None) -> np.ndarray:
+    """Boolean mask of the points no other point beats: none has cost <= and score >= with one
+    of them strict. Lower cost and higher score are better; points with a NaN are never on it.
+
+    Two costs count as equal (neither is lower) when their measured ranges [lo, hi] overlap
+    (e.g. min and max of a latency's timing rounds: a difference inside the noise is no
+    difference) or when the points share a `same` value (e.g. n_params: one architecture has
+    one cost), so among such points only the best score is on the front. Without lo/hi a cost
+    is its own range."""
+    cost, score = np.asarray(cost, dtype=float), np.asarray(score, dtype=float)
+    lo = cost if lo is None else np.where(np.isnan(np.asarray(lo, dtype=float)), cost, np.asarray(lo, dtype=float))
+    hi = cost if hi is None else np.where(np.isnan(np.asarray(hi, dtype=float)), cost, np.asarray(hi, dtype=float))
+    equal = (lo[:, None] <= hi[None, :]) & (lo[None, :] <= hi[:, None])  # [j, i]: j costs the same as i
+    if same is not None:
+        same = pd.Series(list(same))
+        equal |= (same.to_numpy()[:, None] == same.to_numpy()[None, :]) & same.notna().to_numpy()[:, None]
+    cheaper = (cost[:, None] < cost[None, :]) & ~equal  # [j, i]: j costs less than i
+    valid = ~(np.isnan(cost) | np.isnan(score))
+    front = np.zeros(len(cost), dtype=bool)
+    for i in np.flatnonzero(valid):
+        better = valid & (cheaper[:, i] | equal[:, i]) & (score >= score[i]) & (cheaper[:, i] | (score > score[i]))
+        front[i] = not better.any()
+    return front
+
+
 def reference_rows(df: pd.DataFrame, metric: str = "macro_score") -> list[str]:
-    """Names of the reference rows with a `metric` (macro_score or tasks_macro) that every row is
+    """Names of the kinds of reference row with a `metric` (macro_score or tasks_macro) that every row is
     compared with (random_init, mlm_only, ...; not task-kd, not init_only-<rule>: see init_rows;
-    not paper_defaults: delta_vs_default is that comparison)."""
+    not paper_defaults: delta_vs_default is that comparison), without their shape suffix: a row of
+    another width than the teacher's (mlm_only-4L192H12F768) is of kind mlm_only (reference_map)."""
     if metric not in df:
         return []
     init_only = df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX)
     refs = df[(df["kind"] == "reference") & df[metric].notna() & ~init_only & (df["model"] != PAPER_DEFAULTS)]
-    return sorted(refs["model"].astype(str), key=lambda m: (m != "random_init", m))
+    return sorted({base_name(m) for m in refs["model"].astype(str)}, key=lambda m: (m != "random_init", m))
+
+
+def reference_map(df: pd.DataFrame, base: str, metric: str = "macro_score") -> dict[str, str]:
+    """{model: the reference row of kind `base` (reference_rows) and of the model's own width (widths)} for
+    every row that has one with a `metric`: gain_over_<base> compares a row with the reference of its shape
+    (at the teacher's width `base` itself, as always)."""
+    width = widths(df)
+    refs = df.loc[(df["kind"] == "reference") & df[metric].notna(), "model"].astype(str)
+    by_width = {width[m]: m for m in refs if base_name(m) == base}
+    return {m: by_width[w] for m, w in width.items() if w in by_width}
 
 
 def init_rows(df: pd.DataFrame, metric: str = "macro_score") -> dict[str, str]:
-    """{model: its init_only-<rule> row} for every row whose layer rule has an init_only row with
-    a `metric`: gain_over_init compares a student with the undistilled student of its own init."""
-    inits = set(df.loc[df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX) & df[metric].notna(), "model"])
+    """{model: its init_only-<rule> row} for every row whose layer rule has an init_only row of its
+    width (widths) with a `metric`: gain_over_init compares a student with the undistilled student of
+    its own init and shape."""
+    width = widths(df)
+    inits = df.loc[df["model"].astype(str).str.startswith(INIT_ONLY_PREFIX) & df[metric].notna(), "model"]
+    by_rule = {(base_name(m), width[m]): m for m in inits.astype(str)}
     out = {}
     for _, r in df.iterrows():
-        name = init_only_name(str(r.get("layer_selection")))
-        if name in inits and r["model"] != name and r["kind"] in ("student", "reference"):
+        name = by_rule.get((init_only_name(str(r.get("layer_selection"))), width[r["model"]]))
+        if name is not None and r["model"] != name and r["kind"] in ("student", "reference"):
             out[r["model"]] = name
     return out
 

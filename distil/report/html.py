@@ -33,41 +33,17 @@ import pandas as pd  # noqa: E402
 from distil.config.objectives import lower_is_better  # noqa: E402
 from distil.evaluation.scores import TASKS_MACRO, macro_over, macro_score  # noqa: E402
 from distil.report import summary  # noqa: E402
-from distil.report.board import Board  # noqa: E402
-from distil.store.records import ResultsDir, read_json  # noqa: E402
+from distil.report.board import Board, pareto_front, shape_label  # noqa: E402, F401  (pareto_front: html's API too)
+from distil.store.records import ResultsDir, base_name, read_json, shape_key  # noqa: E402
 
 TEACHER_COLOUR, STUDENT_COLOUR, FRONT_COLOUR = "tab:orange", "tab:blue", "tab:red"
-
-
-def pareto_front(cost, score, lo=None, hi=None, same=None) -> np.ndarray:
-    """Boolean mask of the points no other point beats: none has cost <= and score >= with one
-    of them strict. Lower cost and higher score are better; points with a NaN are never on it.
-
-    Two costs count as equal (neither is lower) when their measured ranges [lo, hi] overlap
-    (e.g. min and max of a latency's timing rounds: a difference inside the noise is no
-    difference) or when the points share a `same` value (e.g. n_params: one architecture has
-    one cost), so among such points only the best score is on the front. Without lo/hi a cost
-    is its own range."""
-    cost, score = np.asarray(cost, dtype=float), np.asarray(score, dtype=float)
-    lo = cost if lo is None else np.where(np.isnan(np.asarray(lo, dtype=float)), cost, np.asarray(lo, dtype=float))
-    hi = cost if hi is None else np.where(np.isnan(np.asarray(hi, dtype=float)), cost, np.asarray(hi, dtype=float))
-    equal = (lo[:, None] <= hi[None, :]) & (lo[None, :] <= hi[:, None])  # [j, i]: j costs the same as i
-    if same is not None:
-        same = pd.Series(list(same))
-        equal |= (same.to_numpy()[:, None] == same.to_numpy()[None, :]) & same.notna().to_numpy()[:, None]
-    cheaper = (cost[:, None] < cost[None, :]) & ~equal  # [j, i]: j costs less than i
-    valid = ~(np.isnan(cost) | np.isnan(score))
-    front = np.zeros(len(cost), dtype=bool)
-    for i in np.flatnonzero(valid):
-        better = valid & (cheaper[:, i] | equal[:, i]) & (score >= score[i]) & (cheaper[:, i] | (score > score[i]))
-        front[i] = not better.any()
-    return front
 
 
 def _label(board: Board, row) -> str:
     if row["kind"] == "teacher":
         return "teacher"
-    return str(row["model"]) + (" (paper defaults)" if board.is_paper_defaults(row) else "")
+    return (str(row["model"]) + (" (paper defaults)" if board.is_paper_defaults(row) else "")
+            + shape_label(board.frame, row))
 
 
 def score_columns_shown(board: Board) -> list[str]:
@@ -195,7 +171,7 @@ def plot_progress(board: Board, path: Path) -> None:
     teacher = df.loc[df["kind"] == "teacher", metric].dropna()
     if len(teacher):
         ax.axhline(teacher.iloc[0], color=TEACHER_COLOUR, linestyle="--", label="teacher")
-    random_init = df.loc[df["model"] == "random_init", metric].dropna()
+    random_init = df.loc[df["model"].astype(str).map(base_name) == "random_init", metric].dropna()
     if len(random_init):
         ax.axhline(random_init.iloc[0], color="grey", linestyle=":", label="random_init (no distillation)")
     missing = int(np.isnan(macro).sum())
@@ -236,8 +212,9 @@ def learning_curves(results_dir: str | Path) -> dict:
             return None
 
     teacher = read(results.teacher().proxy_file)
-    inits = {f"{ref.rule} ({n}L)": read(p)["proxy_score"] for ref in results.init_onlys()
-             for n, p in ref.init_proxies().items()}
+    # At another width than the teacher's the row's name ends in its shape (init_only-<rule>-4L192H12F768).
+    inits = {f"{ref.rule} ({ref.name[len(base_name(ref.name)) + 1:] or f'{n}L'})": read(p)["proxy_score"]
+             for ref in results.init_onlys() for n, p in ref.init_proxies().items()}
     curves, status = {}, {}
     for cand in results.candidates():
         progress, config = read(cand.progress_file), read(cand.config_file)
@@ -246,7 +223,9 @@ def learning_curves(results_dir: str | Path) -> dict:
         params = (config or {}).get("params") if isinstance(config, dict) else None
         if not rungs or not isinstance(params, dict) or "layer_selection" not in params:
             continue
-        start = read(results.init_only(str(params["layer_selection"])).init_proxy_file(params.get("n_layers")))
+        key = shape_key(params.get("n_layers"), params.get("hidden_size"), params.get("num_attention_heads"),
+                        params.get("intermediate_size"))  # '' at the teacher's width
+        start = read(results.init_only(str(params["layer_selection"]), key).init_proxy_file(params.get("n_layers")))
         curves[cand.name] = (([(0, start["proxy_score"])] if start else [])
                              + [(r.get("tokens", 0), r["proxy_score"]) for r in rungs])
         status[cand.name] = "done" if cand.has_result() else (read(cand.status_file) or {}).get("status", "running")

@@ -38,12 +38,13 @@ from distil.config.tasks import REGRESSION, Task
 from distil.evaluation import confidence, confirmation
 from distil.evaluation.perplexity import ArticleNLL, perplexity_interval, perplexity_ratio
 from distil.evaluation.scores import (
-    CAUSAL_CONFIG_COLUMNS, CONFIG_COLUMNS, LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, all_columns,
-    macro_over, macro_score, own_tasks, row_from_result,
+    CAUSAL_CONFIG_COLUMNS, CONFIG_COLUMNS, LATENCY_SPREAD_COLUMNS, LAYER_TERM_COLUMNS, PROFILE_COLUMNS,
+    SHAPE_COLUMNS, TASKS_MACRO, all_columns, macro_over, macro_score, own_tasks, row_from_result,
 )
 from distil.report import summary
 from distil.report.board import (
-    FAMILIES, Board, cleared_tasks, families, family_tasks, init_rows, reference_rows, retention_over_chance,
+    FAMILIES, Board, cleared_tasks, families, family_tasks, init_rows, reference_map, reference_rows,
+    retention_over_chance,
 )
 from distil.store.records import PAPER_DEFAULTS, ResultsDir, read_json
 
@@ -136,6 +137,8 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
             except Exception as e:  # a damaged file makes its own row corrupt, never the report
                 rows.append(_corrupt(ref.name, ref.kind, ref.result_file, e))
                 continue
+            if ref.kind == "teacher":
+                row |= _teacher_shape(result)
             rows.append({"model": ref.name, "kind": result.get("kind", "teacher"), "status": "done", **row})
             row_dirs[ref.name] = ref.path
             if result.get("lm"):
@@ -179,7 +182,9 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
             result = {}
             params = (config or {}).get("params", {})
             rows.append({"model": cand.name, "kind": "student", "status": status.get("status", "incomplete"),
-                         **{k: params.get(k) for k in CONFIG_COLUMNS}, **extra})
+                         **{k: params.get(k) for k in CONFIG_COLUMNS},
+                         **{c: params[k] for c, k in SHAPE_COLUMNS.items() if k in params},
+                         **{k: params[k] for k in LAYER_TERM_COLUMNS if k in params}, **extra})
         else:
             continue
         candidates[cand.name] = {"params": result.get("params") or (config or {}).get("params", {}),
@@ -191,6 +196,9 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     for c in _order(own):  # keep every column, e.g. an empty mnli_mm offline
         if c not in df.columns:
             df[c] = math.nan
+    _fill_teacher_width(df)
+    for c in (c for c in LAYER_TERM_COLUMNS if c in df.columns):  # a distilled row's params omit a term that is 0
+        df.loc[df[c].isna() & df["alpha_ce"].notna(), c] = 0.0
     order = pd.Series(started, dtype=float).rank(method="first") - 1  # 0 = the first trial started
     df["trial_index"] = df["model"].map(order).astype("Int64")
     own_row = (df["model"] == PAPER_DEFAULTS) & (df["kind"] == "reference")
@@ -258,6 +266,28 @@ def _add_perplexity(df: pd.DataFrame, lm: dict[str, dict], paper_defaults: str |
             "tokens": int(first.tokens.sum()), "teacher": teacher, "paper_defaults": default, "excluded": excluded}
 
 
+def _teacher_shape(result: dict) -> dict:
+    """The teacher row's shape columns (n_layers and SHAPE_COLUMNS) from the config.json of its model
+    (result params `model`: a local dir); {} where it cannot be read (a hub id, a dir moved since)."""
+    try:
+        config = read_json(Path(str(result.get("params", {}).get("model"))) / "config.json")
+    except (OSError, ValueError, TypeError):
+        return {}
+    keys = {"n_layers": "num_hidden_layers", **SHAPE_COLUMNS}
+    return {c: config[k] for c, k in keys.items() if isinstance(config.get(k), int)}
+
+
+def _fill_teacher_width(df: pd.DataFrame) -> None:
+    """Rows without a width (written at the teacher's: their params name none) get the teacher row's, in
+    place, so that the shape columns read alike for every row of the Pareto front."""
+    teacher = df.loc[df["kind"] == "teacher", list(SHAPE_COLUMNS)]
+    if not len(teacher) or teacher.iloc[0].isna().any():
+        return
+    bare = df[list(SHAPE_COLUMNS)].isna().all(axis=1) & (df["kind"] != "teacher") & (df["status"] != "corrupt")
+    for c in SHAPE_COLUMNS:
+        df.loc[bare, c] = teacher.iloc[0][c]
+
+
 def rank_metric(df: pd.DataFrame, spec: dict) -> str:
     """The column rows are ranked by (and the best student chosen on): spec.json's first
     search.objectives when the leaderboard has it with a value, else macro_score, else
@@ -276,9 +306,11 @@ def _add_relative(df: pd.DataFrame, metric: str) -> None:
     teacher = df.loc[df["kind"] == "teacher", metric]
     if len(teacher):
         df["pct_teacher" + sfx] = 100 * df[metric] / teacher.iloc[0]
-    for ref in reference_rows(df, metric):
-        df[f"gain_over_{ref}{sfx}"] = df[metric] - df.loc[df["model"] == ref, metric].iloc[0]
     value_of = df.set_index("model")[metric]
+    for ref in reference_rows(df, metric):  # each row against the reference row of its own width
+        refs = reference_map(df, ref, metric)
+        df[f"gain_over_{ref}{sfx}"] = [r[metric] - value_of[refs[r["model"]]] if r["model"] in refs else math.nan
+                                       for _, r in df.iterrows()]
     inits = init_rows(df, metric)
     df["gain_over_init" + sfx] = [r[metric] - value_of[inits[r["model"]]] if r["model"] in inits else math.nan
                                   for _, r in df.iterrows()]
@@ -292,16 +324,18 @@ def _order(tasks=()) -> list[str]:
                     "delta_vs_default_tasks"] if tasks else [])
     return ["model", "kind", "status", *CONFIG_COLUMNS, "macro_score", "pct_teacher", "retention_over_chance",
             "gain_over_random_init", "delta_vs_default", *tasks_block, "p_best", *all_columns(tasks),
-            *(f"retention_{t.name}" for t in [*TASKS.values(), *tasks]), "n_params", *PROFILE_COLUMNS,
+            *(f"retention_{t.name}" for t in [*TASKS.values(), *tasks]), *SHAPE_COLUMNS, "n_params", *PROFILE_COLUMNS,
             *LATENCY_SPREAD_COLUMNS, "distill_loss", "finetune_seconds", *(f"finetune_seconds_{t.name}" for t in tasks),
             "trial_index", "paper_defaults"]
 
 
 def _columns(df: pd.DataFrame, tasks=()) -> list[str]:
-    """_order(), each gain_over_<reference> of a macro after its gain_over_random_init, every
-    interval column (`_lo`, `_hi`) right after its column, then the rest (seeds, subset_data,
-    at_chance, _std)."""
+    """_order(), the layer-wise terms' weights after alpha_mse when a row has them, each gain_over_<reference>
+    of a macro after its gain_over_random_init, every interval column (`_lo`, `_hi`) right after its column,
+    then the rest (seeds, subset_data, at_chance, _std)."""
     base = _order(tasks)
+    at = base.index("alpha_mse") + 1
+    base[at:at] = [c for c in LAYER_TERM_COLUMNS if c in df.columns]
     for metric in families(tasks):
         sfx = FAMILIES[metric]
         anchor = f"gain_over_random_init{sfx}"
@@ -411,12 +445,15 @@ def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], tasks: list[Tas
             values[metric] = {m: v for m, cols in resampled.items() if isinstance(v := get(cols), np.ndarray)
                               and pd.notna(by_model.at[m, metric])}
 
-    def fill(column: str, ref: str | None, how: str, metric: str) -> None:
+    def fill(column: str, ref: str | dict[str, str] | None, how: str, metric: str) -> None:
+        """Intervals of `column`: each row against `ref` (a model, or {model: its own reference})."""
         df[column + "_lo"] = df[column + "_hi"] = math.nan  # the same columns with or without predictions
         got = values.get(metric, {})
-        if ref not in got:
+        refs = ref if isinstance(ref, dict) else {m: ref for m in got}
+        bounds = {m: confidence.paired_interval(v, got[refs[m]], how) for m, v in got.items()
+                  if refs.get(m) in got}
+        if not bounds:
             return
-        bounds = {m: confidence.paired_interval(v, got[ref], how) for m, v in got.items()}
         df[column + "_lo"] = df["model"].map({m: b[0] for m, b in bounds.items()})
         df[column + "_hi"] = df["model"].map({m: b[1] for m, b in bounds.items()})
 
@@ -426,7 +463,7 @@ def _add_confidence(df: pd.DataFrame, row_dirs: dict[str, Path], tasks: list[Tas
         sfx, got = FAMILIES[metric], values.get(metric, {})
         fill("pct_teacher" + sfx, teacher.iloc[0] if len(teacher) else None, "percent", metric)
         for ref in reference_rows(df, metric):
-            fill(f"gain_over_{ref}{sfx}", ref, "difference", metric)
+            fill(f"gain_over_{ref}{sfx}", reference_map(df, ref, metric), "difference", metric)
         fill("delta_vs_default" + sfx, default.iloc[0] if len(default) else None, "difference", metric)
         # gain_over_init: each row against the init_only row of its own layer rule.
         bounds = {m: confidence.paired_interval(got[m], got[ref], "difference")

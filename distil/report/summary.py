@@ -14,9 +14,11 @@ import pandas as pd
 from distil.config.glue import TASKS, score_columns
 from distil.config.tasks import MULTI, Task
 from distil.evaluation import confidence
-from distil.evaluation.scores import LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, TASKS_MACRO, macro_over, macro_score
+from distil.evaluation.scores import (LATENCY_SPREAD_COLUMNS, PROFILE_COLUMNS, SHAPE_COLUMNS, TASKS_MACRO, macro_over,
+                                     macro_score)
 from distil.config.objectives import PERPLEXITY
-from distil.report.board import CLEAR_MARGIN, FAMILIES, Board, best_index, reference_rows
+from distil.report.board import (CLEAR_MARGIN, FAMILIES, Board, best_index, pareto_rows, reference_rows, shape_label,
+                                 widths)
 from distil.store.records import INIT_ONLY_PREFIX, PAPER_DEFAULTS
 
 REFERENCE_NOTES = {
@@ -389,6 +391,10 @@ def conventions(board: Board) -> list[str]:
         "mean over seeds (sample std in that column), the others come from the first seed." if "seeds" in df and not lm
         else "",
         f"Only available as subsets (task:split): {', '.join(subsets)}." if subsets else "",
+        "n_layers, hidden_size, heads, ffn: the model's shape (a row whose params name no width has the teacher's, "
+        "read from its config.json); gain_over_<reference> and gain_over_init compare a row with the reference "
+        "rows of its own width (named by their shape, e.g. mlm_only-4L192H12F768, at another width than the "
+        "teacher's)." if any(w is not None for w in widths(df).values()) else "",
         "size_mb: weight files on disk (1e6 bytes); latency_ms_b1/_b32: CPU forward pass of "
         f"{board.latency_tokens} tokens, 1 torch thread, milliseconds per example at batch 1/32"
         + (" (median over timing rounds, [min, max] of the rounds' medians); the Pareto front treats two latencies "
@@ -507,7 +513,7 @@ def formatted(board: Board) -> pd.DataFrame:
             return ""
         if column == "n_params":
             return f"{v / 1e6:.1f}M"
-        if column in ("n_layers", "rung"):
+        if column in ("n_layers", "rung", *SHAPE_COLUMNS):
             return f"{int(v)}"
         if column.startswith("ppl_vs_"):  # a ratio near 1: three decimals
             return f"{v:.3f}"
@@ -615,6 +621,20 @@ COMPARISON_NOTE = (
     "interval on that task's score.")
 
 
+def pareto_line(board: Board) -> str:
+    """'Pareto front of <metric> against CPU latency at batch 32, across shapes: ...' naming each model on the
+    front (board.pareto_rows) with its shape, score and latency, best score first; '' when every row has the
+    teacher's width (a teacher-width sweep's front is the Pareto plot's alone)."""
+    df = board.frame
+    if "model" not in df or all(w is None for w in widths(df).values()):
+        return ""
+    rows = df.set_index("model")
+    front = [f"{m}{shape_label(df, rows.loc[m])} {rows.loc[m, board.rank_by]:.2f} at "
+             f"{rows.loc[m, 'latency_ms_b32']:.2f} ms" for m in pareto_rows(board)]
+    return (f"Pareto front of {board.rank_by} against CPU latency at batch 32 (ms per example), across shapes: "
+            + ("; ".join(front) if front else "none (no latency profiled)"))
+
+
 def to_markdown(board: Board) -> str:
     """The headline, the leaderboard as a markdown table (chance row last), the teacher-vs-best-
     student comparison on each own task, and the conventions as a bullet list."""
@@ -626,4 +646,6 @@ def to_markdown(board: Board) -> str:
         extra = ("\n\n### Teacher vs best student on each user task\n\n"
                  + "\n".join(f"- {s}" for s in comparison_sentences(board)) + "\n\n"
                  + comparison.to_markdown(index=False, disable_numparse=True) + "\n\n" + comparison_note(board))
+    front = pareto_line(board)
+    head += f"\n{front}  " if front else ""
     return head + "\n\n" + table + extra + "\n\n" + "\n".join(f"- {n}" for n in conventions(board)) + "\n"

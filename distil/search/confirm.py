@@ -73,7 +73,7 @@ def rows_to_confirm(ctx: SweepContext) -> dict[str, CandidateParams]:
     values, as its reference row has them), then the finalists best first (their result.json's params)."""
     spec = ctx.spec
     point = paper_default_point(spec)  # SearchSpec refuses confirm without one
-    rows = {PAPER_DEFAULTS: CandidateParams.from_values({**spec.search.fixed(), "n_layers": ctx.n_layers, **point})}
+    rows = {PAPER_DEFAULTS: ctx.params(point)}
     for trial_id in finalists(ctx.out, spec):
         rows[trial_id] = CandidateParams.from_values(ctx.results.candidate(trial_id).read_result().params)
     return rows
@@ -144,7 +144,7 @@ def confirmation_result(ctx: SweepContext, name: str, params: CandidateParams, r
     return Result(
         kind="confirmation", params={**params.to_json(), "of": name, "distill_seeds": [r.distill_seed for r in runs],
                                      "seeds": list(ctx.spec.search.confirm.seeds)},
-        glue=glue, distill=distill, n_params=runs[0].n_params, profile=ctx.profile(params.n_layers),
+        glue=glue, distill=distill, n_params=runs[0].n_params, profile=ctx.profile(params.n_layers, params.shape),
         distill_seconds=round(sum(run.distill_seconds for run in runs), 1),
         finetune_seconds=finetune_seconds(list(glue)), provenance=ctx.provenance)
 

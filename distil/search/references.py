@@ -16,7 +16,7 @@ from transformers import AutoConfig
 from distil.config.families import CLM, family_of
 from distil.config.layers import layer_key, parse_layer_key
 from distil.config.objectives import sort_key
-from distil.config.settings import LossWeights
+from distil.config.settings import LossWeights, StudentShape
 from distil.evaluation.task_distill import TaskDistillRun, distill_on_task
 from distil.science.student import save_student
 from distil.search.context import SweepContext, encoder_parameters, paper_default_point, paper_default_rule
@@ -24,7 +24,7 @@ from distil.search.finetune_runs import finetune_seconds, logged, proxy_point, s
 from distil.search.train import CandidateParams, distill_student
 from distil.store import storage
 from distil.store.logs import to_log_file
-from distil.store.records import CLM_ONLY, PAPER_DEFAULTS, ProxyPoint, Result, ResultsDir, RowDir
+from distil.store.records import CLM_ONLY, PAPER_DEFAULTS, ProxyPoint, Result, ResultsDir, RowDir, row_name
 
 
 def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, skip: set[str] = frozenset()) -> list:
@@ -32,6 +32,9 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
     with a writer task that saves its result.json as soon as its runs are done (so an
     interrupted sweep keeps it). Rows named in `skip` (already written) are not run again.
     Returns the writers' refs (`finish_references` waits on them).
+
+    Rows of students are built at the candidates' shape, one per width when the width is searched, named by it
+    when it is not the teacher's (`mlm_only-4L192H12F768`; distil.store.records.row_name); task-kd at the first.
 
     * `teacher` (<out>/teacher): the teacher itself, the row "% of teacher retained" divides by;
     * `random_init` (<out>/references/random_init): a student with the candidates' architecture
@@ -64,33 +67,18 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
                      provenance=ctx.provenance)
         lm = submit_lm(teacher_source, spec, ctx.log)
         writers.append(_write_reference.remote(teacher, row, lm, *teacher_runs.values()))
-    random_init = results.reference("random_init")
-    if glue.random_init_reference and random_init.name not in skip:
-        n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, "random_init", spec.seed,
-                                str(random_init.student_dir))
-        runs = submit_glue(str(random_init.student_dir), glue, ctx.tasks, ctx.caches, random_init, ctx.log).values()
-        row = Result(kind="reference", params={"layer_selection": "random_init", "n_layers": ctx.n_layers},
-                     n_params=n_params, profile=ctx.profile(ctx.n_layers), provenance=ctx.provenance)
-        lm = submit_lm(str(random_init.student_dir), spec, ctx.log)
-        writers.append(_write_reference.remote(random_init, row, lm, *runs))
-    lm_only = lm_only_name(ctx)
-    if glue.mlm_only_reference and lm_only not in skip:
-        # Trained from random weights with the family's LM loss alone (alpha_mlm or alpha_clm 1, every teacher
-        # term 0, so no teacher forward) for the candidates' steps.
-        lm_weight = {"alpha_clm": 1.0, "alpha_mlm": 0.0} if lm_only == CLM_ONLY else {"alpha_mlm": 1.0}
-        params = CandidateParams(LossWeights(alpha_ce=0.0, alpha_cos=0.0, temperature=1.0, **lm_weight),
-                                 layer_selection="random_init", n_layers=ctx.n_layers)
-        writers.append(_distilled_row.remote(ctx, lm_only, params))
+    for shape in ctx.shapes:  # one set of rows per width a student can have (one unless the width is searched)
+        writers += _no_teacher_rows(ctx, shape, skip)
+    key, shape = ctx.key(ctx.n_layers), ctx.shape  # task-kd at the first width ('': the teacher's)
     point = paper_default_point(spec)
     if point is not None and PAPER_DEFAULTS not in skip:
-        params = CandidateParams.from_values({**spec.search.fixed(), "n_layers": ctx.n_layers, **point})
-        writers.append(_distilled_row.remote(ctx, PAPER_DEFAULTS, params))
+        writers.append(_distilled_row.remote(ctx, PAPER_DEFAULTS, ctx.params(point)))
     if glue.init_only_reference:
         writers += submit_init_only(ctx, paper_default_rule(spec))
     if spec.search.early_stopping and not teacher.proxy_file.exists():
         writers.append(_teacher_proxy.remote(ctx, teacher_source))
     for task in (kd.tasks if kd else []):
-        row_dir = results.task_kd(task)
+        row_dir = results.task_kd(task, key)
         if row_dir.name in skip:
             continue
         # The teacher fine-tuned on the task: its first-seed run now, or saved by an earlier start.
@@ -100,32 +88,65 @@ def submit_references(ctx: SweepContext, teacher_source: str, head_fit: dict, sk
             print(f"task_distill: {task} has no data in {glue.data}; skipped", flush=True)
             continue
         run = TaskDistillRun(teacher_mlm_dir=ctx.job.teacher_dir, teacher_task_dir=str(teacher.finetuned_dir(task)),
-                             task=task_obj, n_layers=ctx.n_layers, layer_selection=kd.layer_selection,
+                             task=task_obj, n_layers=ctx.n_layers, layer_selection=kd.layer_selection, shape=shape,
                              alpha_ce=kd.alpha_ce, temperature=kd.temperature, settings=glue.settings(task),
                              pred_dir=str(row_dir.predictions_dir), data_cache=(ctx.caches or {}).get(task))
         remote = ray.remote(logged).options(**task_options(glue))
         runs = [remote.remote(ctx.log, _distill_on_task_after, firsts[0] if firsts else None, run, seed)
                 for seed in glue.seeds_for(task_obj)]
         params = {"task": task, "alpha_ce": kd.alpha_ce, "temperature": kd.temperature,
-                  "layer_selection": layer_key(kd.layer_selection)}
+                  "layer_selection": layer_key(kd.layer_selection),
+                  # the shape at another width than the teacher's (the leaderboard's shape columns); none as before
+                  **({"n_layers": ctx.n_layers, **shape.given()} if shape.given() else {})}
         row = Result(kind="task_distill", params=params, provenance=ctx.provenance)
         writers.append(_write_reference.remote(row_dir, row, None, *runs))
     return writers
 
 
+def _no_teacher_rows(ctx: SweepContext, shape: StudentShape, skip: set[str]) -> list:
+    """Start the `random_init` and `mlm_only` (`clm_only` for a causal teacher: lm_only_name) rows of width
+    `shape` (named by it: row_name; StudentShape() is the teacher's width, the names as always), unless off in
+    the spec or named in `skip`."""
+    glue, key, writers = ctx.spec.glue, ctx.key(ctx.n_layers, shape), []
+    random_init = ctx.results.reference(row_name("random_init", key))
+    if glue.random_init_reference and random_init.name not in skip:
+        n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, "random_init", ctx.spec.seed,
+                                str(random_init.student_dir), shape)
+        runs = submit_glue(str(random_init.student_dir), glue, ctx.tasks, ctx.caches, random_init, ctx.log).values()
+        row = Result(kind="reference", params={"layer_selection": "random_init", "n_layers": ctx.n_layers,
+                                               **shape.given()},
+                     n_params=n_params, profile=ctx.profile(ctx.n_layers, shape), provenance=ctx.provenance)
+        lm = submit_lm(str(random_init.student_dir), ctx.spec, ctx.log)
+        writers.append(_write_reference.remote(random_init, row, lm, *runs))
+    lm_only = lm_only_name(ctx)
+    if glue.mlm_only_reference and row_name(lm_only, key) not in skip:
+        # Trained from random weights with the family's LM loss alone (alpha_mlm or alpha_clm 1, every teacher
+        # term 0, so no teacher forward) for the candidates' steps.
+        lm_weight = {"alpha_clm": 1.0, "alpha_mlm": 0.0} if lm_only == CLM_ONLY else {"alpha_mlm": 1.0}
+        params = CandidateParams(LossWeights(alpha_ce=0.0, alpha_cos=0.0, temperature=1.0, **lm_weight),
+                                 layer_selection="random_init", n_layers=ctx.n_layers, shape=shape)
+        writers.append(_distilled_row.remote(ctx, row_name(lm_only, key), params))
+    return writers
+
+
 def submit_init_only(ctx: SweepContext, rule: str) -> list:
-    """The `init_only-<rule>` row: the candidates' architecture initialised from the teacher's
-    layers by `rule`, no distillation step, fine-tuned under the protocol (its result.json is
-    written by a writer task as soon as its runs end). [] if the row exists already."""
-    row_dir = ctx.results.init_only(rule)
-    if row_dir.has_result():
-        return []
-    n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, parse_layer_key(rule), ctx.spec.seed,
-                            str(row_dir.student_dir))
-    runs = submit_glue(str(row_dir.student_dir), ctx.spec.glue, ctx.tasks, ctx.caches, row_dir, ctx.log).values()
-    row = Result(kind="reference", params={"layer_selection": rule, "n_layers": ctx.n_layers}, n_params=n_params,
-                 profile=ctx.profile(ctx.n_layers), provenance=ctx.provenance)
-    return [_write_reference.remote(row_dir, row, submit_lm(str(row_dir.student_dir), ctx.spec, ctx.log), *runs)]
+    """The `init_only-<rule>` row of each width of the candidates (ctx.shapes; at another width than the
+    teacher's the name says it, `init_only-<rule>-4L192H12F768`), initialised from the teacher's layers by
+    `rule` at the candidates' depth, no distillation step, fine-tuned under the protocol (its result.json
+    is written by a writer task as soon as its runs end). The rows that exist already are not run again."""
+    writers = []
+    for shape in ctx.shapes:
+        row_dir = ctx.results.init_only(rule, ctx.key(ctx.n_layers, shape))
+        if row_dir.has_result():
+            continue
+        n_params = save_student(ctx.job.teacher_dir, ctx.n_layers, parse_layer_key(rule), ctx.spec.seed,
+                                str(row_dir.student_dir), shape)
+        runs = submit_glue(str(row_dir.student_dir), ctx.spec.glue, ctx.tasks, ctx.caches, row_dir, ctx.log).values()
+        row = Result(kind="reference", params={"layer_selection": rule, "n_layers": ctx.n_layers, **shape.given()},
+                     n_params=n_params, profile=ctx.profile(ctx.n_layers, shape), provenance=ctx.provenance)
+        lm = submit_lm(str(row_dir.student_dir), ctx.spec, ctx.log)
+        writers.append(_write_reference.remote(row_dir, row, lm, *runs))
+    return writers
 
 
 @ray.remote(num_cpus=0)
@@ -145,7 +166,7 @@ def _distilled_row(ctx: SweepContext, name: str, params: CandidateParams) -> str
     storage.remove_tree(storage.join(ctx.job.storage, f"reference-{name}"))  # the student is copied out
     row_dir.write_result(Result(
         kind="reference", params=params.to_json(), distill=metrics, glue=tuple(runs),
-        n_params=encoder_parameters(str(row_dir.student_dir)), profile=ctx.profile(params.n_layers),
+        n_params=encoder_parameters(str(row_dir.student_dir)), profile=ctx.profile(params.n_layers, params.shape),
         distill_seconds=distill_seconds, finetune_seconds=finetune_seconds(runs), provenance=ctx.provenance,
         lm=ray.get(lm) if lm else None))
     return str(row_dir.path)
@@ -172,16 +193,18 @@ def lm_only_name(ctx: SweepContext) -> str:
     return CLM_ONLY if objective == CLM else "mlm_only"
 
 
-def init_proxy(ctx: SweepContext, rule: str, n_layers: int) -> ProxyPoint:
-    """The proxy score of the undistilled student (`rule`, `n_layers`): step 0 of every learning
-    curve of that init. Computed once per sweep by the first trial that needs it, then read from
-    references/init_only-<rule>/proxy-<n>L.json."""
-    row_dir = ctx.results.init_only(rule)
+def init_proxy(ctx: SweepContext, rule: str, n_layers: int, shape: StudentShape = StudentShape()) -> ProxyPoint:
+    """The proxy score of the undistilled student (`rule`, `n_layers`, width `shape` as
+    distil.config.rules.sweep_shape gives it: StudentShape() the teacher's): step 0 of every learning
+    curve of that init and shape, the baseline successive halving judges a trial's gain against. Computed
+    once per sweep by the first trial that needs it, then read from
+    references/init_only-<rule>/proxy-<n>L.json (another width: init_only-<rule>-<shape>/proxy-<n>L.json)."""
+    row_dir = ctx.results.init_only(rule, ctx.key(n_layers, shape))
     point = row_dir.read_init_proxy(n_layers)
     if point is not None:
         return point
     with tempfile.TemporaryDirectory() as tmp:
-        save_student(ctx.job.teacher_dir, n_layers, parse_layer_key(rule), ctx.spec.seed, tmp)
+        save_student(ctx.job.teacher_dir, n_layers, parse_layer_key(rule), ctx.spec.seed, tmp, shape)
         point = proxy_point(tmp, ctx)
     row_dir.write_init_proxy(n_layers, point)
     return point

@@ -32,8 +32,8 @@ from distil.store.records import (BUDGET, GAIN, PROXY, CandidateDir, Result, Run
 
 
 def candidate_params(ctx: SweepContext, config: dict) -> CandidateParams:
-    """A trial's full parameters: the searched `config` over the spec's fixed values."""
-    return CandidateParams.from_values({**ctx.spec.search.fixed(), "n_layers": ctx.n_layers, **config})
+    """A trial's full parameters: the searched `config` over the spec's fixed values and width (SweepContext.params)."""
+    return ctx.params(config)
 
 
 def run_candidate(config: dict, ctx: SweepContext) -> None:
@@ -67,7 +67,7 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
     rungs = cand.read_rungs()
     # Step 0 of the learning curve: the undistilled student of this init (shared per rule); a rung
     # is judged on what distillation added to it.
-    init = init_proxy(ctx, params.layer_selection, params.n_layers).proxy_score if es else None
+    init = init_proxy(ctx, params.layer_selection, params.n_layers, params.shape).proxy_score if es else None
     if es and rungs:
         # A restarted trial: Tune keeps no decision across a pause or a driver restart, so the
         # scheduler hears the last rung again and pauses, stops or continues the trial on it.
@@ -91,7 +91,7 @@ def _distill_and_score(trial_id: str, cand: CandidateDir, params: CandidateParam
     runs = ray.get(list(submit_glue(str(cand.student_dir), spec.glue, ctx.tasks, ctx.caches, cand, ctx.log).values()))
     result = Result(
         kind="student", params=params.to_json(), distill=rungs[-1].distill, rungs=tuple(rungs), glue=tuple(runs),
-        n_params=encoder_parameters(str(cand.student_dir)), profile=ctx.profile(params.n_layers),
+        n_params=encoder_parameters(str(cand.student_dir)), profile=ctx.profile(params.n_layers, params.shape),
         distill_seconds=round(sum(r.distill_seconds for r in rungs), 1),
         proxy_seconds=round(sum(r.proxy.proxy_seconds if r.proxy else 0.0 for r in rungs), 1),
         finetune_seconds=finetune_seconds(runs), provenance=ctx.provenance, lm=ray.get(lm) if lm else None,

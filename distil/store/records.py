@@ -8,8 +8,10 @@ resumed (Tune's own tables can drop resumed trials):
     <out>/teacher/proxy.json                  the teacher's early-stopping proxy score (ProxyPoint)
     <out>/teacher/finetuned/<task>/           the teacher fine-tuned on a task_distill task
     <out>/references/<name>/result.json       random_init, mlm_only (clm_only), paper_defaults, init_only-<rule>,
-                                              task-kd-<task>
+                                              task-kd-<task>; a student narrower than the teacher adds its shape:
+                                              mlm_only-4L192H12F768
     <out>/references/init_only-<rule>/proxy-<n>L.json   proxy score of that undistilled n-layer student
+                                              (narrower: init_only-<rule>-<n>L<hidden>H<heads>F<ffn>/proxy-<n>L.json)
     <out>/candidates/<trial_id>/config.json   written when the trial starts (TrialConfig)
     <out>/candidates/<trial_id>/progress.json one entry per finished rung (Rung)
     <out>/candidates/<trial_id>/result.json   written when it ends (Result: scores, objectives, params)
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,10 +78,46 @@ def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text())
 
 
-def init_only_name(rule: str) -> str:
+def shape_key(n_layers: int, hidden_size: int | None = None, num_attention_heads: int | None = None,
+              intermediate_size: int | None = None) -> str:
+    """The shape part of a reference row's name and of a profile's key: '' at the teacher's width (no
+    width given: a StudentShape's `given()` is empty, a leaderboard row's width columns are empty), else
+    `<n>L<hidden>H<heads>F<ffn>` (4 layers, 192 wide, 12 heads, FFN 768 -> '4L192H12F768'). A width given
+    is a resolved one (distil.config.rules.sweep_shape): all three fields set.
+
+    Raises:
+        ValueError: some but not all of the width fields are given.
+    """
+    width = (hidden_size, num_attention_heads, intermediate_size)
+    given = [w for w in width if w is not None and w == w]  # NaN (an empty leaderboard cell) is not given
+    if not given:
+        return ""
+    if len(given) < 3:
+        raise ValueError(f"shape {width}: give hidden size, heads and FFN size all, or none (the teacher's width)")
+    return f"{int(n_layers)}L{int(hidden_size)}H{int(num_attention_heads)}F{int(intermediate_size)}"
+
+
+def row_name(base: str, key: str = "") -> str:
+    """A reference row's name: `base` (random_init, mlm_only, ...) at the teacher's width, `<base>-<key>`
+    for a student of shape `key` (shape_key), so rows of different shapes never share a dir."""
+    return f"{base}-{key}" if key else base
+
+
+def base_name(name: str) -> str:
+    """A reference row's name without its shape suffix (row_name's inverse): 'mlm_only-4L192H12F768' ->
+    'mlm_only', 'init_only-every_other-4L192H12F768' -> 'init_only-every_other'; unchanged without one."""
+    head, _, tail = name.rpartition("-")
+    return head if head and _SHAPE_KEY.fullmatch(tail) else name
+
+
+_SHAPE_KEY = re.compile(r"\d+L\d+H\d+F\d+")
+
+
+def init_only_name(rule: str, key: str = "") -> str:
     """Reference-row name of the undistilled student initialised with layer rule `rule` (a
-    distil.config.layers.layer_key): `init_only-<rule>`, commas as dashes (a dir name)."""
-    return f"{INIT_ONLY_PREFIX}{rule.replace(',', '-')}"
+    distil.config.layers.layer_key): `init_only-<rule>`, commas as dashes (a dir name); a student of
+    another width than the teacher's adds its shape (`key`, shape_key): `init_only-<rule>-4L192H12F768`."""
+    return row_name(f"{INIT_ONLY_PREFIX}{rule.replace(',', '-')}", key)
 
 
 def train_run_name(trial_id: str) -> str:
@@ -384,8 +423,10 @@ class ReferenceDir(RowDir):
 
     @property
     def rule(self) -> str | None:
-        """The layer rule of an init_only row as its name spells it (commas as dashes); else None."""
-        return self.name.removeprefix(INIT_ONLY_PREFIX) if self.name.startswith(INIT_ONLY_PREFIX) else None
+        """The layer rule of an init_only row as its name spells it (commas as dashes, no shape suffix);
+        else None."""
+        name = base_name(self.name)
+        return name.removeprefix(INIT_ONLY_PREFIX) if name.startswith(INIT_ONLY_PREFIX) else None
 
 
 class CandidateDir(RowDir):
@@ -526,12 +567,12 @@ class ResultsDir:
     def reference(self, name: str) -> ReferenceDir:
         return ReferenceDir(self.path / "references" / name, "reference")
 
-    def init_only(self, rule: str) -> ReferenceDir:
-        """The `init_only-<rule>` reference row."""
-        return self.reference(init_only_name(rule))
+    def init_only(self, rule: str, key: str = "") -> ReferenceDir:
+        """The `init_only-<rule>` reference row (of shape `key`, shape_key: '' the teacher's width)."""
+        return self.reference(init_only_name(rule, key))
 
-    def task_kd(self, task: str) -> ReferenceDir:
-        return self.reference(task_kd_name(task))
+    def task_kd(self, task: str, key: str = "") -> ReferenceDir:
+        return self.reference(row_name(task_kd_name(task), key))
 
     def references(self) -> list[ReferenceDir]:
         """Every reference row's dir that has a result.json, by name."""
