@@ -10,6 +10,8 @@ while its processes start."""
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,31 @@ def pytest_runtest_setup(item):
             and "@" not in item.nodeid):
         pytest.fail("--dist loadgroup is not in effect (no @group in the node id): this pytest breaks "
                     "xdist's grouping (pytest-xdist#1386); pip install 'pytest<9.2'", pytrace=False)
+
+
+def dry_run_shipped(name: str, tmp_path: Path, monkeypatch, capsys) -> str:
+    """`run_sweep.py run sweeps/<name>.yaml --dry-run` in-process from the repo root, no Ray address: asserts it
+    exits 0 and writes no output dir; returns its stdout."""
+    import run_sweep
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    capsys.readouterr()
+    rc = run_sweep.main(["run", f"sweeps/{name}.yaml", "--dry-run", "--output", str(tmp_path / "o")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert f"spec OK: {name}" in out and not (tmp_path / "o").exists()
+    return out
+
+
+def run_sweep_cli(spec: Path, work: Path) -> tuple[Path, str]:
+    """Run `spec` as a user does (`python run_sweep.py run SPEC --output work/results --cache-dir work/cache`);
+    asserts exit 0. Returns the results dir and the console output."""
+    out = work / "results"
+    r = subprocess.run([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out),
+                        "--cache-dir", str(work / "cache")], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out, r.stdout
 
 
 def registered_checkpoint(run_dir: Path) -> str | None:

@@ -13,6 +13,7 @@ import yaml
 from distil.config.families import FAMILIES
 from distil.config.settings import LossWeights
 from distil.config.spec import SpecError, load_spec
+from tests.conftest import dry_run_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,17 +42,9 @@ def test_alpha_clm_is_left_out_of_every_existing_spec(tmp_path):
 def test_the_distilroberta_spec_validates_offline_with_the_papers_recipe(tmp_path, monkeypatch, capsys):
     """sweeps/distilroberta-base.yaml: --dry-run validates it without network (roberta-base's config is fetched,
     and its family checked, when the run starts); the paper defaults are DistilRoBERTa's (Sanh et al. 2019)."""
-    import run_sweep
     from distil.config.layers import select_layers
     from distil.config.rules import check_family_terms
-
-    monkeypatch.chdir(ROOT)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    capsys.readouterr()
-    rc = run_sweep.main(["run", "sweeps/distilroberta-base.yaml", "--dry-run", "--output", str(tmp_path / "o")])
-    out, err = capsys.readouterr()
-    assert rc == 0, err
-    assert "spec OK: distilroberta-base" in out and not (tmp_path / "o").exists()
+    dry_run_shipped("distilroberta-base", tmp_path, monkeypatch, capsys)
     spec = load_spec(ROOT / "sweeps" / "distilroberta-base.yaml")
     assert spec.teacher.model == "roberta-base" and spec.student.n_layers == 6
     assert spec.search.points_to_evaluate[0] == {"alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0,
@@ -64,17 +57,10 @@ def test_the_distilgpt2_spec_validates_offline_with_the_papers_recipe(tmp_path, 
     """sweeps/distilgpt2.yaml: --dry-run validates it without network (gpt2's config is fetched, and its family
     checked, when the run starts); the paper defaults are DistilGPT2's (5·KL + 2·causal LM + 1·cos, T = 2) and
     its evaluation WikiText perplexity with the window and stride stated, minimised."""
-    import run_sweep
     from distil.config.layers import select_layers
     from distil.config.rules import check_family_evaluation, check_family_terms
-
-    monkeypatch.chdir(ROOT)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    capsys.readouterr()
-    rc = run_sweep.main(["run", "sweeps/distilgpt2.yaml", "--dry-run", "--output", str(tmp_path / "o")])
-    out, err = capsys.readouterr()
-    assert rc == 0, err
-    assert "spec OK: distilgpt2" in out and "perplexity on" in out and not (tmp_path / "o").exists()
+    out = dry_run_shipped("distilgpt2", tmp_path, monkeypatch, capsys)
+    assert "perplexity on" in out
     spec = load_spec(ROOT / "sweeps" / "distilgpt2.yaml")
     assert spec.teacher.model == "gpt2" and spec.student.n_layers == 6
     assert spec.search.points_to_evaluate[0] == {"alpha_ce": 5.0, "alpha_clm": 2.0, "alpha_cos": 1.0,

@@ -7,8 +7,6 @@ GPT-2 weights exist offline; a hub id (gpt2) takes the same path on a networked 
 
 import json
 import math
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -16,7 +14,7 @@ import torch
 import yaml
 
 from distil.config.layers import select_layers
-from tests.conftest import CORPUS, ROOT, SHARED
+from tests.conftest import CORPUS, SHARED, run_sweep_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-sweeps")]
 
@@ -71,12 +69,9 @@ def write_gpt2_spec(path, teacher_dir):
 def gpt2_sweep(tmp_path_factory, gpt2_teacher_dir):
     work = tmp_path_factory.mktemp("gpt2-sweep")
     spec = write_gpt2_spec(work / "tiny-gpt2.yaml", gpt2_teacher_dir)
-    out = work / "results"
-    r = subprocess.run([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out),
-                        "--cache-dir", str(work / "cache")], cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (work / "console.log").write_text(r.stdout)
-    print(r.stdout[-4000:])
+    out, console = run_sweep_cli(spec, work)
+    (work / "console.log").write_text(console)
+    print(console[-4000:])
     return out
 
 

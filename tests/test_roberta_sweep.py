@@ -4,8 +4,6 @@ runs a sweep (`python run_sweep.py run SPEC --output DIR` on a local Ray), on re
 No RoBERTa weights exist offline; a hub id (roberta-base) takes the same path on a networked machine."""
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -13,7 +11,7 @@ import torch
 import yaml
 
 from distil.config.layers import select_layers
-from tests.conftest import CORPUS, GLUE, ROOT, SHARED
+from tests.conftest import CORPUS, GLUE, SHARED, run_sweep_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-sweeps")]
 
@@ -65,10 +63,7 @@ def write_roberta_spec(path, teacher_dir):
 def roberta_sweep(tmp_path_factory, roberta_teacher_dir):
     work = tmp_path_factory.mktemp("roberta-sweep")
     spec = write_roberta_spec(work / "tiny-roberta.yaml", roberta_teacher_dir)
-    out = work / "results"
-    r = subprocess.run([sys.executable, "run_sweep.py", "run", str(spec), "--output", str(out),
-                        "--cache-dir", str(work / "cache")], cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out, _ = run_sweep_cli(spec, work)
     return out
 
 

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from distil.config.spec import SpecError, layer_key, load_spec, parse_layer_key, read_yaml
+from tests.conftest import dry_run_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -340,17 +341,10 @@ def test_a_searched_width_is_searched_and_checked_shape_by_shape(tmp_path):
 def test_the_narrow_spec_validates_offline_with_one_point_per_loss_family(tmp_path, monkeypatch, capsys):
     """sweeps/narrow.yaml: --dry-run validates it offline; a 4 x 192 student with the teacher's 12 heads (so
     every term applies), the paper defaults then one fixed point per loss family before the sampler's trials."""
-    import run_sweep
     from distil.config import rules
     from distil.config.settings import StudentShape
-
-    monkeypatch.chdir(ROOT)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    capsys.readouterr()
-    rc = run_sweep.main(["run", "sweeps/narrow.yaml", "--dry-run", "--output", str(tmp_path / "o")])
-    out, err = capsys.readouterr()
-    assert rc == 0, err
-    assert "spec OK: narrow" in out and "hidden_size 192, num_attention_heads 12, intermediate_size 768" in out
+    out = dry_run_shipped("narrow", tmp_path, monkeypatch, capsys)
+    assert "hidden_size 192, num_attention_heads 12, intermediate_size 768" in out
     spec = load_spec(ROOT / "sweeps" / "narrow.yaml")
     teacher = rules.teacher_config(rules.resolve_teacher(spec.teacher.model))
     assert rules.student_shapes(spec, teacher) == [StudentShape(192, 12, 768)] and spec.student.n_layers == 4

@@ -232,6 +232,15 @@ def sequence_perplexity(model, sequences: Sequence, batch_size: int = 16) -> dic
     return {"perplexity": math.exp(nll / tokens), "sequences": n, "tokens": tokens}
 
 
+def _causal_lm(model_dir: str):
+    """The saved causal LM at `model_dir` (a local dir or hub id, AutoModelForCausalLM), on the GPU when the
+    process sees one (a Ray task given num_gpus), else the CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir).to("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def score_saved_model(model_dir: str, data: str | os.PathLike, *, window: int, stride: int,
                       max_articles: int | None = None, batch_size: int = 4,
                       selection_corpus: str | os.PathLike | None = None) -> dict:
@@ -251,12 +260,11 @@ def score_saved_model(model_dir: str, data: str | os.PathLike, *, window: int, s
     """
     import time
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     t0 = time.time()
     articles = read_wikitext(data)[:max_articles]
-    model = AutoModelForCausalLM.from_pretrained(model_dir).to("cuda" if torch.cuda.is_available() else "cpu")
+    model = _causal_lm(model_dir)
     result = article_nll(model, AutoTokenizer.from_pretrained(model_dir), articles, window=window, stride=stride,
                          batch_size=batch_size)
     out = {**result.to_json(), "data": str(data), "articles": len(articles)}
@@ -281,13 +289,10 @@ def held_out_perplexity(model_dir: str, corpus_dir: str | os.PathLike) -> dict:
     """
     import time
 
-    import torch
-    from transformers import AutoModelForCausalLM
-
     from distil.science.data import load_sequences
 
     t0 = time.time()
-    model = AutoModelForCausalLM.from_pretrained(model_dir).to("cuda" if torch.cuda.is_available() else "cpu")
+    model = _causal_lm(model_dir)
     out = sequence_perplexity(model, load_sequences(Path(corpus_dir), "eval"))
     return {**out, "seconds": round(time.time() - t0, 1)}
 
