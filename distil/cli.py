@@ -29,7 +29,7 @@ from distil.config import rules  # noqa: E402
 from distil.config.families import family_of  # noqa: E402
 from distil.config.spec import SpecError, SweepSpec, load_spec  # noqa: E402
 from distil.store import provenance, storage  # noqa: E402
-from distil.store.logs import quiet_libraries  # noqa: E402
+from distil.store.logs import quiet_libraries, ray_driver_log  # noqa: E402
 from distil.store.records import RUN_FILE, TRAIN_DIR, TUNE_DIR, ResultsDir, RunState, read_json  # noqa: E402
 
 COMMANDS = ("run", "resume", "report")
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace, how: str) -> int:
 
     if not args.verbose:
         quiet_libraries()
+        ray_driver_log(ResultsDir(out).logs_dir)
     # A local Ray keeps an idle worker process for a minute instead of Ray's 1 s (beyond one per
     # CPU; a sweep's Train and Tune actors always exceed that): the GLUE runs of a sweep then reuse
     # warm processes instead of importing torch and transformers anew, ~7 s of CPU each (the tiny

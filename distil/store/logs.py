@@ -43,6 +43,19 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray")
 
 
+def ray_driver_log(log_dir: str | Path) -> None:
+    """Ray's own driver messages ("Started a local Ray instance", the token-authentication notice) go to
+    `log_dir/ray-driver.log` instead of the console; its errors still reach the console. Call it before
+    ray.init (which sets the "ray" logger's level, not its handlers)."""
+    ray_logger = logging.getLogger("ray")
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    for handler in ray_logger.handlers:
+        handler.setLevel(logging.ERROR)
+    to_file = logging.FileHandler(Path(log_dir) / "ray-driver.log")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s -- %(message)s"))
+    ray_logger.addHandler(to_file)
+
+
 def to_log_file(log_dir: str | Path, verbose: bool = False) -> None:
     """Send this process's stdout and stderr (file descriptors 1 and 2, so C extensions and child
     processes follow) to `log_dir/workers.log`, appending. Idempotent per process; a no-op with
