@@ -64,6 +64,15 @@ class LossWeights:
         return self.alpha_hidden, self.alpha_attn, self.alpha_relation
 
     @property
+    def reads_logits(self) -> bool:
+        """Whether a term on the output logits (ce, mlm, mse, clm) has a positive weight. The logits
+        depend on every parameter of the student; without them a term reads only some layers (hidden
+        states, attention scores, the relations of one layer, the last hidden state), and the others
+        (the MLM head, the last layer's FFN, ...) get no gradient, which DDP must be told of
+        (`find_unused_parameters`, distil.search.train)."""
+        return max(self.alpha_ce, self.alpha_mlm, self.alpha_mse, self.alpha_clm) > 0
+
+    @property
     def needs_teacher(self) -> bool:
         """Whether a term that reads the teacher (every one but mlm and clm) has a positive weight: MLM
         alone (the mlm_only reference row), or CLM alone, needs no teacher forward."""

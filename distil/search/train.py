@@ -127,7 +127,12 @@ def train_loop_per_worker(cfg: dict) -> None:
             state = torch.load(Path(ckpt) / "train_state.pt", map_location=device, weights_only=True)
     else:
         student = models.student
-    model = ray.train.torch.prepare_model(wrap_student(student, params.weights, teacher.config))
+    # Without a term on the logits some parameters get no gradient (the MLM head with hidden-state or
+    # relation terms alone): DDP then fails at the second step unless told to look for them, a
+    # traversal of the autograd graph per step that the usual objectives need not pay.
+    model = ray.train.torch.prepare_model(
+        wrap_student(student, params.weights, teacher.config),
+        parallel_strategy_kwargs={"find_unused_parameters": not params.weights.reads_logits})
     sequences = load_sequences(job.corpus_dir)
     total_steps = planned_steps(d, sequences.lengths, world)
     stop_step = max(1, math.ceil(cfg.get("stop_at_fraction", 1.0) * total_steps - 1e-9))
