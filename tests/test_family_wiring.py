@@ -469,7 +469,9 @@ def test_the_workers_loop_distils_and_resumes_a_candidate_of_each_family(tmp_pat
     monkeypatch.setattr(ray.train, "get_context", lambda: context)
     monkeypatch.setattr(ray.train, "report", report)
     monkeypatch.setattr(ray.train.torch, "get_device", lambda: torch.device("cpu"))
-    monkeypatch.setattr(ray.train.torch, "prepare_model", lambda model: model)
+    prepared = []  # DDP's options, one per model the loop prepares (world 1 here: no DDP to wrap)
+    monkeypatch.setattr(ray.train.torch, "prepare_model",
+                        lambda model, parallel_strategy_kwargs=None: prepared.append(parallel_strategy_kwargs) or model)
     monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)
     job = train.DistillJob(teacher_dir=teacher_dir, corpus_dir=str(corpus_dir), storage=str(tmp_path),
                            distill=DistillSpec(steps=4, batch_size=4, num_workers=1, checkpoint_every=2, bf16=False))
@@ -481,6 +483,8 @@ def test_the_workers_loop_distils_and_resumes_a_candidate_of_each_family(tmp_pat
     monkeypatch.setattr(ray.train, "get_checkpoint", lambda: ray.train.Checkpoint.from_directory(str(kept)))
     train.train_loop_per_worker({**cfg, "stop_at_fraction": 1.0})
     assert [r["step"] for r in reports] == [2, 4] and reports[1]["resumed_from_step"] == 2
+    # Every parameter is in the loss (a term reads the logits): DDP need not look for unused ones.
+    assert prepared == [{"find_unused_parameters": False}] * 2
     assert reports[1]["tokens"] > reports[0]["tokens"] > 0
     student = train.model_class(FAMILIES[family].student_class).from_pretrained(kept)
     assert getattr(student.config, FAMILIES[family].depth_key if family != "bert" else "n_layers") == 2
