@@ -76,8 +76,7 @@ def test_bf16_autocast_step_is_finite_and_close_to_fp32(teacher, tokenizer, sequ
 MASK_ID = 3
 
 
-@pytest.fixture(scope="module")
-def tiny_teacher():
+def _tiny_teacher():
     """A random-init BERT masked LM small enough for a CPU step in well under a second: 4 layers, hidden 96,
     12 heads (d = 8), FFN 192, vocabulary 100."""
     from transformers import BertConfig, BertForMaskedLM
@@ -86,6 +85,11 @@ def tiny_teacher():
     config = BertConfig(vocab_size=100, hidden_size=96, num_hidden_layers=4, num_attention_heads=12,
                         intermediate_size=192, max_position_embeddings=32)
     return BertForMaskedLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher():
+    return _tiny_teacher()
 
 
 def _batch():
@@ -568,14 +572,9 @@ def _ddp_steps(rank, world, port, families, errors):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from transformers import BertConfig, BertForMaskedLM
-
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        torch.manual_seed(0)
-        teacher = BertForMaskedLM(BertConfig(vocab_size=100, hidden_size=96, num_hidden_layers=4,
-                                             num_attention_heads=12, intermediate_size=192,
-                                             max_position_embeddings=32)).eval()
+        teacher = _tiny_teacher()  # the same weights on both ranks (seeded)
         for family in families:
             model, w = _family_wrapper(teacher, family)
             ddp = DistributedDataParallel(model, find_unused_parameters=not w.reads_logits)  # as distil.search.train
