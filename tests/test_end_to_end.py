@@ -104,11 +104,15 @@ def test_the_study_has_one_row_per_trial_and_the_paper_defaults_are_none_of_them
 def test_disk_budget_and_a_quiet_console(tiny_sweep, board):
     out, r = tiny_sweep
     df = board
-    # Disk budget: no Train checkpoints left; only the best finished student keeps its weights.
+    # Disk budget: no Train checkpoints left; only the best finished student keeps its weights: the best by
+    # the selection score the search ranked on (ties by trial id), which is the leaderboard's best student
+    # and the one best_student/ exports, whatever the validation macro's order.
     assert not any((out / "train").glob("*/checkpoint_*"))
     kept = [c.name for c in (out / "candidates").iterdir() if (c / "student" / "model.safetensors").exists()]
-    best = df[(df.status == "done") & (df.kind == "student")].sort_values("macro_score").iloc[-1]["model"]
+    done = df[(df.status == "done") & (df.kind == "student")]
+    best = min(zip(-done["selection_score"], done["model"]))[1]
     assert kept == [best] and (out / "best_student" / "model.safetensors").exists()
+    assert f"`{best}`" in (out / "best_student" / "README.md").read_text()
     # The console: no library chatter (it went to the log file).
     assert "LOAD REPORT" not in r.stdout + r.stderr and (out / "logs" / "workers.log").stat().st_size > 0
     # Each trial starts once and says each rung once; the first trial waits PAUSED for rung 0's

@@ -207,6 +207,39 @@ def test_export_swaps_in_only_a_complete_copy(results_dir, tmp_path):
     assert not list(results_dir.glob(".best_student*"))
 
 
+def test_one_ranking_keeps_exports_and_names_the_best_student(tmp_path, student_dir):
+    """The janitor keeps weights, the leaderboard names the best student and best_student/ exports it by the
+    same ranking: the selection scores (held-out training rows), ties by trial id, never the validation
+    scores the leaderboard reports. Here the validation order (x > y > z) is the reverse of the selection
+    order (y = z > x): a ranking by validation would export x, whose weights the janitor deleted."""
+    from distil.search.references import best_candidate_rule
+    from distil.search.tuner import Janitor
+
+    _write(tmp_path / "spec.json", {"name": "t", "search": {"objectives": ["macro_score"]}})
+    _write(tmp_path / "teacher" / "result.json", {"kind": "teacher", "params": {"model": "m"}, "glue": _glue(80.0)})
+    for name, validation, selection, rule in [("x", 70.0, 50.0, "first"), ("y", 60.0, 65.0, "last"),
+                                              ("z", 55.0, 65.0, "uniform")]:
+        _write(tmp_path / "candidates" / name / "result.json",
+               {"kind": "student", "params": {**PARAMS, "layer_selection": rule}, "glue": _glue(validation),
+                "objectives": {"macro_score": selection}, "n_params": 11_000_000})
+        shutil.copytree(student_dir, tmp_path / "candidates" / name / "student")
+
+    Janitor(str(tmp_path), str(tmp_path / "train"), keep_students=1, metric="macro_score")._keep_best_students()
+    kept = [n for n in "xyz" if (tmp_path / "candidates" / n / "student").is_dir()]
+    assert kept == ["y"]  # the tie with z goes to the smaller trial id
+    assert "search.keep_students" in (tmp_path / "candidates" / "x" / "student.pruned").read_text()
+
+    board = leaderboard.load(tmp_path, resamples=0)
+    assert board.frame.set_index("model").loc[["x", "y", "z"], "selection_score"].tolist() == [50.0, 65.0, 65.0]
+    assert board.frame[board.frame["kind"] == "student"]["model"].tolist() == ["x", "y", "z"]  # shown by validation
+    assert board.best_student()["model"] == "y"
+    assert best_candidate_rule(tmp_path, "macro_score") == "last"
+    out = export.export_best(board, tmp_path)
+    assert (out / "model.safetensors").is_file() and "`y`" in (out / "README.md").read_text()
+    assert summary.headline(board).startswith("best student `y`: macro 50.00")
+    assert "picked by its selection score 65.00 on held-out training rows" in summary.headline(board)
+
+
 def test_export_refuses_without_a_finished_student(results_dir):
     board = leaderboard.load(results_dir).only(["teacher", "c"])
     assert board.best_student() is None

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from distil.config.glue import TASKS
-from distil.config.objectives import lower_is_better
+from distil.config.objectives import lower_is_better, sort_key
 from distil.config.tasks import Task
 from distil.evaluation.confidence import task_columns
 from distil.evaluation.scores import SHAPE_COLUMNS, TASKS_MACRO, all_columns, macro_over
@@ -112,12 +112,31 @@ class Board:
         rows = self.frame[self.frame["kind"] == "teacher"]
         return rows.iloc[0] if len(rows) else None
 
+    @property
+    def selection_objective(self) -> str:
+        """The objective the search ranked candidates by (spec.json's first search.objectives, default
+        macro_score): the `selection_score` column holds each candidate's value of it on held-out
+        training rows."""
+        return ((self.spec.get("search") or {}).get("objectives") or ["macro_score"])[0]
+
     def best_student(self) -> pd.Series | None:
-        """The row of the done student with the best `rank_by` (the highest; the lowest for a minimised
-        objective such as perplexity: distil.config.objectives), or None."""
+        """The row of the best done student, or None. Picked as the search picked it: by `selection_score`
+        (the first objective on held-out training rows, best first, ties by trial id:
+        distil.store.records.ResultsDir.by_selection, the ranking the janitor keeps weights by) when any
+        done student has one, so the student whose validation scores are reported was not chosen on them
+        and best_student/ exports a student whose weights were kept; otherwise (a sweep from before the
+        selection split, hand-made rows) by `rank_by` (the highest; the lowest for a minimised objective
+        such as perplexity: distil.config.objectives)."""
         df, metric = self.frame, self.rank_by
         done = df[(df["kind"] == "student") & (df["status"] == "done") & df[metric].notna()]
-        return None if done.empty else done.loc[best_index(done[metric], metric)]
+        if done.empty:
+            return None
+        if "selection_score" in done and done["selection_score"].notna().any():
+            objective = self.selection_objective
+            keys = sorted((sort_key(objective, v), m, i) for i, m, v in
+                          zip(done.index, done["model"], done["selection_score"]))
+            return done.loc[keys[0][2]]
+        return done.loc[best_index(done[metric], metric)]
 
     def only(self, models) -> Board:
         """The same board over the rows of `models` only (e.g. the model card speaks of the exported

@@ -67,6 +67,9 @@ def model_card(board: Board, sweep: str, teacher_source: str) -> str:
         quality = (f"{_num(best[rank])}{summary.interval_text(best, rank)} (lower is better), "
                    f"{summary._ratio(best, 'ppl_vs_teacher') or '?'} the teacher's perplexity")
         use, style, scores = CAUSAL_USE, "DistilGPT2", "Perplexity (WikiText test) and the other columns"
+    picked = (f"its selection score ({_num(best['selection_score'])} {rank} on held-out training rows, "
+              f"which the search ranked on); on the validation rows, {rank}" if pd.notna(best.get("selection_score"))
+              else rank)
     shown_rows = board.only([best["model"]] + ([teacher["model"]] if teacher is not None else []))
     notes = "\n".join(f"- {n}" for n in summary.conventions(shown_rows))
     compared = [c for c in summary.comparison_sentences(board) if f"`{best['model']}`" in c]  # where it is the best
@@ -81,7 +84,7 @@ tags: [distillation, distilbert]
 
 A {style}-style student ({_num(best['n_params'] / 1e6, 1)}M encoder parameters) distilled by
 distil-sweep from the teacher `{teacher_source}`. It is the best of the sweep's finished students
-by {rank}: {quality}.
+by {picked}: {quality}.
 
 ```python
 {use}
@@ -108,7 +111,7 @@ by {rank}: {quality}.
 
 
 def export_best(board: Board, results_dir: str | Path) -> Path:
-    """Copy the best done student (Board.best_student: by board.rank_by) to `results_dir/best_student/` with a
+    """Copy the best done student (Board.best_student: by its selection score) to `results_dir/best_student/` with a
     model card (README.md); returns that dir.
 
     The copy and its card are written to `.best_student.new/` first and swapped in only when

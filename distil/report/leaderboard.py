@@ -110,7 +110,9 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
     reference row, or in a sweep from before that row the candidate that ran them), seeds,
     subset_data (splits only available as subsets), at_chance (split columns where the row
     scores at or below the majority-class score), and, when status.json files exist, rung,
-    proxy_score and reason. Columns a result file lacks (e.g. profiles of an older sweep,
+    proxy_score and reason, and on finished candidates selection_score (the first search objective on
+    held-out training rows, from result.json "objectives": what the search, the janitor and
+    Board.best_student rank candidates by). Columns a result file lacks (e.g. profiles of an older sweep,
     predictions for intervals) are empty.
 
     The sweep-wide facts are the Board's fields (leaderboard.parquet keeps them as its frame's
@@ -159,6 +161,7 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
         row_dirs[model] = row_dir.path
         provenance.append((model, result.get("provenance")))
     started, candidates = {}, {}
+    selection_objective = ((spec.get("search") or {}).get("objectives") or ["macro_score"])[0]
     for cand in results.candidates():
         try:
             config = read_json(cand.config_file) if cand.has_config() else None
@@ -173,7 +176,9 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
         if config:
             started[cand.name] = config.get("started", math.nan)
         if result is not None:
-            rows.append({"model": cand.name, "kind": "student", "status": "done", **row, **extra})
+            selection = (result.get("objectives") or {}).get(selection_objective)
+            rows.append({"model": cand.name, "kind": "student", "status": "done", **row, **extra,
+                         "selection_score": math.nan if selection is None else selection})
             row_dirs[cand.name] = cand.path
             if result.get("lm"):
                 lm[cand.name] = result["lm"]
@@ -323,7 +328,7 @@ def _order(tasks=()) -> list[str]:
     tasks_block = ([TASKS_MACRO, "pct_teacher_tasks", "retention_over_chance_tasks", "gain_over_random_init_tasks",
                     "delta_vs_default_tasks"] if tasks else [])
     return ["model", "kind", "status", *CONFIG_COLUMNS, "macro_score", "pct_teacher", "retention_over_chance",
-            "gain_over_random_init", "delta_vs_default", *tasks_block, "p_best", *all_columns(tasks),
+            "gain_over_random_init", "delta_vs_default", *tasks_block, "p_best", "selection_score", *all_columns(tasks),
             *(f"retention_{t.name}" for t in [*TASKS.values(), *tasks]), *SHAPE_COLUMNS, "n_params", *PROFILE_COLUMNS,
             *LATENCY_SPREAD_COLUMNS, "distill_loss", "finetune_seconds", *(f"finetune_seconds_{t.name}" for t in tasks),
             "trial_index", "paper_defaults"]

@@ -197,14 +197,16 @@ def headline(board: Board) -> str:
 
     With a confirmation stage, its claim comes first (`confirmation_lines`: which finalists are better
     than the paper defaults on fresh runs, simultaneous intervals, the A/A line) and the search's
-    numbers follow, labelled as selection scores. Then: the best student by the ranking metric
-    (board.rank_by: the first search objective), its share of the teacher's gain over chance (naming
-    the tasks left out), its % of teacher, how often it was first over the resamples (only with 2 or
-    more students with intervals) and its difference to the paper defaults with a 95 % interval and a
-    verdict (better / not distinguishable / worse; "not confirmed" beside a win when there is no
-    confirmation stage); a line for tasks_macro (own tasks) and for the GLUE macro when they are not
-    the ranking metric; its gain over each reference row (over mlm_only: the value of distillation),
-    the seeds, how many tasks the teacher clears chance on and which tasks sit at chance, and how the
+    numbers follow, labelled as selection scores. Then: the best student (Board.best_student: by its
+    selection score on held-out training rows, which the line names, when it has one) with its
+    validation score on the ranking metric (board.rank_by: the first search objective), its share of
+    the teacher's gain over chance (naming the tasks left out), its % of teacher, how often it was
+    first over the resamples (only with 2 or more students with intervals) and its difference to the
+    paper defaults with a 95 % interval and a verdict (better / not distinguishable / worse; "not
+    confirmed" beside a win when there is no confirmation stage); a line for tasks_macro (own tasks)
+    and for the GLUE macro when they are not the ranking metric; its gain over each reference row
+    (over mlm_only: the value of distillation), the seeds, how many tasks the teacher clears chance on
+    and which tasks sit at chance, and how the
     intervals were made."""
     df, best = board.frame, board.best_student()
     if best is None:
@@ -226,6 +228,8 @@ def headline(board: Board) -> str:
         extra.append(f"{100 * best[rank] / teacher[rank]:.1f} % of teacher")
     if pd.notna(best.get("p_best")):
         extra.append(f"first in {100 * best['p_best']:.0f} % of resamples")
+    if pd.notna(best.get("selection_score")):  # Board.best_student: chosen on other rows than these
+        extra.append(f"picked by its selection score {best['selection_score']:.2f} on held-out training rows")
     first += f" ({'; '.join(extra)})" if extra else ""
     delta = "delta_vs_default" + sfx if is_macro else None
     default = df[(df["model"] == board.paper_defaults) & df["kind"].isin(["student", "reference"])]

@@ -37,7 +37,6 @@ from dataclasses import replace
 import numpy as np
 import ray
 
-from distil.config.objectives import sort_key
 from distil.config.spec import SweepSpec
 from distil.evaluation import scores
 from distil.search.context import SweepContext, encoder_parameters, paper_default_point
@@ -54,18 +53,8 @@ def finalists(results_dir, spec: SweepSpec) -> list[str]:
     (spec.search.objectives[0]: selection scores, never the validation rows), best first, ties by
     trial id; fewer if fewer finished. Unreadable result.json files are passed over (the
     leaderboard reports them as corrupt)."""
-    metric, top_k = spec.search.objectives[0], spec.search.confirm.top_k
-    scored = []
-    for cand in ResultsDir(results_dir).candidates():
-        if not cand.has_result():
-            continue
-        try:
-            value = (cand.read_result().objectives or {}).get(metric)
-        except (OSError, ValueError):
-            continue
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            scored.append((sort_key(metric, value), cand.name))  # best first by the objective's direction
-    return [name for _, name in sorted(scored)[:top_k]]
+    ranked = ResultsDir(results_dir).by_selection(spec.search.objectives[0])
+    return [name for name, value in ranked if value is not None][:spec.search.confirm.top_k]
 
 
 def rows_to_confirm(ctx: SweepContext) -> dict[str, CandidateParams]:

@@ -15,7 +15,6 @@ from transformers import AutoConfig
 
 from distil.config.families import CLM, family_of
 from distil.config.layers import layer_key, parse_layer_key
-from distil.config.objectives import sort_key
 from distil.config.settings import LossWeights, StudentShape
 from distil.evaluation.task_distill import TaskDistillRun, distill_on_task
 from distil.science.student import save_student
@@ -174,16 +173,11 @@ def _distilled_row(ctx: SweepContext, name: str, params: CandidateParams) -> str
 
 def best_candidate_rule(out, metric: str = "macro_score") -> str | None:
     """The layer-selection rule of the best finished candidate of results dir `out` by `metric` (its
-    direction: distil.config.objectives; the first in trial order on a tie), None if none has a value."""
-    best = None
-    for cand in ResultsDir(out).candidates():
-        if not cand.has_result():
-            continue
-        result = cand.read_result()
-        value = (result.objectives or {}).get(metric)
-        if value is not None and (best is None or sort_key(metric, value) < sort_key(metric, best[0])):
-            best = (value, result.params["layer_selection"])
-    return best[1] if best else None
+    selection score: ResultsDir.by_selection, the leaderboard's best student), None if none has a value."""
+    ranked = ResultsDir(out).by_selection(metric)
+    if not ranked or ranked[0][1] is None:
+        return None
+    return ResultsDir(out).candidate(ranked[0][0]).read_result().params["layer_selection"]
 
 
 def lm_only_name(ctx: SweepContext) -> str:

@@ -30,7 +30,7 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from distil.config.layers import layer_key
-from distil.config.objectives import direction, sort_key
+from distil.config.objectives import direction
 from distil.config.spec import Choice, FloatRange, SweepSpec
 from distil.search.halving import SuccessiveHalving
 from distil.search.sampler import RungTPESampler
@@ -202,8 +202,9 @@ class Janitor(tune.Callback):
       `stopped` with its last rung and proxy score; its student weights are pruned;
     * a trial that raised: status.json says `failed` with the first line of the error;
     * every ended trial's Ray Train checkpoints (weights + optimizer state) are deleted once the
-      student is copied out; only the `keep_students` best finished students keep their weights
-      (the others keep config, scores and predictions).
+      student is copied out; only the `keep_students` best finished students by their selection
+      scores (ResultsDir.by_selection, the ranking the leaderboard's best student and best_student/
+      come from) keep their weights (the others keep config, scores and predictions).
     """
 
     def __init__(self, results_dir: str, train_storage: str, keep_students: int, metric: str = "macro_score"):
@@ -233,13 +234,10 @@ class Janitor(tune.Callback):
         storage.remove_tree(storage.join(self.train, train_run_name(trial_id)))  # a local dir or a URI
 
     def _keep_best_students(self) -> None:
-        done = []
-        for cand in self.out.candidates():
-            if cand.has_result():
-                done.append((sort_key(self.metric, (cand.read_result().objectives or {}).get(self.metric)), cand.name,
-                             cand))
-        for _, _, cand in sorted(done, key=lambda x: x[:2])[self.keep:]:  # best first, ties by trial id
-            _prune_student(cand, f"not among the best {self.keep} finished students (search.keep_students)")
+        ranked = [name for name, _ in self.out.by_selection(self.metric)]  # the leaderboard's best student first
+        for name in ranked[self.keep:]:
+            _prune_student(self.out.candidate(name), f"not among the best {self.keep} finished students "
+                                                     "(search.keep_students)")
 
 
 def _prune_student(cand: CandidateDir, why: str) -> None:

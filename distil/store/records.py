@@ -46,6 +46,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distil.config.objectives import sort_key
+
 PROXY = "proxy_score"  # the early-stopping proxy's score (Tune metric and the rung files' key)
 BUDGET = "rung_budget"  # rf^k at rung k: the rung's budget (distil.search.halving)
 # proxy_score minus the proxy score of the undistilled student of the trial's layer rule: what the
@@ -588,6 +590,26 @@ class ResultsDir:
     def candidates(self) -> list[CandidateDir]:
         """Every candidate's dir, by trial id (trials that wrote nothing yet included)."""
         return [CandidateDir(p, "student") for p in sorted((self.path / "candidates").glob("*")) if p.is_dir()]
+
+    def by_selection(self, objective: str) -> list[tuple[str, float | None]]:
+        """[(trial id, its selection score)] for every finished candidate (result.json), best first by
+        `objective` (the spec's first search.objectives, read from result.json "objectives": the scores
+        the search ranked on, on held-out training rows), ties by trial id; a missing or non-finite score
+        (None) sorts last. The one ranking of "the best students": the janitor keeps the first
+        search.keep_students, the confirmation stage takes the first confirm.top_k with a score, and the
+        leaderboard's best student (Board.best_student, exported to best_student/) is the first.
+        Unreadable result.json files are passed over (the leaderboard reports them as corrupt)."""
+        scored = []
+        for cand in self.candidates():
+            if not cand.has_result():
+                continue
+            try:
+                value = (cand.read_result().objectives or {}).get(objective)
+            except (OSError, ValueError):
+                continue
+            key = sort_key(objective, value)
+            scored.append((key, cand.name, None if key == float("inf") else float(value)))
+        return [(name, value) for _, name, value in sorted(scored)]
 
     def confirmation(self, name: str) -> ConfirmationDir:
         """The confirmation stage's row `name` (`paper_defaults` or a finalist's trial id)."""
