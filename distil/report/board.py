@@ -117,7 +117,7 @@ class Board:
         """The objective the search ranked candidates by (spec.json's first search.objectives, default
         macro_score): the `selection_score` column holds each candidate's value of it on held-out
         training rows."""
-        return ((self.spec.get("search") or {}).get("objectives") or ["macro_score"])[0]
+        return first_objective(self.spec)
 
     def best_student(self) -> pd.Series | None:
         """The row of the best done student, or None. Picked as the search picked it: by `selection_score`
@@ -153,6 +153,12 @@ class Board:
                 "chance_rule": self.chance_rule, "bootstrap": self.bootstrap, "comparison": list(self.comparison),
                 "retention": self.retention, "confirmation": self.confirmation,
                 **({"perplexity": self.perplexity} if self.perplexity else {})}
+
+
+def first_objective(spec: dict) -> str:
+    """spec.json's (a dict's) first search.objectives: what the search ranked candidates by; macro_score when
+    the spec names none (or is missing)."""
+    return ((spec.get("search") or {}).get("objectives") or ["macro_score"])[0]
 
 
 def best_index(values: pd.Series, metric: str):

@@ -43,7 +43,7 @@ from distil.evaluation.scores import (
 )
 from distil.report import summary
 from distil.report.board import (
-    FAMILIES, Board, cleared_tasks, families, family_tasks, init_rows, reference_map, reference_rows,
+    FAMILIES, Board, cleared_tasks, families, family_tasks, first_objective, init_rows, reference_map, reference_rows,
     retention_over_chance,
 )
 from distil.store.records import PAPER_DEFAULTS, ResultsDir, read_json
@@ -161,7 +161,7 @@ def load(results_dir: str | Path, resamples: int = confidence.RESAMPLES, seed: i
         row_dirs[model] = row_dir.path
         provenance.append((model, result.get("provenance")))
     started, candidates = {}, {}
-    selection_objective = ((spec.get("search") or {}).get("objectives") or ["macro_score"])[0]
+    selection_objective = first_objective(spec)
     for cand in results.candidates():
         try:
             config = read_json(cand.config_file) if cand.has_config() else None
@@ -297,7 +297,7 @@ def rank_metric(df: pd.DataFrame, spec: dict) -> str:
     """The column rows are ranked by (and the best student chosen on): spec.json's first
     search.objectives when the leaderboard has it with a value, else macro_score, else
     tasks_macro (an older sweep's spec, or one whose scores are all missing)."""
-    first = (spec.get("search", {}).get("objectives") or ["macro_score"])[0]
+    first = first_objective(spec)
     for c in (first, "macro_score", TASKS_MACRO):
         if c in df and df[c].notna().any():
             return c

@@ -206,8 +206,7 @@ def headline(board: Board) -> str:
     confirmed" beside a win when there is no confirmation stage); a line for tasks_macro (own tasks)
     and for the GLUE macro when they are not the ranking metric; its gain over each reference row
     (over mlm_only: the value of distillation), the seeds, how many tasks the teacher clears chance on
-    and which tasks sit at chance, and how the
-    intervals were made."""
+    and which tasks sit at chance, and how the intervals were made."""
     df, best = board.frame, board.best_student()
     if best is None:
         return "No student has finished yet: nothing to rank."

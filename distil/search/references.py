@@ -174,10 +174,11 @@ def _distilled_row(ctx: SweepContext, name: str, params: CandidateParams) -> str
 def best_candidate_rule(out, metric: str = "macro_score") -> str | None:
     """The layer-selection rule of the best finished candidate of results dir `out` by `metric` (its
     selection score: ResultsDir.by_selection, the leaderboard's best student), None if none has a value."""
-    ranked = ResultsDir(out).by_selection(metric)
+    results = ResultsDir(out)
+    ranked = results.by_selection(metric)
     if not ranked or ranked[0][1] is None:
         return None
-    return ResultsDir(out).candidate(ranked[0][0]).read_result().params["layer_selection"]
+    return results.candidate(ranked[0][0]).read_result().params["layer_selection"]
 
 
 def lm_only_name(ctx: SweepContext) -> str:
