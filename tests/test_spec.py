@@ -339,15 +339,15 @@ def test_a_searched_width_is_searched_and_checked_shape_by_shape(tmp_path):
 
 
 def test_the_narrow_spec_validates_offline_with_one_point_per_loss_family(tmp_path, monkeypatch, capsys):
-    """sweeps/narrow.yaml: --dry-run validates it offline; a 4 x 192 student with the teacher's 12 heads (so
+    """sweeps/narrow.yaml: --dry-run validates it offline; a 4 x 288 student with the teacher's 12 heads (so
     every term applies), the paper defaults then one fixed point per loss family before the sampler's trials."""
     from distil.config import rules
     from distil.config.settings import StudentShape
     out = dry_run_shipped("narrow", tmp_path, monkeypatch, capsys)
-    assert "hidden_size 192, num_attention_heads 12, intermediate_size 768" in out
+    assert "hidden_size 288, num_attention_heads 12, intermediate_size 1152" in out
     spec = load_spec(ROOT / "sweeps" / "narrow.yaml")
     teacher = rules.teacher_config(rules.resolve_teacher(spec.teacher.model))
-    assert rules.student_shapes(spec, teacher) == [StudentShape(192, 12, 768)] and spec.student.n_layers == 4
+    assert rules.student_shapes(spec, teacher) == [StudentShape(288, 12, 1152)] and spec.student.n_layers == 4
     terms = ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_hidden", "alpha_attn", "alpha_relation")
     positive = [[t for t in terms if point[t] > 0] for point in spec.search.points_to_evaluate]
     assert positive == [["alpha_ce", "alpha_mlm", "alpha_cos"], ["alpha_ce", "alpha_mlm"], ["alpha_hidden"],
