@@ -56,6 +56,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler  # noqa: E402
 
 from distil.config.spec import SpecError, SweepSpec, load_spec  # noqa: E402
 from distil.evaluation import scores  # noqa: E402
+from distil.report.board import first_objective  # noqa: E402
 from distil.search.halving import rung_score  # noqa: E402
 from distil.search.tuner import make_scheduler  # noqa: E402
 from distil.store.records import BUDGET, PROXY, ResultsDir, init_only_name  # noqa: E402
@@ -101,6 +102,8 @@ class Trial:
     proxy: tuple[float, ...]  # each rung's proxy fine-tuning seconds (proxy_seconds: 1-core Ray tasks, summed)
     glue: float  # the full protocol's fine-tuning seconds (result.json finetune_seconds: 1-core Ray tasks, summed)
     init: str  # the undistilled student its gain is measured from: `init_only-<rule>/<n>L`
+    selection: float | None = None  # the full protocol's score on held-out training rows (result.json
+    #                                 objectives: the spec's first objective, what the search ranks by)
 
     def scores(self, kind: str) -> list[float]:
         """Its rung scores as a rule deciding on `kind` sees them: "raw" (proxy_score) or "gain"
@@ -129,6 +132,7 @@ def load_full_arm(results_dir: str | Path, spec: SweepSpec) -> FullArm:
     out = ResultsDir(results_dir)
     notes, trials, init, steps, unbusy, walled = [], [], {}, [None] * es.rungs, 0.0, 0
     written = out.read_spec() or {}
+    objective = first_objective(written)
     tol = ((written.get("search") or {}).get("early_stopping") or {}).get("tolerance")
     if tol is not None and tol < FULL_ARM_TOLERANCE:
         notes.append(f"{shown(out.path)} was run with tolerance {tol}, not as a full arm: "
@@ -161,10 +165,12 @@ def load_full_arm(results_dir: str | Path, spec: SweepSpec) -> FullArm:
             busy.append(workers * seconds)
             unbusy += max(0.0, r.distill_seconds - seconds)
             steps[r.rung] = steps[r.rung] or r.step
+        selection = (result.objectives or {}).get(objective)
         trials.append(Trial(name=cand.name, rule=rule, raw=tuple(r.proxy_score for r in rungs),
                             gain=tuple(r.gain_over_init for r in rungs), macro=float(row["macro_score"]),
                             distill=tuple(busy), proxy=tuple(r.proxy.proxy_seconds for r in rungs),
-                            glue=float(result.finetune_seconds or 0.0), init=key))
+                            glue=float(result.finetune_seconds or 0.0), init=key,
+                            selection=None if selection is None else float(selection)))
     if walled:
         notes.append(f"{walled} rungs lack distill.run_seconds: counted at their wall distill_seconds "
                      "(queueing included)")
@@ -194,7 +200,12 @@ def kendall_interval(x, y, resamples: int = 2000, seed: int = 0) -> tuple[float,
 
 def rank_agreement(trials: list[Trial], resamples: int = 2000, seed: int = 0) -> list[dict]:
     """Per rung and score kind ("raw", "gain"): Kendall's tau with the final macro and its interval
-    (kendall_interval). A kind with an unknown score at the rung gets tau NaN."""
+    (kendall_interval). A kind with an unknown score at the rung gets tau NaN.
+
+    Then, where every trial has one, the ceiling (rung None, kind "selection"): tau between the full
+    protocol's own selection score (the same fine-tuned models scored on held-out training rows) and
+    the final macro (validation rows). It is how well the full protocol ranks itself on other
+    examples, so no proxy can be expected to rank the final macro much better."""
     macro = [t.macro for t in trials]
     rows = []
     for k in range(len(trials[0].raw)):
@@ -205,6 +216,9 @@ def rank_agreement(trials: list[Trial], resamples: int = 2000, seed: int = 0) ->
                 continue
             tau, lo, hi, skipped = kendall_interval(values, macro, resamples, seed)
             rows.append({"rung": k, "kind": kind, "tau": tau, "lo": lo, "hi": hi, "skipped": skipped})
+    if all(t.selection is not None for t in trials):
+        tau, lo, hi, skipped = kendall_interval([t.selection for t in trials], macro, resamples, seed)
+        rows.append({"rung": None, "kind": "selection", "tau": tau, "lo": lo, "hi": hi, "skipped": skipped})
     return rows
 
 
@@ -410,12 +424,17 @@ def markdown(arm: FullArm, spec: SweepSpec, ranks: list[dict], rules: list[dict]
               f"Kendall's tau-b with the final macro over the {len(trials)} trials; 95 % percentile bootstrap over "
               f"trials ({resamples} resamples; those where tau is undefined are skipped).", "",
               "| rung (step) | score | Kendall τ | 95 % interval | resamples skipped |", "|---|---|---|---|---|"]
+    names = {"raw": "proxy score", "gain": "gain over init",
+             "selection": "the full protocol's selection score (held-out training rows): the ceiling"}
     for r in ranks:
-        step = arm.steps[r["rung"]]
-        name = "proxy score" if r["kind"] == "raw" else "gain over init"
+        where = "full protocol" if r["rung"] is None else f"{r['rung']} ({arm.steps[r['rung']]})"
         tau = "n/a" if math.isnan(r["tau"]) else f"{r['tau']:+.2f}"
         ci = "n/a" if math.isnan(r["lo"]) else f"[{r['lo']:+.2f}, {r['hi']:+.2f}]"
-        lines.append(f"| {r['rung']} ({step}) | {name} | {tau} | {ci} | {r['skipped']} |")
+        lines.append(f"| {where} | {names[r['kind']]} | {tau} | {ci} | {r['skipped']} |")
+    if any(r["kind"] == "selection" for r in ranks):
+        lines += ["", "The last row is the same fine-tuned models scored on two disjoint sets of examples: how "
+                  "well the full protocol ranks itself. A proxy is not expected to rank the final macro much "
+                  "better than that."]
     top = ", ".join(f"`{t.name}` ({t.macro:.2f})" for t in ranked[:2])
     lines += ["", "## Each stopping rule, replayed", "",
               f"{rules[0]['orders']} shuffled orders of the recorded trials per rule (the same orders for each); "

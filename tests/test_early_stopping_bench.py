@@ -35,9 +35,10 @@ def _spec(tmp_path, tolerance=0.0):
     return path, load_spec(path)
 
 
-def write_full_arm(path, gains, inits=None, rules=None, run_seconds=RUN_SECONDS):
+def write_full_arm(path, gains, inits=None, rules=None, run_seconds=RUN_SECONDS, selection=None):
     """A full arm: trial t<i> has final macro MACROS[i], gain over init gains[i][k] at rung k (its
-    proxy score: inits[i] + that), and the costs above. Returns the results dir."""
+    proxy score: inits[i] + that), the costs above, and selection score selection[i] in result.json's
+    objectives (none when `selection` is None). Returns the results dir."""
     out = ResultsDir(path)
     out.write_spec('{"name": "synthetic", "search": {"early_stopping": '
                    '{"rungs": 3, "reduction_factor": 3, "tolerance": 1e9}}}')
@@ -53,7 +54,9 @@ def write_full_arm(path, gains, inits=None, rules=None, run_seconds=RUN_SECONDS)
         cand.write_config(TrialConfig(params=params, started=1.7e9 + i))
         cand.write_rungs(rungs)
         glue = ({"task": "sst2", "seed": 0, "scores": {"": {"accuracy": macro}}, "seconds": GLUE_S},)
-        cand.write_result(Result(kind="student", params=params, glue=glue, rungs=tuple(rungs), finetune_seconds=GLUE_S))
+        objectives = None if selection is None else {"macro_score": selection[i]}
+        cand.write_result(Result(kind="student", params=params, glue=glue, rungs=tuple(rungs), finetune_seconds=GLUE_S,
+                                 objectives=objectives))
     for rule, init in set(zip(rules, inits)):
         out.init_only(rule).write_init_proxy(3, ProxyPoint({"sst2": init}, proxy_score=init, proxy_seconds=INIT_S))
     return path
@@ -163,3 +166,20 @@ def test_the_command_line_analyses_a_finished_full_arm_and_writes_its_page(tmp_p
     assert text.startswith("# 20") and "**Commit:**" in text and "**Machine:**" in text and "--orders 5" in text
     assert not MACHINE_PATH.search(text), MACHINE_PATH.search(text)  # tests/test_docs.py's rule for pages
     assert re.search(r"\| successive halving, gain over init \| 0 \| 1\.00 \| 100 % \| 0 % \| 100 % \|", text)
+
+
+def test_the_ceiling_is_the_full_protocols_selection_score_against_the_final_macro(tmp_path):
+    """The last rank-agreement row: the full protocol's selection score (result.json objectives) against the
+    final macro. Selection in the reverse order of the macro gives tau -1; no objectives, no row."""
+    path, spec = _spec(tmp_path)
+    reverse = write_full_arm(tmp_path / "reverse", _faithful(), selection=[60.0 - i for i in range(8)])
+    rows = bench.rank_agreement(bench.load_full_arm(reverse, spec).trials, resamples=200)
+    assert (rows[-1]["rung"], rows[-1]["kind"]) == (None, "selection") and rows[-1]["tau"] == pytest.approx(-1.0)
+    assert [r["tau"] for r in rows[:-1]] == pytest.approx([1.0] * 6)  # the proxies still rank as the macro
+    arm = bench.load_full_arm(reverse, spec)
+    page = bench.markdown(arm, spec, rows, bench.replay_rules(arm, spec, orders=3), 200)
+    ceiling = "the full protocol's selection score (held-out training rows): the ceiling"
+    assert f"| full protocol | {ceiling} | -1.00 |" in page
+    bare = write_full_arm(tmp_path / "bare", _faithful())
+    assert all(r["kind"] != "selection" for r in bench.rank_agreement(bench.load_full_arm(bare, spec).trials,
+                                                                       resamples=50))
