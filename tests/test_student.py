@@ -162,3 +162,19 @@ def test_shapes_a_teacher_cannot_give_are_refused_but_random_init_takes_any(numb
         build_student(numbered_teacher, 1, "first", StudentShape(hidden_size=4, num_attention_heads=3))
     wide = build_student(numbered_teacher, 1, "random_init", StudentShape(hidden_size=8, intermediate_size=16))
     assert (wide.config.dim, wide.config.n_heads, wide.config.hidden_dim) == (8, 2, 16)
+
+
+def test_the_width_benchmark_scales_the_ffn_with_the_width_and_refuses_a_width_the_heads_do_not_split():
+    """benchmarks/narrow_init.py's shapes: the teacher's FFN ratio at every width, the teacher's own width
+    as the same-width copy, and a one-line error for a width the heads do not divide or one wider than it."""
+    from benchmarks.narrow_init import shape_at
+    from distil.config.settings import StudentShape
+    from distil.config.spec import SpecError
+    minilm = StudentShape(384, 12, 1536)
+    assert shape_at(288, 12, minilm) == StudentShape(288, 12, 1152)
+    assert shape_at(192, 12, minilm) == StudentShape(192, 12, 768)
+    assert shape_at(384, 12, minilm) == StudentShape()
+    with pytest.raises(SpecError, match=r"^--widths: 250 is not divisible by the 12 heads"):
+        shape_at(250, 12, minilm)
+    with pytest.raises(SpecError, match=r"^--widths: 528 is wider than the teacher's 384"):
+        shape_at(528, 12, minilm)
