@@ -608,3 +608,30 @@ def test_ddp_distils_with_one_layer_wise_family_alone():
     mp.start_processes(_ddp_steps, args=(2, port, ["hidden", "relation", "kl_mlm"], errors), nprocs=2, join=True,
                        start_method="spawn")
     assert errors.empty(), errors.get()
+
+
+def test_the_projections_start_as_the_inverse_of_weight_selection(tiny_teacher):
+    """W_h and W_e start where weight selection leaves the student: at the teacher's width the identity, so a
+    student that copies every teacher layer starts at hidden-state MSE 0 (from a random start it would not);
+    narrower, student unit j feeds only the teacher unit it was selected from, evenly_spaced(H_t, H)[j]."""
+    from distil.config.settings import StudentShape
+    from distil.science.distill import selection_projection
+    from distil.science.student import evenly_spaced
+
+    n, width = tiny_teacher.config.num_hidden_layers, tiny_teacher.config.hidden_size
+    w = LossWeights(alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=0.0, temperature=1.0, alpha_hidden=1.0,
+                    layer_map="uniform")
+    copy = StudentForDistillation(build_student(tiny_teacher, n, "first"), w, tiny_teacher.config).eval()
+    assert torch.equal(copy.projections["hidden"].weight, torch.eye(width))
+    ids, attn, probs = _batch()
+    terms = distill_step(tiny_teacher.eval(), copy, ids, attn, probs, w, mask_id=MASK_ID, mask_prob=0.15,
+                         restrict_ce_to_mask=False, generator=torch.Generator().manual_seed(0))
+    assert terms["hidden"].item() < 1e-8, terms["hidden"]
+
+    narrow = StudentForDistillation(build_student(tiny_teacher, 2, "every_other", StudentShape(hidden_size=48)), w,
+                                    tiny_teacher.config)
+    for name in ("hidden", "embeddings"):
+        weight, bias = narrow.projections[name].weight, narrow.projections[name].bias
+        assert weight.shape == (width, 48) and torch.equal(weight, selection_projection(48, width))
+        assert torch.equal(weight.argmax(dim=0), torch.tensor(evenly_spaced(width, 48))) and weight.sum() == 48
+        assert not bias.any()
