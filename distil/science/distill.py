@@ -65,9 +65,10 @@ class StudentForDistillation(nn.Module):
     selected from (distil.science.student.evenly_spaced(H_t, H)[j]) with weight 1, every other weight and
     the bias 0; at the teacher's width, the identity. TinyBERT learns them from a random start; here
     that start moved a weight-selected student's copied weights before the map was learned (hidden
-    states only, 54 steps: −5.77 [−8.82, −2.30] macro points against the undistilled init,
-    docs/measurements/2026-12-04-narrow-288.md). From the selection's inverse the term's first gradients
-    reach the student only through the units it shares with the teacher. They are in `projections`,
+    states only, 54 steps: −5.77 [−8.82, −2.30] macro points against the undistilled init; +1.19
+    [−1.39, 3.98] from this start, docs/measurements/2026-12-04-narrow-288.md). From the selection's
+    inverse the term's first gradients reach the student only through the units it shares with the
+    teacher. They are in `projections`,
     trained with the student by the same optimiser, and not part of the student's saved weights: a
     checkpoint carries them apart (`projections.state_dict()`), and they are dropped after distillation.
 
