@@ -12,7 +12,8 @@ be compared on what they add.
 
     python benchmarks/narrow_init.py sweeps/narrow.yaml --widths 192,240,288,384 --tasks sst2,qnli
 
-Prints one line per width: hidden size, parameters, each task's validation score (x100) per seed and
+Prints one line per width: hidden size, parameters, each task's validation score (x100, the mean of its
+metrics: distil.evaluation.scores.task_score) per seed and
 the fine-tuning seconds. The teacher's width builds the same-width student (the selected layers copied).
 """
 
@@ -33,24 +34,26 @@ from distil.config.glue import glue_task  # noqa: E402
 from distil.config.layers import parse_layer_key  # noqa: E402
 from distil.config.settings import StudentShape  # noqa: E402
 from distil.config.spec import SpecError, load_spec  # noqa: E402
+from distil.evaluation import scores  # noqa: E402
 from distil.evaluation.finetune import finetune_and_evaluate  # noqa: E402
 from distil.science.student import save_student  # noqa: E402
 
 
 def shape_at(width: int, heads: int, teacher: StudentShape) -> StudentShape:
-    """The student shape of hidden size `width` with `heads` heads and the teacher's FFN ratio; the
-    teacher's own width (and heads) gives StudentShape() (the same-width copy).
+    """The student shape of hidden size `width` with `heads` heads and the teacher's FFN ratio, checked by
+    the sweep's own rule (distil.config.rules.resolve_shape, as weight selection needs); the teacher's
+    own shape gives StudentShape() (the same-width copy).
 
     Raises:
-        SpecError: `width` not divisible by `heads`, or wider than the teacher.
+        SpecError: `width` not divisible by `heads`, or wider than the teacher (resolve_shape's line,
+            after "--widths <width>: ").
     """
-    if width % heads:
-        raise SpecError(f"--widths: {width} is not divisible by the {heads} heads; pick a multiple of {heads}")
-    if width > teacher.hidden_size:
-        raise SpecError(f"--widths: {width} is wider than the teacher's {teacher.hidden_size}")
-    if (width, heads) == (teacher.hidden_size, teacher.num_attention_heads):
-        return StudentShape()
-    return StudentShape(width, heads, teacher.intermediate_size * width // teacher.hidden_size)
+    shape = StudentShape(width, heads, teacher.intermediate_size * width // teacher.hidden_size)
+    try:
+        shape = rules.resolve_shape(shape, teacher, from_teacher=True)
+    except SpecError as e:
+        raise SpecError(f"--widths {width}: {e}") from None
+    return StudentShape() if shape == teacher else shape
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,9 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         spec = load_spec(args.spec)
         widths = [int(w) for w in args.widths.split(",")]
-        teacher = rules.teacher_config(rules.resolve_teacher(spec.teacher.model))
-        teacher_shape = StudentShape(teacher["hidden_size"], teacher["num_attention_heads"],
-                                     teacher["intermediate_size"])
+        teacher_shape = rules.teacher_shape(rules.teacher_config(rules.resolve_teacher(spec.teacher.model)))
         heads = spec.student.num_attention_heads if isinstance(spec.student.num_attention_heads, int) \
             else teacher_shape.num_attention_heads
         shapes = [shape_at(w, heads, teacher_shape) for w in widths]
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
             for task in tasks:
                 runs = [finetune_and_evaluate(student, task, spec.glue.settings(task.name), s, None)
                         for s in range(args.seeds)]
-                values = [next(iter(next(iter(r["scores"].values())).values())) for r in runs]
+                values = [scores.task_score(r) for r in runs]
                 cells.append(f"{task.name} " + " / ".join(f"{v:.2f}" for v in values))
             print(f"hidden {width} ({shape.given() or 'the teacher shape'}): {n / 1e6:.1f} M body params; "
                   + "; ".join(cells) + f" ({time.time() - t0:.0f} s)", flush=True)

@@ -615,8 +615,7 @@ def test_the_projections_start_as_the_inverse_of_weight_selection(tiny_teacher):
     student that copies every teacher layer starts at hidden-state MSE 0 (from a random start it would not);
     narrower, student unit j feeds only the teacher unit it was selected from, evenly_spaced(H_t, H)[j]."""
     from distil.config.settings import StudentShape
-    from distil.science.distill import selection_projection
-    from distil.science.student import evenly_spaced
+    from distil.science.student import evenly_spaced, selection_projection
 
     n, width = tiny_teacher.config.num_hidden_layers, tiny_teacher.config.hidden_size
     w = LossWeights(alpha_ce=0.0, alpha_mlm=0.0, alpha_cos=0.0, temperature=1.0, alpha_hidden=1.0,

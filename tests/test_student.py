@@ -174,7 +174,8 @@ def test_the_width_benchmark_scales_the_ffn_with_the_width_and_refuses_a_width_t
     assert shape_at(288, 12, minilm) == StudentShape(288, 12, 1152)
     assert shape_at(192, 12, minilm) == StudentShape(192, 12, 768)
     assert shape_at(384, 12, minilm) == StudentShape()
-    with pytest.raises(SpecError, match=r"^--widths: 250 is not divisible by the 12 heads"):
+    with pytest.raises(SpecError,
+                       match=r"^--widths 250: student\.hidden_size: 250 does not split into 12 attention heads"):
         shape_at(250, 12, minilm)
-    with pytest.raises(SpecError, match=r"^--widths: 528 is wider than the teacher's 384"):
+    with pytest.raises(SpecError, match=r"^--widths 528: student\.hidden_size: 528 is more than the teacher's 384"):
         shape_at(528, 12, minilm)

@@ -26,24 +26,10 @@ from distil.config.rules import check_layer_terms, teacher_shape
 from distil.config.settings import LossWeights, StudentShape
 from distil.science.data import length_grouped_batches, pad_batch
 from distil.science.batch import CausalBatch, MaskedBatch, encoder_mask, gather_rows, prepare_batch
-from distil.science.student import evenly_spaced
+from distil.science.student import selection_projection
 from distil.science.losses import (LayerStates, attention_scores, causal_distillation_loss, causal_labels,
                                    distillation_loss)
 from distil.science.teacher import mlm_logits_at
-
-
-def selection_projection(width: int, teacher_width: int) -> torch.Tensor:
-    """The (teacher_width, width) matrix that puts student unit j at teacher unit
-    evenly_spaced(teacher_width, width)[j] (weight 1, all else 0): the inverse of weight selection
-    (Xu et al. 2024, §3.2; distil.science.student.select_elements keeps those units of every tensor). The
-    identity when the widths agree.
-
-    Raises:
-        ValueError: width not in [1, teacher_width] (evenly_spaced).
-    """
-    w = torch.zeros(teacher_width, width)
-    w[torch.tensor(evenly_spaced(teacher_width, width)), torch.arange(width)] = 1.0
-    return w
 
 
 class StudentForDistillation(nn.Module):
@@ -68,9 +54,9 @@ class StudentForDistillation(nn.Module):
     states only, 54 steps: −5.77 [−8.82, −2.30] macro points against the undistilled init; +1.19
     [−1.39, 3.98] from this start, docs/measurements/2026-12-04-narrow-288.md). From the selection's
     inverse the term's first gradients reach the student only through the units it shares with the
-    teacher. They are in `projections`,
-    trained with the student by the same optimiser, and not part of the student's saved weights: a
-    checkpoint carries them apart (`projections.state_dict()`), and they are dropped after distillation.
+    teacher. They are in `projections`, trained with the student by the same optimiser, and not part of
+    the student's saved weights: a checkpoint carries them apart (`projections.state_dict()`), and they
+    are dropped after distillation.
 
     Raises:
         SpecError (a ValueError): the terms do not fit the shapes (distil.config.rules.check_layer_terms).

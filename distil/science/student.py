@@ -104,6 +104,20 @@ def select_elements(weight: torch.Tensor, shape: torch.Size | tuple[int, ...]) -
     return weight
 
 
+def selection_projection(width: int, teacher_width: int) -> torch.Tensor:
+    """The (teacher_width, width) matrix that puts student unit j at teacher unit
+    evenly_spaced(teacher_width, width)[j] (weight 1, all else 0): the inverse of weight selection
+    (Xu et al. 2024, §3.2; select_elements keeps those units of every tensor). The
+    identity when the widths agree.
+
+    Raises:
+        ValueError: width not in [1, teacher_width] (evenly_spaced).
+    """
+    w = torch.zeros(teacher_width, width)
+    w[torch.tensor(evenly_spaced(teacher_width, width)), torch.arange(width)] = 1.0
+    return w
+
+
 @torch.no_grad()
 def build_student(teacher: BertForMaskedLM | PreTrainedModel, n_layers: int, selection: LayerSelection,
                   shape: StudentShape = StudentShape()) -> DistilBertForMaskedLM | PreTrainedModel:
